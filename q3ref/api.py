@@ -1,0 +1,151 @@
+"""The Python API, shaped like sentence-transformers: load() -> Model.encode / similarity /
+tokenize / trace."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import model as M
+from .checkpoint import RANDOM_MARK
+from .config import Config
+from .errors import Q3RefError
+from .tokenizer import EOS_ID, Tokenizer, find_tokenizer_file
+from .weights import Weights
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DOWNLOAD_HINT = (
+    "no Qwen3-Embedding weights found. Get the real ones with "
+    "`huggingface-cli download Qwen/Qwen3-Embedding-0.6B --local-dir weights/Qwen3-Embedding-0.6B` "
+    "(or pass --weights DIR / set Q3REF_WEIGHTS), or run offline on the bundled random test "
+    "checkpoint with --weights weights/q3ref-tiny")
+
+
+def find_weights(path=None) -> Path:
+    """--weights, $Q3REF_WEIGHTS, weights/Qwen3-Embedding-0.6B, then the Hugging Face cache."""
+    if path is not None:
+        p = Path(path).expanduser()
+        if not p.is_dir():
+            raise Q3RefError(f"weights directory {p} does not exist")
+        return p
+    if os.environ.get("Q3REF_WEIGHTS"):
+        p = Path(os.environ["Q3REF_WEIGHTS"]).expanduser()
+        if not p.is_dir():
+            raise Q3RefError(f"Q3REF_WEIGHTS={p} is not a directory")
+        return p
+    for base in (Path.cwd(), REPO_ROOT):
+        p = base / "weights" / "Qwen3-Embedding-0.6B"
+        if (p / "config.json").is_file():
+            return p
+    hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub")
+    snaps = sorted(glob.glob(os.path.join(hub, "models--Qwen--Qwen3-Embedding-0.6B", "snapshots", "*", "config.json")))
+    if snaps:
+        return Path(snaps[-1]).parent
+    raise Q3RefError(DOWNLOAD_HINT)
+
+
+class Model:
+    def __init__(self, path, dtype="float32", kernels="numba", resident=True):
+        self.path = Path(path)
+        if dtype not in ("float32", "float64"):
+            raise Q3RefError(f"dtype must be float32 or float64, got {dtype!r}")
+        if kernels not in M.KERNELS:
+            raise Q3RefError(f"kernels must be one of {', '.join(M.KERNELS)}, got {kernels!r}")
+        if not (self.path / "config.json").is_file():
+            raise Q3RefError(f"{self.path} is not a checkpoint directory (no config.json)")
+        self.cfg = Config.from_json(self.path / "config.json")
+        self.weights = Weights(self.path, self.cfg, np.dtype(dtype), resident)
+        self.kernels = kernels
+        tok = find_tokenizer_file(self.path)
+        self.tokenizer = Tokenizer(tok) if tok else None
+        raw = json.loads((self.path / "config.json").read_text())
+        self.is_random = RANDOM_MARK in raw  # bundled or generated test weights
+
+    def __repr__(self):
+        return f"q3ref.Model({str(self.path)!r}, D={self.cfg.hidden_size}, L={self.cfg.num_hidden_layers})"
+
+    # ------------------------------------------------------------------ tokens
+    def tokenize(self, texts, prompt_name=None, instruction=None, max_length=None) -> list[list[int]]:
+        """Exact ids, one list per text, each ending in exactly one <|endoftext|> (151643)."""
+        if self.tokenizer is None:
+            raise Q3RefError(f"{self.path} has no tokenizer.json; pass token ids (--ids) instead of text")
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        return [self.tokenizer.encode(t, prompt_name, instruction, max_length) for t in texts]
+
+    def check_ids(self, ids) -> np.ndarray:
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or ids.size == 0 or not np.issubdtype(ids.dtype, np.integer):
+            raise Q3RefError("token ids must be a non-empty list of integers")
+        bad = ids[(ids < 0) | (ids >= self.cfg.vocab_size)]
+        if bad.size:
+            raise Q3RefError(f"token id {int(bad[0])} is outside the vocabulary (0..{self.cfg.vocab_size - 1})")
+        return ids.astype(np.int64)
+
+    # ------------------------------------------------------------------ embeddings
+    def encode_ids(self, ids_list, dim=None, batch_size=8, progress=None) -> np.ndarray:
+        """Token id lists -> (N, dim) float32 unit vectors. Sequences are batched by length
+        (right-padded with the EOS id, masked) and returned in input order."""
+        M.check_dim(dim, self.cfg.hidden_size)
+        seqs = [self.check_ids(s) for s in ids_list]
+        order = np.argsort([-len(s) for s in seqs], kind="stable")
+        out = np.zeros((len(seqs), dim or self.cfg.hidden_size), dtype=np.float32)
+        for start in range(0, len(seqs), max(1, int(batch_size))):
+            idx = order[start:start + batch_size]
+            # Pad values are masked and never reach a real row; 0 exists in every vocabulary.
+            ids, mask = pad([seqs[i] for i in idx], pad_id=0)  # [B, T] each
+            out[idx] = M.embed(self.weights, self.cfg, ids, mask, dim, self.kernels)
+            if progress:
+                progress(min(start + batch_size, len(seqs)))
+        return out
+
+    def encode(self, texts, prompt_name=None, instruction=None, dim=None, batch_size=8,
+               max_length=None) -> np.ndarray:
+        """Texts -> (N, dim) float32 unit vectors, like SentenceTransformer.encode."""
+        single = isinstance(texts, str)
+        out = self.encode_ids(self.tokenize(texts, prompt_name, instruction, max_length), dim, batch_size)
+        return out[0] if single else out
+
+    @staticmethod
+    def similarity(a, b) -> np.ndarray:
+        """Cosine similarity matrix (N, M); sentence-transformers' default similarity_fn."""
+        a, b = np.atleast_2d(a), np.atleast_2d(b)
+        a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+        b = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12)
+        return a @ b.T
+
+    # ------------------------------------------------------------------ taps
+    def trace(self, text_or_ids, prompt_name=None, instruction=None, dim=None, progress=None) -> dict:
+        """Every intermediate of one sequence, {tap name: array without batch axis}, in forward
+        order, plus 'input_ids'."""
+        if isinstance(text_or_ids, str):
+            ids = self.tokenize(text_or_ids, prompt_name, instruction)[0]
+        else:
+            ids = text_or_ids
+        ids = self.check_ids(ids)
+        taps = {}
+        M.embed(self.weights, self.cfg, ids[None, :], np.ones((1, len(ids)), bool), dim,
+                self.kernels, taps, progress)
+        out = {name: taps[name][0] for name in M.tap_names(self.cfg)}
+        out["input_ids"] = ids
+        return out
+
+
+def pad(seqs, side="right", pad_id=EOS_ID):
+    """List of id arrays -> ids, mask [B, T]; pad positions hold pad_id and mask False."""
+    T = max(len(s) for s in seqs)
+    ids = np.full((len(seqs), T), pad_id, dtype=np.int64)  # [B, T]
+    mask = np.zeros((len(seqs), T), dtype=bool)  # [B, T]
+    for b, s in enumerate(seqs):
+        sl = slice(0, len(s)) if side == "right" else slice(T - len(s), T)
+        ids[b, sl], mask[b, sl] = s, True
+    return ids, mask
+
+
+def load(path=None, dtype="float32", kernels="numba", resident=True) -> Model:
+    """Find the weights (see find_weights) and load them."""
+    return Model(find_weights(path), dtype, kernels, resident)

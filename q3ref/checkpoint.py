@@ -1,0 +1,59 @@
+"""Random checkpoints with real shapes: bf16 safetensors + config.json (+ a tokenizer).
+
+Deterministic: each tensor draws from its own PCG64 stream, seeded by (seed, crc32(name)), so
+a tensor does not depend on which others were made and a large checkpoint is written one
+tensor at a time. The draws are plain NumPy; the file records the seed and the generator.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from . import safetensors_io
+from .config import PRESETS, Config
+from .errors import Q3RefError
+from .weights import expected_shapes
+
+RANDOM_MARK = "q3ref_random_checkpoint"  # config.json key that marks a meaningless checkpoint
+
+
+def random_tensor(name: str, shape, seed: int) -> np.ndarray:
+    """fp32 values for one tensor. Norm weights ~ 1 + 0.1 N(0,1) (non-unit on purpose, so a
+    reference that ignores or misapplies them is caught); embeddings ~ N(0, 1); projections
+    ~ N(0, 1/fan_in), which keeps every layer's contribution to the residual stream O(1)."""
+    rng = np.random.Generator(np.random.PCG64([seed, zlib.crc32(name.encode())]))
+    x = rng.standard_normal(shape, dtype=np.float32)
+    if len(shape) == 1:
+        return 1 + np.float32(0.1) * x
+    if name == "embed_tokens.weight":
+        return x
+    return x * np.float32(shape[1] ** -0.5)
+
+
+def make_checkpoint(out, cfg: Config, seed=0, tokenizer=None, preset=None):
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not (out / "config.json").is_file():
+            raise Q3RefError(f"{out} exists and is not a checkpoint directory; refusing to write into it")
+    out.mkdir(parents=True, exist_ok=True)
+    specs = {name: ("BF16", shape, lambda n=name, s=shape: safetensors_io.bf16_bits(random_tensor(n, s, seed)))
+             for name, shape in expected_shapes(cfg).items()}
+    safetensors_io.write(out / "model.safetensors", specs, metadata={"format": "pt"})
+    config = cfg.to_dict()
+    config[RANDOM_MARK] = {"preset": preset, "seed": seed, "generator": "numpy PCG64 standard_normal"}
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    if tokenizer is not None:
+        tokenizer = Path(tokenizer)
+        shutil.copyfile(tokenizer, out / ("tokenizer.json.gz" if tokenizer.suffix == ".gz" else "tokenizer.json"))
+    return out
+
+
+def preset_config(preset: str, **overrides) -> Config:
+    if preset not in PRESETS:
+        raise Q3RefError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    return Config(**{**PRESETS[preset], **overrides})

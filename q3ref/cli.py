@@ -1,0 +1,187 @@
+"""Command line: python -m q3ref {embed, trace, make-checkpoint} ...
+
+Errors are one line on stderr and exit status 2; outputs are written to a temporary name and
+renamed, so a failed run leaves no half-written file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import Q3RefError
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own usage errors: one line, exit 2
+        raise Q3RefError(f"{self.prog}: {message}")
+
+
+def parse_ids(spec: str) -> list[int]:
+    try:
+        ids = [int(t) for t in spec.replace(" ", "").split(",") if t != ""]
+    except ValueError:
+        raise Q3RefError(f"--ids takes comma-separated integers, got {spec!r}") from None
+    if not ids:
+        raise Q3RefError("--ids needs at least one token id")
+    return ids
+
+
+def add_model_args(p):
+    p.add_argument("--weights", metavar="DIR", help="checkpoint directory (config.json, model.safetensors, tokenizer.json)")
+    p.add_argument("--kernels", choices=["numba", "numpy"], default="numba",
+                   help="numba kernels (default) or their plain NumPy twins")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="compute precision (float64: the reference for the reference)")
+
+
+def add_input_args(p, many):
+    p.add_argument("text", nargs="*" if many else "?", help="input text" + ("s" if many else ""))
+    p.add_argument("--ids", action="append" if many else "store", metavar="1,2,3",
+                   help="token ids verbatim instead of text (no tokenizer needed)"
+                   + ("; repeatable" if many else ""))
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--query", action="store_true", help="prepend the default web-search query instruction")
+    g.add_argument("--instruction", metavar="TASK", help="query with a custom task: 'Instruct: TASK\\nQuery:TEXT'")
+    p.add_argument("--max-length", type=int, metavar="N", help="truncate to N tokens, keeping the EOS last")
+
+
+def build_parser():
+    parser = Parser(prog="q3ref", description="Transparent NumPy reference of Qwen3-Embedding.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser("embed", help="embed texts or token ids")
+    add_input_args(p, many=True)
+    add_model_args(p)
+    p.add_argument("--dim", type=int, metavar="N", help="MRL dimension (32..hidden): truncate, renormalize")
+    p.add_argument("--json", action="store_true", help='print {"model", "dim", "input_ids", "embeddings"}')
+    p.add_argument("--out", metavar="FILE.npy", help="also save the (N, dim) float32 array")
+    p.add_argument("--batch-size", type=int, default=8)
+
+    p = sub.add_parser("trace", help="write every intermediate tensor (tap) of one input to .npz")
+    add_input_args(p, many=False)
+    add_model_args(p)
+    p.add_argument("--dim", type=int, metavar="N", help="MRL dimension of the final 'embedding' tap")
+    p.add_argument("--out", required=True, metavar="trace.npz")
+
+    p = sub.add_parser("make-checkpoint", help="write a deterministic random checkpoint with real shapes")
+    p.add_argument("--preset", required=True, help="tiny, 0.6b, 4b or 8b")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--tokenizer", metavar="FILE", help="tokenizer.json(.gz) to copy into the checkpoint")
+    return parser
+
+
+def inputs(args, model, many):
+    """(labels, id lists) from positional texts and/or --ids."""
+    texts = args.text if many else ([args.text] if args.text is not None else [])
+    id_specs = (args.ids or []) if many else ([args.ids] if args.ids else [])
+    if not texts and not id_specs:
+        raise Q3RefError("give a text or --ids")
+    if not many and texts and id_specs:
+        raise Q3RefError("give either a text or --ids, not both")
+    if id_specs and (args.query or args.instruction is not None):
+        raise Q3RefError("--query/--instruction apply to text; --ids are used verbatim")
+    prompt = "query" if args.query else None
+    ids = model.tokenize(texts, prompt, args.instruction, args.max_length) if texts else []
+    ids += [parse_ids(s) for s in id_specs]
+    labels = list(texts) + [f"ids[{len(parse_ids(s))}]" for s in id_specs]
+    return labels, ids
+
+
+def atomic_save(path, save):
+    """save(file object) into path.partial, then rename: no half-written output on failure."""
+    path = Path(path)
+    if path.parent and not path.parent.is_dir():
+        raise Q3RefError(f"output directory {path.parent} does not exist")
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        with open(tmp, "wb") as f:
+            save(f)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load_model(args):
+    from .api import load
+
+    return load(args.weights, dtype=args.dtype, kernels=args.kernels)
+
+
+def random_note(model):
+    """Said after a successful run, so an error stays a single line."""
+    if model.is_random:
+        print(f"note: {model.path} is a random test checkpoint; its vectors are meaningless "
+              "(use the real Qwen3-Embedding weights for real embeddings)", file=sys.stderr)
+
+
+def cmd_embed(args):
+    model = load_model(args)
+    labels, ids = inputs(args, model, many=True)
+    vecs = model.encode_ids(ids, dim=args.dim, batch_size=args.batch_size)  # [N, dim]
+    if args.out:
+        atomic_save(args.out, lambda f: np.save(f, vecs))
+    if args.json:
+        print(json.dumps({"model": str(model.path), "dim": int(vecs.shape[1]),
+                          "input_ids": [list(map(int, s)) for s in ids],
+                          "embeddings": vecs.tolist()}))
+        random_note(model)
+        return 0
+    for i, (label, v) in enumerate(zip(labels, vecs)):
+        head = ", ".join(f"{x:+.4f}" for x in v[:4])
+        tail = ", ".join(f"{x:+.4f}" for x in v[-2:])
+        print(f"[{i}] {len(ids[i])} tokens, dim {v.size}: [{head}, ..., {tail}]  {label[:60]!r}")
+    if len(vecs) > 1:
+        sim = model.similarity(vecs, vecs)
+        print("cosine similarity:")
+        for i, row in enumerate(sim):
+            print(f"[{i}] " + " ".join(f"{x:7.4f}" for x in row))
+    random_note(model)
+    return 0
+
+
+def cmd_trace(args):
+    model = load_model(args)
+    _, ids = inputs(args, model, many=False)
+    taps = model.trace(ids[0], dim=args.dim)
+    atomic_save(args.out, lambda f: np.savez(f, **taps))
+    n = len(ids[0])
+    print(f"wrote {len(taps) - 1} taps of {n} tokens to {args.out}")
+    for name in ("embed", f"layers.{model.cfg.num_hidden_layers - 1}.out", "norm", "embedding"):
+        x = taps[name]
+        print(f"  {name:<24} {str(list(x.shape)):<16} max|x| {np.abs(x).max():.4g}")
+    random_note(model)
+    return 0
+
+
+def cmd_make_checkpoint(args):
+    from .checkpoint import make_checkpoint, preset_config
+
+    cfg = preset_config(args.preset)
+    if args.tokenizer and not Path(args.tokenizer).is_file():
+        raise Q3RefError(f"tokenizer file {args.tokenizer} does not exist")
+    out = make_checkpoint(args.out, cfg, args.seed, args.tokenizer, preset=args.preset)
+    print(f"wrote random {args.preset} checkpoint (seed {args.seed}) to {out}")
+    return 0
+
+
+COMMANDS = {"embed": cmd_embed, "trace": cmd_trace, "make-checkpoint": cmd_make_checkpoint}
+
+
+def main(argv=None):
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except Q3RefError as e:
+        print(f"q3ref: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("q3ref: interrupted", file=sys.stderr)
+        return 130

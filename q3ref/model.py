@@ -1,0 +1,166 @@
+"""The Qwen3-Embedding forward pass, top to bottom, in transformers' order of operations.
+
+Source: transformers `models/qwen3/modeling_qwen3.py` (Qwen3DecoderLayer, Qwen3Attention,
+Qwen3MLP, Qwen3RMSNorm) and sentence-transformers' last-token pooling.
+Dimension names (see config.py): B batch, T tokens, N = B*T rows, D hidden, H query heads,
+Hkv KV heads, Dh head dim, F MLP width.
+
+Every intermediate can be recorded into a `taps` dict under its tap name
+(`layers.{i}.q_norm`, `norm`, ...); in the dict each tap keeps its batch axis, [B, T, ...].
+Weights are read by their checkpoint names. Projections are `x @ W.T` with W stored [out, in].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import Config
+from .errors import Q3RefError
+from .kernels import KERNELS, rope_tables
+
+# Per-layer tap names in forward order, with their shapes (one sequence: no B axis).
+LAYER_TAPS = {
+    "input_norm": "T, D", "q": "T, H, Dh", "k": "T, Hkv, Dh", "v": "T, Hkv, Dh",
+    "q_norm": "T, H, Dh", "k_norm": "T, Hkv, Dh", "q_rope": "T, H, Dh", "k_rope": "T, Hkv, Dh",
+    "attn": "T, H, Dh", "o_proj": "T, D", "attn_residual": "T, D", "post_norm": "T, D",
+    "gate": "T, F", "up": "T, F", "act": "T, F", "down": "T, D", "out": "T, D",
+}
+TOP_TAPS = {"embed": "T, D", "norm": "T, D", "pooled": "D", "embedding": "dim"}
+
+
+def tap_names(cfg: Config) -> list[str]:
+    """All tap names of one forward, in the order they are made."""
+    names = ["embed"]
+    for i in range(cfg.num_hidden_layers):
+        names += [f"layers.{i}.{stage}" for stage in LAYER_TAPS]
+    return names + ["norm", "pooled", "embedding"]
+
+
+def forward(weights, cfg: Config, input_ids, mask, kernels="numba", taps=None, progress=None):
+    """input_ids, mask [B, T] -> final-norm hidden states [B, T, D].
+
+    mask marks real tokens (left, right or mixed padding). Positions count real tokens only,
+    so a padded sequence sees the same RoPE angles as it does alone (transformers uses
+    arange(T) even under left padding: equal in exact arithmetic, since RoPE is relative).
+    """
+    K = KERNELS[kernels]
+    B, T = input_ids.shape
+    dtype = weights.dtype
+
+    def tap(name, x):  # record x [N, ...] as [B, T, ...]
+        if taps is not None:
+            taps[name] = x.reshape(B, T, *x.shape[1:])
+
+    pos = np.maximum(np.cumsum(mask, axis=1) - 1, 0)  # [B, T]
+    cos, sin = rope_tables(pos.reshape(-1), cfg.head_dim, cfg.rope_theta, dtype)  # [N, Dh] each
+
+    x = weights.embed_rows(input_ids.reshape(-1))  # [N, D]
+    tap("embed", x)
+    for i in range(cfg.num_hidden_layers):
+        x = decoder_layer(x, weights, cfg, i, cos, sin, mask, K, tap)  # [N, D]
+        if progress:
+            progress(i + 1)
+    x = K["rms_norm"](x, weights["norm.weight"], cfg.rms_norm_eps)  # [N, D]
+    tap("norm", x)
+    return x.reshape(B, T, cfg.hidden_size)
+
+
+def decoder_layer(x, w, cfg, i, cos, sin, mask, K, tap):  # [N, D] -> [N, D]
+    """Pre-norm block: two residual lines (Qwen3DecoderLayer.forward)."""
+    h = x + attention_block(x, w, cfg, f"layers.{i}.", cos, sin, mask, K, tap)  # [N, D]
+    tap(f"layers.{i}.attn_residual", h)
+    out = h + mlp_block(h, w, cfg, f"layers.{i}.", K, tap)  # [N, D]
+    tap(f"layers.{i}.out", out)
+    return out
+
+
+def attention_block(x, w, cfg, p, cos, sin, mask, K, tap):  # [N, D] -> [N, D]
+    """RMSNorm -> q/k/v -> per-head q_norm/k_norm -> RoPE -> causal GQA attention -> o_proj."""
+    N, (B, T) = x.shape[0], mask.shape
+    H, Hkv, Dh, eps = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, cfg.rms_norm_eps
+    a = p + "self_attn."
+
+    n = K["rms_norm"](x, w[p + "input_layernorm.weight"], eps)  # [N, D]
+    tap(p + "input_norm", n)
+    q = (n @ w[a + "q_proj.weight"].T).reshape(N, H, Dh)  # [N, H, Dh]
+    k = (n @ w[a + "k_proj.weight"].T).reshape(N, Hkv, Dh)  # [N, Hkv, Dh]
+    v = (n @ w[a + "v_proj.weight"].T).reshape(N, Hkv, Dh)  # [N, Hkv, Dh]
+    tap(p + "q", q), tap(p + "k", k), tap(p + "v", v)
+
+    # QK-norm is Qwen3's addition over Qwen2: an RMSNorm over each head's Dh values with a
+    # learned [Dh] weight, applied before RoPE. v has none.
+    q = K["rms_norm"](q.reshape(N * H, Dh), w[a + "q_norm.weight"], eps).reshape(N, H, Dh)  # [N, H, Dh]
+    k = K["rms_norm"](k.reshape(N * Hkv, Dh), w[a + "k_norm.weight"], eps).reshape(N, Hkv, Dh)  # [N, Hkv, Dh]
+    tap(p + "q_norm", q), tap(p + "k_norm", k)
+
+    q = K["rope"](q, cos, sin)  # [N, H, Dh]
+    k = K["rope"](k, cos, sin)  # [N, Hkv, Dh]
+    tap(p + "q_rope", q), tap(p + "k_rope", k)
+
+    o = K["attention"](q.reshape(B, T, H, Dh), k.reshape(B, T, Hkv, Dh),
+                       v.reshape(B, T, Hkv, Dh), mask).reshape(N, H, Dh)  # [N, H, Dh]
+    tap(p + "attn", o)
+    o = o.reshape(N, H * Dh) @ w[a + "o_proj.weight"].T  # [N, D]
+    tap(p + "o_proj", o)
+    return o
+
+
+def mlp_block(h, w, cfg, p, K, tap):  # [N, D] -> [N, D]
+    """RMSNorm -> SwiGLU: down(silu(gate(n)) * up(n))."""
+    m = p + "mlp."
+    n = K["rms_norm"](h, w[p + "post_attention_layernorm.weight"], cfg.rms_norm_eps)  # [N, D]
+    tap(p + "post_norm", n)
+    gate = n @ w[m + "gate_proj.weight"].T  # [N, F]
+    up = n @ w[m + "up_proj.weight"].T  # [N, F]
+    tap(p + "gate", gate), tap(p + "up", up)
+    act = K["silu_mul"](gate, up)  # [N, F]
+    tap(p + "act", act)
+    down = act @ w[m + "down_proj.weight"].T  # [N, D]
+    tap(p + "down", down)
+    return down
+
+
+def pool_last(hidden, mask):  # [B, T, D], [B, T] -> [B, D]
+    """The last real token of each row, wherever the padding is.
+
+    sentence-transformers finds it as attention_mask.flip(1).argmax(1): correct under left,
+    right or mixed padding, unlike hidden[:, -1] (left padding only).
+    """
+    T = mask.shape[1]
+    last = T - 1 - np.argmax(mask[:, ::-1], axis=1)  # [B]
+    return hidden[np.arange(hidden.shape[0]), last]  # [B, D]
+
+
+def check_dim(dim, hidden_size):
+    """MRL dimensions run from 32 to the hidden size; anything else is an error, not a clip."""
+    if dim is None:
+        return
+    if hidden_size < 32:
+        raise Q3RefError(f"--dim: this model's hidden size {hidden_size} is below 32, so it has no "
+                         "MRL dimensions (they run 32..hidden size)")
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not 32 <= dim <= hidden_size:
+        raise Q3RefError(f"--dim must be an integer in 32..{hidden_size} (MRL dimensions "
+                         f"of this model), got {dim}")
+
+
+def normalize(x, dim=None):  # [B, D] -> [B, dim]
+    """MRL: keep the first `dim` values, then L2-normalize (sentence-transformers' truncate_dim
+    alone would leave the truncated vector un-normalized)."""
+    check_dim(dim, x.shape[-1])
+    if dim is not None:
+        x = x[..., :dim]  # [B, dim]
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)  # [B, 1]
+    return x / np.maximum(norm, 1e-12)  # [B, dim], torch F.normalize's eps
+
+
+def embed(weights, cfg, input_ids, mask, dim=None, kernels="numba", taps=None, progress=None):
+    """input_ids, mask [B, T] -> unit embeddings [B, dim]: forward, last-token pool, normalize."""
+    check_dim(dim, cfg.hidden_size)
+    if not mask.any(axis=1).all():
+        raise Q3RefError("every sequence needs at least one real token")
+    hidden = forward(weights, cfg, input_ids, mask, kernels, taps, progress)  # [B, T, D]
+    pooled = pool_last(hidden, mask)  # [B, D]
+    out = normalize(pooled, dim)  # [B, dim]
+    if taps is not None:
+        taps["pooled"], taps["embedding"] = pooled, out
+    return out

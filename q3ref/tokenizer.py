@@ -1,0 +1,79 @@
+"""Text -> token ids exactly as Qwen3-Embedding expects them.
+
+- Exactly one trailing <|endoftext|> (151643). The published tokenizer.json appends it through
+  a TemplateProcessing post-processor; older copies do not. q3ref encodes without the
+  post-processor and appends the EOS itself, so both files give the same ids, and never a
+  double EOS. <|im_end|> (151645, tokenizer_config's eos_token) is the chat EOS, not this one.
+- Prompts as sentence-transformers applies them: the prompt is prepended to the text and the
+  whole string is stripped. Queries get `Instruct: {task}\\nQuery:{text}`, no space after
+  `Query:`; documents get nothing.
+- Truncation keeps the EOS as the last token (as the template tokenizer's truncation does).
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+from .errors import Q3RefError
+
+EOS_TOKEN, EOS_ID = "<|endoftext|>", 151643
+IM_END_ID = 151645  # <|im_end|>: a common wrong choice of EOS for this model
+DEFAULT_TASK = "Given a web search query, retrieve relevant passages that answer the query"
+
+
+def prompt_for(prompt_name=None, instruction=None) -> str:
+    """The prefix for a text: '' (document) or 'Instruct: {task}\\nQuery:' (query)."""
+    if instruction is not None:
+        if not str(instruction).strip():
+            raise Q3RefError("--instruction needs a non-empty task description")
+        return f"Instruct: {instruction}\nQuery:"
+    if prompt_name in (None, "document"):
+        return ""
+    if prompt_name == "query":
+        return f"Instruct: {DEFAULT_TASK}\nQuery:"
+    raise Q3RefError(f"unknown prompt_name {prompt_name!r}; use 'query' or 'document'")
+
+
+def find_tokenizer_file(path: Path) -> Path | None:
+    for name in ("tokenizer.json", "tokenizer.json.gz"):
+        if (path / name).is_file():
+            return path / name
+    return None
+
+
+class Tokenizer:
+    def __init__(self, file: Path):
+        from tokenizers import Tokenizer as HFTokenizer
+
+        self.file = Path(file)
+        try:
+            raw = self.file.read_bytes()
+            text = gzip.decompress(raw).decode() if self.file.suffix == ".gz" else raw.decode()
+            self.hf = HFTokenizer.from_str(text)
+        except Exception as e:  # tokenizers raises plain Exception subclasses on bad JSON
+            raise Q3RefError(f"{self.file}: cannot load tokenizer ({str(e).splitlines()[0]})") from None
+        eos = self.hf.token_to_id(EOS_TOKEN)
+        if eos != EOS_ID:
+            raise Q3RefError(f"{self.file}: {EOS_TOKEN} has id {eos}, Qwen3 uses {EOS_ID}; "
+                             "this is not a Qwen3 tokenizer")
+        self.hf.no_truncation()
+        self.hf.no_padding()
+        # Does the file's own post-processor append the EOS? Reported, never relied on.
+        self.template_appends_eos = self.hf.encode("a").ids[-1:] == [EOS_ID]
+
+    def encode(self, text: str, prompt_name=None, instruction=None, max_length=None) -> list[int]:
+        if not isinstance(text, str):
+            raise Q3RefError(f"text must be a string, got {type(text).__name__}")
+        if not text.strip():
+            raise Q3RefError("empty text: nothing to embed")
+        full = (prompt_for(prompt_name, instruction) + text).strip()
+        ids = self.hf.encode(full, add_special_tokens=False).ids
+        if max_length is not None:
+            if max_length < 2:
+                raise Q3RefError(f"max_length must be at least 2 (one token and the EOS), got {max_length}")
+            ids = ids[: max_length - 1]
+        return ids + [EOS_ID]
+
+    def decode(self, ids) -> str:
+        return self.hf.decode(list(ids), skip_special_tokens=False)
