@@ -1,0 +1,110 @@
+"""The command line as a user meets it: outputs, and one-line errors with exit status 2."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import FIXTURES, ROOT, STRESS, TINY, assert_close
+from scripts_texts import CARD_QUERIES
+
+
+def run(*args, cwd=ROOT, env_extra=None):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "q3ref", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env=env)
+
+
+def assert_one_line_error(r, match):
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert match in lines[0], lines[0]
+
+
+def test_embed_json_matches_transformers(tmp_path):
+    out = tmp_path / "v.npy"
+    r = run("embed", *CARD_QUERIES, "--query", "--weights", TINY, "--json", "--out", out)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert set(doc) == {"model", "dim", "input_ids", "embeddings"} and doc["dim"] == 16
+    assert "random test checkpoint" in r.stderr  # the bundled weights say they are meaningless
+    z = np.load(FIXTURES / "transformers/tiny.npz")
+    assert doc["input_ids"] == [z["query0/input_ids"].tolist(), z["query1/input_ids"].tolist()]
+    ref = np.stack([z["query0/embedding"], z["query1/embedding"]])
+    assert_close("embed --json", np.array(doc["embeddings"]), ref, rel=1e-5)
+    assert_close("embed --out", np.load(out), ref, rel=1e-5)
+
+
+def test_embed_compact_prints_similarity():
+    r = run("embed", "a cat", "a dog", "--weights", TINY)
+    assert r.returncode == 0, r.stderr
+    assert "cosine similarity" in r.stdout and r.stdout.count("\n") == 5
+
+
+def test_embed_ids_needs_no_tokenizer():
+    r = run("embed", "--ids", "1,2,3", "--ids", "4, 5", "--weights", STRESS, "--dim", "32", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["input_ids"] == [[1, 2, 3], [4, 5]] and doc["dim"] == 32
+
+
+def test_trace_writes_every_tap(tmp_path):
+    out = tmp_path / "t.npz"
+    z = np.load(FIXTURES / "transformers/stress.npz")
+    ids = z["len9/input_ids"]
+    r = run("trace", "--ids", ",".join(map(str, ids)), "--weights", STRESS, "--out", out)
+    assert r.returncode == 0, r.stderr
+    t = np.load(out)
+    assert len(t.files) == 1 + 3 * 17 + 4 and (t["input_ids"] == ids).all()
+    for tap in ("layers.1.q_rope", "layers.2.act", "norm", "embedding"):
+        assert_close(tap, t[tap], z[f"len9/{tap}"], rel=1e-5)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["embed", "", "--weights", TINY], "empty text"),
+    (["embed", "hi", "--weights", TINY, "--dim", "8"], "hidden size 16 is below 32"),
+    (["embed", "--ids", "1,2,151669", "--weights", TINY], "token id 151669 is outside the vocabulary"),
+    (["embed", "--ids", "1,x", "--weights", TINY], "--ids takes comma-separated integers"),
+    (["embed", "hi", "--weights", STRESS], "has no tokenizer.json"),
+    (["embed", "hi", "--weights", "/nonexistent"], "does not exist"),
+    (["embed", "hi", "--weights", FIXTURES], "not a checkpoint directory (no config.json)"),
+    (["embed", "hi", "--weights", FIXTURES / "qwen3-tokenizer"], "not a checkpoint directory"),
+    (["embed", "--weights", TINY], "give a text or --ids"),
+    (["embed", "hi", "--frobnicate"], "unrecognized arguments"),
+    (["trace", "hi", "--weights", TINY], "required: --out"),
+    (["make-checkpoint", "--preset", "9b", "--out", "/tmp/x"], "unknown preset"),
+])
+def test_bad_input_is_one_line_exit_2(args, message):
+    assert_one_line_error(run(*args), message)
+
+
+def test_no_weights_found_says_what_to_do(tmp_path):
+    r = run("embed", "hi", cwd=tmp_path, env_extra={"Q3REF_WEIGHTS": "", "HF_HOME": str(tmp_path)})
+    assert_one_line_error(r, "no Qwen3-Embedding weights found")
+    assert "--weights weights/q3ref-tiny" in r.stderr and "download" in r.stderr
+
+
+def test_env_var_finds_weights(tmp_path):
+    r = run("embed", "--ids", "1,2", cwd=tmp_path, env_extra={"Q3REF_WEIGHTS": str(STRESS)})
+    assert r.returncode == 0, r.stderr
+
+
+def test_failed_run_writes_nothing(tmp_path):
+    out = tmp_path / "v.npy"
+    r = run("embed", "ok", "--ids", "1,999999", "--weights", TINY, "--out", out)
+    assert r.returncode == 2 and not out.exists() and not list(tmp_path.iterdir())
+    r = run("trace", "--ids", "1,2", "--weights", TINY, "--dim", "999", "--out", tmp_path / "t.npz")
+    assert r.returncode == 2 and not list(tmp_path.iterdir())
+
+
+def test_make_checkpoint_is_deterministic(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        assert run("make-checkpoint", "--preset", "tiny", "--seed", "3", "--out", d).returncode == 0
+    assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
+    r = run("embed", "--ids", "5,6,7", "--weights", a)
+    assert r.returncode == 0, r.stderr
