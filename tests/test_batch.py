@@ -47,7 +47,8 @@ def test_encode_keeps_input_order_and_is_unit(model):
 
 def test_mrl_truncates_then_renormalizes(model):
     s = seqs()[2]
-    full = M.pool_last(*(lambda ids, m: (M.forward(model.weights, model.cfg, ids, m), m))(s[None], np.ones((1, len(s)), bool)))[0]
+    hidden = M.forward(model.weights, model.cfg, s[None], np.ones((1, len(s)), bool))  # [1, T, D]
+    full = hidden[0, -1]  # [D], the last token before normalization
     v = model.encode_ids([s], dim=32)[0]
     assert v.shape == (32,) and np.isclose(np.linalg.norm(v), 1, atol=1e-6)
     assert np.allclose(v, full[:32] / np.linalg.norm(full[:32]), atol=1e-6)
