@@ -65,10 +65,14 @@ def padded_mask(B, T, rng):
     return mask
 
 
+@pytest.mark.parametrize("tiles", [(256, 1024), (16, 24)], ids=["default-tiles", "small-tiles"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rep", [1, 2, 3, 4])
 @pytest.mark.parametrize("T", [1, 2, 17, 130, 600])
-def test_attention(T, rep, dtype):
+def test_attention(T, rep, dtype, tiles, monkeypatch):
+    # small tiles put many query and key tiles (and tile edges) inside one sequence
+    monkeypatch.setattr(K, "Q_TILE", tiles[0])
+    monkeypatch.setattr(K, "K_TILE", tiles[1])
     rng = np.random.default_rng(T * 10 + rep)
     B, Hkv, Dh = 4, 2, 16
     q = rng.standard_normal((B, T, Hkv * rep, Dh)).astype(dtype) * 2
