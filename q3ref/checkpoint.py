@@ -22,17 +22,23 @@ from .weights import expected_shapes
 RANDOM_MARK = "q3ref_random_checkpoint"  # config.json key that marks a meaningless checkpoint
 
 
-def random_tensor(name: str, shape, seed: int) -> np.ndarray:
-    """fp32 values for one tensor. Norm weights ~ 1 + 0.1 N(0,1) (non-unit on purpose, so a
-    reference that ignores or misapplies them is caught); embeddings ~ N(0, 1); projections
-    ~ N(0, 1/fan_in), which keeps every layer's contribution to the residual stream O(1)."""
+CHUNK_ELEMENTS = 1 << 24  # rows per draw: 64 MB of fp32 at a time, whatever the tensor's size
+
+
+def random_tensor(name: str, shape, seed: int):
+    """fp32 values for one tensor, as row chunks drawn in order from one stream (the same values
+    as one big draw). Norm weights ~ 1 + 0.1 N(0,1) (non-unit on purpose, so a reference that
+    ignores or misapplies them is caught); embeddings ~ N(0, 1); projections ~ N(0, 1/fan_in),
+    which keeps every layer's contribution to the residual stream O(1)."""
     rng = np.random.Generator(np.random.PCG64([seed, zlib.crc32(name.encode())]))
-    x = rng.standard_normal(shape, dtype=np.float32)
     if len(shape) == 1:
-        return 1 + np.float32(0.1) * x
-    if name == "embed_tokens.weight":
-        return x
-    return x * np.float32(shape[1] ** -0.5)
+        yield 1 + np.float32(0.1) * rng.standard_normal(shape, dtype=np.float32)
+        return
+    scale = np.float32(1.0 if name == "embed_tokens.weight" else shape[1] ** -0.5)
+    step = max(1, CHUNK_ELEMENTS // shape[1])
+    for r in range(0, shape[0], step):
+        x = rng.standard_normal((min(step, shape[0] - r), shape[1]), dtype=np.float32)
+        yield x if scale == 1 else x * scale
 
 
 def make_checkpoint(out, cfg: Config, seed=0, tokenizer=None, preset=None):
@@ -41,7 +47,7 @@ def make_checkpoint(out, cfg: Config, seed=0, tokenizer=None, preset=None):
         if not (out / "config.json").is_file():
             raise Q3RefError(f"{out} exists and is not a checkpoint directory; refusing to write into it")
     out.mkdir(parents=True, exist_ok=True)
-    specs = {name: ("BF16", shape, lambda n=name, s=shape: safetensors_io.bf16_bits(random_tensor(n, s, seed)))
+    specs = {name: ("BF16", shape, lambda n=name, s=shape: map(safetensors_io.bf16_bits, random_tensor(n, s, seed)))
              for name, shape in expected_shapes(cfg).items()}
     safetensors_io.write(out / "model.safetensors", specs, metadata={"format": "pt"})
     config = cfg.to_dict()

@@ -9,6 +9,7 @@ bf16 tensors come back as raw uint16 bit patterns; `upcast` widens them exactly.
 from __future__ import annotations
 
 import json
+import mmap
 import struct
 from pathlib import Path
 
@@ -77,6 +78,17 @@ def upcast(dtype: str, raw: np.ndarray, to=np.float32) -> np.ndarray:
     return np.asarray(raw, dtype=to)
 
 
+def release_pages(raw: np.ndarray):
+    """Drop the file pages a memory-mapped tensor brought into this process.
+
+    Pages read through a mapping count in the process's RSS until unmapped; after a tensor is
+    upcast they are dead weight (the OS page cache still holds them, so a re-read is cheap).
+    """
+    m = getattr(raw, "_mmap", None)
+    if isinstance(m, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        m.madvise(mmap.MADV_DONTNEED)
+
+
 def bf16_bits(x: np.ndarray) -> np.ndarray:
     """fp32 -> bf16 bit pattern, rounding to nearest even (as torch's .to(bfloat16) does)."""
     bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
@@ -87,8 +99,8 @@ def bf16_bits(x: np.ndarray) -> np.ndarray:
 def write(path: Path, tensors: dict, metadata=None):
     """Write name -> (safetensors dtype, shape, make) to `path`, one tensor at a time.
 
-    `make()` returns the storage array; it is called only when that tensor is written, so a
-    checkpoint larger than memory can be produced. Goes to a temporary name first, so a
+    `make()` returns the storage array, or an iterator of row chunks of it; it is called only
+    when that tensor is written, so a checkpoint larger than memory can be produced. Goes to a temporary name first, so a
     failure never leaves a half-written checkpoint.
     """
     path = Path(path)
@@ -106,8 +118,14 @@ def write(path: Path, tensors: dict, metadata=None):
         f.write(struct.pack("<Q", len(blob)))
         f.write(blob)
         for name, (dtype, shape, make) in tensors.items():
-            arr = np.ascontiguousarray(make(), dtype=STORAGE[dtype])
-            if arr.shape != tuple(shape):
-                raise ValueError(f"{name}: made {arr.shape}, declared {tuple(shape)}")
-            arr.tofile(f)
+            made = make()
+            rows = 0
+            for chunk in ([made] if isinstance(made, np.ndarray) else made):
+                chunk = np.ascontiguousarray(chunk, dtype=STORAGE[dtype])
+                if chunk.shape[1:] != tuple(shape[1:]):
+                    raise ValueError(f"{name}: made rows of {chunk.shape[1:]}, declared {tuple(shape)}")
+                chunk.tofile(f)
+                rows += chunk.shape[0] if chunk.ndim else 1
+            if rows != (shape[0] if len(shape) else 1):
+                raise ValueError(f"{name}: made {rows} rows, declared {tuple(shape)}")
     tmp.replace(path)

@@ -64,7 +64,8 @@ class Weights:
     """The checkpoint's tensors, memory-mapped in their stored dtype, upcast on request.
 
     resident=True keeps each upcast tensor after first use (fast repeated runs);
-    resident=False upcasts on every access, so only the running layer's float copy exists.
+    resident=False ("streaming") upcasts on every access and keeps nothing, so only the tensor
+    in use exists in float: how 4B and 8B run in a few GB.
     """
 
     def __init__(self, path, cfg: Config, dtype=np.float32, resident=True):
@@ -93,6 +94,7 @@ class Weights:
             return self._cache[name]
         st_dtype, arr = self.raw[name]
         out = safetensors_io.upcast(st_dtype, arr, self.dtype)
+        safetensors_io.release_pages(arr)
         if not np.isfinite(out).all():
             raise Q3RefError(f"{self.path}: tensor {name} holds NaN or Inf")
         if self.resident:
