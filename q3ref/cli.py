@@ -69,6 +69,16 @@ def build_parser():
     p.add_argument("--dim", type=int, metavar="N", help="MRL dimension of the final 'embedding' tap")
     p.add_argument("--out", required=True, metavar="trace.npz")
 
+    p = sub.add_parser("bench", help="time the forward pass against this machine's GEMM rate")
+    p.add_argument("--weights", metavar="DIR")
+    p.add_argument("--seq", type=int, default=512, help="tokens per sequence (random ids)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--runs", type=int, default=2, help="forwards to run; the last is reported")
+    p.add_argument("--kernels", choices=["numba", "numpy"], default="numba")
+    p.add_argument("--streaming", action="store_true",
+                   help="upcast each layer's weights only while it runs (4B/8B in a few GB)")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("make-checkpoint", help="write a deterministic random checkpoint with real shapes")
     p.add_argument("--preset", required=True, help="tiny, 0.6b, 4b or 8b")
     p.add_argument("--seed", type=int, default=0)
@@ -172,7 +182,46 @@ def cmd_make_checkpoint(args):
     return 0
 
 
-COMMANDS = {"embed": cmd_embed, "trace": cmd_trace, "make-checkpoint": cmd_make_checkpoint}
+def cmd_bench(args):
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from . import bench
+    from .api import load
+
+    if args.seq < 1 or args.batch < 1 or args.runs < 1:
+        raise Q3RefError("--seq, --batch and --runs must be positive")
+    model = load(args.weights, kernels=args.kernels, resident=not args.streaming)
+    err = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("layer {task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=err, transient=True) as progress:
+        def factory(label, total):
+            task = progress.add_task(label, total=total)
+            return lambda done: progress.update(task, completed=done)
+        r = bench.run(model, args.seq, args.batch, args.runs, factory)
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    print(f"q3ref bench: {r['weights']}, {r['batch']} x {r['seq']} tokens, {r['mode']} weights, "
+          f"{r['kernels']} kernels")
+    t = Table()
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    rows = [("forward (warm)", f"{r['forward_s']:.2f} s"), ("first forward", f"{r['first_run_s']:.2f} s"),
+            ("tokens/s", f"{r['tokens_per_s']:.0f}"), ("work", f"{r['gflop']:.0f} GFLOP"),
+            ("achieved", f"{r['achieved_gflops']:.1f} GFLOP/s"),
+            ("NumPy GEMM, same run", f"{r['gemm_gflops']:.1f} GFLOP/s"),
+            ("achieved / GEMM", f"{r['ratio_to_gemm']:.0%}"), ("peak RSS", f"{r['peak_rss_gb']:.2f} GB"),
+            ("kernel compile/load", f"{r['kernel_load_s']:.2f} s")]
+    rows += [(f"  {stage}", f"{sec:.2f} s ({sec / r['forward_s']:.0%})") for stage, sec in r["stages_s"].items()]
+    for row in rows:
+        t.add_row(*row)
+    Console().print(t)
+    return 0
+
+
+COMMANDS = {"embed": cmd_embed, "trace": cmd_trace, "bench": cmd_bench, "make-checkpoint": cmd_make_checkpoint}
 
 
 def main(argv=None):
