@@ -38,6 +38,8 @@ def add_model_args(p):
                    help="numba kernels (default) or their plain NumPy twins")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                    help="compute precision (float64: the reference for the reference)")
+    p.add_argument("--streaming", action="store_true",
+                   help="upcast each layer's weights only while it runs (4B/8B in a few GB)")
 
 
 def add_input_args(p, many):
@@ -122,7 +124,7 @@ def atomic_save(path, save):
 def load_model(args):
     from .api import load
 
-    return load(args.weights, dtype=args.dtype, kernels=args.kernels)
+    return load(args.weights, dtype=args.dtype, kernels=args.kernels, resident=not args.streaming)
 
 
 def random_note(model):
