@@ -7,6 +7,9 @@ Hkv KV heads, Dh head dim, F MLP width.
 
 Every intermediate can be recorded into a `taps` dict under its tap name
 (`layers.{i}.q_norm`, `norm`, ...); in the dict each tap keeps its batch axis, [B, T, ...].
+A `force` dict {tap name: [B, T, ...]} replaces an intermediate right after it is made, so the
+rest of the forward runs on it: teacher forcing, which the diff uses to measure each stage's
+own error on an exported graph's inputs, apart from the error it inherits.
 Weights are read by their checkpoint names. Projections are `x @ W.T` with W stored [out, in].
 """
 
@@ -36,42 +39,46 @@ def tap_names(cfg: Config) -> list[str]:
     return names + ["norm", "pooled", "embedding"]
 
 
-def forward(weights, cfg: Config, input_ids, mask, kernels="numba", taps=None, progress=None):
+def forward(weights, cfg: Config, input_ids, mask, kernels="numba", taps=None, progress=None,
+            positions=None, force=None):
     """input_ids, mask [B, T] -> final-norm hidden states [B, T, D].
 
-    mask marks real tokens (left, right or mixed padding). Positions count real tokens only,
-    so a padded sequence sees the same RoPE angles as it does alone (transformers uses
-    arange(T) even under left padding: equal in exact arithmetic, since RoPE is relative).
+    mask marks real tokens (left, right or mixed padding). By default positions count real
+    tokens only, so a padded sequence sees the same RoPE angles as it does alone; transformers
+    and exported graphs use arange(T) even under left padding (equal in exact arithmetic, since
+    RoPE is relative), which `positions` [B, T] reproduces when a tap must match theirs.
     """
     K = KERNELS[kernels]
     B, T = input_ids.shape
     dtype = weights.dtype
 
-    def tap(name, x):  # record x [N, ...] as [B, T, ...]
+    def tap(name, x):  # record x [N, ...] as [B, T, ...]; hand back the forced value, if any
         if taps is not None:
             taps[name] = x.reshape(B, T, *x.shape[1:])
+        if force is not None and name in force:
+            return np.asarray(force[name], dtype).reshape(x.shape)
+        return x
 
-    pos = np.maximum(np.cumsum(mask, axis=1) - 1, 0)  # [B, T]
-    cos, sin = rope_tables(pos.reshape(-1), cfg.head_dim, cfg.rope_theta, dtype)  # [N, Dh] each
+    pos = np.maximum(np.cumsum(mask, axis=1) - 1, 0) if positions is None else positions  # [B, T]
+    cos, sin = rope_tables(np.asarray(pos).reshape(-1), cfg.head_dim, cfg.rope_theta, dtype)  # [N, Dh] each
 
     x = weights.embed_rows(input_ids.reshape(-1))  # [N, D]
-    tap("embed", x)
+    x = tap("embed", x)
     for i in range(cfg.num_hidden_layers):
         x = decoder_layer(x, weights, cfg, i, cos, sin, mask, K, tap)  # [N, D]
         if progress:
             progress(i + 1)
     x = K["rms_norm"](x, weights["norm.weight"], cfg.rms_norm_eps)  # [N, D]
-    tap("norm", x)
+    x = tap("norm", x)
     return x.reshape(B, T, cfg.hidden_size)
 
 
 def decoder_layer(x, w, cfg, i, cos, sin, mask, K, tap):  # [N, D] -> [N, D]
     """Pre-norm block: two residual lines (Qwen3DecoderLayer.forward)."""
     h = x + attention_block(x, w, cfg, f"layers.{i}.", cos, sin, mask, K, tap)  # [N, D]
-    tap(f"layers.{i}.attn_residual", h)
+    h = tap(f"layers.{i}.attn_residual", h)
     out = h + mlp_block(h, w, cfg, f"layers.{i}.", K, tap)  # [N, D]
-    tap(f"layers.{i}.out", out)
-    return out
+    return tap(f"layers.{i}.out", out)
 
 
 def attention_block(x, w, cfg, p, cos, sin, mask, K, tap):  # [N, D] -> [N, D]
@@ -80,44 +87,33 @@ def attention_block(x, w, cfg, p, cos, sin, mask, K, tap):  # [N, D] -> [N, D]
     H, Hkv, Dh, eps = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, cfg.rms_norm_eps
     a = p + "self_attn."
 
-    n = K["rms_norm"](x, w[p + "input_layernorm.weight"], eps)  # [N, D]
-    tap(p + "input_norm", n)
-    q = (n @ w[a + "q_proj.weight"].T).reshape(N, H, Dh)  # [N, H, Dh]
-    k = (n @ w[a + "k_proj.weight"].T).reshape(N, Hkv, Dh)  # [N, Hkv, Dh]
-    v = (n @ w[a + "v_proj.weight"].T).reshape(N, Hkv, Dh)  # [N, Hkv, Dh]
-    tap(p + "q", q), tap(p + "k", k), tap(p + "v", v)
+    n = tap(p + "input_norm", K["rms_norm"](x, w[p + "input_layernorm.weight"], eps))  # [N, D]
+    q = tap(p + "q", (n @ w[a + "q_proj.weight"].T).reshape(N, H, Dh))  # [N, H, Dh]
+    k = tap(p + "k", (n @ w[a + "k_proj.weight"].T).reshape(N, Hkv, Dh))  # [N, Hkv, Dh]
+    v = tap(p + "v", (n @ w[a + "v_proj.weight"].T).reshape(N, Hkv, Dh))  # [N, Hkv, Dh]
 
     # QK-norm is Qwen3's addition over Qwen2: an RMSNorm over each head's Dh values with a
     # learned [Dh] weight, applied before RoPE. v has none.
-    q = K["rms_norm"](q.reshape(N * H, Dh), w[a + "q_norm.weight"], eps).reshape(N, H, Dh)  # [N, H, Dh]
-    k = K["rms_norm"](k.reshape(N * Hkv, Dh), w[a + "k_norm.weight"], eps).reshape(N, Hkv, Dh)  # [N, Hkv, Dh]
-    tap(p + "q_norm", q), tap(p + "k_norm", k)
+    q = tap(p + "q_norm", K["rms_norm"](q.reshape(N * H, Dh), w[a + "q_norm.weight"], eps).reshape(N, H, Dh))  # [N, H, Dh]
+    k = tap(p + "k_norm", K["rms_norm"](k.reshape(N * Hkv, Dh), w[a + "k_norm.weight"], eps).reshape(N, Hkv, Dh))  # [N, Hkv, Dh]
 
-    q = K["rope"](q, cos, sin)  # [N, H, Dh]
-    k = K["rope"](k, cos, sin)  # [N, Hkv, Dh]
-    tap(p + "q_rope", q), tap(p + "k_rope", k)
+    q = tap(p + "q_rope", K["rope"](q, cos, sin))  # [N, H, Dh]
+    k = tap(p + "k_rope", K["rope"](k, cos, sin))  # [N, Hkv, Dh]
 
     o = K["attention"](q.reshape(B, T, H, Dh), k.reshape(B, T, Hkv, Dh),
                        v.reshape(B, T, Hkv, Dh), mask).reshape(N, H, Dh)  # [N, H, Dh]
-    tap(p + "attn", o)
-    o = o.reshape(N, H * Dh) @ w[a + "o_proj.weight"].T  # [N, D]
-    tap(p + "o_proj", o)
-    return o
+    o = tap(p + "attn", o)
+    return tap(p + "o_proj", o.reshape(N, H * Dh) @ w[a + "o_proj.weight"].T)  # [N, D]
 
 
 def mlp_block(h, w, cfg, p, K, tap):  # [N, D] -> [N, D]
     """RMSNorm -> SwiGLU: down(silu(gate(n)) * up(n))."""
     m = p + "mlp."
-    n = K["rms_norm"](h, w[p + "post_attention_layernorm.weight"], cfg.rms_norm_eps)  # [N, D]
-    tap(p + "post_norm", n)
-    gate = n @ w[m + "gate_proj.weight"].T  # [N, F]
-    up = n @ w[m + "up_proj.weight"].T  # [N, F]
-    tap(p + "gate", gate), tap(p + "up", up)
-    act = K["silu_mul"](gate, up)  # [N, F]
-    tap(p + "act", act)
-    down = act @ w[m + "down_proj.weight"].T  # [N, D]
-    tap(p + "down", down)
-    return down
+    n = tap(p + "post_norm", K["rms_norm"](h, w[p + "post_attention_layernorm.weight"], cfg.rms_norm_eps))  # [N, D]
+    gate = tap(p + "gate", n @ w[m + "gate_proj.weight"].T)  # [N, F]
+    up = tap(p + "up", n @ w[m + "up_proj.weight"].T)  # [N, F]
+    act = tap(p + "act", K["silu_mul"](gate, up))  # [N, F]
+    return tap(p + "down", act @ w[m + "down_proj.weight"].T)  # [N, D]
 
 
 def pool_last(hidden, mask):  # [B, T, D], [B, T] -> [B, D]
@@ -153,14 +149,19 @@ def normalize(x, dim=None):  # [B, D] -> [B, dim]
     return x / np.maximum(norm, 1e-12)  # [B, dim], torch F.normalize's eps
 
 
-def embed(weights, cfg, input_ids, mask, dim=None, kernels="numba", taps=None, progress=None):
+def embed(weights, cfg, input_ids, mask, dim=None, kernels="numba", taps=None, progress=None,
+          positions=None, force=None):
     """input_ids, mask [B, T] -> unit embeddings [B, dim]: forward, last-token pool, normalize."""
     check_dim(dim, cfg.hidden_size)
     if not mask.any(axis=1).all():
         raise Q3RefError("every sequence needs at least one real token")
-    hidden = forward(weights, cfg, input_ids, mask, kernels, taps, progress)  # [B, T, D]
+    hidden = forward(weights, cfg, input_ids, mask, kernels, taps, progress, positions, force)  # [B, T, D]
     pooled = pool_last(hidden, mask)  # [B, D]
+    if taps is not None:
+        taps["pooled"] = pooled
+    if force is not None and "pooled" in force:
+        pooled = np.asarray(force["pooled"], pooled.dtype).reshape(pooled.shape)  # [B, D]
     out = normalize(pooled, dim)  # [B, dim]
     if taps is not None:
-        taps["pooled"], taps["embedding"] = pooled, out
+        taps["embedding"] = out
     return out
