@@ -32,10 +32,10 @@ def parse_ids(spec: str) -> list[int]:
     return ids
 
 
-def add_model_args(p):
+def add_model_args(p, kernels_flag="--kernels"):
     p.add_argument("--weights", metavar="DIR", help="checkpoint directory (config.json, model.safetensors, tokenizer.json)")
-    p.add_argument("--kernels", choices=["numba", "numpy"], default="numba",
-                   help="numba kernels (default) or their plain NumPy twins")
+    p.add_argument(kernels_flag, dest="kernels", choices=["numba", "numpy"], default="numba",
+                   help="q3ref's numba kernels (default) or their plain NumPy twins")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                    help="compute precision (float64: the reference for the reference)")
     p.add_argument("--streaming", action="store_true",
@@ -70,6 +70,23 @@ def build_parser():
     add_model_args(p)
     p.add_argument("--dim", type=int, metavar="N", help="MRL dimension of the final 'embedding' tap")
     p.add_argument("--out", required=True, metavar="trace.npz")
+
+    p = sub.add_parser("inspect", help="describe a .tflite graph and check it against a checkpoint")
+    p.add_argument("graph", metavar="MODEL.tflite")
+    p.add_argument("--weights", metavar="DIR", help="checkpoint to check the graph against")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("diff", help="find the first layer and stage where a .tflite graph departs from q3ref")
+    p.add_argument("graph", metavar="MODEL.tflite")
+    add_input_args(p, many=False)
+    add_model_args(p, kernels_flag="--ref-kernels")
+    p.add_argument("--padding", choices=["left", "right"], default="right")
+    p.add_argument("--kernels", dest="graph_kernels", choices=["xnnpack", "builtin"], default="xnnpack",
+                   help="run the graph with XNNPACK (taps as extra outputs, default) or builtin kernels "
+                        "(taps by preserve_all_tensors)")
+    p.add_argument("--truncate", action="store_true", help="cut inputs longer than the graph's seq_len")
+    p.add_argument("--json", metavar="report.json", help="write the full report as JSON")
+    p.add_argument("--plot", metavar="errors.png", help="write the error-growth plot")
 
     p = sub.add_parser("bench", help="time the forward pass against this machine's GEMM rate")
     p.add_argument("--weights", metavar="DIR")
@@ -173,6 +190,56 @@ def cmd_trace(args):
     return 0
 
 
+def cmd_inspect(args):
+    from .litert_graph import Graph
+
+    g = Graph(args.graph)
+    d = g.describe()
+    if args.weights:
+        from .config import Config
+
+        d["config_check"] = g.check_config(Config.from_json(Path(args.weights) / "config.json"))
+    if args.json:
+        print(json.dumps(d, indent=2))
+        return 0
+    print(f"{d['graph']}: {d['size_mb']} MB, precision {d['precision']}, seq_len {d['seq_len']}, "
+          f"{d['layers']} layers, hidden {d['hidden_size']}, vocab {d['vocab_size']}")
+    for i in d["inputs"]:
+        print(f"  input  {i['name']}: {i['dtype']} {i['shape']}")
+    for o in d["outputs"]:
+        print(f"  output {o['name']}: {o['dtype']} {o['shape']}")
+    print(f"  fully-connected weights: {d['fully_connected_weights']} "
+          f"({d['per_channel_quantized_fc']} quantized per channel)")
+    if d["embedding_table"]:
+        print(f"  embedding table: {d['embedding_table']['dtype']} {d['embedding_table']['shape']}")
+    print("  ops: " + ", ".join(f"{k} {v}" for k, v in d["ops"].items()))
+    if "config_check" in d:
+        print("  config.json: " + ("agrees" if not d["config_check"] else "DISAGREES: " + "; ".join(d["config_check"])))
+    return 0
+
+
+def cmd_diff(args):
+    from rich.console import Console
+
+    from .diff import diff
+    from .litert_graph import Graph
+    from .report import plot, print_table
+
+    g = Graph(args.graph)
+    model = load_model(args)
+    _, ids = inputs(args, model, many=False)
+    err = Console(stderr=True)
+    with err.status("running the graph and the reference..."):
+        report = diff(model, g, ids[0], args.padding, args.graph_kernels, args.truncate)
+    if args.json:
+        atomic_save(args.json, lambda f: f.write(json.dumps(report, indent=2).encode()))
+    if args.plot:
+        atomic_save(args.plot, lambda f: plot(report, f, Path(args.plot).suffix.lstrip(".") or "png"))
+    print_table(report, Console(width=max(Console().width, 120)))
+    random_note(model)
+    return 1 if report["first_divergence"] else 0
+
+
 def cmd_make_checkpoint(args):
     from .checkpoint import make_checkpoint, preset_config
 
@@ -223,7 +290,8 @@ def cmd_bench(args):
     return 0
 
 
-COMMANDS = {"embed": cmd_embed, "trace": cmd_trace, "bench": cmd_bench, "make-checkpoint": cmd_make_checkpoint}
+COMMANDS = {"embed": cmd_embed, "trace": cmd_trace, "inspect": cmd_inspect, "diff": cmd_diff, "bench": cmd_bench,
+            "make-checkpoint": cmd_make_checkpoint}
 
 
 def main(argv=None):

@@ -1,0 +1,100 @@
+"""Diff a LiteRT graph against q3ref, tap by tap, and name where it first departs.
+
+Two errors per tap, both over real tokens only:
+- global: the graph's tensor against q3ref's clean forward (what a user sees grow by layer);
+- local: the graph's tensor against q3ref's stage run on the graph's own inputs to that stage
+  (teacher forcing, model.forward's `force`): the error this stage adds, not what it inherits.
+First divergence: the first tap in forward order whose local error is beyond what the graph's
+precision explains (LOCAL_LIMIT, a fixed threshold per precision until the quantization
+simulation provides an envelope).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import model as M
+from .errors import Q3RefError
+from .litert_align import align
+from .litert_graph import Graph
+from .litert_run import place, run
+from .tokenizer import EOS_ID
+
+# Local relative L2 error a stage may add at each precision. fp32: measured < 1e-5 on the
+# bundled graphs; fp16 weights: ~5e-4 per product; int8 per-channel weights with dynamic
+# activations: ~1e-2 per product; int4 blockwise: ~1e-1. Defects planted by
+# scripts/export_tflite.py add >= 0.1 at their stage.
+LOCAL_LIMIT = {"fp32": 1e-4, "fp16": 1e-2, "weight_only_int8": 5e-2, "dynamic_int8": 5e-2, "int4": 0.3}
+
+
+def metrics(got, ref):
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    err = np.abs(got - ref)
+    worst = np.unravel_index(np.argmax(err), err.shape) if err.size else ()
+    denom = np.linalg.norm(got) * np.linalg.norm(ref)
+    return {"cos": float(np.sum(got * ref) / denom) if denom > 0 else 0.0,
+            "rel_l2": float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30)),
+            "max_abs": float(err.max(initial=0.0)),
+            "worst_token": int(worst[0]) if len(worst) > 1 else None}
+
+
+def tap_layout(graph_value, real):
+    """A graph tensor [1, S, ...] (or [1, D]) -> the tap's layout [T, ...] (or [D])."""
+    v = np.asarray(graph_value)[0]
+    return v[real] if v.ndim >= 2 and v.shape[0] == real.shape[0] else v
+
+
+def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=False, progress=None) -> dict:
+    cfg = model.cfg
+    problems = g.check_config(cfg)
+    if problems:
+        raise Q3RefError(f"{g.path} does not fit {model.path}: " + "; ".join(problems))
+    ids = model.check_ids(ids)
+    precision = g.precision()
+    found, notes = align(g, cfg)
+    pad_id = EOS_ID if EOS_ID < cfg.vocab_size else 0  # the pad token; masked either way
+    input_ids, mask = place(ids.tolist(), g.seq_len, padding, pad_id, truncate)
+    real = mask[0]
+    values = run(g, input_ids, mask, [a.tensor for a in found.values()], kernels)
+    if progress:
+        progress("graph")
+    graph_taps = {name: tap_layout(values[a.tensor], real) for name, a in found.items()}
+
+    # q3ref on the real tokens, at the graph's positions (arange(S) even under left padding).
+    ids_real = input_ids[:, real]  # [1, T]
+    positions = np.arange(g.seq_len)[None, real]  # [1, T]
+    ones = np.ones_like(ids_real, bool)
+    clean, local = {}, {}
+    M.embed(model.weights, cfg, ids_real, ones, None, model.kernels, clean, None, positions)
+    forced = {k: v[None] for k, v in graph_taps.items() if k != "embedding"}
+    M.embed(model.weights, cfg, ids_real, ones, None, model.kernels, local, None, positions, forced)
+    if progress:
+        progress("reference")
+
+    limit = LOCAL_LIMIT[precision]
+    rows, first = [], None
+    for name in M.tap_names(cfg):
+        layer, stage = (int(name.split(".")[1]), name.split(".")[2]) if name.startswith("layers.") else (None, name)
+        row = {"name": name, "layer": layer, "stage": stage}
+        if name not in graph_taps:
+            rows.append({**row, "tensor": None, "aligned": False, "diverged": None})
+            continue
+        ref = clean[name][0]
+        got = graph_taps[name]
+        if got.shape != ref.shape:
+            notes.append(f"{name}: graph tensor {list(got.shape)} vs tap {list(ref.shape)}; not compared")
+            rows.append({**row, "tensor": g.names[found[name].tensor], "aligned": False, "diverged": None})
+            continue
+        glob = metrics(got, ref)
+        loc = metrics(got, local[name][0])
+        diverged = bool(loc["rel_l2"] > limit)
+        if diverged and first is None:
+            first = {"name": name, "layer": layer, "stage": stage, "local_rel_l2": loc["rel_l2"], "limit": limit}
+        rows.append({**row, "tensor": g.names[found[name].tensor], "aligned": True, **glob,
+                     "local_rel_l2": loc["rel_l2"], "diverged": diverged})
+    out = metrics(values[g.sg.outputs[0]][0], clean["embedding"][0])
+    return {"graph": str(g.path), "weights": str(model.path), "precision": precision, "kernels": kernels,
+            "read_by": "extra outputs (rewritten graph)" if kernels == "xnnpack" else "preserve_all_tensors",
+            "padding": padding, "tokens": int(real.sum()), "seq_len": g.seq_len, "local_limit": limit,
+            "taps": rows, "first_divergence": first, "output": {"cos": out["cos"], "rel_l2": out["rel_l2"]},
+            "unaligned": [r["name"] for r in rows if not r.get("aligned")], "notes": notes}

@@ -1,0 +1,176 @@
+"""A LiteRT .tflite graph as q3ref reads it: ops in order, who makes and who reads each tensor,
+what is quantized, and a copy with chosen intermediates made into extra outputs.
+
+Uses the flatbuffer schema that ai-edge-litert ships; nothing is run here (litert_run.py runs).
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import Q3RefError
+
+# TensorType enum values of the TFLite schema that matter here
+TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 9: "int8", 17: "int4"}
+NP_DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 9: np.int8}
+
+
+@dataclass
+class Op:
+    index: int
+    kind: str  # builtin name, e.g. FULLY_CONNECTED; STABLEHLO_COMPOSITE ops keep their composite name
+    composite: str | None  # e.g. odml.rms_norm, odml.scaled_dot_product_attention
+    inputs: list[int]
+    outputs: list[int]
+
+
+class Graph:
+    def __init__(self, path):
+        from ai_edge_litert.tools import flatbuffer_utils
+
+        self.path = Path(path)
+        try:
+            data = self.path.read_bytes()
+        except OSError as e:
+            raise Q3RefError(f"{self.path}: cannot read ({e.strerror})") from None
+        if len(data) < 8 or data[4:8] != b"TFL3":
+            raise Q3RefError(f"{self.path}: not a LiteRT/TFLite graph (no TFL3 identifier)")
+        try:
+            self.model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+        except Exception as e:  # a corrupt flatbuffer raises anything from struct to IndexError
+            raise Q3RefError(f"{self.path}: corrupt .tflite graph ({type(e).__name__})") from None
+        self._fu = flatbuffer_utils
+        self.sg = self.model.subgraphs[0]
+        self.names = [t.name.decode() if isinstance(t.name, bytes) else str(t.name) for t in self.sg.tensors]
+        self.ops = []
+        for k, op in enumerate(self.sg.operators):
+            kind = flatbuffer_utils.opcode_to_name(self.model, op.opcodeIndex) or "CUSTOM"
+            composite = None
+            if kind == "STABLEHLO_COMPOSITE" and op.builtinOptions2 is not None:
+                composite = op.builtinOptions2.name
+                composite = composite.decode() if isinstance(composite, bytes) else composite
+            self.ops.append(Op(index=k, kind=kind, composite=composite,
+                               inputs=[int(i) for i in op.inputs if i >= 0], outputs=[int(o) for o in op.outputs]))
+        self.producer = {o: op for op in self.ops for o in op.outputs}
+        self.consumers = collections.defaultdict(list)
+        for op in self.ops:
+            for i in op.inputs:
+                self.consumers[i].append(op)
+
+    # ------------------------------------------------------------------ tensors
+    def shape(self, i) -> list[int]:
+        return [int(d) for d in self.sg.tensors[i].shape]
+
+    def type_name(self, i) -> str:
+        return TYPE_NAMES.get(self.sg.tensors[i].type, f"type{self.sg.tensors[i].type}")
+
+    def constant(self, i) -> np.ndarray | None:
+        """A constant tensor's values (None for activations)."""
+        t = self.sg.tensors[i]
+        data = self.model.buffers[t.buffer].data if t.buffer < len(self.model.buffers) else None
+        if data is None or len(data) == 0 or t.type not in NP_DTYPES:
+            return None
+        return np.frombuffer(bytes(np.asarray(data, np.uint8)), NP_DTYPES[t.type]).reshape(self.shape(i))
+
+    def quantization(self, i) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """(scales, zero points, quantized axis) of a quantized tensor."""
+        q = self.sg.tensors[i].quantization
+        if q is None or q.scale is None or len(q.scale) == 0:
+            return None
+        return np.asarray(q.scale, np.float32), np.asarray(q.zeroPoint, np.int64), int(q.quantizedDimension)
+
+    # ------------------------------------------------------------------ description
+    def inputs(self) -> list[dict]:
+        return [{"index": i, "name": self.names[i], "shape": self.shape(i), "dtype": self.type_name(i)}
+                for i in self.sg.inputs]
+
+    def input_roles(self) -> tuple[int, int]:
+        """(ids tensor, mask tensor): a name with 'mask' is the mask; otherwise inputs in order."""
+        ins = list(self.sg.inputs)
+        if len(ins) != 2:
+            raise Q3RefError(f"{self.path}: expected 2 inputs (input_ids, attention_mask), found {len(ins)}")
+        masks = [i for i in ins if "mask" in self.names[i].lower()]
+        mask = masks[0] if len(masks) == 1 else ins[1]
+        return next(i for i in ins if i != mask), mask
+
+    @property
+    def seq_len(self) -> int:
+        return self.shape(self.input_roles()[0])[-1]
+
+    def weight_of(self, op: Op) -> int | None:
+        """The constant weight tensor an op reads (through a DEQUANTIZE if there is one)."""
+        for i in op.inputs[1:2] if op.kind == "FULLY_CONNECTED" else op.inputs[:1]:
+            src = self.producer.get(i)
+            return src.inputs[0] if src is not None and src.kind == "DEQUANTIZE" else i
+        return None
+
+    def precision(self) -> str:
+        """fp32, fp16, dynamic_int8, weight_only_int8 or int4, from the FULLY_CONNECTED weights."""
+        fcs = [op for op in self.ops if op.kind == "FULLY_CONNECTED"]
+        if not fcs:
+            raise Q3RefError(f"{self.path}: no FULLY_CONNECTED ops: not a transformer graph q3ref can read")
+        types = {self.type_name(self.weight_of(op)) for op in fcs}
+        dequantized = any(self.producer.get(op.inputs[1]) is not None
+                          and self.producer[op.inputs[1]].kind == "DEQUANTIZE" for op in fcs)
+        if "int4" in types:
+            return "int4"
+        if "int8" in types:
+            return "weight_only_int8" if dequantized else "dynamic_int8"
+        return "fp16" if "float16" in types else "fp32"
+
+    def embedding_table(self) -> int | None:
+        lookups = [op for op in self.ops if op.kind in ("EMBEDDING_LOOKUP", "GATHER")]
+        return lookups[0].inputs[1] if lookups and lookups[0].kind == "EMBEDDING_LOOKUP" else (
+            lookups[0].inputs[0] if lookups else None)
+
+    def describe(self) -> dict:
+        table = self.embedding_table()
+        fc_types = collections.Counter(self.type_name(self.weight_of(op)) for op in self.ops if op.kind == "FULLY_CONNECTED")
+        per_channel = [op for op in self.ops if op.kind == "FULLY_CONNECTED"
+                       and (q := self.quantization(self.weight_of(op))) is not None and len(q[0]) > 1]
+        out = self.sg.outputs[0]
+        return {
+            "graph": str(self.path), "size_mb": round(self.path.stat().st_size / 1e6, 2),
+            "signatures": [sd.signatureKey.decode() if isinstance(sd.signatureKey, bytes) else sd.signatureKey
+                           for sd in (self.model.signatureDefs or [])],
+            "inputs": self.inputs(), "seq_len": self.seq_len,
+            "outputs": [{"name": self.names[o], "shape": self.shape(o), "dtype": self.type_name(o)} for o in self.sg.outputs],
+            "precision": self.precision(),
+            "ops": dict(collections.Counter(op.composite or op.kind for op in self.ops).most_common()),
+            "fully_connected_weights": dict(fc_types),
+            "per_channel_quantized_fc": len(per_channel),
+            "embedding_table": None if table is None else {"shape": self.shape(table), "dtype": self.type_name(table)},
+            "hidden_size": self.shape(out)[-1],
+            "vocab_size": None if table is None else self.shape(table)[0],
+            "layers": sum(1 for op in self.ops if op.composite == "odml.scaled_dot_product_attention"),
+        }
+
+    def check_config(self, cfg) -> list[str]:
+        """Plain statements of where the graph disagrees with the checkpoint's config.json."""
+        d, problems = self.describe(), []
+        if d["hidden_size"] != cfg.hidden_size:
+            problems.append(f"graph output has {d['hidden_size']} dims, config.json says hidden_size {cfg.hidden_size}")
+        if d["vocab_size"] is not None and d["vocab_size"] != cfg.vocab_size:
+            problems.append(f"graph embedding table has {d['vocab_size']} rows, config.json says vocab_size {cfg.vocab_size}")
+        if d["layers"] and d["layers"] != cfg.num_hidden_layers:
+            problems.append(f"graph has {d['layers']} attention ops, config.json says {cfg.num_hidden_layers} layers")
+        return problems
+
+    # ------------------------------------------------------------------ rewriting
+    def with_outputs(self, tensors: list[int]) -> bytes:
+        """The graph's bytes with `tensors` appended to its outputs, so that any runtime (XNNPACK
+        included) must materialize them; the original outputs keep their places."""
+        original = list(self.sg.outputs)
+        extra = [t for t in tensors if t not in original]
+        self.sg.outputs = np.asarray(original + extra, dtype=np.int32)
+        try:
+            return bytes(self._fu.convert_object_to_bytearray(self.model))
+        finally:
+            self.sg.outputs = np.asarray(original, dtype=np.int32)
+
+    def bytes(self) -> bytes:
+        return self.path.read_bytes()

@@ -1,0 +1,56 @@
+"""Run a LiteRT graph on one sequence and read intermediate tensors, two ways:
+
+- "xnnpack" (default): the graph is rewritten so the wanted tensors are extra outputs, then run
+  with the default resolver (XNNPACK, what a device runs, at full speed).
+- "builtin": the builtin kernels with experimental_preserve_all_tensors. Without
+  BUILTIN_WITHOUT_DEFAULT_DELEGATES current ai-edge-litert keeps XNNPACK and delegated
+  intermediates are undefined; the builtin int8 kernels also quantize activations differently
+  (symmetric per row) from XNNPACK (asymmetric per row).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import Q3RefError
+from .litert_graph import NP_DTYPES, Graph
+from .tokenizer import EOS_ID
+
+
+def place(ids, seq_len, padding="right", pad_id=EOS_ID, truncate=False):
+    """ids -> (input_ids [1, S], mask [1, S] bool) padded on one side to the graph's seq_len."""
+    ids = list(ids)
+    if len(ids) > seq_len:
+        if not truncate:
+            raise Q3RefError(f"input has {len(ids)} tokens, the graph takes {seq_len} (seq_len is baked into "
+                             "the graph); shorten it, or pass --truncate to keep the first tokens and the EOS")
+        ids = ids[: seq_len - 1] + [EOS_ID]
+    if padding not in ("left", "right"):
+        raise Q3RefError(f"--padding must be left or right, got {padding!r}")
+    full = np.full((1, seq_len), pad_id, np.int64)  # [1, S]
+    mask = np.zeros((1, seq_len), bool)  # [1, S]
+    where = slice(0, len(ids)) if padding == "right" else slice(seq_len - len(ids), seq_len)
+    full[0, where], mask[0, where] = ids, True
+    return full, mask
+
+
+def run(g: Graph, input_ids, mask, tensors=(), kernels="xnnpack") -> dict[int, np.ndarray]:
+    """Invoke the graph once; return {tensor index: array} for its outputs and `tensors`."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    if kernels == "xnnpack":
+        interp = Interpreter(model_content=g.with_outputs(list(tensors)) if tensors else g.bytes())
+    elif kernels == "builtin":
+        interp = Interpreter(model_content=g.bytes(), experimental_preserve_all_tensors=True,
+                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    else:
+        raise Q3RefError(f"--kernels must be xnnpack or builtin, got {kernels!r}")
+    interp.allocate_tensors()
+    ids_t, mask_t = g.input_roles()
+    for t, value in ((ids_t, input_ids), (mask_t, mask)):
+        dtype = NP_DTYPES.get(g.sg.tensors[t].type)  # read the dtype from the graph, never assume it
+        if dtype is None:
+            raise Q3RefError(f"graph input {g.names[t]} has dtype {g.type_name(t)}, q3ref feeds integer ids and masks")
+        interp.set_tensor(t, np.asarray(value).astype(dtype))
+    interp.invoke()
+    return {t: np.array(interp.get_tensor(t)) for t in list(g.sg.outputs) + list(tensors)}

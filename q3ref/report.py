@@ -1,0 +1,73 @@
+"""Rendering a diff report: a table by layer and stage (rich) and an error-growth plot."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def layer_rows(report):
+    """One row per layer: its worst stage by local error, and global error at its output."""
+    groups = {}  # decoder layers by index; embed, norm, pooled, embedding each on their own
+    for t in report["taps"]:
+        if t.get("aligned"):
+            groups.setdefault(t["name"] if t["layer"] is None else t["layer"], []).append(t)
+    for taps in groups.values():
+        worst = max(taps, key=lambda t: t["local_rel_l2"])
+        end = taps[-1]  # last tap of the group in forward order (`out` for decoder layers)
+        yield taps[0]["layer"], worst, end, any(t["diverged"] for t in taps)
+
+
+def print_table(report, console):
+    from rich.table import Table
+
+    first = report["first_divergence"]
+    t = Table(width=min(console.width, 130), title=f"{report['graph']}  ({report['precision']}, {report['kernels']}, {report['padding']} padding, "
+                    f"{report['tokens']}/{report['seq_len']} tokens)")
+    for col, just in (("layer", "left"), ("tap (end of layer)", "left"), ("cos", "right"), ("rel L2", "right"),
+                      ("max |err|", "right"), ("worst local stage", "left"), ("local rel L2", "right"), ("", "left")):
+        t.add_column(col, justify=just)
+    for layer, worst, end, diverged in layer_rows(report):
+        mark = ""
+        if first and first["layer"] == layer and (layer is not None or first["name"] == end["name"]):
+            mark = "[bold red]<- first divergence[/]"
+        elif diverged:
+            mark = "[yellow]diverged (inherits)[/]"
+        t.add_row("-" if layer is None else str(layer), end["name"], f"{end['cos']:.6f}", f"{end['rel_l2']:.2e}",
+                  f"{end['max_abs']:.2e}", worst["name"].split(".")[-1], f"{worst['local_rel_l2']:.2e}", mark)
+    console.print(t)
+    if first:
+        console.print(f"[bold red]first divergence:[/] {first['name']} (layer {first['layer']}, stage {first['stage']}): "
+                      f"local rel L2 {first['local_rel_l2']:.3g} > {first['limit']:g} allowed at {report['precision']}")
+    else:
+        console.print(f"[green]no divergence[/]: every stage within {report['local_limit']:g} local rel L2 "
+                      f"({report['precision']})")
+    console.print(f"output cosine {report['output']['cos']:.6f}; taps read by {report['read_by']}")
+    for name in report["unaligned"]:
+        console.print(f"[yellow]not aligned:[/] {name}")
+    for note in report["notes"]:
+        console.print(f"[yellow]note:[/] {note}")
+
+
+def plot(report, path, fmt="png"):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(layer, worst, end) for layer, worst, end, _ in layer_rows(report) if layer is not None]
+    layers = [r[0] for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    ax.semilogy(layers, [max(r[2]["rel_l2"], 1e-12) for r in rows], "o-", label="global rel L2 at layers.i.out")
+    ax.semilogy(layers, [max(r[1]["local_rel_l2"], 1e-12) for r in rows], "s--", label="worst local rel L2 in layer i")
+    ax.axhline(report["local_limit"], color="grey", ls=":", label=f"local limit ({report['precision']})")
+    first = report["first_divergence"]
+    if first and first["layer"] is not None:
+        ax.axvline(first["layer"], color="red", alpha=0.5, label=f"first divergence: {first['name']}")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("relative L2 error vs q3ref")
+    ax.set_xticks(layers)
+    ax.set_title(f"{report['graph'].split('/')[-1]}: output cosine {report['output']['cos']:.5f}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format=fmt)
+    plt.close(fig)
