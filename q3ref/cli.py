@@ -304,3 +304,6 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("q3ref: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and closed early: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

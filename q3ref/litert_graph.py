@@ -123,9 +123,13 @@ class Graph:
         return "fp16" if "float16" in types else "fp32"
 
     def embedding_table(self) -> int | None:
+        """The stored embedding table (through a DEQUANTIZE if the graph has one)."""
         lookups = [op for op in self.ops if op.kind in ("EMBEDDING_LOOKUP", "GATHER")]
-        return lookups[0].inputs[1] if lookups and lookups[0].kind == "EMBEDDING_LOOKUP" else (
-            lookups[0].inputs[0] if lookups else None)
+        if not lookups:
+            return None
+        t = lookups[0].inputs[1] if lookups[0].kind == "EMBEDDING_LOOKUP" else lookups[0].inputs[0]
+        src = self.producer.get(t)
+        return src.inputs[0] if src is not None and src.kind == "DEQUANTIZE" else t
 
     def describe(self) -> dict:
         table = self.embedding_table()

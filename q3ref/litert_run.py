@@ -23,8 +23,8 @@ def place(ids, seq_len, padding="right", pad_id=EOS_ID, truncate=False):
     if len(ids) > seq_len:
         if not truncate:
             raise Q3RefError(f"input has {len(ids)} tokens, the graph takes {seq_len} (seq_len is baked into "
-                             "the graph); shorten it, or pass --truncate to keep the first tokens and the EOS")
-        ids = ids[: seq_len - 1] + [EOS_ID]
+                             "the graph); shorten it, or pass --truncate to keep the first tokens and the last")
+        ids = ids[: seq_len - 1] + ids[-1:]  # keep the input's last token (its EOS) last
     if padding not in ("left", "right"):
         raise Q3RefError(f"--padding must be left or right, got {padding!r}")
     full = np.full((1, seq_len), pad_id, np.int64)  # [1, S]

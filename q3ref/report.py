@@ -37,10 +37,12 @@ def print_table(report, console):
     console.print(t)
     if first:
         console.print(f"[bold red]first divergence:[/] {first['name']} (layer {first['layer']}, stage {first['stage']}): "
-                      f"local rel L2 {first['local_rel_l2']:.3g} > {first['limit']:g} allowed at {report['precision']}")
+                      f"this stage alone, run by q3ref on the graph's own inputs, is off by {first['local_rel_l2']:.3g} "
+                      f"(rel L2); {first['limit']:g} is allowed there in a {report['precision']} graph")
     else:
-        console.print(f"[green]no divergence[/]: every stage within {report['local_limit']:g} local rel L2 "
-                      f"({report['precision']})")
+        lim = report["limits"]
+        console.print(f"[green]no divergence[/]: every stage within its limit ({lim['quantized stages']:g} where "
+                      f"{report['precision']} weights are read, {lim['other stages']:g} elsewhere)")
     console.print(f"output cosine {report['output']['cos']:.6f}; taps read by {report['read_by']}")
     for name in report["unaligned"]:
         console.print(f"[yellow]not aligned:[/] {name}")
@@ -59,7 +61,9 @@ def plot(report, path, fmt="png"):
     fig, ax = plt.subplots(figsize=(8, 4.2))
     ax.semilogy(layers, [max(r[2]["rel_l2"], 1e-12) for r in rows], "o-", label="global rel L2 at layers.i.out")
     ax.semilogy(layers, [max(r[1]["local_rel_l2"], 1e-12) for r in rows], "s--", label="worst local rel L2 in layer i")
-    ax.axhline(report["local_limit"], color="grey", ls=":", label=f"local limit ({report['precision']})")
+    for name, value in report["limits"].items():
+        ax.axhline(value, color="grey", ls=":" if name == "other stages" else "--", lw=0.8,
+                   label=f"local limit, {name} ({report['precision']})")
     first = report["first_divergence"]
     if first and first["layer"] is not None:
         ax.axvline(first["layer"], color="red", alpha=0.5, label=f"first divergence: {first['name']}")

@@ -12,7 +12,7 @@ additive -1e9 (FACTS.md: litert-torch's own -inf masks make NaN rows under left 
 Positions are arange(seq_len) whatever the padding, as in transformers.
 
 --defect plants one known bug, for testing q3ref's diff (the name says where it starts):
-  rope_base          RoPE theta 1e4 instead of the config's       -> layers.0.q_rope
+  rope_base          RoPE theta 1e4 (1e6 if the config has 1e4)    -> layers.0.q_rope
   q_norm_ones:L      layer L's q_norm weight replaced by ones     -> layers.L.q_norm
   gate_up_swap:L     layer L's gate and up projections swapped    -> layers.L.gate
   first_token_pool   pools position 0 instead of the last token   -> pooled
@@ -125,7 +125,9 @@ def main():
     defect, layer = (a.defect.split(":") + ["0"])[:2] if a.defect else (None, "0")
     if defect and defect not in DEFECTS:
         sys.exit(f"unknown defect {defect!r}")
-    mcfg = model_config(c, a.seq_len, 1e4 if defect == "rope_base" else None)
+    theta = c.get("rope_theta") or c["rope_parameters"]["rope_theta"]
+    wrong_theta = 1e4 if theta != 1e4 else 1e6  # always a base other than the config's
+    mcfg = model_config(c, a.seq_len, wrong_theta if defect == "rope_base" else None)
     decoder = model_builder.build_decoder_only_model(str(a.checkpoint), mcfg, TENSOR_NAMES)
     plant(decoder, defect, int(layer))
     module = Embedder(decoder, first_token_pool=defect == "first_token_pool").eval()

@@ -1,0 +1,133 @@
+"""diff and inspect on graphs made by litert-torch (tests/fixtures/graphs, scripts/make_graphs.sh).
+
+Correct graphs (fp32, fp16, dynamic_int8, weight_only_int8) must show no divergence on several
+inputs, left and right padding, on both ways of reading taps; each graph with a planted defect
+must be localized to the defect's layer and stage, including int8 graphs whose output cosine is
+inside int8 noise.
+"""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import q3ref
+from q3ref.diff import diff
+from q3ref.litert_graph import Graph
+from conftest import FIXTURES, STRESS, TINY
+
+GRAPHS = FIXTURES / "graphs"
+CORRECT = ["stress_fp32", "stress_fp16", "stress_dynamic_int8", "stress_weight_only_int8"]
+DEFECTS = {  # graph -> where the defect starts
+    "defect_rope_base": "layers.0.q_rope",
+    "defect_q_norm_ones_1": "layers.1.q_norm",
+    "defect_gate_up_swap_2": "layers.2.gate",
+    "defect_first_token_pool": "pooled",
+    "defect_final_norm_scale": "norm",
+    "defect_q_norm_ones_1_int8": "layers.1.q_norm",
+    "defect_gate_up_swap_2_int8": "layers.2.gate",
+}
+RNG = np.random.default_rng(11)
+INPUTS = {"1 token": [7], "17 tokens": RNG.integers(0, 1000, 17).tolist(), "64 = seq_len": RNG.integers(0, 1000, 64).tolist()}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return q3ref.Model(STRESS)
+
+
+@pytest.mark.parametrize("kernels", ["xnnpack", "builtin"])
+@pytest.mark.parametrize("padding", ["right", "left"])
+@pytest.mark.parametrize("name", CORRECT)
+def test_correct_graphs_do_not_diverge(model, name, padding, kernels):
+    g = Graph(GRAPHS / f"{name}.tflite")
+    for label, ids in INPUTS.items():
+        r = diff(model, g, ids, padding, kernels)
+        assert r["unaligned"] == [] and not r["notes"], (label, r["unaligned"], r["notes"])
+        worst = max((t for t in r["taps"]), key=lambda t: t["local_rel_l2"])
+        assert r["first_divergence"] is None, (label, r["first_divergence"], worst["name"])
+        floor = 1e-5 if r["precision"] in ("fp32", "fp16") else 0.01
+        assert r["output"]["cos"] > 1 - floor, (label, r["output"])
+
+
+@pytest.mark.parametrize("kernels", ["xnnpack", "builtin"])
+@pytest.mark.parametrize("name", list(DEFECTS))
+def test_defects_are_localized(model, name, kernels):
+    g = Graph(GRAPHS / f"{name}.tflite")
+    for padding in ("right", "left"):
+        r = diff(model, g, INPUTS["17 tokens"], padding, kernels)
+        assert r["first_divergence"] is not None, (name, padding)
+        assert r["first_divergence"]["name"] == DEFECTS[name], (name, padding, r["first_divergence"])
+
+
+def test_int8_defect_hides_at_the_output_but_not_in_the_diff(model):
+    """The motivating case: an int8 graph with layer 1's q_norm replaced scores an output cosine
+    a 0.98-threshold validation would pass, and diff still names the stage."""
+    r = diff(model, Graph(GRAPHS / "defect_q_norm_ones_1_int8.tflite"), INPUTS["17 tokens"])
+    assert r["output"]["cos"] > 0.98
+    assert r["first_divergence"]["name"] == "layers.1.q_norm"
+
+
+def test_both_reading_paths_give_the_same_fp32_taps(model):
+    g = Graph(GRAPHS / "stress_fp32.tflite")
+    a = {t["name"]: t for t in diff(model, g, INPUTS["17 tokens"], "right", "xnnpack")["taps"]}
+    b = {t["name"]: t for t in diff(model, g, INPUTS["17 tokens"], "right", "builtin")["taps"]}
+    for name in a:
+        assert abs(a[name]["rel_l2"] - b[name]["rel_l2"]) < 1e-5, name
+
+
+def test_inspect_describes_the_graph():
+    d = Graph(GRAPHS / "stress_dynamic_int8.tflite").describe()
+    assert d["precision"] == "dynamic_int8" and d["seq_len"] == 64 and d["layers"] == 3
+    assert d["hidden_size"] == 48 and d["vocab_size"] == 1000
+    assert d["fully_connected_weights"] == {"int8": 15} and d["per_channel_quantized_fc"] == 15
+    assert d["embedding_table"]["dtype"] == "int8"
+    assert [i["dtype"] for i in d["inputs"]] == ["int32", "int32"]
+    assert Graph(GRAPHS / "stress_fp16.tflite").describe()["precision"] == "fp16"
+    assert Graph(GRAPHS / "stress_weight_only_int8.tflite").describe()["precision"] == "weight_only_int8"
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "q3ref", *map(str, args)], capture_output=True, text=True)
+
+
+def test_diff_cli_json_and_plot(tmp_path):
+    rep, png = tmp_path / "r.json", tmp_path / "e.png"
+    r = run_cli("diff", GRAPHS / "defect_gate_up_swap_2.tflite", "--ids", "5,6,7,8,9", "--weights", STRESS,
+                "--json", rep, "--plot", png, "--padding", "left")
+    assert r.returncode == 1, r.stderr  # a divergence was found
+    assert "first divergence" in r.stdout and "layers.2.gate" in r.stdout
+    d = json.loads(rep.read_text())
+    assert {"graph", "precision", "taps", "first_divergence", "output"} <= set(d)
+    assert d["first_divergence"]["name"] == "layers.2.gate" and d["first_divergence"]["layer"] == 2
+    assert {"name", "layer", "stage", "tensor", "cos", "rel_l2", "max_abs", "diverged"} <= set(d["taps"][1])
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_diff_text_on_bundled_graph():
+    r = run_cli("diff", GRAPHS / "tiny_dynamic_int8.tflite", "What is the capital of China?", "--query",
+                "--weights", TINY)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "no divergence" in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["diff", FIXTURES / "qwen3-tokenizer/SOURCE.md", "--ids", "1,2", "--weights", STRESS], "not a LiteRT/TFLite graph"),
+    (["diff", GRAPHS / "tiny_dynamic_int8.tflite", "--ids", "1,2", "--weights", STRESS], "does not fit"),
+    (["diff", GRAPHS / "stress_fp32.tflite", "--ids", ",".join(["3"] * 65), "--weights", STRESS], "the graph takes 64"),
+    (["inspect", FIXTURES / "transformers/tiny.npz"], "not a LiteRT/TFLite graph"),
+])
+def test_bad_graph_inputs(tmp_path, args, message):
+    out = tmp_path / "r.json"
+    r = run_cli(*args, *(["--json", out] if args[0] == "diff" else []))
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], r.stderr
+    assert not out.exists()
+
+
+def test_truncate_keeps_eos(model):
+    r = diff(model, Graph(GRAPHS / "stress_fp32.tflite"), [3] * 70, truncate=True)
+    assert r["tokens"] == 64 and r["first_divergence"] is None
