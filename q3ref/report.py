@@ -12,7 +12,7 @@ def layer_rows(report):
         if t.get("aligned"):
             groups.setdefault(t["name"] if t["layer"] is None else t["layer"], []).append(t)
     for taps in groups.values():
-        worst = max(taps, key=lambda t: t["local_rel_l2"])
+        worst = max(taps, key=lambda t: t["local_rel_l2"] / t["limit"])  # nearest its own limit
         end = taps[-1]  # last tap of the group in forward order (`out` for decoder layers)
         yield taps[0]["layer"], worst, end, any(t["diverged"] for t in taps)
 
@@ -24,7 +24,7 @@ def print_table(report, console):
     t = Table(width=min(console.width, 130), title=f"{report['graph']}  ({report['precision']}, {report['kernels']}, {report['padding']} padding, "
                     f"{report['tokens']}/{report['seq_len']} tokens)")
     for col, just in (("layer", "left"), ("tap (end of layer)", "left"), ("cos", "right"), ("rel L2", "right"),
-                      ("max |err|", "right"), ("worst local stage", "left"), ("local rel L2", "right"), ("", "left")):
+                      ("max |err|", "right"), ("worst local stage", "left"), ("local rel L2", "right"), ("/ allowed", "right"), ("", "left")):
         t.add_column(col, justify=just)
     for layer, worst, end, diverged in layer_rows(report):
         mark = ""
@@ -33,7 +33,8 @@ def print_table(report, console):
         elif diverged:
             mark = "[yellow]diverged (inherits)[/]"
         t.add_row("-" if layer is None else str(layer), end["name"], f"{end['cos']:.6f}", f"{end['rel_l2']:.2e}",
-                  f"{end['max_abs']:.2e}", worst["name"].split(".")[-1], f"{worst['local_rel_l2']:.2e}", mark)
+                  f"{end['max_abs']:.2e}", worst["name"].split(".")[-1], f"{worst['local_rel_l2']:.2e}",
+                  f"{worst['local_rel_l2'] / worst['limit']:.2g}", mark)
     console.print(t)
     if first:
         console.print(f"[bold red]first divergence:[/] {first['name']} (layer {first['layer']}, stage {first['stage']}): "
@@ -51,27 +52,38 @@ def print_table(report, console):
 
 
 def plot(report, path, fmt="png"):
+    """Top: error growth (global rel L2 at each layer's output). Bottom: each layer's worst
+    stage, its local error as a multiple of what its precision allows (1 = the limit)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [(layer, worst, end) for layer, worst, end, _ in layer_rows(report) if layer is not None]
-    layers = [r[0] for r in rows]
-    fig, ax = plt.subplots(figsize=(8, 4.2))
-    ax.semilogy(layers, [max(r[2]["rel_l2"], 1e-12) for r in rows], "o-", label="global rel L2 at layers.i.out")
-    ax.semilogy(layers, [max(r[1]["local_rel_l2"], 1e-12) for r in rows], "s--", label="worst local rel L2 in layer i")
-    for name, value in report["limits"].items():
-        ax.axhline(value, color="grey", ls=":" if name == "other stages" else "--", lw=0.8,
-                   label=f"local limit, {name} ({report['precision']})")
+    layers, grow, ratio, stage = [], [], [], []
+    for layer, worst, end, _ in layer_rows(report):
+        if layer is None:
+            continue
+        layers.append(layer)
+        grow.append(max(end["rel_l2"], 1e-12))
+        ratio.append(max(worst["local_rel_l2"] / worst["limit"], 1e-6))
+        stage.append(worst["stage"])
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5.6), sharex=True)
+    top.semilogy(layers, grow, "o-")
+    top.set_ylabel("global rel L2\nat layers.i.out")
+    top.set_title(f"{report['graph'].split('/')[-1]} ({report['precision']}): output cosine {report['output']['cos']:.5f}")
+    bottom.semilogy(layers, ratio, "s-", color="tab:orange")
+    bottom.axhline(1.0, color="grey", ls="--", lw=1)
+    for x, y, name in zip(layers, ratio, stage):
+        bottom.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    bottom.set_ylabel("worst local error\n/ allowed (1 = limit)")
+    bottom.set_xlabel("layer")
     first = report["first_divergence"]
     if first and first["layer"] is not None:
-        ax.axvline(first["layer"], color="red", alpha=0.5, label=f"first divergence: {first['name']}")
-    ax.set_xlabel("layer")
-    ax.set_ylabel("relative L2 error vs q3ref")
-    ax.set_xticks(layers)
-    ax.set_title(f"{report['graph'].split('/')[-1]}: output cosine {report['output']['cos']:.5f}")
-    ax.legend(fontsize=8)
+        for ax in (top, bottom):
+            ax.axvline(first["layer"], color="red", alpha=0.4)
+        bottom.annotate(f"first divergence: {first['name']}", (first["layer"], 1.0), color="red",
+                        textcoords="offset points", xytext=(6, -14), fontsize=8)
+    bottom.set_xticks(layers)
     fig.tight_layout()
     fig.savefig(path, dpi=110, format=fmt)
     plt.close(fig)
