@@ -196,9 +196,13 @@ def cmd_inspect(args):
     g = Graph(args.graph)
     d = g.describe()
     if args.weights:
-        from .config import Config
+        from .api import load
+        from .quant import check_graph_int8
 
-        d["config_check"] = g.check_config(Config.from_json(Path(args.weights) / "config.json"))
+        model = load(args.weights)
+        d["config_check"] = g.check_config(model.cfg)
+        if not d["config_check"]:
+            d["int8_weights"] = check_graph_int8(g, model.weights, model.cfg)
     if args.json:
         print(json.dumps(d, indent=2))
         return 0
@@ -215,6 +219,14 @@ def cmd_inspect(args):
     print("  ops: " + ", ".join(f"{k} {v}" for k, v in d["ops"].items()))
     if "config_check" in d:
         print("  config.json: " + ("agrees" if not d["config_check"] else "DISAGREES: " + "; ".join(d["config_check"])))
+    if d.get("int8_weights"):
+        rows = d["int8_weights"]
+        same = [r for r in rows if r["payload_equal"] and r["scales_equal"]]
+        print(f"  int8 weights: {len(same)}/{len(rows)} bit-identical to q3ref's per-channel int8 of the checkpoint")
+        for r in rows:
+            if r not in same:
+                print(f"    {r['weight']}: {r['differing_values']} values and scales up to "
+                      f"{r['max_scale_rel_diff']:.2g} (relative) differ: another recipe, other weights, or a re-quantized file")
     return 0
 
 
