@@ -13,6 +13,8 @@ FP32_FLOOR (measured: <= 1.5e-7 local error at those stages in fp32, fp16 and in
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from . import model as M
@@ -65,11 +67,14 @@ def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=Fals
         raise Q3RefError(f"{g.path} does not fit {model.path}: " + "; ".join(problems))
     ids = model.check_ids(ids)
     precision = g.precision()
+    t0 = time.perf_counter()
     found, notes = align(g, cfg)
+    t1 = time.perf_counter()
     pad_id = EOS_ID if EOS_ID < cfg.vocab_size else 0  # the pad token; masked either way
     input_ids, mask = place(ids.tolist(), g.seq_len, padding, pad_id, truncate)
     real = mask[0]
     values = run(g, input_ids, mask, [a.tensor for a in found.values()], kernels)
+    t2 = time.perf_counter()
     if progress:
         progress("graph")
     graph_taps = {name: tap_layout(values[a.tensor], real) for name, a in found.items()}
@@ -82,6 +87,7 @@ def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=Fals
     M.embed(model.weights, cfg, ids_real, ones, None, model.kernels, clean, None, positions)
     forced = {k: v[None] for k, v in graph_taps.items() if k != "embedding"}
     M.embed(model.weights, cfg, ids_real, ones, None, model.kernels, local, None, positions, forced)
+    t3 = time.perf_counter()
     if progress:
         progress("reference")
 
@@ -113,4 +119,6 @@ def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=Fals
             "padding": padding, "tokens": int(real.sum()), "seq_len": g.seq_len,
             "limits": {"quantized stages": LOCAL_LIMIT[precision], "other stages": FP32_FLOOR},
             "taps": rows, "first_divergence": first, "output": {"cos": out["cos"], "rel_l2": out["rel_l2"]},
-            "unaligned": [r["name"] for r in rows if not r.get("aligned")], "notes": notes}
+            "unaligned": [r["name"] for r in rows if not r.get("aligned")], "notes": notes,
+            "seconds": {"align": t1 - t0, "graph (rewrite + run)": t2 - t1, "reference (clean + forced)": t3 - t2,
+                        "compare": time.perf_counter() - t3}}
