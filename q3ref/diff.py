@@ -44,13 +44,16 @@ def stage_limits(g: Graph) -> dict[str, float]:
 
 
 def metrics(got, ref):
-    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
-    err = np.abs(got - ref)
-    worst = np.unravel_index(np.argmax(err), err.shape) if err.size else ()
-    denom = np.linalg.norm(got) * np.linalg.norm(ref)
-    return {"cos": float(np.sum(got * ref) / denom) if denom > 0 else 0.0,
-            "rel_l2": float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30)),
-            "max_abs": float(err.max(initial=0.0)),
+    """cos, relative L2, max |err| and the token of the worst element. Elementwise work stays in
+    fp32 (the taps' precision); the sums accumulate in float64."""
+    got, ref = np.asarray(got, np.float32), np.asarray(ref, np.float32)
+    d = got - ref
+    dd, rr, gg = (float(np.sum(a * a, dtype=np.float64)) for a in (d, ref, got))
+    gr = float(np.sum(got * ref, dtype=np.float64))
+    worst = np.unravel_index(np.argmax(np.abs(d)), d.shape) if d.size else ()
+    return {"cos": gr / np.sqrt(gg * rr) if gg * rr > 0 else 0.0,
+            "rel_l2": float(np.sqrt(dd / max(rr, 1e-60))),
+            "max_abs": float(np.abs(d[worst])) if d.size else 0.0,
             "worst_token": int(worst[0]) if len(worst) > 1 else None}
 
 

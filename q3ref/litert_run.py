@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .errors import Q3RefError
@@ -38,10 +40,11 @@ def run(g: Graph, input_ids, mask, tensors=(), kernels="xnnpack") -> dict[int, n
     """Invoke the graph once; return {tensor index: array} for its outputs and `tensors`."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+    threads = os.cpu_count()  # the default is one thread: 16.7 s instead of 9.1 s for 0.6B int8 here
     if kernels == "xnnpack":
-        interp = Interpreter(model_content=g.with_outputs(list(tensors)) if tensors else g.bytes())
+        interp = Interpreter(model_content=g.with_outputs(list(tensors)) if tensors else g.bytes(), num_threads=threads)
     elif kernels == "builtin":
-        interp = Interpreter(model_content=g.bytes(), experimental_preserve_all_tensors=True,
+        interp = Interpreter(model_content=g.bytes(), experimental_preserve_all_tensors=True, num_threads=threads,
                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     else:
         raise Q3RefError(f"--kernels must be xnnpack or builtin, got {kernels!r}")
@@ -53,4 +56,4 @@ def run(g: Graph, input_ids, mask, tensors=(), kernels="xnnpack") -> dict[int, n
             raise Q3RefError(f"graph input {g.names[t]} has dtype {g.type_name(t)}, q3ref feeds integer ids and masks")
         interp.set_tensor(t, np.asarray(value).astype(dtype))
     interp.invoke()
-    return {t: np.array(interp.get_tensor(t)) for t in list(g.sg.outputs) + list(tensors)}
+    return {t: interp.get_tensor(t) for t in list(g.sg.outputs) + list(tensors)}  # get_tensor copies
