@@ -19,7 +19,7 @@ import numpy as np
 
 from . import model as M
 from .errors import Q3RefError
-from .litert_align import align
+from .litert_align import align, numeric_align, to_tap
 from .litert_graph import Graph
 from .litert_run import place, run
 from .tokenizer import EOS_ID
@@ -57,12 +57,6 @@ def metrics(got, ref):
             "worst_token": int(worst[0]) if len(worst) > 1 else None}
 
 
-def tap_layout(graph_value, real):
-    """A graph tensor [1, S, ...] (or [1, D]) -> the tap's layout [T, ...] (or [D])."""
-    v = np.asarray(graph_value)[0]
-    return v[real] if v.ndim >= 2 and v.shape[0] == real.shape[0] else v
-
-
 def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=False, progress=None) -> dict:
     cfg = model.cfg
     problems = g.check_config(cfg)
@@ -70,27 +64,49 @@ def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=Fals
         raise Q3RefError(f"{g.path} does not fit {model.path}: " + "; ".join(problems))
     ids = model.check_ids(ids)
     precision = g.precision()
-    t0 = time.perf_counter()
+    seconds, tick = {}, [time.perf_counter()]
+
+    def lap(label):  # time since the previous lap, added to `label`
+        now = time.perf_counter()
+        seconds[label] = seconds.get(label, 0.0) + now - tick[0]
+        tick[0] = now
+
     found, notes = align(g, cfg)
-    t1 = time.perf_counter()
+    lap("align")
     pad_id = EOS_ID if EOS_ID < cfg.vocab_size else 0  # the pad token; masked either way
     input_ids, mask = place(ids.tolist(), g.seq_len, padding, pad_id, truncate)
     real = mask[0]
-    values = run(g, input_ids, mask, [a.tensor for a in found.values()], kernels)
-    t2 = time.perf_counter()
-    if progress:
-        progress("graph")
-    graph_taps = {name: tap_layout(values[a.tensor], real) for name, a in found.items()}
 
     # q3ref on the real tokens, at the graph's positions (arange(S) even under left padding).
     ids_real = input_ids[:, real]  # [1, T]
     positions = np.arange(g.seq_len)[None, real]  # [1, T]
     ones = np.ones_like(ids_real, bool)
-    clean, local = {}, {}
+    clean = {}
     M.embed(model.weights, cfg, ids_real, ones, None, model.kernels, clean, None, positions)
+    ref = {name: v[0] for name, v in clean.items()}
+    lap("reference (clean + forced)")
+
+    missing = [name for name in M.tap_names(cfg) if name not in found]
+    wanted = {a.tensor for a in found.values()}
+    if missing:  # numeric fallback: read every float activation, match by value
+        wanted |= {t for op in g.ops for t in op.outputs if g.type_name(t) == "float32"}
+    values = run(g, input_ids, mask, sorted(wanted), kernels)
+    lap("graph (rewrite + run)")
+    if progress:
+        progress("graph")
+    if missing:
+        numeric = numeric_align(g, values, ref, real, missing, {a.tensor for a in found.values()})
+        found.update(numeric)
+        notes.append(f"{len(numeric)} of {len(missing)} taps matched numerically (the closest shape-compatible "
+                     "tensor to q3ref's tap, a best guess)"
+                     + ("" if len(numeric) == len(missing) else "; the rest could not be aligned"))
+        lap("align")
+    graph_taps = {name: to_tap(values[a.tensor], real, a.layout, ref[name].shape) for name, a in found.items()}
+
+    local = {}
     forced = {k: v[None] for k, v in graph_taps.items() if k != "embedding"}
     M.embed(model.weights, cfg, ids_real, ones, None, model.kernels, local, None, positions, forced)
-    t3 = time.perf_counter()
+    lap("reference (clean + forced)")
     if progress:
         progress("reference")
 
@@ -102,26 +118,25 @@ def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=Fals
         if name not in graph_taps:
             rows.append({**row, "tensor": None, "aligned": False, "diverged": None})
             continue
-        ref = clean[name][0]
         got = graph_taps[name]
-        if got.shape != ref.shape:
-            notes.append(f"{name}: graph tensor {list(got.shape)} vs tap {list(ref.shape)}; not compared")
+        if got.shape != ref[name].shape:
+            notes.append(f"{name}: graph tensor {list(got.shape)} vs tap {list(ref[name].shape)}; not compared")
             rows.append({**row, "tensor": g.names[found[name].tensor], "aligned": False, "diverged": None})
             continue
-        glob = metrics(got, ref)
+        glob = metrics(got, ref[name])
         loc = metrics(got, local[name][0])
         limit = limits.get(stage, FP32_FLOOR)
         diverged = bool(loc["rel_l2"] > limit)
         if diverged and first is None:
             first = {"name": name, "layer": layer, "stage": stage, "local_rel_l2": loc["rel_l2"], "limit": limit}
-        rows.append({**row, "tensor": g.names[found[name].tensor], "aligned": True, **glob,
+        rows.append({**row, "tensor": g.names[found[name].tensor], "aligned": True, "how": found[name].how, **glob,
                      "local_rel_l2": loc["rel_l2"], "limit": limit, "diverged": diverged})
-    out = metrics(values[g.sg.outputs[0]][0], clean["embedding"][0])
+    out = metrics(values[g.sg.outputs[0]][0], ref["embedding"])
+    lap("compare")
     return {"graph": str(g.path), "weights": str(model.path), "precision": precision, "kernels": kernels,
             "read_by": "extra outputs (rewritten graph)" if kernels == "xnnpack" else "preserve_all_tensors",
             "padding": padding, "tokens": int(real.sum()), "seq_len": g.seq_len,
             "limits": {"quantized stages": LOCAL_LIMIT[precision], "other stages": FP32_FLOOR},
             "taps": rows, "first_divergence": first, "output": {"cos": out["cos"], "rel_l2": out["rel_l2"]},
             "unaligned": [r["name"] for r in rows if not r.get("aligned")], "notes": notes,
-            "seconds": {"align": t1 - t0, "graph (rewrite + run)": t2 - t1, "reference (clean + forced)": t3 - t2,
-                        "compare": time.perf_counter() - t3}}
+            "seconds": seconds}

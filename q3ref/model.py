@@ -33,10 +33,11 @@ TOP_TAPS = {"embed": "T, D", "norm": "T, D", "pooled": "D", "embedding": "dim"}
 
 def tap_names(cfg: Config) -> list[str]:
     """All tap names of one forward, in the order they are made."""
-    names = ["embed"]
+    first, *last = TOP_TAPS  # embed before the layers; norm, pooled, embedding after
+    names = [first]
     for i in range(cfg.num_hidden_layers):
         names += [f"layers.{i}.{stage}" for stage in LAYER_TAPS]
-    return names + ["norm", "pooled", "embedding"]
+    return names + last
 
 
 def forward(weights, cfg: Config, input_ids, mask, kernels="numba", taps=None, progress=None,

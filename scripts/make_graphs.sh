@@ -23,3 +23,6 @@ export_graph $S $OUT/defect_gate_up_swap_2_int8.tflite --defect gate_up_swap:2 -
 # The bundled checkpoint (real tokenizer, so text works in the README's example): int8 only,
 # since its 151669 x 16 embedding table is 9.7 MB in fp32 and 2.4 MB in int8.
 export_graph weights/q3ref-tiny $OUT/tiny_dynamic_int8.tflite --quant dynamic_int8
+# The same graphs without tensor names, for diff's numeric fallback (no litert-torch needed).
+python scripts/strip_names.py $OUT/stress_dynamic_int8.tflite $OUT/nonames_stress_dynamic_int8.tflite
+python scripts/strip_names.py $OUT/defect_q_norm_ones_1.tflite $OUT/nonames_defect_q_norm_ones_1.tflite

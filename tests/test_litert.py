@@ -78,6 +78,18 @@ def test_both_reading_paths_give_the_same_fp32_taps(model):
         assert abs(a[name]["rel_l2"] - b[name]["rel_l2"]) < 1e-5, name
 
 
+@pytest.mark.parametrize("name, expected", [("nonames_stress_dynamic_int8", None),
+                                            ("nonames_defect_q_norm_ones_1", "layers.1.q_norm")])
+def test_numeric_fallback_on_graphs_without_names(model, name, expected):
+    """Graphs with every tensor name stripped (scripts/strip_names.py) stand in for other
+    converters: the taps are matched by value and the verdict is unchanged."""
+    for padding in ("right", "left"):
+        r = diff(model, Graph(GRAPHS / f"{name}.tflite"), INPUTS["17 tokens"], padding)
+        hows = [t["how"] for t in r["taps"] if t.get("aligned")]
+        assert r["unaligned"] == [] and hows.count("numeric") == len(hows) - 1  # all but the output
+        assert (r["first_divergence"] or {}).get("name") == expected
+
+
 def test_inspect_describes_the_graph():
     d = Graph(GRAPHS / "stress_dynamic_int8.tflite").describe()
     assert d["precision"] == "dynamic_int8" and d["seq_len"] == 64 and d["layers"] == 3
