@@ -240,9 +240,18 @@ def cmd_diff(args):
     g = Graph(args.graph)
     model = load_model(args)
     _, ids = inputs(args, model, many=False)
-    err = Console(stderr=True)
-    with err.status("running the graph and the reference..."):
-        report = diff(model, g, ids[0], args.padding, args.graph_kernels, args.truncate)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description:<34}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+        tasks = {}
+
+        def progress(phase, done, total):
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done)
+
+        report = diff(model, g, ids[0], args.padding, args.graph_kernels, args.truncate, progress)
     if args.json:
         atomic_save(args.json, lambda f: f.write(json.dumps(report, indent=2).encode()))
     if args.plot:

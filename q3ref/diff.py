@@ -58,7 +58,13 @@ def metrics(got, ref):
 
 
 def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=False, progress=None) -> dict:
+    """progress(phase, done, total), if given, is told about each layer and the graph's run."""
     cfg = model.cfg
+    L = cfg.num_hidden_layers
+
+    def layers_done(phase):  # model.forward's per-layer callback, reporting as `phase`
+        return (lambda done: progress(phase, done, L)) if progress else None
+
     problems = g.check_config(cfg)
     if problems:
         raise Q3RefError(f"{g.path} does not fit {model.path}: " + "; ".join(problems))
@@ -82,7 +88,7 @@ def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=Fals
     positions = np.arange(g.seq_len)[None, real]  # [1, T]
     ones = np.ones_like(ids_real, bool)
     clean = {}
-    M.embed(model.weights, cfg, ids_real, ones, None, model.kernels, clean, None, positions)
+    M.embed(model.weights, cfg, ids_real, ones, None, model.kernels, clean, layers_done("reference"), positions)
     ref = {name: v[0] for name, v in clean.items()}
     lap("reference (clean + forced)")
 
@@ -90,10 +96,12 @@ def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=Fals
     wanted = {a.tensor for a in found.values()}
     if missing:  # numeric fallback: read every float activation, match by value
         wanted |= {t for op in g.ops for t in op.outputs if g.type_name(t) == "float32"}
+    if progress:
+        progress(f"graph ({kernels})", 0, 1)
     values = run(g, input_ids, mask, sorted(wanted), kernels)
     lap("graph (rewrite + run)")
     if progress:
-        progress("graph")
+        progress(f"graph ({kernels})", 1, 1)
     if missing:
         numeric = numeric_align(g, values, ref, real, missing, {a.tensor for a in found.values()})
         found.update(numeric)
@@ -105,10 +113,9 @@ def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=Fals
 
     local = {}
     forced = {k: v[None] for k, v in graph_taps.items() if k != "embedding"}
-    M.embed(model.weights, cfg, ids_real, ones, None, model.kernels, local, None, positions, forced)
+    M.embed(model.weights, cfg, ids_real, ones, None, model.kernels, local,
+            layers_done("reference on the graph's inputs"), positions, forced)
     lap("reference (clean + forced)")
-    if progress:
-        progress("reference")
 
     limits = stage_limits(g)
     rows, first = [], None

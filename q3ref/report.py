@@ -42,8 +42,10 @@ def print_table(report, console):
                       f"(rel L2); {first['limit']:g} is allowed there in a {report['precision']} graph")
     else:
         lim = report["limits"]
-        console.print(f"[green]no divergence[/]: every stage within its limit ({lim['quantized stages']:g} where "
-                      f"{report['precision']} weights are read, {lim['other stages']:g} elsewhere)")
+        where = (f"{lim['quantized stages']:g} where {report['precision']} weights are read, "
+                 f"{lim['other stages']:g} elsewhere" if lim["quantized stages"] != lim["other stages"]
+                 else f"{lim['other stages']:g} rel L2 everywhere, fp32")
+        console.print(f"[green]no divergence[/]: every stage within its limit ({where})")
     console.print(f"output cosine {report['output']['cos']:.6f}; taps read by {report['read_by']}")
     for name in report["unaligned"]:
         console.print(f"[yellow]not aligned:[/] {name}")
