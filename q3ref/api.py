@@ -14,6 +14,7 @@ from . import model as M
 from .checkpoint import RANDOM_MARK
 from .config import Config
 from .errors import Q3RefError
+from .quant import SIMULATIONS, simulation
 from .tokenizer import EOS_ID, Tokenizer, find_tokenizer_file
 from .weights import Weights
 
@@ -50,7 +51,7 @@ def find_weights(path=None) -> Path:
 
 
 class Model:
-    def __init__(self, path, dtype="float32", kernels="numba", resident=True):
+    def __init__(self, path, dtype="float32", kernels="numba", resident=True, quant="none", runtime="xnnpack"):
         self.path = Path(path)
         if dtype not in ("float32", "float64"):
             raise Q3RefError(f"dtype must be float32 or float64, got {dtype!r}")
@@ -61,6 +62,16 @@ class Model:
         self.cfg = Config.from_json(self.path / "config.json")
         self.weights = Weights(self.path, self.cfg, np.dtype(dtype), resident)
         self.kernels = kernels
+        # What encode/trace compute with: the reference itself, or a simulation of a LiteRT
+        # recipe (quant.py) on the runtime's activation quantization.
+        self.quant, self.runtime = quant, runtime
+        if quant == "none":
+            self.compute = (self.weights, kernels)
+        elif quant in SIMULATIONS and runtime in ("xnnpack", "builtin"):
+            self.compute = simulation(self.weights, kernels, quant, runtime)
+        else:
+            raise Q3RefError(f"--quant must be none or one of {', '.join(SIMULATIONS)} and --runtime xnnpack or "
+                             f"builtin, got {quant!r}, {runtime!r}")
         tok = find_tokenizer_file(self.path)
         self.tokenizer = Tokenizer(tok) if tok else None
         raw = json.loads((self.path / "config.json").read_text())
@@ -98,7 +109,7 @@ class Model:
             idx = order[start:start + batch_size]
             # Pad values are masked and never reach a real row; 0 exists in every vocabulary.
             ids, mask = pad([seqs[i] for i in idx], pad_id=0)  # [B, T] each
-            out[idx] = M.embed(self.weights, self.cfg, ids, mask, dim, self.kernels)
+            out[idx] = M.embed(*self.compute[:1], self.cfg, ids, mask, dim, self.compute[1])
             if progress:
                 progress(min(start + batch_size, len(seqs)))
         return out
@@ -128,8 +139,8 @@ class Model:
             ids = text_or_ids
         ids = self.check_ids(ids)
         taps = {}
-        M.embed(self.weights, self.cfg, ids[None, :], np.ones((1, len(ids)), bool), dim,
-                self.kernels, taps, progress)
+        M.embed(self.compute[0], self.cfg, ids[None, :], np.ones((1, len(ids)), bool), dim,
+                self.compute[1], taps, progress)
         out = {name: taps[name][0] for name in M.tap_names(self.cfg)}
         out["input_ids"] = ids
         return out
@@ -146,6 +157,6 @@ def pad(seqs, side="right", pad_id=EOS_ID):
     return ids, mask
 
 
-def load(path=None, dtype="float32", kernels="numba", resident=True) -> Model:
+def load(path=None, dtype="float32", kernels="numba", resident=True, quant="none", runtime="xnnpack") -> Model:
     """Find the weights (see find_weights) and load them."""
-    return Model(find_weights(path), dtype, kernels, resident)
+    return Model(find_weights(path), dtype, kernels, resident, quant, runtime)

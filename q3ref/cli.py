@@ -32,7 +32,7 @@ def parse_ids(spec: str) -> list[int]:
     return ids
 
 
-def add_model_args(p, kernels_flag="--kernels"):
+def add_model_args(p, kernels_flag="--kernels", quant=True):
     p.add_argument("--weights", metavar="DIR", help="checkpoint directory (config.json, model.safetensors, tokenizer.json)")
     p.add_argument(kernels_flag, dest="kernels", choices=["numba", "numpy"], default="numba",
                    help="q3ref's numba kernels (default) or their plain NumPy twins")
@@ -40,6 +40,11 @@ def add_model_args(p, kernels_flag="--kernels"):
                    help="compute precision (float64: the reference for the reference)")
     p.add_argument("--streaming", action="store_true",
                    help="upcast each layer's weights only while it runs (4B/8B in a few GB)")
+    if quant:
+        p.add_argument("--quant", dest="sim_quant", choices=["none", "int8", "int8-weight-only", "fp16"], default="none",
+                       help="compute as a LiteRT graph of that recipe would (simulation)")
+        p.add_argument("--runtime", choices=["xnnpack", "builtin"], default="xnnpack",
+                       help="whose run-time int8 activation quantization to simulate")
 
 
 def add_input_args(p, many):
@@ -79,7 +84,10 @@ def build_parser():
     p = sub.add_parser("diff", help="find the first layer and stage where a .tflite graph departs from q3ref")
     p.add_argument("graph", metavar="MODEL.tflite")
     add_input_args(p, many=False)
-    add_model_args(p, kernels_flag="--ref-kernels")
+    add_model_args(p, kernels_flag="--ref-kernels", quant=False)
+    p.add_argument("--quant", choices=["auto", "none"], default="auto",
+                   help="auto: expect what q3ref's simulation of the graph's recipe computes; none: the fp32 "
+                        "reference, with fixed per-precision limits at quantized stages")
     p.add_argument("--padding", choices=["left", "right"], default="right")
     p.add_argument("--kernels", dest="graph_kernels", choices=["xnnpack", "builtin"], default="xnnpack",
                    help="run the graph with XNNPACK (taps as extra outputs, default) or builtin kernels "
@@ -141,7 +149,8 @@ def atomic_save(path, save):
 def load_model(args):
     from .api import load
 
-    return load(args.weights, dtype=args.dtype, kernels=args.kernels, resident=not args.streaming)
+    return load(args.weights, dtype=args.dtype, kernels=args.kernels, resident=not args.streaming,
+                quant=getattr(args, "sim_quant", "none"), runtime=getattr(args, "runtime", "xnnpack"))
 
 
 def random_note(model):
@@ -251,7 +260,7 @@ def cmd_diff(args):
                 tasks[phase] = bar.add_task(phase, total=total)
             bar.update(tasks[phase], completed=done)
 
-        report = diff(model, g, ids[0], args.padding, args.graph_kernels, args.truncate, progress)
+        report = diff(model, g, ids[0], args.padding, args.graph_kernels, args.truncate, progress, args.quant)
     if args.json:
         atomic_save(args.json, lambda f: f.write(json.dumps(report, indent=2).encode()))
     if args.plot:

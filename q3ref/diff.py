@@ -22,6 +22,7 @@ from .errors import Q3RefError
 from .litert_align import align, numeric_align, to_tap
 from .litert_graph import Graph
 from .litert_run import place, run
+from .quant import PRECISION_TO_SIM, simulation
 from .tokenizer import EOS_ID
 
 # Local relative L2 error a stage that reads quantized weights may add, per precision.
@@ -57,8 +58,11 @@ def metrics(got, ref):
             "worst_token": int(worst[0]) if len(worst) > 1 else None}
 
 
-def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=False, progress=None) -> dict:
-    """progress(phase, done, total), if given, is told about each layer and the graph's run."""
+def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=False, progress=None,
+         quant="none") -> dict:
+    """quant="auto": the expected value is q3ref's simulation of the graph's recipe on the same
+    runtime (quant.py), not the fp32 reference. progress(phase, done, total), if given, is told
+    about each layer and the graph's run."""
     cfg = model.cfg
     L = cfg.num_hidden_layers
 
@@ -111,13 +115,20 @@ def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=Fals
         lap("align")
     graph_taps = {name: to_tap(values[a.tensor], real, a.layout, ref[name].shape) for name, a in found.items()}
 
+    # The expected computation: the fp32 reference, or the simulation of the graph's recipe.
+    sim = PRECISION_TO_SIM.get(precision) if quant == "auto" else None
+    weights, K = simulation(model.weights, model.kernels, sim, kernels) if sim else (model.weights, model.kernels)
+    expected = ref
+    if sim:
+        sim_taps = {}
+        M.embed(weights, cfg, ids_real, ones, None, K, sim_taps, layers_done(f"simulation ({sim}, {kernels})"), positions)
+        expected = {name: v[0] for name, v in sim_taps.items()}
     local = {}
     forced = {k: v[None] for k, v in graph_taps.items() if k != "embedding"}
-    M.embed(model.weights, cfg, ids_real, ones, None, model.kernels, local,
-            layers_done("reference on the graph's inputs"), positions, forced)
+    M.embed(weights, cfg, ids_real, ones, None, K, local, layers_done("expected, on the graph's inputs"), positions, forced)
     lap("reference (clean + forced)")
 
-    limits = stage_limits(g)
+    limits = {} if sim else stage_limits(g)  # a simulation is held to the fp32 floor everywhere
     rows, first = [], None
     for name in M.tap_names(cfg):
         layer, stage = (int(name.split(".")[1]), name.split(".")[2]) if name.startswith("layers.") else (None, name)
@@ -131,6 +142,9 @@ def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=Fals
             rows.append({**row, "tensor": g.names[found[name].tensor], "aligned": False, "diverged": None})
             continue
         glob = metrics(got, ref[name])
+        if sim:
+            d_sim = metrics(got, expected[name])["rel_l2"]
+            glob.update(sim_rel_l2=d_sim, explained=1 - d_sim / glob["rel_l2"] if glob["rel_l2"] > 0 else None)
         loc = metrics(got, local[name][0])
         limit = limits.get(stage, FP32_FLOOR)
         diverged = bool(loc["rel_l2"] > limit)
@@ -139,11 +153,14 @@ def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=Fals
         rows.append({**row, "tensor": g.names[found[name].tensor], "aligned": True, "how": found[name].how, **glob,
                      "local_rel_l2": loc["rel_l2"], "limit": limit, "diverged": diverged})
     out = metrics(values[g.sg.outputs[0]][0], ref["embedding"])
+    if sim:
+        out["sim_rel_l2"] = metrics(values[g.sg.outputs[0]][0], expected["embedding"])["rel_l2"]
     lap("compare")
     return {"graph": str(g.path), "weights": str(model.path), "precision": precision, "kernels": kernels,
+            "expected": f"simulation of {sim} ({kernels} runtime)" if sim else "fp32 reference",
             "read_by": "extra outputs (rewritten graph)" if kernels == "xnnpack" else "preserve_all_tensors",
             "padding": padding, "tokens": int(real.sum()), "seq_len": g.seq_len,
-            "limits": {"quantized stages": LOCAL_LIMIT[precision], "other stages": FP32_FLOOR},
-            "taps": rows, "first_divergence": first, "output": {"cos": out["cos"], "rel_l2": out["rel_l2"]},
+            "limits": {"quantized stages": FP32_FLOOR if sim else LOCAL_LIMIT[precision], "other stages": FP32_FLOOR},
+            "taps": rows, "first_divergence": first, "output": {k: out[k] for k in ("cos", "rel_l2", "sim_rel_l2") if k in out},
             "unaligned": [r["name"] for r in rows if not r.get("aligned")], "notes": notes,
             "seconds": seconds}

@@ -233,9 +233,13 @@ def silu_mul_numba(gate, up):
     return out
 
 
+def linear(x, w):  # [N, in], [out, in] -> [N, out]: BLAS, with W used as stored (transposed view)
+    return x @ w.T
+
+
 KERNELS = {
     "numpy": dict(rms_norm=rms_norm_numpy, rope=rope_numpy, attention=attention_numpy,
-                  silu_mul=silu_mul_numpy),
+                  silu_mul=silu_mul_numpy, linear=linear),
     "numba": dict(rms_norm=rms_norm_numba, rope=rope_numba, attention=attention_numba,
-                  silu_mul=silu_mul_numba),
+                  silu_mul=silu_mul_numba, linear=linear),
 }

@@ -10,7 +10,8 @@ Every intermediate can be recorded into a `taps` dict under its tap name
 A `force` dict {tap name: [B, T, ...]} replaces an intermediate right after it is made, so the
 rest of the forward runs on it: teacher forcing, which the diff uses to measure each stage's
 own error on an exported graph's inputs, apart from the error it inherits.
-Weights are read by their checkpoint names. Projections are `x @ W.T` with W stored [out, in].
+Weights are read by their checkpoint names. Projections are K["linear"](x, W) = x @ W.T with W
+stored [out, in]; a quantization simulation (quant.py) swaps in its own product.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def forward(weights, cfg: Config, input_ids, mask, kernels="numba", taps=None, p
     and exported graphs use arange(T) even under left padding (equal in exact arithmetic, since
     RoPE is relative), which `positions` [B, T] reproduces when a tap must match theirs.
     """
-    K = KERNELS[kernels]
+    K = KERNELS[kernels] if isinstance(kernels, str) else kernels  # a name, or a dict (quant.py)
     B, T = input_ids.shape
     dtype = weights.dtype
 
@@ -89,9 +90,9 @@ def attention_block(x, w, cfg, p, cos, sin, mask, K, tap):  # [N, D] -> [N, D]
     a = p + "self_attn."
 
     n = tap(p + "input_norm", K["rms_norm"](x, w[p + "input_layernorm.weight"], eps))  # [N, D]
-    q = tap(p + "q", (n @ w[a + "q_proj.weight"].T).reshape(N, H, Dh))  # [N, H, Dh]
-    k = tap(p + "k", (n @ w[a + "k_proj.weight"].T).reshape(N, Hkv, Dh))  # [N, Hkv, Dh]
-    v = tap(p + "v", (n @ w[a + "v_proj.weight"].T).reshape(N, Hkv, Dh))  # [N, Hkv, Dh]
+    q = tap(p + "q", K["linear"](n, w[a + "q_proj.weight"]).reshape(N, H, Dh))  # [N, H, Dh]
+    k = tap(p + "k", K["linear"](n, w[a + "k_proj.weight"]).reshape(N, Hkv, Dh))  # [N, Hkv, Dh]
+    v = tap(p + "v", K["linear"](n, w[a + "v_proj.weight"]).reshape(N, Hkv, Dh))  # [N, Hkv, Dh]
 
     # QK-norm is Qwen3's addition over Qwen2: an RMSNorm over each head's Dh values with a
     # learned [Dh] weight, applied before RoPE. v has none.
@@ -104,17 +105,17 @@ def attention_block(x, w, cfg, p, cos, sin, mask, K, tap):  # [N, D] -> [N, D]
     o = K["attention"](q.reshape(B, T, H, Dh), k.reshape(B, T, Hkv, Dh),
                        v.reshape(B, T, Hkv, Dh), mask).reshape(N, H, Dh)  # [N, H, Dh]
     o = tap(p + "attn", o)
-    return tap(p + "o_proj", o.reshape(N, H * Dh) @ w[a + "o_proj.weight"].T)  # [N, D]
+    return tap(p + "o_proj", K["linear"](o.reshape(N, H * Dh), w[a + "o_proj.weight"]))  # [N, D]
 
 
 def mlp_block(h, w, cfg, p, K, tap):  # [N, D] -> [N, D]
     """RMSNorm -> SwiGLU: down(silu(gate(n)) * up(n))."""
     m = p + "mlp."
     n = tap(p + "post_norm", K["rms_norm"](h, w[p + "post_attention_layernorm.weight"], cfg.rms_norm_eps))  # [N, D]
-    gate = tap(p + "gate", n @ w[m + "gate_proj.weight"].T)  # [N, F]
-    up = tap(p + "up", n @ w[m + "up_proj.weight"].T)  # [N, F]
+    gate = tap(p + "gate", K["linear"](n, w[m + "gate_proj.weight"]))  # [N, F]
+    up = tap(p + "up", K["linear"](n, w[m + "up_proj.weight"]))  # [N, F]
     act = tap(p + "act", K["silu_mul"](gate, up))  # [N, F]
-    return tap(p + "down", act @ w[m + "down_proj.weight"].T)  # [N, D]
+    return tap(p + "down", K["linear"](act, w[m + "down_proj.weight"]))  # [N, D]
 
 
 def pool_last(hidden, mask):  # [B, T, D], [B, T] -> [B, D]

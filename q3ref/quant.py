@@ -61,3 +61,109 @@ def check_graph_int8(g, weights, cfg) -> list[dict]:
                      "differing_values": int((q != q_graph).sum()) if q.shape == q_graph.shape else None,
                      "max_scale_rel_diff": float(np.abs(s / s_graph - 1).max()) if s.shape == s_graph.shape else None})
     return rows
+
+
+# ------------------------------------------------------------------ run-time activations
+def round_half_away(x):
+    """C's roundf (TFLite's builtin kernels): halves away from zero, unlike np.rint's to-even.
+    Not trunc(x + 0.5): for 0.49999997 that sum already rounds up to 1.0. x - trunc(x) is exact."""
+    t = np.trunc(x)
+    return np.where(np.abs(x - t) >= 0.5, t + np.sign(x), t)
+
+
+def act_int8_symmetric(x):  # [N, K] fp32 -> integer values [N, K], scale [N]
+    """Builtin TFLite hybrid kernels: per row, range = max|x|, inv = 127/range in fp32,
+    q = roundf(x * inv) clipped to +-127; dequantized value q * range/127."""
+    rng = np.abs(x).max(axis=1)  # [N]
+    inv = np.float32(127) / np.where(rng > 0, rng, np.float32(1))  # [N], fp32
+    q = np.clip(round_half_away(x * inv[:, None]), -127, 127)  # [N, K]
+    return q, rng / np.float32(127)
+
+
+def act_int8_asymmetric(x):  # [N, K] fp32 -> integer values minus zero point [N, K], scale [N]
+    """XNNPACK: per row, scale = (max - min) / 255 over the row with 0 included, a zero point,
+    q = clip(rint(x / scale) + zp, -128, 127); dequantized value (q - zp) * scale."""
+    lo = np.minimum(x.min(axis=1), 0)  # [N]
+    hi = np.maximum(x.max(axis=1), 0)  # [N]
+    scale = (hi - lo) / np.float32(255)  # [N]
+    safe = np.where(scale > 0, scale, np.float32(1))
+    zp = np.clip(np.rint(np.float32(-128) - lo / safe), -128, 127)  # [N]
+    q = np.clip(np.rint(x / safe[:, None]) + zp[:, None], -128, 127)  # [N, K]
+    return q - zp[:, None], scale
+
+
+ACT_QUANT = {"builtin": act_int8_symmetric, "xnnpack": act_int8_asymmetric}
+
+
+class Int8Weights:
+    """Per-channel int8 of each weight the simulation multiplies with, made once (by name of
+    the array's identity, valid while the model keeps its weights resident)."""
+
+    def __init__(self):
+        self.cache = {}
+
+    def __call__(self, w):
+        key = id(w)
+        if key not in self.cache:
+            q, scale, _ = int8_per_channel(w)
+            self.cache[key] = (w, q.astype(np.float64), scale)  # w kept so its id stays unique
+        return self.cache[key][1:]
+
+
+def dynamic_int8_linear(runtime):
+    """x @ W.T as a dynamic_int8 graph computes it: int8 weights per channel, activations
+    quantized per row at run time, integer accumulation (exact: float64 holds every int32
+    sum of int8 products here), then acc * (activation scale * weight scale) in fp32."""
+    quantize_act, weights = ACT_QUANT[runtime], Int8Weights()
+
+    def linear(x, w):  # [N, in], [out, in] -> [N, out]
+        wq, ws = weights(w)  # [out, in] integer-valued, [out]
+        xq, xs = quantize_act(np.asarray(x, np.float32))  # [N, in], [N]
+        acc = (xq.astype(np.float64) @ wq.T).astype(np.float32)  # [N, out]
+        return acc * (xs[:, None] * ws[None, :])  # fp32
+    return linear
+
+
+def weight_only_int8_linear():
+    """weight_only_int8: weights dequantized (q * scale, fp32), the product in float."""
+    weights, deq = Int8Weights(), {}
+
+    def linear(x, w):
+        if id(w) not in deq:
+            q, s = weights(w)
+            deq[id(w)] = (q * s[:, None]).astype(np.float32)
+        return x @ deq[id(w)].T
+    return linear
+
+
+class Int8EmbeddingWeights:
+    """The checkpoint's weights with the embedding table as an int8 graph stores it: one scale
+    per vocabulary row (rows are quantized independently, so only the looked-up rows are)."""
+
+    def __init__(self, weights):
+        self.inner, self.dtype, self.resident = weights, weights.dtype, weights.resident
+
+    def __getitem__(self, name):
+        return self.inner[name]
+
+    def embed_rows(self, ids):
+        q, scale, _ = int8_per_channel(self.inner.embed_rows(ids))
+        return (q.astype(np.float32) * scale[:, None]).astype(self.dtype)
+
+
+SIMULATIONS = ("int8", "int8-weight-only", "fp16")
+PRECISION_TO_SIM = {"dynamic_int8": "int8", "weight_only_int8": "int8-weight-only", "fp16": "fp16"}
+
+
+def simulation(weights, kernels, quant, runtime="xnnpack"):
+    """(weights, kernel dict) that make model.forward compute like a graph of that recipe."""
+    from .kernels import KERNELS
+
+    K = dict(KERNELS[kernels])
+    if quant == "int8":
+        return Int8EmbeddingWeights(weights), dict(K, linear=dynamic_int8_linear(runtime))
+    if quant == "int8-weight-only":
+        return Int8EmbeddingWeights(weights), dict(K, linear=weight_only_int8_linear())
+    if quant == "fp16":  # fp16 weights, fp32 activations (litert-torch's fp16 recipe)
+        return weights, dict(K, linear=lambda x, w: x @ w.astype(np.float16).astype(np.float32).T)
+    raise ValueError(f"unknown simulation {quant!r}; choose from {', '.join(SIMULATIONS)}")

@@ -46,7 +46,10 @@ def print_table(report, console):
                  f"{lim['other stages']:g} elsewhere" if lim["quantized stages"] != lim["other stages"]
                  else f"{lim['other stages']:g} rel L2 everywhere, fp32")
         console.print(f"[green]no divergence[/]: every stage within its limit ({where})")
-    console.print(f"output cosine {report['output']['cos']:.6f}; taps read by {report['read_by']}")
+    out = report["output"]
+    console.print(f"output cosine {out['cos']:.6f} against the fp32 reference; expected: {report['expected']}"
+                  + (f", which the graph's output is {out['sim_rel_l2']:.2g} (rel L2) from, against {out['rel_l2']:.2g} "
+                     "from the fp32 reference" if "sim_rel_l2" in out else "") + f"; taps read by {report['read_by']}")
     for name in report["unaligned"]:
         console.print(f"[yellow]not aligned:[/] {name}")
     for note in report["notes"]:

@@ -38,13 +38,14 @@ def model():
     return q3ref.Model(STRESS)
 
 
+@pytest.mark.parametrize("quant", ["none", "auto"])
 @pytest.mark.parametrize("kernels", ["xnnpack", "builtin"])
 @pytest.mark.parametrize("padding", ["right", "left"])
 @pytest.mark.parametrize("name", CORRECT)
-def test_correct_graphs_do_not_diverge(model, name, padding, kernels):
+def test_correct_graphs_do_not_diverge(model, name, padding, kernels, quant):
     g = Graph(GRAPHS / f"{name}.tflite")
     for label, ids in INPUTS.items():
-        r = diff(model, g, ids, padding, kernels)
+        r = diff(model, g, ids, padding, kernels, quant=quant)
         assert r["unaligned"] == [] and not r["notes"], (label, r["unaligned"], r["notes"])
         worst = max((t for t in r["taps"]), key=lambda t: t["local_rel_l2"])
         assert r["first_divergence"] is None, (label, r["first_divergence"], worst["name"])
@@ -52,12 +53,13 @@ def test_correct_graphs_do_not_diverge(model, name, padding, kernels):
         assert r["output"]["cos"] > 1 - floor, (label, r["output"])
 
 
+@pytest.mark.parametrize("quant", ["none", "auto"])
 @pytest.mark.parametrize("kernels", ["xnnpack", "builtin"])
 @pytest.mark.parametrize("name", list(DEFECTS))
-def test_defects_are_localized(model, name, kernels):
+def test_defects_are_localized(model, name, kernels, quant):
     g = Graph(GRAPHS / f"{name}.tflite")
     for padding in ("right", "left"):
-        r = diff(model, g, INPUTS["17 tokens"], padding, kernels)
+        r = diff(model, g, INPUTS["17 tokens"], padding, kernels, quant=quant)
         assert r["first_divergence"] is not None, (name, padding)
         assert r["first_divergence"]["name"] == DEFECTS[name], (name, padding, r["first_divergence"])
 
