@@ -96,6 +96,14 @@ def build_parser():
     p.add_argument("--json", metavar="report.json", help="write the full report as JSON")
     p.add_argument("--plot", metavar="errors.png", help="write the error-growth plot")
 
+    p = sub.add_parser("check-ids", help="name how a bridge's token ids differ from what the model expects")
+    p.add_argument("--text", required=True)
+    p.add_argument("--ids", required=True, metavar="1,2,3", help="the ids your bridge produced for the text")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--query", action="store_true")
+    g.add_argument("--instruction", metavar="TASK")
+    p.add_argument("--weights", metavar="DIR", help="a checkpoint with tokenizer.json (only the tokenizer is read)")
+
     p = sub.add_parser("bench", help="time the forward pass against this machine's GEMM rate")
     p.add_argument("--weights", metavar="DIR")
     p.add_argument("--seq", type=int, default=512, help="tokens per sequence (random ids)")
@@ -270,6 +278,25 @@ def cmd_diff(args):
     return 1 if report["first_divergence"] else 0
 
 
+def cmd_check_ids(args):
+    from .api import find_weights
+    from .check import check_ids
+    from .tokenizer import Tokenizer, find_tokenizer_file
+
+    path = find_weights(args.weights)
+    tok_file = find_tokenizer_file(path)
+    if tok_file is None:
+        raise Q3RefError(f"{path} has no tokenizer.json; check-ids needs the model's tokenizer")
+    tok = Tokenizer(tok_file)
+    findings = check_ids(tok, args.text, parse_ids(args.ids), "query" if args.query else None, args.instruction)
+    if not findings:
+        print("ok: the ids are exactly what the model expects")
+        return 0
+    for what, fix in findings:
+        print(f"FAIL {what}\n     fix: {fix}")
+    return 1
+
+
 def cmd_make_checkpoint(args):
     from .checkpoint import make_checkpoint, preset_config
 
@@ -321,6 +348,7 @@ def cmd_bench(args):
 
 
 COMMANDS = {"embed": cmd_embed, "trace": cmd_trace, "inspect": cmd_inspect, "diff": cmd_diff, "bench": cmd_bench,
+            "check-ids": cmd_check_ids,
             "make-checkpoint": cmd_make_checkpoint}
 
 
