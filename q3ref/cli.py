@@ -203,6 +203,12 @@ def cmd_trace(args):
     for name in ("embed", f"layers.{model.cfg.num_hidden_layers - 1}.out", "norm", "embedding"):
         x = taps[name]
         print(f"  {name:<24} {str(list(x.shape)):<16} max|x| {np.abs(x).max():.4g}")
+    from .model import tap_names
+    from .quant import fp16_headroom
+
+    h = fp16_headroom(taps, tap_names(model.cfg))
+    print(f"fp16 headroom: tightest at {h['tightest']} (max|x| fits {h['min_headroom']:.3g} times under 65504); "
+          + (f"first tap that would overflow fp16: {h['first_overflow']}" if h["first_overflow"] else "no tap would overflow fp16"))
     random_note(model)
     return 0
 

@@ -22,7 +22,7 @@ from .errors import Q3RefError
 from .litert_align import align, numeric_align, to_tap
 from .litert_graph import Graph
 from .litert_run import place, run
-from .quant import PRECISION_TO_SIM, simulation
+from .quant import PRECISION_TO_SIM, fp16_headroom, simulation
 from .tokenizer import EOS_ID
 
 # Local relative L2 error a stage that reads quantized weights may add, per precision.
@@ -156,7 +156,9 @@ def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=Fals
     if sim:
         out["sim_rel_l2"] = metrics(values[g.sg.outputs[0]][0], expected["embedding"])["rel_l2"]
     lap("compare")
+    head = fp16_headroom(ref, M.tap_names(cfg))
     return {"graph": str(g.path), "weights": str(model.path), "precision": precision, "kernels": kernels,
+            "fp16": {k: head[k] for k in ("first_overflow", "tightest", "min_headroom")},
             "expected": f"simulation of {sim} ({kernels} runtime)" if sim else "fp32 reference",
             "read_by": "extra outputs (rewritten graph)" if kernels == "xnnpack" else "preserve_all_tensors",
             "padding": padding, "tokens": int(real.sum()), "seq_len": g.seq_len,

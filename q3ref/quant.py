@@ -167,3 +167,21 @@ def simulation(weights, kernels, quant, runtime="xnnpack"):
     if quant == "fp16":  # fp16 weights, fp32 activations (litert-torch's fp16 recipe)
         return weights, dict(K, linear=lambda x, w: x @ w.astype(np.float16).astype(np.float32).T)
     raise ValueError(f"unknown simulation {quant!r}; choose from {', '.join(SIMULATIONS)}")
+
+
+FP16_MAX = 65504.0
+
+
+def fp16_headroom(taps: dict, names) -> dict:
+    """Per tap in forward order: max |x| and how many times it fits under fp16's largest value.
+    Qwen3's residual stream is known to outgrow fp16 in real weights; the first tap that would
+    overflow (or is already non-finite) is where an fp16 runtime goes inf/NaN."""
+    rows, first = [], None
+    for name in names:
+        x = np.asarray(taps[name])
+        peak = float(np.abs(x).max(initial=0.0)) if np.isfinite(x).all() else float("inf")
+        rows.append({"name": name, "max_abs": peak, "headroom": FP16_MAX / peak if peak > 0 else float("inf")})
+        if first is None and peak > FP16_MAX:
+            first = name
+    tightest = min(rows, key=lambda r: r["headroom"])
+    return {"taps": rows, "first_overflow": first, "tightest": tightest["name"], "min_headroom": tightest["headroom"]}

@@ -90,3 +90,13 @@ def test_round_half_away_from_zero():
     x = np.array([0.5, 1.5, 2.5, -0.5, -2.5, 0.49999997], np.float32)
     assert round_half_away(x).tolist() == [1, 2, 3, -1, -3, 0]
     assert np.rint(x).tolist() == [0, 2, 2, -0, -2, 0]  # what it is not
+
+
+def test_fp16_headroom_finds_the_first_overflow():
+    from q3ref.quant import fp16_headroom
+
+    taps = {"a": np.array([1.0, -2.0]), "b": np.array([70000.0]), "c": np.array([np.inf])}
+    h = fp16_headroom(taps, ["a", "b", "c"])
+    assert h["first_overflow"] == "b" and h["tightest"] == "c"
+    assert h["taps"][0]["headroom"] == 65504 / 2
+    assert fp16_headroom({"a": np.ones(3)}, ["a"])["first_overflow"] is None
