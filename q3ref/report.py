@@ -59,13 +59,11 @@ def print_table(report, console):
         console.print(f"[yellow]note:[/] {note}")
 
 
-def plot(report, path, fmt="png"):
+def plot(report, path=None, fmt="png"):
     """Top: error growth (global rel L2 at each layer's output). Bottom: each layer's worst
-    stage, its local error as a multiple of what its precision allows (1 = the limit)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    stage, its local error as a multiple of what its precision allows (1 = the limit).
+    Returns the Figure (object API: no pyplot, no backend switch), saved to `path` if given."""
+    from matplotlib.figure import Figure
 
     layers, grow, ratio, stage = [], [], [], []
     for layer, worst, end, _ in layer_rows(report):
@@ -75,7 +73,8 @@ def plot(report, path, fmt="png"):
         grow.append(max(end["rel_l2"], 1e-12))
         ratio.append(max(worst["local_rel_l2"] / worst["limit"], 1e-6))
         stage.append(worst["stage"])
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5.6), sharex=True)
+    fig = Figure(figsize=(8, 5.6))
+    top, bottom = fig.subplots(2, 1, sharex=True)
     top.semilogy(layers, grow, "o-")
     top.set_ylabel("global rel L2\nat layers.i.out")
     top.set_title(f"{report['graph'].split('/')[-1]} ({report['precision']}): output cosine {report['output']['cos']:.5f}")
@@ -93,5 +92,6 @@ def plot(report, path, fmt="png"):
                         textcoords="offset points", xytext=(6, -14), fontsize=8)
     bottom.set_xticks(layers)
     fig.tight_layout()
-    fig.savefig(path, dpi=110, format=fmt)
-    plt.close(fig)
+    if path is not None:
+        fig.savefig(path, dpi=110, format=fmt)
+    return fig

@@ -1,0 +1,209 @@
+"""Write notebooks/*.ipynb from the cell sources below (outputs stripped; tests execute them).
+
+    python scripts/make_notebooks.py
+"""
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+ROOT = Path(__file__).resolve().parent.parent
+SETUP = '''import os, pathlib
+import numpy as np
+import matplotlib.pyplot as plt
+import q3ref
+
+# Run from notebooks/ or the repository root; the real weights are used when q3ref finds them.
+ROOT = pathlib.Path.cwd() if (pathlib.Path.cwd() / "weights").is_dir() else pathlib.Path.cwd().parent
+try:
+    model = q3ref.load()
+    print("using the real weights:", model.path)
+except q3ref.Q3RefError:
+    model = q3ref.load(ROOT / "weights/q3ref-tiny")
+    print("no real weights found: using the bundled random checkpoint", model.path, "(its vectors are meaningless)")
+cfg = model.cfg
+cfg'''
+
+NB1 = [
+    new_markdown_cell("# Qwen3-Embedding, step by step\n\nTokenization, one decoder layer through q3ref's taps, "
+                      "RoPE, attention, last-token pooling, MRL and similarity. Every number below comes from "
+                      "`q3ref`'s public API."),
+    new_code_cell(SETUP),
+    new_markdown_cell("## Tokens: the EOS the template appends, and the query instruction\n\n"
+                      "Every input ends with exactly one `<|endoftext|>` (151643). Queries get "
+                      "`Instruct: {task}\\nQuery:` with **no space** after `Query:`; documents get nothing."),
+    new_code_cell('''q_ids = model.tokenize("What is the capital of China?", prompt_name="query")[0]
+d_ids = model.tokenize("The capital of China is Beijing.")[0]
+print(len(q_ids), "query ids, last:", q_ids[-3:])
+print(repr(model.tokenizer.decode(q_ids)))
+print(len(d_ids), "document ids:", d_ids)'''),
+    new_markdown_cell("What goes wrong in bridges, named by `check-ids` (here through its Python function):"),
+    new_code_cell('''from q3ref.check import check_ids
+text = "What is the capital of China?"
+wrong = {
+    "<|im_end|> as EOS": q_ids[:-1] + [151645],
+    "double EOS": q_ids + [151643],
+    "space after Query:": model.tokenizer.hf.encode(
+        "Instruct: Given a web search query, retrieve relevant passages that answer the query\\nQuery: " + text,
+        add_special_tokens=False).ids + [151643],
+}
+for name, ids in wrong.items():
+    for what, fix in check_ids(model.tokenizer, text, ids, "query"):
+        print(f"{name:>20}: {what}\\n{'':>22}fix: {fix}")'''),
+    new_markdown_cell("## One decoder layer, tap by tap\n\n`trace` returns every intermediate under the names "
+                      "`model.py` uses. Shapes: T tokens, D hidden, H/Hkv query/KV heads, Dh head dim, F MLP width."),
+    new_code_cell('''taps = model.trace(q_ids)
+for name, x in taps.items():
+    if name.startswith("layers.0.") or "." not in name:
+        print(f"{name:<26} {str(list(x.shape)):<14} max|x| {np.abs(x).max():8.4f}")'''),
+    new_markdown_cell("## RoPE as a picture\n\nSplit-half RoPE: dimension j rotates with dimension j + Dh/2 by "
+                      "angle position / theta^(2j/Dh). Low dimensions spin fast, high ones slowly."),
+    new_code_cell('''from q3ref.kernels import rope_tables
+cos, sin = rope_tables(np.arange(256), cfg.head_dim, cfg.rope_theta)
+plt.figure(figsize=(8, 3.2))
+plt.imshow(cos.T, aspect="auto", cmap="RdBu", interpolation="nearest")
+plt.xlabel("position"); plt.ylabel("head dim"); plt.title(f"cos of RoPE angles, theta = {cfg.rope_theta:g}")
+plt.colorbar(); plt.show()'''),
+    new_markdown_cell("## An attention map\n\nRecomputed from the traced `q_rope` and `k_rope` of layer 0, head 0 "
+                      "(GQA: query head h reads KV head h // (H/Hkv)); causal, so the upper triangle is empty."),
+    new_code_cell('''q = taps["layers.0.q_rope"][:, 0]              # [T, Dh]
+k = taps["layers.0.k_rope"][:, 0]              # [T, Dh], KV head 0 serves query head 0
+s = q @ k.T / np.sqrt(cfg.head_dim)
+s[np.triu_indices_from(s, 1)] = -np.inf
+p = np.exp(s - s.max(1, keepdims=True)); p /= p.sum(1, keepdims=True)
+plt.figure(figsize=(4.5, 4)); plt.imshow(p, cmap="viridis"); plt.title("layer 0, head 0")
+plt.xlabel("key"); plt.ylabel("query"); plt.colorbar(); plt.show()'''),
+    new_markdown_cell("## Last-token pooling and MRL\n\nThe embedding is the final-norm state of the **last real "
+                      "token** (the EOS), L2-normalized. MRL keeps the first `dim` values and normalizes again."),
+    new_code_cell('''print("pooled == norm[-1]:", np.array_equal(taps["pooled"], taps["norm"][-1]))
+print("embedding norm:", np.linalg.norm(taps["embedding"]))
+stress = q3ref.load(ROOT / "tests/fixtures/stress-checkpoint")   # D = 48, so MRL dim 32 exists
+full = stress.encode_ids([[5, 6, 7, 8]])[0]
+mrl = stress.encode_ids([[5, 6, 7, 8]], dim=32)[0]
+print("MRL-32 norm:", np.linalg.norm(mrl), "| truncation alone would have norm", np.linalg.norm(full[:32]))'''),
+    new_markdown_cell("## A similarity matrix\n\nThe model-card strings (meaningful only with the real weights)."),
+    new_code_cell('''queries = ["What is the capital of China?", "Explain gravity"]
+docs = ["The capital of China is Beijing.",
+        "Gravity is a force that attracts two bodies towards each other. It gives weight to physical objects "
+        "and is responsible for the movement of planets around the sun."]
+sim = model.similarity(model.encode(queries, prompt_name="query"), model.encode(docs))
+plt.figure(figsize=(4, 3)); plt.imshow(sim, vmin=0, vmax=1, cmap="magma")
+for (i, j), v in np.ndenumerate(sim): plt.text(j, i, f"{v:.3f}", ha="center", color="white")
+plt.xticks([0, 1], ["doc: Beijing", "doc: gravity"]); plt.yticks([0, 1], ["q: China", "q: gravity"]); plt.show()'''),
+]
+
+NB2 = [
+    new_markdown_cell("# Diffing a LiteRT export\n\nInspect a graph, run `diff`, read its table and plot, localize a "
+                      "defective graph, and compare left and right padding."),
+    new_code_cell('''import pathlib
+import numpy as np
+import matplotlib.pyplot as plt
+import q3ref
+
+# The bundled graphs were exported from the bundled checkpoints, so this notebook uses those.
+# With the real weights, point `model` at them and `g` at your own export.
+ROOT = pathlib.Path.cwd() if (pathlib.Path.cwd() / "weights").is_dir() else pathlib.Path.cwd().parent
+model = q3ref.load(ROOT / "weights/q3ref-tiny")
+GRAPHS = ROOT / "tests/fixtures/graphs"
+
+import io
+from IPython.display import Image, display
+
+
+def show(fig):  # q3ref's report.plot returns a matplotlib Figure made without pyplot
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    display(Image(buf.getvalue()))
+stress = q3ref.load(ROOT / "tests/fixtures/stress-checkpoint")
+from q3ref.litert_graph import Graph
+from q3ref.diff import diff
+from q3ref.report import print_table, plot
+from rich.console import Console
+console = Console(width=120)'''),
+    new_markdown_cell("## Inspect\n\nWhat the graph says about itself: precision, fixed seq_len, ops, quantized weights."),
+    new_code_cell('''g = Graph(GRAPHS / "tiny_dynamic_int8.tflite")
+d = g.describe()
+{k: d[k] for k in ("precision", "seq_len", "layers", "hidden_size", "vocab_size", "fully_connected_weights", "embedding_table")}'''),
+    new_code_cell('''print("config check:", g.check_config(model.cfg) or "agrees")'''),
+    new_markdown_cell("## Diff a correct int8 graph\n\nGlobal error grows layer by layer; local error (each stage on the "
+                      "graph's own inputs, against q3ref's simulation of int8) stays at the fp32 floor."),
+    new_code_cell('''ids = model.tokenize("What is the capital of China?", prompt_name="query")[0]
+report = diff(model, g, ids, quant="auto")
+print_table(report, console)'''),
+    new_code_cell('''show(plot(report))'''),
+    new_markdown_cell("## A defective graph\n\nLayer 1's q_norm weight was replaced by ones before int8 export. The "
+                      "output cosine would pass a 0.98 check; the diff names the stage."),
+    new_code_cell('''bad = diff(stress, Graph(GRAPHS / "defect_q_norm_ones_1_int8.tflite"), list(range(11, 28)), quant="auto")
+print_table(bad, console)'''),
+    new_code_cell('''show(plot(bad))   # what `diff --plot errors.png` writes'''),
+    new_markdown_cell("## Left vs right padding\n\nThe graph has a fixed seq_len; the same text padded on either side "
+                      "must give the same embedding (the graph pools the last *real* token)."),
+    new_code_cell('''for side in ("right", "left"):
+    r = diff(stress, Graph(GRAPHS / "stress_fp32.tflite"), list(range(11, 28)), padding=side)
+    print(f"{side:>5} padding: output cosine {r['output']['cos']:.7f}, first divergence {r['first_divergence']}")'''),
+]
+
+NB3 = [
+    new_markdown_cell("# Anatomy of int8 quantization\n\nPer-channel scales and outliers, fp16 headroom, error growth "
+                      "of the simulations, and simulation against a real graph."),
+    new_code_cell(SETUP + '''
+from q3ref import model as M
+from q3ref.quant import int8_per_channel, simulation, fp16_headroom
+stress = q3ref.load(ROOT / "tests/fixtures/stress-checkpoint")'''),
+    new_markdown_cell("## Per-channel int8 scales\n\n`scale = max|w| / 127` per output row; a row with one large "
+                      "value gets a coarse grid for all its other values."),
+    new_code_cell('''w = stress.weights["layers.0.mlp.down_proj.weight"]
+q, scale, err = int8_per_channel(w)
+ratio = np.abs(w).max(1) / np.abs(w).mean(1)
+fig, ax = plt.subplots(1, 2, figsize=(10, 3))
+ax[0].plot(scale, "."); ax[0].set_title("layers.0.down_proj: scale per output channel")
+ax[1].hist(ratio, 30); ax[1].set_title("max|w| / mean|w| per channel (outliers to the right)")
+plt.show()
+print("max abs rounding error", err, "| worst channel", int(np.argmax(ratio)))'''),
+    new_markdown_cell("## fp16 headroom per layer\n\nmax |x| of each layer's output against fp16's 65504."),
+    new_code_cell('''taps = stress.trace(list(range(1, 40)))
+names = M.tap_names(stress.cfg)
+h = fp16_headroom(taps, names)
+outs = [r for r in h["taps"] if r["name"].endswith(".out")]
+plt.figure(figsize=(6, 3)); plt.semilogy([r["max_abs"] for r in outs], "o-"); plt.axhline(65504, color="r", ls="--")
+plt.xlabel("layer"); plt.ylabel("max |x|"); plt.title("residual stream vs the fp16 limit"); plt.show()
+print("first tap that would overflow fp16:", h["first_overflow"])'''),
+    new_markdown_cell("## Error growth: int8 vs weight-only int8 vs fp16\n\nEach simulation against the fp32 reference, layer by layer."),
+    new_code_cell('''ids, ones = np.array([list(range(1, 40))]), np.ones((1, 39), bool)
+ref = {}
+M.embed(stress.weights, stress.cfg, ids, ones, taps=ref)
+plt.figure(figsize=(6, 3.2))
+for quant in ("int8", "int8-weight-only", "fp16"):
+    w, K = simulation(stress.weights, "numba", quant, "xnnpack")
+    t = {}
+    M.embed(w, stress.cfg, ids, ones, kernels=K, taps=t)
+    errs = [np.linalg.norm(t[f"layers.{i}.out"] - ref[f"layers.{i}.out"]) / np.linalg.norm(ref[f"layers.{i}.out"])
+            for i in range(stress.cfg.num_hidden_layers)]
+    plt.semilogy(np.maximum(errs, 1e-9), "o-", label=quant)
+plt.xlabel("layer"); plt.ylabel("rel L2 vs fp32"); plt.legend(); plt.show()'''),
+    new_markdown_cell("## Simulation against the real graph\n\nThe int8 graph's deviation from fp32, and how much of "
+                      "it q3ref's simulation explains, tap by tap (XNNPACK runtime)."),
+    new_code_cell('''from q3ref.diff import diff
+from q3ref.litert_graph import Graph
+r = diff(stress, Graph(ROOT / "tests/fixtures/graphs/stress_dynamic_int8.tflite"), list(range(1, 40)), quant="auto")
+rows = [t for t in r["taps"] if t["rel_l2"] > 1e-4]
+plt.figure(figsize=(9, 3))
+plt.semilogy([t["rel_l2"] for t in rows], label="graph vs fp32 reference")
+plt.semilogy([max(t["sim_rel_l2"], 1e-9) for t in rows], label="graph vs simulation")
+plt.xlabel("tap (forward order)"); plt.legend(); plt.show()
+print("share explained, worst tap:", min(t["explained"] for t in rows))'''),
+]
+
+
+def main():
+    for name, cells in (("01_qwen3_embedding_walkthrough", NB1), ("02_diffing_a_litert_export", NB2),
+                        ("03_quantization_anatomy", NB3)):
+        nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                "language": "python"}})
+        nbformat.write(nb, ROOT / f"notebooks/{name}.ipynb")
+        print(f"wrote notebooks/{name}.ipynb")
+
+
+if __name__ == "__main__":
+    main()
