@@ -96,13 +96,17 @@ ACT_QUANT = {"builtin": act_int8_symmetric, "xnnpack": act_int8_asymmetric}
 
 
 class Int8Weights:
-    """Per-channel int8 of each weight the simulation multiplies with, made once (by name of
-    the array's identity, valid while the model keeps its weights resident)."""
+    """Per-channel int8 of each weight the simulation multiplies with. With resident weights it
+    is made once per array (keyed by the array's identity, which resident weights keep); with
+    streaming weights every access brings a fresh array, so nothing is kept."""
 
-    def __init__(self):
-        self.cache = {}
+    def __init__(self, cache=True):
+        self.cache = {} if cache else None
 
     def __call__(self, w):
+        if self.cache is None:
+            q, scale, _ = int8_per_channel(w)
+            return q.astype(np.float64), scale
         key = id(w)
         if key not in self.cache:
             q, scale, _ = int8_per_channel(w)
@@ -110,29 +114,29 @@ class Int8Weights:
         return self.cache[key][1:]
 
 
-def dynamic_int8_linear(runtime):
+def dynamic_int8_linear(runtime, cache=True):
     """x @ W.T as a dynamic_int8 graph computes it: int8 weights per channel, activations
     quantized per row at run time, integer accumulation (exact: float64 holds every int32
     sum of int8 products here), then acc * (activation scale * weight scale) in fp32."""
-    quantize_act, weights = ACT_QUANT[runtime], Int8Weights()
+    quantize_act, weights = ACT_QUANT[runtime], Int8Weights(cache)
 
     def linear(x, w):  # [N, in], [out, in] -> [N, out]
         wq, ws = weights(w)  # [out, in] integer-valued, [out]
         xq, xs = quantize_act(np.asarray(x, np.float32))  # [N, in], [N]
         acc = (xq.astype(np.float64) @ wq.T).astype(np.float32)  # [N, out]
         return acc * (xs[:, None] * ws[None, :])  # fp32
+    linear.int8_weights = weights
     return linear
 
 
-def weight_only_int8_linear():
+def weight_only_int8_linear(cache=True):
     """weight_only_int8: weights dequantized (q * scale, fp32), the product in float."""
-    weights, deq = Int8Weights(), {}
+    weights = Int8Weights(cache)
 
     def linear(x, w):
-        if id(w) not in deq:
-            q, s = weights(w)
-            deq[id(w)] = (q * s[:, None]).astype(np.float32)
-        return x @ deq[id(w)].T
+        q, s = weights(w)
+        return x @ (q * s[:, None]).astype(np.float32).T
+    linear.int8_weights = weights
     return linear
 
 
@@ -161,9 +165,9 @@ def simulation(weights, kernels, quant, runtime="xnnpack"):
 
     K = dict(KERNELS[kernels])
     if quant == "int8":
-        return Int8EmbeddingWeights(weights), dict(K, linear=dynamic_int8_linear(runtime))
+        return Int8EmbeddingWeights(weights), dict(K, linear=dynamic_int8_linear(runtime, weights.resident))
     if quant == "int8-weight-only":
-        return Int8EmbeddingWeights(weights), dict(K, linear=weight_only_int8_linear())
+        return Int8EmbeddingWeights(weights), dict(K, linear=weight_only_int8_linear(weights.resident))
     if quant == "fp16":  # fp16 weights, fp32 activations (litert-torch's fp16 recipe)
         return weights, dict(K, linear=lambda x, w: x @ w.astype(np.float16).astype(np.float32).T)
     raise ValueError(f"unknown simulation {quant!r}; choose from {', '.join(SIMULATIONS)}")

@@ -100,3 +100,18 @@ def test_fp16_headroom_finds_the_first_overflow():
     assert h["first_overflow"] == "b" and h["tightest"] == "c"
     assert h["taps"][0]["headroom"] == 65504 / 2
     assert fp16_headroom({"a": np.ones(3)}, ["a"])["first_overflow"] is None
+
+
+def test_simulation_with_streaming_weights_equals_resident():
+    """Streaming weights hand out a fresh array per access: the simulation must not cache by
+    identity then (stale or ever-growing caches), and must give the same numbers."""
+    ids = [list(range(3, 30))]
+    got, caches = {}, {}
+    for resident in (True, False):
+        m = q3ref.Model(STRESS, resident=resident, quant="int8")
+        got[resident] = m.encode_ids(ids)
+        m.encode_ids(ids)  # a second forward, after any caching
+        caches[resident] = m.compute[1]["linear"].int8_weights.cache
+    assert np.array_equal(got[True], got[False])
+    assert len(caches[True]) == 7 * m.cfg.num_hidden_layers  # one entry per weight, no growth
+    assert caches[False] is None  # streaming keeps nothing
