@@ -63,3 +63,62 @@ def _text_difference(tokenizer, body, expected, prompt_name, instruction):
                 "Use exactly the instruction the index was built with; the default is sentence-transformers' 'query' prompt.")
     return (f"the text tokenizes differently ({where})",
             "Tokenize with Qwen3's own tokenizer.json (ByteLevel BPE, NFC), on the text stripped of outer spaces.")
+
+
+# ---------------------------------------------------------------- check MODEL.tflite
+def check_graph(g, cfg, probe=None):
+    """Run a suite of bridge checks against a graph; [(name, passed, figure, fix)].
+
+    `probe` is a list of token ids (default: a few ids ending in the EOS, or 0 for tiny vocabularies)."""
+    import numpy as np
+
+    from .errors import Q3RefError
+    from .litert_run import place, run
+
+    S, out_t = g.seq_len, g.sg.outputs[0]
+    eos = EOS_ID if EOS_ID < cfg.vocab_size else 0
+    probe = list(probe or [min(11 + 7 * i, cfg.vocab_size - 1) for i in range(9)] + [eos])
+
+    def embed(ids, padding="right", pad_id=eos):
+        x, mask = place(ids, S, padding, pad_id)
+        return run(g, x, mask)[out_t][0].astype(np.float64)
+
+    def cos(a, b):
+        return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+    results = []
+
+    def record(name, ok, figure, fix):
+        results.append((name, bool(ok), figure, fix))
+
+    right, left = embed(probe, "right"), embed(probe, "left")
+    c = cos(right, left)
+    record("left vs right padding agree", c > 0.9999, f"cosine {c:.6f}",
+           "Pool the last real token (attention_mask.flip(1).argmax(1)), not position -1 or a fixed index.")
+    other_pad = embed(probe, "right", pad_id=1 if eos != 1 else 2)
+    c = cos(right, other_pad)
+    record("the mask is honored (pad ids change nothing)", c > 0.9999, f"cosine {c:.6f}",
+           "Apply the attention mask in every layer so padded positions are never attended to.")
+    longer = embed(probe[:-1] + probe[:3] + [eos], "right")
+    first_changed = embed([probe[1]] + probe[1:], "right")
+    c_last, c_first = cos(right, longer), cos(right, first_changed)
+    record("the pooled token is the last real token", c_last < 0.9999 and c_first < 0.9999,
+           f"cosine to a text differing only at the end {c_last:.6f}, only at the start {c_first:.6f}",
+           "Pool the hidden state of the last real token (the EOS); first-token or fixed-index pooling ignores the text.")
+    full = [probe[i % (len(probe) - 1)] for i in range(S - 1)] + [eos]
+    try:
+        v = embed(full, "right")
+        record(f"a text of exactly seq_len ({S}) runs", np.isfinite(v).all(), f"finite: {bool(np.isfinite(v).all())}",
+               "Let the last position hold the EOS; do not reserve it for padding.")
+    except Q3RefError as e:
+        record(f"a text of exactly seq_len ({S}) runs", False, str(e), "Accept inputs of exactly seq_len tokens.")
+    dtypes = [i["dtype"] for i in g.inputs()]
+    record("inputs are integer ids and mask", all(d in ("int32", "int64") for d in dtypes), ", ".join(dtypes),
+           "Feed the dtypes the graph declares (litert-torch downcasts int64 to int32 unless enable_x64).")
+    n = float(np.linalg.norm(right))
+    record("the output is unit norm", abs(n - 1) < 1e-3, f"norm {n:.6f}",
+           "L2-normalize after pooling (and again after MRL truncation).")
+    dim = g.shape(out_t)[-1]
+    record("the output dim matches config.json", dim == cfg.hidden_size, f"{dim} vs hidden_size {cfg.hidden_size}",
+           "Export the checkpoint's own config; MRL truncation belongs after the graph.")
+    return results

@@ -104,6 +104,10 @@ def build_parser():
     g.add_argument("--instruction", metavar="TASK")
     p.add_argument("--weights", metavar="DIR", help="a checkpoint with tokenizer.json (only the tokenizer is read)")
 
+    p = sub.add_parser("check", help="run bridge checks (padding, mask, pooling, lengths, norm) against a graph")
+    p.add_argument("graph", metavar="MODEL.tflite")
+    p.add_argument("--weights", metavar="DIR", help="checkpoint whose config.json the graph should match")
+
     p = sub.add_parser("bench", help="time the forward pass against this machine's GEMM rate")
     p.add_argument("--weights", metavar="DIR")
     p.add_argument("--seq", type=int, default=512, help="tokens per sequence (random ids)")
@@ -303,6 +307,22 @@ def cmd_check_ids(args):
     return 1
 
 
+def cmd_check(args):
+    from .api import find_weights
+    from .check import check_graph
+    from .config import Config
+    from .litert_graph import Graph
+
+    g = Graph(args.graph)
+    cfg = Config.from_json(find_weights(args.weights) / "config.json")
+    results = check_graph(g, cfg)
+    for name, ok, figure, fix in results:
+        print(f"{'pass' if ok else 'FAIL'}  {name}: {figure}" + ("" if ok else f"\n      fix: {fix}"))
+    failed = sum(not ok for _, ok, _, _ in results)
+    print(f"{len(results) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
 def cmd_make_checkpoint(args):
     from .checkpoint import make_checkpoint, preset_config
 
@@ -354,7 +374,7 @@ def cmd_bench(args):
 
 
 COMMANDS = {"embed": cmd_embed, "trace": cmd_trace, "inspect": cmd_inspect, "diff": cmd_diff, "bench": cmd_bench,
-            "check-ids": cmd_check_ids,
+            "check-ids": cmd_check_ids, "check": cmd_check,
             "make-checkpoint": cmd_make_checkpoint}
 
 
