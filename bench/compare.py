@@ -23,14 +23,15 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 
 def peak_rss_gb():
+    # not q3ref.bench's: importing q3ref loads Numba, which would inflate the other workers' RSS
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
 def worker_q3ref(a):
-    sys.path.insert(0, str(ROOT))
     import q3ref
     from q3ref import bench
 
@@ -87,17 +88,6 @@ def machine():
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
 
 
-def gemm_gflops():
-    x = np.random.default_rng(0).standard_normal((512, 1024), dtype=np.float32)
-    w = np.random.default_rng(1).standard_normal((3072, 1024), dtype=np.float32)
-    x @ w.T
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < 2:
-        x @ w.T
-        n += 1
-    return 2 * 512 * 1024 * 3072 * n / (time.perf_counter() - t0) / 1e9
-
-
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--weights", required=True)
@@ -113,7 +103,10 @@ def main():
         return
 
     systems = ["q3ref"] + ([] if a.no_transformers else ["transformers"]) + (["litert"] if a.tflite else [])
-    rows, gemm = [], gemm_gflops()
+    from q3ref.bench import gemm_rate
+    from q3ref.config import Config
+
+    rows, gemm = [], gemm_rate(512, Config.from_json(Path(a.weights) / "config.json"), seconds=2.0)
     for name in systems:
         cmd = [sys.executable, __file__, "--worker", name, "--weights", a.weights, "--seq", str(a.seq)]
         cmd += ["--streaming"] if a.streaming else []

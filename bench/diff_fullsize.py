@@ -10,7 +10,6 @@ Prints the diff's own breakdown and appends it to bench/RESULTS.md.
 
 import argparse
 import datetime
-import resource
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 import q3ref  # noqa: E402
 from q3ref import model as M  # noqa: E402
+from q3ref.bench import peak_rss_gb  # noqa: E402
 from q3ref.diff import diff  # noqa: E402
 from q3ref.litert_graph import Graph  # noqa: E402
 
@@ -48,7 +48,7 @@ def main():
     total = time.perf_counter() - t0
     sec = r["seconds"]
     beyond = total - sec["reference (clean + forced)"]
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+    rss = peak_rss_gb()
     lines = [f"\n### diff of {Path(a.graph).name}, {a.tokens} tokens, {a.kernels} ({datetime.date.today()})\n",
              f"- graph load (parse flatbuffer): {load_s:.2f} s",
              f"- one q3ref forward alone: {ref_s:.2f} s; the diff runs it twice (clean + teacher-forced): "

@@ -146,9 +146,10 @@ class Model:
         return out
 
 
-def pad(seqs, side="right", pad_id=EOS_ID):
-    """List of id arrays -> ids, mask [B, T]; pad positions hold pad_id and mask False."""
-    T = max(len(s) for s in seqs)
+def pad(seqs, side="right", pad_id=EOS_ID, length=None):
+    """List of id arrays -> ids, mask [B, T] with T = the longest (or `length`); pad positions
+    hold pad_id and mask False."""
+    T = length or max(len(s) for s in seqs)
     ids = np.full((len(seqs), T), pad_id, dtype=np.int64)  # [B, T]
     mask = np.zeros((len(seqs), T), dtype=bool)  # [B, T]
     for b, s in enumerate(seqs):

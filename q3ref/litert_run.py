@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from .api import pad
 from .errors import Q3RefError
 from .litert_graph import NP_DTYPES, Graph
 from .tokenizer import EOS_ID
@@ -29,11 +30,7 @@ def place(ids, seq_len, padding="right", pad_id=EOS_ID, truncate=False):
         ids = ids[: seq_len - 1] + ids[-1:]  # keep the input's last token (its EOS) last
     if padding not in ("left", "right"):
         raise Q3RefError(f"--padding must be left or right, got {padding!r}")
-    full = np.full((1, seq_len), pad_id, np.int64)  # [1, S]
-    mask = np.zeros((1, seq_len), bool)  # [1, S]
-    where = slice(0, len(ids)) if padding == "right" else slice(seq_len - len(ids), seq_len)
-    full[0, where], mask[0, where] = ids, True
-    return full, mask
+    return pad([ids], padding, pad_id, seq_len)  # [1, S] each
 
 
 def run(g: Graph, input_ids, mask, tensors=(), kernels="xnnpack") -> dict[int, np.ndarray]:

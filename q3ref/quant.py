@@ -100,17 +100,22 @@ class Int8Weights:
     is made once per array (keyed by the array's identity, which resident weights keep); with
     streaming weights every access brings a fresh array, so nothing is kept."""
 
-    def __init__(self, cache=True):
+    def __init__(self, cache=True, dequantized=False):
         self.cache = {} if cache else None
+        self.dequantized = dequantized  # hand out q * scale (fp32) instead of (q, scale)
+
+    def make(self, w):
+        q, scale, _ = int8_per_channel(w)
+        if self.dequantized:
+            return ((q * scale[:, None]).astype(np.float32),)
+        return q.astype(np.float64), scale
 
     def __call__(self, w):
         if self.cache is None:
-            q, scale, _ = int8_per_channel(w)
-            return q.astype(np.float64), scale
+            return self.make(w)
         key = id(w)
         if key not in self.cache:
-            q, scale, _ = int8_per_channel(w)
-            self.cache[key] = (w, q.astype(np.float64), scale)  # w kept so its id stays unique
+            self.cache[key] = (w, *self.make(w))  # w kept so its id stays unique
         return self.cache[key][1:]
 
 
@@ -131,11 +136,11 @@ def dynamic_int8_linear(runtime, cache=True):
 
 def weight_only_int8_linear(cache=True):
     """weight_only_int8: weights dequantized (q * scale, fp32), the product in float."""
-    weights = Int8Weights(cache)
+    weights = Int8Weights(cache, dequantized=True)
 
     def linear(x, w):
-        q, s = weights(w)
-        return x @ (q * s[:, None]).astype(np.float32).T
+        (w_deq,) = weights(w)
+        return x @ w_deq.T
     linear.int8_weights = weights
     return linear
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-
 def layer_rows(report):
     """One row per layer: its worst stage by local error, and global error at its output."""
     groups = {}  # decoder layers by index; embed, norm, pooled, embedding each on their own

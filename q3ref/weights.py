@@ -88,6 +88,7 @@ class Weights:
             self.raw[name] = (st_dtype, arr)
             self.stored_dtypes.add(st_dtype)
         self._cache: dict[str, np.ndarray] = {}
+        self._checked: set[str] = set()  # tensors already found finite (streaming re-reads them)
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name in self._cache:
@@ -95,8 +96,10 @@ class Weights:
         st_dtype, arr = self.raw[name]
         out = safetensors_io.upcast(st_dtype, arr, self.dtype)
         safetensors_io.release_pages(arr)
-        if not np.isfinite(out).all():
-            raise Q3RefError(f"{self.path}: tensor {name} holds NaN or Inf")
+        if name not in self._checked:
+            if not np.isfinite(out).all():
+                raise Q3RefError(f"{self.path}: tensor {name} holds NaN or Inf")
+            self._checked.add(name)
         if self.resident:
             self._cache[name] = out
         return out

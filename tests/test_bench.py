@@ -17,8 +17,7 @@ def test_flop_count_matches_the_forward_matmuls():
     T = 9
     taps = model.trace(np.arange(1, T + 1))
     cfg, flops = model.cfg, 0
-    D, H, Hkv, Dh, F = (cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads,
-                        cfg.head_dim, cfg.intermediate_size)
+    D, H, Dh, F = cfg.hidden_size, cfg.num_attention_heads, cfg.head_dim, cfg.intermediate_size
     for i in range(cfg.num_hidden_layers):
         p = f"layers.{i}."
         for tap, k in (("q", D), ("k", D), ("v", D), ("o_proj", H * Dh), ("gate", D), ("up", D), ("down", F)):
