@@ -108,6 +108,19 @@ def build_parser():
     p.add_argument("graph", metavar="MODEL.tflite")
     p.add_argument("--weights", metavar="DIR", help="checkpoint whose config.json the graph should match")
 
+    p = sub.add_parser("check-embeddings", help="tell which bridge bug explains the vectors your stack produced")
+    p.add_argument("vectors", metavar="vectors.npy", help="(texts, dim) array: .npy or JSON")
+    p.add_argument("--texts", required=True, metavar="FILE", help="the texts, one per line (or a JSON list)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--query", action="store_true", help="the texts were embedded as queries (default instruction)")
+    g.add_argument("--instruction", metavar="TASK", help="the texts were embedded as queries with this task")
+    p.add_argument("--dim", type=int, metavar="N", help="the MRL dimension asked for (default: the vectors' width)")
+    p.add_argument("--max-length", type=int, metavar="N", help="the truncation length used")
+    p.add_argument("--min-cosine", type=float, default=0.99,
+                   help="cosine at which a hypothesis fits (default 0.99, loose enough for int8 exports)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_model_args(p, quant=False)
+
     p = sub.add_parser("bench", help="time the forward pass against this machine's GEMM rate")
     p.add_argument("--weights", metavar="DIR")
     p.add_argument("--seq", type=int, default=512, help="tokens per sequence (random ids)")
@@ -323,6 +336,44 @@ def cmd_check(args):
     return 1 if failed else 0
 
 
+def cmd_check_embeddings(args):
+    from .check_embeddings import DIRECTIONS, EXPECTED, candidates, judge, load_vectors, load_texts
+
+    vectors, texts = load_vectors(args.vectors), load_texts(args.texts)
+    if len(texts) != len(vectors):
+        raise Q3RefError(f"{len(vectors)} vectors but {len(texts)} texts; give one text per vector, in order")
+    if not 0 < args.min_cosine < 1:
+        raise Q3RefError("--min-cosine must be between 0 and 1")
+    model = load_model(args)
+    d = vectors.shape[1]
+    if args.dim is not None and args.dim != d:
+        raise Q3RefError(f"--dim {args.dim} but the vectors have {d} values each")
+    if d > model.cfg.hidden_size:
+        raise Q3RefError(f"the vectors have {d} values, more than this model's hidden size {model.cfg.hidden_size}")
+    cands = candidates(model, texts, "query" if args.query else None, args.instruction, args.max_length)
+    r = judge(vectors, cands, args.min_cosine)
+    if args.json:
+        finite = lambda x: None if isinstance(x, float) and not np.isfinite(x) else x  # noqa: E731
+        print(json.dumps({k: ([finite(x) for x in v] if isinstance(v, list) else
+                              {n: finite(x) for n, x in v.items()} if isinstance(v, dict) else v)
+                          for k, v in r.items()}, indent=2))
+    else:
+        print(f"check-embeddings: {r['n']} vectors of dim {d} against {model.path} "
+              f"(expected: {EXPECTED} pooled, unit length)")
+        names = list(r["scores"])
+        print("mean cosine per hypothesis: " + ", ".join(f"{n} {r['scores'][n]:.4f}" for n in names))
+        print(f"{'#':>3}  {'cos(expected)':>13}  {'norm':>7}  {'best fit':<18}  text")
+        for i, t in enumerate(texts):
+            print(f"{i:>3}  {r['cosine_expected'][i]:13.5f}  {r['norms'][i]:7.4f}  {r['per_text_best'][i]:<18}  {t[:50]!r}")
+        if not r["findings"]:
+            print(f"ok: the vectors are {DIRECTIONS[EXPECTED][0]} and unit length "
+                  f"(cosine >= {min(r['cosine_expected']):.5f} to q3ref)")
+        for what, fix in r["findings"]:
+            print(f"FAIL {what}\n     fix: {fix}")
+    random_note(model)
+    return 1 if r["findings"] else 0
+
+
 def cmd_make_checkpoint(args):
     from .checkpoint import make_checkpoint, preset_config
 
@@ -374,7 +425,7 @@ def cmd_bench(args):
 
 
 COMMANDS = {"embed": cmd_embed, "trace": cmd_trace, "inspect": cmd_inspect, "diff": cmd_diff, "bench": cmd_bench,
-            "check-ids": cmd_check_ids, "check": cmd_check,
+            "check-ids": cmd_check_ids, "check": cmd_check, "check-embeddings": cmd_check_embeddings,
             "make-checkpoint": cmd_make_checkpoint}
 
 
