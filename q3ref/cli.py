@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import Q3RefError
+from .quant import SIMULATIONS
 
 
 class Parser(argparse.ArgumentParser):
@@ -41,7 +42,7 @@ def add_model_args(p, kernels_flag="--kernels", quant=True):
     p.add_argument("--streaming", action="store_true",
                    help="upcast each layer's weights only while it runs (4B/8B in a few GB)")
     if quant:
-        p.add_argument("--quant", dest="sim_quant", choices=["none", "int8", "int8-weight-only", "fp16"], default="none",
+        p.add_argument("--quant", dest="sim_quant", choices=["none", *SIMULATIONS], default="none",
                        help="compute as a LiteRT graph of that recipe would (simulation)")
         p.add_argument("--runtime", choices=["xnnpack", "builtin"], default="xnnpack",
                        help="whose run-time int8 activation quantization to simulate")
@@ -120,6 +121,14 @@ def build_parser():
                    help="cosine at which a hypothesis fits (default 0.99, loose enough for int8 exports)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_model_args(p, quant=False)
+
+    p = sub.add_parser("quant-report", help="per layer: the error each quantized matmul adds (weights vs activations)")
+    add_input_args(p, many=False)
+    add_model_args(p, quant=False)
+    p.add_argument("--quant", dest="sim_quant", choices=SIMULATIONS, default="int8", help="the recipe to budget")
+    p.add_argument("--runtime", choices=["xnnpack", "builtin"], default="xnnpack")
+    p.add_argument("--json", metavar="report.json", help="write every matmul's figures as JSON")
+    p.add_argument("--plot", metavar="errors.png", help="write the error-by-layer plot")
 
     p = sub.add_parser("bench", help="time the forward pass against this machine's GEMM rate")
     p.add_argument("--weights", metavar="DIR")
@@ -237,12 +246,12 @@ def cmd_inspect(args):
     d = g.describe()
     if args.weights:
         from .api import load
-        from .quant import check_graph_int8
+        from .quant import check_graph_weights
 
         model = load(args.weights)
         d["config_check"] = g.check_config(model.cfg)
         if not d["config_check"]:
-            d["int8_weights"] = check_graph_int8(g, model.weights, model.cfg)
+            d["quantized_weights"] = check_graph_weights(g, model.weights, model.cfg)
     if args.json:
         print(json.dumps(d, indent=2))
         return 0
@@ -259,10 +268,12 @@ def cmd_inspect(args):
     print("  ops: " + ", ".join(f"{k} {v}" for k, v in d["ops"].items()))
     if "config_check" in d:
         print("  config.json: " + ("agrees" if not d["config_check"] else "DISAGREES: " + "; ".join(d["config_check"])))
-    if d.get("int8_weights"):
-        rows = d["int8_weights"]
+    if d.get("quantized_weights"):
+        rows = d["quantized_weights"]
         same = [r for r in rows if r["payload_equal"] and r["scales_equal"]]
-        print(f"  int8 weights: {len(same)}/{len(rows)} bit-identical to q3ref's per-channel int8 of the checkpoint")
+        kinds = "/".join(sorted({r["dtype"] for r in rows}))
+        print(f"  {kinds} weights: {len(same)}/{len(rows)} bit-identical to q3ref's quantization of the checkpoint "
+              "(int8 per channel, int4 per block)")
         for r in rows:
             if r not in same:
                 print(f"    {r['weight']}: {r['differing_values']} values and scales up to "
@@ -374,6 +385,24 @@ def cmd_check_embeddings(args):
     return 1 if r["findings"] else 0
 
 
+def cmd_quant_report(args):
+    from rich.console import Console
+
+    from .api import load
+    from .quant_report import plot, print_report, quant_report
+
+    model = load(args.weights, dtype=args.dtype, kernels=args.kernels, resident=not args.streaming)
+    _, ids = inputs(args, model, many=False)
+    r = quant_report(model, ids[0], args.sim_quant, args.runtime)
+    if args.json:
+        atomic_save(args.json, lambda f: f.write(json.dumps(r, indent=2).encode()))
+    if args.plot:
+        atomic_save(args.plot, lambda f: plot(r, f, Path(args.plot).suffix.lstrip(".") or "png"))
+    print_report(r, Console(width=max(Console().width, 110)))
+    random_note(model)
+    return 0
+
+
 def cmd_make_checkpoint(args):
     from .checkpoint import make_checkpoint, preset_config
 
@@ -426,6 +455,7 @@ def cmd_bench(args):
 
 COMMANDS = {"embed": cmd_embed, "trace": cmd_trace, "inspect": cmd_inspect, "diff": cmd_diff, "bench": cmd_bench,
             "check-ids": cmd_check_ids, "check": cmd_check, "check-embeddings": cmd_check_embeddings,
+            "quant-report": cmd_quant_report,
             "make-checkpoint": cmd_make_checkpoint}
 
 

@@ -30,7 +30,8 @@ from .tokenizer import EOS_ID
 # storage of bf16 weights is exact (every bf16 value in fp16's range is an fp16 value).
 # Defects planted by scripts/export_tflite.py add >= 0.09 at their stage.
 FP32_FLOOR = 1e-4
-LOCAL_LIMIT = {"fp32": FP32_FLOOR, "fp16": 1e-2, "weight_only_int8": 5e-2, "dynamic_int8": 5e-2, "int4": 0.3}
+LOCAL_LIMIT = {"fp32": FP32_FLOOR, "fp16": 1e-2, "weight_only_int8": 5e-2, "dynamic_int8": 5e-2,
+               "dynamic_int4_block32": 0.3, "dynamic_int4_block128": 0.3, "int4": 0.3}
 QUANTIZED_STAGES = {"q", "k", "v", "o_proj", "gate", "up", "down"}  # FULLY_CONNECTED outputs
 
 

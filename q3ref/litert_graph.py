@@ -18,6 +18,7 @@ from .errors import Q3RefError
 # TensorType enum values of the TFLite schema that matter here
 TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 9: "int8", 17: "int4"}
 NP_DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 9: np.int8}
+INT4, BLOCKWISE = 17, 2  # schema: TensorType.INT4, QuantizationDetails.BlockwiseQuantization
 
 
 @dataclass
@@ -70,12 +71,24 @@ class Graph:
         return TYPE_NAMES.get(self.sg.tensors[i].type, f"type{self.sg.tensors[i].type}")
 
     def constant(self, i) -> np.ndarray | None:
-        """A constant tensor's values (None for activations)."""
+        """A constant tensor's values (None for activations); int4 comes back as int8 values."""
         t = self.sg.tensors[i]
         data = self.model.buffers[t.buffer].data if t.buffer < len(self.model.buffers) else None
-        if data is None or len(data) == 0 or t.type not in NP_DTYPES:
+        if data is None or len(data) == 0 or (t.type not in NP_DTYPES and t.type != INT4):
             return None
-        return np.frombuffer(bytes(np.asarray(data, np.uint8)), NP_DTYPES[t.type]).reshape(self.shape(i))
+        raw = np.frombuffer(bytes(np.asarray(data, np.uint8)), NP_DTYPES.get(t.type, np.uint8))
+        if t.type == INT4:  # two values a byte, the low nibble first, two's complement
+            nib = np.stack([raw & 0xF, raw >> 4], axis=-1).reshape(-1).astype(np.int8)  # [2 * bytes]
+            raw = np.where(nib > 7, nib - 16, nib).astype(np.int8)[:int(np.prod(self.shape(i)))]
+        return raw.reshape(self.shape(i))
+
+    def blockwise(self, i) -> tuple[np.ndarray, int] | None:
+        """(scales [out, in / block] fp32, block size) of a blockwise-quantized tensor (int4
+        recipes: the scales are an fp16 tensor of their own, zero points absent)."""
+        q = self.sg.tensors[i].quantization
+        if q is None or q.detailsType != BLOCKWISE:
+            return None
+        return self.constant(q.details.scales).astype(np.float32), int(q.details.blockSize)
 
     def quantization(self, i) -> tuple[np.ndarray, np.ndarray, int] | None:
         """(scales, zero points, quantized axis) of a quantized tensor."""
@@ -110,15 +123,17 @@ class Graph:
         return None
 
     def precision(self) -> str:
-        """fp32, fp16, dynamic_int8, weight_only_int8 or int4, from the FULLY_CONNECTED weights."""
+        """fp32, fp16, dynamic_int8, weight_only_int8 or dynamic_int4_block{32,128}, from the
+        FULLY_CONNECTED weights."""
         fcs = [op for op in self.ops if op.kind == "FULLY_CONNECTED"]
         if not fcs:
             raise Q3RefError(f"{self.path}: no FULLY_CONNECTED ops: not a transformer graph q3ref can read")
         types = {self.type_name(self.weight_of(op)) for op in fcs}
         dequantized = any(self.producer.get(op.inputs[1]) is not None
                           and self.producer[op.inputs[1]].kind == "DEQUANTIZE" for op in fcs)
-        if "int4" in types:
-            return "int4"
+        if "int4" in types:  # ai-edge-quantizer's dynamic_int4_block32 / block128
+            blocks = {b[1] for op in fcs if (b := self.blockwise(self.weight_of(op))) is not None}
+            return f"dynamic_int4_block{min(blocks)}" if blocks else "int4"
         if "int8" in types:
             return "weight_only_int8" if dequantized else "dynamic_int8"
         return "fp16" if "float16" in types else "fp32"

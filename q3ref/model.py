@@ -11,7 +11,8 @@ A `force` dict {tap name: [B, T, ...]} replaces an intermediate right after it i
 rest of the forward runs on it: teacher forcing, which the diff uses to measure each stage's
 own error on an exported graph's inputs, apart from the error it inherits.
 Weights are read by their checkpoint names. Projections are K["linear"](x, W) = x @ W.T with W
-stored [out, in]; a quantization simulation (quant.py) swaps in its own product.
+stored [out, in]; a quantization simulation (quant.py) swaps in its own product, and an fp16
+one adds K["round"], applied to every tap (op output).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def forward(weights, cfg: Config, input_ids, mask, kernels="numba", taps=None, p
     dtype = weights.dtype
 
     def tap(name, x):  # record x [N, ...] as [B, T, ...]; hand back the forced value, if any
+        if "round" in K:  # a simulated fp16 runtime rounds every op's output (quant.py)
+            x = K["round"](x)
         if taps is not None:
             taps[name] = x.reshape(B, T, *x.shape[1:])
         if force is not None and name in force:

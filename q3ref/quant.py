@@ -7,6 +7,11 @@ one scale per output channel (per row of [out, in]; per vocabulary row for the e
     q     = clip(rint(w / scale), -127, 127)   rint: round half to even; the division in fp32
 Bit-identical to the int8 payload and scales litert-torch 0.10 writes (tests/test_quant.py);
 dividing in float64 instead leaves a few values one step off.
+
+int4 blockwise (dynamic_int4_block32 / block128, by ai-edge-quantizer): symmetric, one scale per
+block of `block` input values in each output row, full range (num_bits < 8 is not narrow):
+    scale = bf16(max|w_block| / 7)     fp32 division, rounded to 7 mantissa bits, stored as fp16
+    q     = clip(rint(w / scale), -8, 7)
 """
 
 from __future__ import annotations
@@ -21,6 +26,40 @@ def int8_per_channel(w):  # [out, in] -> q int8 [out, in], scale fp32 [out], max
     q = np.clip(np.rint(w / safe[:, None]), -127, 127).astype(np.int8)  # [out, in]
     err = float(np.abs(q.astype(np.float32) * scale[:, None] - w).max(initial=0.0))
     return q, scale, err
+
+
+def bf16_round(x):  # fp32 -> fp32 values on the bf16 grid (round to nearest even), max abs error
+    """What torch's .to(bfloat16) and ml_dtypes do: keep 8 exponent and 7 mantissa bits."""
+    x = np.ascontiguousarray(x, np.float32)
+    bits = x.view(np.uint32)
+    bits = (bits + (np.uint32(0x7FFF) + ((bits >> 16) & 1))) & np.uint32(0xFFFF0000)  # NaN/Inf not expected
+    out = bits.view(np.float32)
+    return out, float(np.abs(out - x).max(initial=0.0))
+
+
+def fp16_round(x):  # fp32 -> fp32 values on the fp16 grid (round to nearest even), max abs error
+    x = np.asarray(x, np.float32)
+    with np.errstate(over="ignore"):  # beyond 65504 is inf, as on an fp16 device
+        out = x.astype(np.float16).astype(np.float32)
+    return out, float(np.abs(out - x).max(initial=0.0)) if np.isfinite(out).all() else float("inf")
+
+
+def int4_blockwise(w, block):  # [out, in] -> q int8 [out, in] in -8..7, scale fp32 [out, in/block], max abs error
+    w = np.asarray(w, np.float32)
+    out_dim, in_dim = w.shape
+    if in_dim % block:
+        raise ValueError(f"int4 block{block}: input width {in_dim} is not a multiple of the block")
+    wb = w.reshape(out_dim, in_dim // block, block)  # [out, blocks, block]
+    scale, _ = bf16_round(np.maximum(np.abs(wb).max(axis=2), np.float32(1e-9)) / np.float32(7))  # [out, blocks]
+    q = np.clip(np.rint(wb / scale[..., None]), -8, 7).astype(np.int8)  # [out, blocks, block]
+    err = float(np.abs(q * scale[..., None] - wb).max(initial=0.0))
+    return q.reshape(out_dim, in_dim), scale, err
+
+
+def dequantize_blockwise(q, scale):  # int [out, in], [out, blocks] -> fp32 [out, in]
+    out_dim, in_dim = q.shape
+    block = in_dim // scale.shape[1]
+    return (q.reshape(out_dim, -1, block).astype(np.float32) * scale[..., None]).reshape(out_dim, in_dim)
 
 
 def graph_weight_map(g, found, cfg) -> dict[str, tuple[int, list[str]]]:
@@ -42,21 +81,30 @@ def graph_weight_map(g, found, cfg) -> dict[str, tuple[int, list[str]]]:
     return out
 
 
-def check_graph_int8(g, weights, cfg) -> list[dict]:
-    """Compare every int8 weight in the graph with q3ref's int8 quantization of the checkpoint:
-    [{"weight", "payload_equal", "scales_equal", "differing_values", "max_scale_rel_diff"}]."""
+def check_graph_weights(g, weights, cfg) -> list[dict]:
+    """Compare every quantized weight in the graph (int8 per channel, int4 blockwise) with
+    q3ref's quantization of the checkpoint: [{"weight", "dtype", "payload_equal", "scales_equal",
+    "differing_values", "max_scale_rel_diff"}]."""
     from .litert_align import align
 
     found, _ = align(g, cfg)
     rows = []
     for label, (t, names) in graph_weight_map(g, found, cfg).items():
-        if g.type_name(t) != "int8":
-            continue
-        q_graph, (s_graph, zp, axis) = g.constant(t), g.quantization(t)
+        dtype = g.type_name(t)
         w = np.concatenate([weights[n] for n in names], axis=0)  # [out, in]
-        q, s, _ = int8_per_channel(w)
-        same_shape = q.shape == q_graph.shape and s.shape == s_graph.shape and axis == 0 and not zp.any()
-        rows.append({"weight": label, "payload_equal": bool(same_shape and np.array_equal(q, q_graph)),
+        if dtype == "int8":
+            (s_graph, zp, axis), q_graph = g.quantization(t), g.constant(t)
+            q, s, _ = int8_per_channel(w)
+            layout_ok = axis == 0 and not zp.any()
+        elif dtype == "int4" and g.blockwise(t) is not None:
+            (s_graph, block), q_graph = g.blockwise(t), g.constant(t)
+            q, s, _ = int4_blockwise(w, block)
+            layout_ok = True
+        else:
+            continue
+        same_shape = layout_ok and q.shape == q_graph.shape and s.shape == s_graph.shape
+        rows.append({"weight": label, "dtype": dtype,
+                     "payload_equal": bool(same_shape and np.array_equal(q, q_graph)),
                      "scales_equal": bool(same_shape and np.array_equal(s, s_graph)),
                      "differing_values": int((q != q_graph).sum()) if q.shape == q_graph.shape else None,
                      "max_scale_rel_diff": float(np.abs(s / s_graph - 1).max()) if s.shape == s_graph.shape else None})
@@ -82,99 +130,190 @@ def act_int8_symmetric(x):  # [N, K] fp32 -> integer values [N, K], scale [N]
 
 def act_int8_asymmetric(x):  # [N, K] fp32 -> integer values minus zero point [N, K], scale [N]
     """XNNPACK: per row, scale = (max - min) / 255 over the row with 0 included, a zero point,
-    q = clip(rint(x / scale) + zp, -128, 127); dequantized value (q - zp) * scale."""
+    q = clip(rint(x * (255 / (max - min))) + zp, -128, 127); dequantized value (q - zp) * scale.
+    The multiplier is 255/range in fp32, not 1/scale and not a division by scale: values such
+    as x/scale = -47.499996 round the other way (measured on int4 graphs: 2 rows of 51 off)."""
     lo = np.minimum(x.min(axis=1), 0)  # [N]
     hi = np.maximum(x.max(axis=1), 0)  # [N]
     scale = (hi - lo) / np.float32(255)  # [N]
     safe = np.where(scale > 0, scale, np.float32(1))
+    inv = np.float32(255) / np.where(hi > lo, hi - lo, np.float32(255))  # [N]
     zp = np.clip(np.rint(np.float32(-128) - lo / safe), -128, 127)  # [N]
-    q = np.clip(np.rint(x / safe[:, None]) + zp[:, None], -128, 127)  # [N, K]
+    q = np.clip(np.rint(x * inv[:, None]) + zp[:, None], -128, 127)  # [N, K]
     return q - zp[:, None], scale
 
 
 ACT_QUANT = {"builtin": act_int8_symmetric, "xnnpack": act_int8_asymmetric}
 
 
-class Int8Weights:
-    """Per-channel int8 of each weight the simulation multiplies with. With resident weights it
-    is made once per array (keyed by the array's identity, which resident weights keep); with
+def rms_norm_builtin(x, w, eps):  # [N, C] -> [N, C]
+    """The odml.rms_norm composite as TFLite's builtin kernels run its decomposition (MUL, MEAN,
+    ADD, RSQRT, MUL, MUL), bit for bit: MEAN sums in 8 fp32 lanes (AVX), lanes added as a tree,
+    then / C; RSQRT is 1/sqrt in fp32; then (x * r) * w. Matched on every row of 2 graphs (C = 48,
+    128). It matters because run-time int8 quantization turns a 1-ulp difference into a whole
+    step (FACTS.md). XNNPACK's RSQRT is an approximation (results within 2 ulps) not modeled."""
+    x = np.asarray(x, np.float32)
+    sq = x * x  # [N, C]
+    C, lanes = x.shape[1], 8
+    acc = np.zeros((x.shape[0], lanes), np.float32)  # [N, 8]
+    for j in range(0, C - C % lanes, lanes):
+        acc += sq[:, j:j + lanes]
+    while acc.shape[1] > 1:  # horizontal add: halves folded onto each other
+        acc = acc[:, :acc.shape[1] // 2] + acc[:, acc.shape[1] // 2:]
+    total = acc[:, 0]  # [N]
+    for j in range(C - C % lanes, C):  # a tail the lanes do not cover (none for C % 8 == 0)
+        total = total + sq[:, j]
+    r = np.float32(1) / np.sqrt(total / np.float32(C) + np.float32(eps))  # [N]
+    return (x * r[:, None]) * np.asarray(w, np.float32)  # [N, C]
+
+
+class QuantizedWeights:
+    """quantize(w) of each weight the simulation multiplies with. With resident weights it is
+    made once per array (keyed by the array's identity, which resident weights keep); with
     streaming weights every access brings a fresh array, so nothing is kept."""
 
-    def __init__(self, cache=True, dequantized=False):
-        self.cache = {} if cache else None
-        self.dequantized = dequantized  # hand out q * scale (fp32) instead of (q, scale)
-
-    def make(self, w):
-        q, scale, _ = int8_per_channel(w)
-        if self.dequantized:
-            return ((q * scale[:, None]).astype(np.float32),)
-        return q.astype(np.float64), scale
+    def __init__(self, quantize, cache=True):
+        self.quantize, self.cache = quantize, ({} if cache else None)
 
     def __call__(self, w):
         if self.cache is None:
-            return self.make(w)
+            return self.quantize(w)
         key = id(w)
         if key not in self.cache:
-            self.cache[key] = (w, *self.make(w))  # w kept so its id stays unique
-        return self.cache[key][1:]
+            self.cache[key] = (w, self.quantize(w))  # w kept so its id stays unique
+        return self.cache[key][1]
+
+
+def int8_for_matmul(w):  # [out, in] -> integer-valued fp32 [out, in], scale fp32 [out]
+    q, scale, _ = int8_per_channel(w)
+    return q.astype(np.float32), scale
+
+
+def exact_int_matmul(xq, wq, chunk):  # integer-valued fp32 [N, K], [out, K] -> exact sums [N, out] float64
+    """The int32 accumulation of an int8 kernel, exactly, at fp32 GEMM speed: fp32 holds every
+    integer below 2^24, so products summed over `chunk` inputs are exact when chunk * max|x| *
+    max|w| < 2^24; the chunks are added in float64 (exact too)."""
+    acc = None
+    for k in range(0, xq.shape[1], chunk):
+        part = xq[:, k:k + chunk] @ wq[:, k:k + chunk].T  # [N, out], exact
+        acc = part.astype(np.float64) if acc is None else acc + part
+    return acc
+
+
+# Largest chunk with exact fp32 sums: |x - zp| <= 255 (XNNPACK) or 127 (builtin), |w| <= 127.
+EXACT_CHUNK = {"xnnpack": 512, "builtin": 1024}
 
 
 def dynamic_int8_linear(runtime, cache=True):
     """x @ W.T as a dynamic_int8 graph computes it: int8 weights per channel, activations
-    quantized per row at run time, integer accumulation (exact: float64 holds every int32
-    sum of int8 products here), then acc * (activation scale * weight scale) in fp32."""
-    quantize_act, weights = ACT_QUANT[runtime], Int8Weights(cache)
+    quantized per row at run time, exact integer accumulation, then acc * (activation scale *
+    weight scale) in fp32."""
+    quantize_act, weights = ACT_QUANT[runtime], QuantizedWeights(int8_for_matmul, cache)
 
     def linear(x, w):  # [N, in], [out, in] -> [N, out]
         wq, ws = weights(w)  # [out, in] integer-valued, [out]
         xq, xs = quantize_act(np.asarray(x, np.float32))  # [N, in], [N]
-        acc = (xq.astype(np.float64) @ wq.T).astype(np.float32)  # [N, out]
-        return acc * (xs[:, None] * ws[None, :])  # fp32
-    linear.int8_weights = weights
+        acc = exact_int_matmul(xq.astype(np.float32), wq, EXACT_CHUNK[runtime]).astype(np.float32)  # [N, out]
+        return acc * (xs[:, None] * ws[None, :])  # [N, out] fp32
+    linear.quantized = weights
     return linear
 
 
 def weight_only_int8_linear(cache=True):
     """weight_only_int8: weights dequantized (q * scale, fp32), the product in float."""
-    weights = Int8Weights(cache, dequantized=True)
+    def dequantized(w):
+        q, scale, _ = int8_per_channel(w)
+        return (q * scale[:, None]).astype(np.float32)
+    weights = QuantizedWeights(dequantized, cache)
 
-    def linear(x, w):
-        (w_deq,) = weights(w)
-        return x @ w_deq.T
-    linear.int8_weights = weights
+    def linear(x, w):  # [N, in], [out, in] -> [N, out]
+        return x @ weights(w).T
+    linear.quantized = weights
     return linear
 
 
-class Int8EmbeddingWeights:
-    """The checkpoint's weights with the embedding table as an int8 graph stores it: one scale
-    per vocabulary row (rows are quantized independently, so only the looked-up rows are)."""
+def dynamic_int4_linear(block, cache=True):
+    """x @ W.T as a dynamic_int4_block graph computes it, on XNNPACK and builtin kernels alike
+    (measured: both land on this within 1e-7): int4 weights with a scale per block, activations
+    quantized per row asymmetrically as XNNPACK does for int8, each block's integer sum times
+    its scale, summed over blocks, times the activation scale. The product runs as one fp32 GEMM
+    of the integer activations with the dequantized weights: int4 x bf16 scale x 8-bit activation
+    is exact in fp32, so only the sum's rounding order differs from the kernel's (~1 ulp)."""
+    def dequantized(w):
+        q, scale, _ = int4_blockwise(w, block)
+        return dequantize_blockwise(q, scale)  # [out, in] fp32, exact
+    weights = QuantizedWeights(dequantized, cache)
 
-    def __init__(self, weights):
+    def linear(x, w):  # [N, in], [out, in] -> [N, out]
+        xq, xs = act_int8_asymmetric(np.asarray(x, np.float32))  # [N, in], [N]
+        return (xq.astype(np.float32) @ weights(w).T) * xs[:, None]  # [N, out] fp32
+    linear.quantized = weights
+    return linear
+
+
+class QuantizedEmbedding:
+    """The checkpoint's weights with the embedding table as the graph stores it, rows quantized
+    independently (so only the looked-up rows are): int8 per vocabulary row or int4 blockwise."""
+
+    def __init__(self, weights, dequantize_rows):
         self.inner, self.dtype, self.resident = weights, weights.dtype, weights.resident
+        self.dequantize_rows = dequantize_rows
 
     def __getitem__(self, name):
         return self.inner[name]
 
-    def embed_rows(self, ids):
-        q, scale, _ = int8_per_channel(self.inner.embed_rows(ids))
-        return (q.astype(np.float32) * scale[:, None]).astype(self.dtype)
+    def embed_rows(self, ids):  # [N] -> [N, D]
+        return self.dequantize_rows(self.inner.embed_rows(ids)).astype(self.dtype)
 
 
-SIMULATIONS = ("int8", "int8-weight-only", "fp16")
-PRECISION_TO_SIM = {"dynamic_int8": "int8", "weight_only_int8": "int8-weight-only", "fp16": "fp16"}
+def int8_rows(rows):  # [N, D] -> [N, D] fp32: per-row int8, dequantized
+    q, scale, _ = int8_per_channel(rows)
+    return q.astype(np.float32) * scale[:, None]
+
+
+def int4_rows(block):
+    def dequantize(rows):  # [N, D] -> [N, D] fp32
+        return dequantize_blockwise(*int4_blockwise(rows, block)[:2])
+    return dequantize
+
+
+def fp16_weight_linear(cache=True):
+    weights = QuantizedWeights(lambda w: fp16_round(w)[0], cache)
+
+    def linear(x, w):  # [N, in], [out, in] -> [N, out]
+        return x @ weights(w).T
+    linear.quantized = weights
+    return linear
+
+
+SIMULATIONS = ("int8", "int8-weight-only", "int4-block32", "int4-block128", "fp16", "fp16-activations")
+PRECISION_TO_SIM = {"dynamic_int8": "int8", "weight_only_int8": "int8-weight-only", "fp16": "fp16",
+                    "dynamic_int4_block32": "int4-block32", "dynamic_int4_block128": "int4-block128"}
 
 
 def simulation(weights, kernels, quant, runtime="xnnpack"):
-    """(weights, kernel dict) that make model.forward compute like a graph of that recipe."""
+    """(weights, kernel dict) that make model.forward compute like a graph of that recipe.
+
+    fp16 is litert-torch's fp16 recipe as a CPU runs it: fp16 weights, fp32 activations.
+    fp16-activations is what an fp16 runtime (GPU delegate, XNNPACK's fp16 inference) adds on
+    top: every op's output rounded to fp16 (model.forward applies K["round"] at each tap), the
+    arithmetic inside an op in fp32. An overflow becomes inf, as it does on the device."""
     from .kernels import KERNELS
 
-    K = dict(KERNELS[kernels])
+    K, cache = dict(KERNELS[kernels]), weights.resident
+    if runtime == "builtin" and quant not in ("fp16", "fp16-activations") and weights.dtype == np.float32:
+        K["rms_norm"] = rms_norm_builtin  # what feeds a quantized matmul must match to the bit
     if quant == "int8":
-        return Int8EmbeddingWeights(weights), dict(K, linear=dynamic_int8_linear(runtime, weights.resident))
+        return QuantizedEmbedding(weights, int8_rows), dict(K, linear=dynamic_int8_linear(runtime, cache))
     if quant == "int8-weight-only":
-        return Int8EmbeddingWeights(weights), dict(K, linear=weight_only_int8_linear(weights.resident))
-    if quant == "fp16":  # fp16 weights, fp32 activations (litert-torch's fp16 recipe)
-        return weights, dict(K, linear=lambda x, w: x @ w.astype(np.float16).astype(np.float32).T)
+        return QuantizedEmbedding(weights, int8_rows), dict(K, linear=weight_only_int8_linear(cache))
+    if quant in ("int4-block32", "int4-block128"):
+        block = int(quant.removeprefix("int4-block"))
+        return QuantizedEmbedding(weights, int4_rows(block)), dict(K, linear=dynamic_int4_linear(block, cache))
+    if quant == "fp16":
+        return weights, dict(K, linear=fp16_weight_linear(cache))
+    if quant == "fp16-activations":
+        return weights, dict(K, linear=fp16_weight_linear(cache), round=lambda x: fp16_round(x)[0])
     raise ValueError(f"unknown simulation {quant!r}; choose from {', '.join(SIMULATIONS)}")
 
 

@@ -2,7 +2,7 @@
 were made: litert-torch's generative Qwen3 layers re-authored as an embedder.
 
     /path/to/venv-with-litert-torch/bin/python scripts/export_tflite.py CKPT_DIR OUT.tflite \\
-        [--seq-len 512] [--quant none|dynamic_int8|weight_only_int8|fp16|dynamic_int4_block32] \\
+        [--seq-len 512] [--quant none|dynamic_int8|weight_only_int8|fp16|dynamic_int4_block32|128] \\
         [--defect NAME[:LAYER]]
 
 Needs litert-torch (0.10), tensorflow and torch==2.13.0 (optional; not a q3ref dependency).
@@ -118,7 +118,8 @@ def main():
     p.add_argument("out")
     p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--quant", default="none",
-                   choices=["none", "dynamic_int8", "weight_only_int8", "fp16", "dynamic_int4_block32"])
+                   choices=["none", "dynamic_int8", "weight_only_int8", "fp16", "dynamic_int4_block32",
+                            "dynamic_int4_block128"])
     p.add_argument("--defect", help="one of " + ", ".join(DEFECTS) + " (':LAYER' for per-layer ones)")
     a = p.parse_args()
     c = json.loads((Path(a.checkpoint) / "config.json").read_text())

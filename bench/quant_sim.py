@@ -1,0 +1,79 @@
+"""How closely the quantization simulation lands on real graphs, and what it costs.
+
+    python bench/quant_sim.py [--inputs 16] [--weights weights/random-0.6b --seq 512]
+
+Part 1: for every committed quantized graph and both runtimes, random inputs of 8..63 tokens:
+the output's distance to the simulation over its distance to the fp32 reference (issue 5's target:
+<= 0.1), median and worst, and how many inputs the whole simulated chain lands on (ratio < 1e-3).
+Part 2 (with --weights): one forward of the fp32 reference and of each simulation on the same
+input, timed in one run (issue 5's budget: <= 1.5x the fp32 forward).
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import q3ref  # noqa: E402
+from q3ref import model as M  # noqa: E402
+from q3ref.litert_graph import Graph  # noqa: E402
+from q3ref.litert_run import place, run  # noqa: E402
+from q3ref.quant import PRECISION_TO_SIM, simulation  # noqa: E402
+
+F = ROOT / "tests/fixtures"
+GRAPHS = {"stress_dynamic_int8": F / "stress-checkpoint", "stress_weight_only_int8": F / "stress-checkpoint",
+          "tiny_dynamic_int8": ROOT / "weights/q3ref-tiny", "int4_dynamic_int4_block32": F / "int4-checkpoint",
+          "int4_dynamic_int4_block128": F / "int4-checkpoint"}
+
+
+def landing(n_inputs):
+    print("| graph | runtime | inputs | median d_sim/d_ref | worst | chain lands (< 1e-3) |\n|---|---|---|---|---|---|")
+    for name, ckpt in GRAPHS.items():
+        g, model = Graph(F / f"graphs/{name}.tflite"), q3ref.Model(ckpt)
+        sim = PRECISION_TO_SIM[g.precision()]
+        for runtime in ("xnnpack", "builtin"):
+            w, K = simulation(model.weights, "numba", sim, runtime)
+            rng, ratios = np.random.default_rng(0), []
+            for _ in range(n_inputs):
+                ids = rng.integers(0, min(model.cfg.vocab_size, 1000), int(rng.integers(8, 64))).tolist()
+                x, mask = place(ids, g.seq_len, "right", 0)
+                out = run(g, x, mask, [], runtime)[g.sg.outputs[0]][0]
+                a, ones = np.array([ids]), np.ones((1, len(ids)), bool)
+                ref = M.embed(model.weights, model.cfg, a, ones)[0]
+                s = M.embed(w, model.cfg, a, ones, kernels=K)[0]
+                ratios.append(np.linalg.norm(out - s) / np.linalg.norm(out - ref))
+            r = np.array(ratios)
+            print(f"| {name} | {runtime} | {len(r)} | {np.median(r):.1e} | {r.max():.2f} | {(r < 1e-3).sum()}/{len(r)} |")
+
+
+def cost(weights, seq):
+    model = q3ref.Model(weights)
+    ids = np.random.default_rng(0).integers(0, 1000, (1, seq))
+    ones = np.ones((1, seq), bool)
+    print(f"\n{weights}, {seq} tokens, resident weights: one forward each, after a warm-up\n")
+    print("| computation | seconds | / fp32 |\n|---|---|---|")
+    base = None
+    for quant in ("none", "int8", "int8-weight-only", "int4-block32", "int4-block128", "fp16", "fp16-activations"):
+        w, K = (model.weights, "numba") if quant == "none" else simulation(model.weights, "numba", quant, "xnnpack")
+        M.embed(w, model.cfg, ids[:, :16], ones[:, :16], kernels=K)  # warm-up: kernels and weight quantization
+        t = time.perf_counter()
+        M.embed(w, model.cfg, ids, ones, kernels=K)
+        sec = time.perf_counter() - t
+        base = base or sec
+        print(f"| {quant} | {sec:.2f} | {sec / base:.2f}x |")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--inputs", type=int, default=16)
+    p.add_argument("--weights")
+    p.add_argument("--seq", type=int, default=512)
+    a = p.parse_args()
+    landing(a.inputs)
+    if a.weights:
+        cost(a.weights, a.seq)
