@@ -143,7 +143,25 @@ def act_int8_asymmetric(x):  # [N, K] fp32 -> integer values minus zero point [N
     return q - zp[:, None], scale
 
 
+def act_int8_asymmetric_builtin(x):  # [N, K] fp32 -> integer values minus zero point [N, K], scale [N]
+    """Builtin kernels' asymmetric per-row quantization (their int4 blockwise products use it):
+    XNNPACK's scale, zp = roundf(-128 - min / scale) (halves away from zero: a row with
+    min = -max has -0.5 there and gets -1, where XNNPACK's rint gives 0),
+    q = clip(roundf(x * (1 / scale)) + zp, -128, 127). Each choice here was measured on int4
+    graphs: a division, rint, or rounding after adding zp each leave rows off."""
+    lo = np.minimum(x.min(axis=1), 0)  # [N]
+    hi = np.maximum(x.max(axis=1), 0)  # [N]
+    scale = (hi - lo) / np.float32(255)  # [N]
+    safe = np.where(scale > 0, scale, np.float32(1))
+    zp = np.clip(round_half_away(np.float32(-128) - lo / safe), -128, 127)  # [N]
+    inv = np.float32(1) / safe  # [N]
+    q = np.clip(round_half_away(x * inv[:, None]) + zp[:, None], -128, 127)  # [N, K]
+    return q - zp[:, None], scale
+
+
 ACT_QUANT = {"builtin": act_int8_symmetric, "xnnpack": act_int8_asymmetric}
+# int4 blockwise products quantize activations asymmetrically on both runtimes (measured)
+ACT_QUANT_INT4 = {"builtin": act_int8_asymmetric_builtin, "xnnpack": act_int8_asymmetric}
 
 
 def rms_norm_builtin(x, w, eps):  # [N, C] -> [N, C]
@@ -232,20 +250,19 @@ def weight_only_int8_linear(cache=True):
     return linear
 
 
-def dynamic_int4_linear(block, cache=True):
-    """x @ W.T as a dynamic_int4_block graph computes it, on XNNPACK and builtin kernels alike
-    (measured: both land on this within 1e-7): int4 weights with a scale per block, activations
-    quantized per row asymmetrically as XNNPACK does for int8, each block's integer sum times
-    its scale, summed over blocks, times the activation scale. The product runs as one fp32 GEMM
+def dynamic_int4_linear(block, runtime, cache=True):
+    """x @ W.T as a dynamic_int4_block graph computes it: int4 weights with a scale per block,
+    activations quantized per row asymmetrically (both runtimes; they round differently), each
+    block's integer sum times its scale, summed over blocks, times the activation scale. The product runs as one fp32 GEMM
     of the integer activations with the dequantized weights: int4 x bf16 scale x 8-bit activation
     is exact in fp32, so only the sum's rounding order differs from the kernel's (~1 ulp)."""
     def dequantized(w):
         q, scale, _ = int4_blockwise(w, block)
         return dequantize_blockwise(q, scale)  # [out, in] fp32, exact
-    weights = QuantizedWeights(dequantized, cache)
+    weights, quantize_act = QuantizedWeights(dequantized, cache), ACT_QUANT_INT4[runtime]
 
     def linear(x, w):  # [N, in], [out, in] -> [N, out]
-        xq, xs = act_int8_asymmetric(np.asarray(x, np.float32))  # [N, in], [N]
+        xq, xs = quantize_act(np.asarray(x, np.float32))  # [N, in], [N]
         return (xq.astype(np.float32) @ weights(w).T) * xs[:, None]  # [N, out] fp32
     linear.quantized = weights
     return linear
@@ -309,7 +326,7 @@ def simulation(weights, kernels, quant, runtime="xnnpack"):
         return QuantizedEmbedding(weights, int8_rows), dict(K, linear=weight_only_int8_linear(cache))
     if quant in ("int4-block32", "int4-block128"):
         block = int(quant.removeprefix("int4-block"))
-        return QuantizedEmbedding(weights, int4_rows(block)), dict(K, linear=dynamic_int4_linear(block, cache))
+        return QuantizedEmbedding(weights, int4_rows(block)), dict(K, linear=dynamic_int4_linear(block, runtime, cache))
     if quant == "fp16":
         return weights, dict(K, linear=fp16_weight_linear(cache))
     if quant == "fp16-activations":

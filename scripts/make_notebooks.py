@@ -182,6 +182,35 @@ for quant in ("int8", "int8-weight-only", "fp16"):
             for i in range(stress.cfg.num_hidden_layers)]
     plt.semilogy(np.maximum(errs, 1e-9), "o-", label=quant)
 plt.xlabel("layer"); plt.ylabel("rel L2 vs fp32"); plt.legend(); plt.show()'''),
+    new_markdown_cell("## int4 blocks against int8\n\nint4 needs widths that are multiples of the block, so this "
+                      "uses the 128-wide test checkpoint. Block 32 keeps a scale per 32 inputs, block 128 one per 128."),
+    new_code_cell('''wide = q3ref.load(ROOT / "tests/fixtures/int4-checkpoint")
+ids4, ones4 = np.array([list(range(5, 45))]), np.ones((1, 40), bool)
+ref4 = {}
+M.embed(wide.weights, wide.cfg, ids4, ones4, taps=ref4)
+plt.figure(figsize=(6, 3.2))
+for quant in ("int8", "int4-block32", "int4-block128"):
+    w, K = simulation(wide.weights, "numba", quant, "xnnpack")
+    t = {}
+    M.embed(w, wide.cfg, ids4, ones4, kernels=K, taps=t)
+    names4 = ["embed"] + [f"layers.{i}.{s}" for i in range(wide.cfg.num_hidden_layers) for s in ("attn_residual", "out")]
+    errs = [np.linalg.norm(t[n] - ref4[n]) / np.linalg.norm(ref4[n]) for n in names4]
+    plt.semilogy(errs, "o-", label=quant)
+plt.xticks(range(len(names4)), names4, rotation=30, fontsize=7)
+plt.ylabel("rel L2 vs fp32"); plt.legend(); plt.tight_layout(); plt.show()'''),
+    new_markdown_cell("## The error budget (quant-report)\n\nEach quantized matmul on the reference's own input: "
+                      "the error its weight rounding adds, and what run-time activation rounding adds on top."),
+    new_code_cell('''from q3ref.quant_report import quant_report
+r = quant_report(stress, list(range(1, 40)), "int8")
+m = r["matmuls"]
+x = np.arange(len(m))
+plt.figure(figsize=(9, 3))
+plt.bar(x - 0.2, [e["weight_error"] for e in m], 0.4, label="weight rounding")
+plt.bar(x + 0.2, [e["activation_error"] for e in m], 0.4, label="activation rounding")
+plt.xticks(x, [f"{e['layer']}.{e['stage']}" for e in m], rotation=90, fontsize=7)
+plt.ylabel("rel L2 added"); plt.legend(); plt.tight_layout(); plt.show()
+worst = max(m, key=lambda e: e["activation_error"])
+print(f"largest activation rounding: layers.{worst['layer']}.{worst['stage']}, input crest factor {worst['input_crest']:.1f}")'''),
     new_markdown_cell("## Simulation against the real graph\n\nThe int8 graph's deviation from fp32, and how much of "
                       "it q3ref's simulation explains, tap by tap (XNNPACK runtime)."),
     new_code_cell('''from q3ref.diff import diff
