@@ -180,6 +180,14 @@ def atomic_save(path, save):
         raise
 
 
+def save_report(args, report, plot):
+    """--json and --plot of diff and quant-report, each written whole or not at all."""
+    if args.json:
+        atomic_save(args.json, lambda f: f.write(json.dumps(report, indent=2).encode()))
+    if args.plot:
+        atomic_save(args.plot, lambda f: plot(report, f, Path(args.plot).suffix.lstrip(".") or "png"))
+
+
 def load_model(args):
     from .api import load
 
@@ -303,10 +311,7 @@ def cmd_diff(args):
             bar.update(tasks[phase], completed=done)
 
         report = diff(model, g, ids[0], args.padding, args.graph_kernels, args.truncate, progress, args.quant)
-    if args.json:
-        atomic_save(args.json, lambda f: f.write(json.dumps(report, indent=2).encode()))
-    if args.plot:
-        atomic_save(args.plot, lambda f: plot(report, f, Path(args.plot).suffix.lstrip(".") or "png"))
+    save_report(args, report, plot)
     print_table(report, Console(width=max(Console().width, 120)))
     random_note(model)
     return 1 if report["first_divergence"] else 0
@@ -394,10 +399,7 @@ def cmd_quant_report(args):
     model = load(args.weights, dtype=args.dtype, kernels=args.kernels, resident=not args.streaming)
     _, ids = inputs(args, model, many=False)
     r = quant_report(model, ids[0], args.sim_quant, args.runtime)
-    if args.json:
-        atomic_save(args.json, lambda f: f.write(json.dumps(r, indent=2).encode()))
-    if args.plot:
-        atomic_save(args.plot, lambda f: plot(r, f, Path(args.plot).suffix.lstrip(".") or "png"))
+    save_report(args, r, plot)
     print_report(r, Console(width=max(Console().width, 110)))
     random_note(model)
     return 0

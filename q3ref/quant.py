@@ -128,15 +128,19 @@ def act_int8_symmetric(x):  # [N, K] fp32 -> integer values [N, K], scale [N]
     return q, rng / np.float32(127)
 
 
+def row_range(x):  # [N, K] -> min, max (0 included), scale = range / 255, scale safe to divide by; [N] each
+    lo = np.minimum(x.min(axis=1), 0)  # [N]
+    hi = np.maximum(x.max(axis=1), 0)  # [N]
+    scale = (hi - lo) / np.float32(255)  # [N]
+    return lo, hi, scale, np.where(scale > 0, scale, np.float32(1))
+
+
 def act_int8_asymmetric(x):  # [N, K] fp32 -> integer values minus zero point [N, K], scale [N]
     """XNNPACK: per row, scale = (max - min) / 255 over the row with 0 included, a zero point,
     q = clip(rint(x * (255 / (max - min))) + zp, -128, 127); dequantized value (q - zp) * scale.
     The multiplier is 255/range in fp32, not 1/scale and not a division by scale: values such
     as x/scale = -47.499996 round the other way (measured on int4 graphs: 2 rows of 51 off)."""
-    lo = np.minimum(x.min(axis=1), 0)  # [N]
-    hi = np.maximum(x.max(axis=1), 0)  # [N]
-    scale = (hi - lo) / np.float32(255)  # [N]
-    safe = np.where(scale > 0, scale, np.float32(1))
+    lo, hi, scale, safe = row_range(x)
     inv = np.float32(255) / np.where(hi > lo, hi - lo, np.float32(255))  # [N]
     zp = np.clip(np.rint(np.float32(-128) - lo / safe), -128, 127)  # [N]
     q = np.clip(np.rint(x * inv[:, None]) + zp[:, None], -128, 127)  # [N, K]
@@ -149,10 +153,7 @@ def act_int8_asymmetric_builtin(x):  # [N, K] fp32 -> integer values minus zero 
     min = -max has -0.5 there and gets -1, where XNNPACK's rint gives 0),
     q = clip(roundf(x * (1 / scale)) + zp, -128, 127). Each choice here was measured on int4
     graphs: a division, rint, or rounding after adding zp each leave rows off."""
-    lo = np.minimum(x.min(axis=1), 0)  # [N]
-    hi = np.maximum(x.max(axis=1), 0)  # [N]
-    scale = (hi - lo) / np.float32(255)  # [N]
-    safe = np.where(scale > 0, scale, np.float32(1))
+    lo, hi, scale, safe = row_range(x)
     zp = np.clip(round_half_away(np.float32(-128) - lo / safe), -128, 127)  # [N]
     inv = np.float32(1) / safe  # [N]
     q = np.clip(round_half_away(x * inv[:, None]) + zp[:, None], -128, 127)  # [N, K]
