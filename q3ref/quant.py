@@ -37,10 +37,14 @@ def bf16_round(x):  # fp32 -> fp32 values on the bf16 grid (round to nearest eve
     return out, float(np.abs(out - x).max(initial=0.0))
 
 
-def fp16_round(x):  # fp32 -> fp32 values on the fp16 grid (round to nearest even), max abs error
+def to_fp16(x):  # fp32 -> fp32 values on the fp16 grid (round to nearest even); beyond 65504: inf
+    with np.errstate(over="ignore"):  # overflow is what an fp16 device does, not an error here
+        return np.asarray(x, np.float32).astype(np.float16).astype(np.float32)
+
+
+def fp16_round(x):  # fp32 -> fp32 values on the fp16 grid, max abs error
     x = np.asarray(x, np.float32)
-    with np.errstate(over="ignore"):  # beyond 65504 is inf, as on an fp16 device
-        out = x.astype(np.float16).astype(np.float32)
+    out = to_fp16(x)
     return out, float(np.abs(out - x).max(initial=0.0)) if np.isfinite(out).all() else float("inf")
 
 
@@ -331,7 +335,7 @@ def simulation(weights, kernels, quant, runtime="xnnpack"):
     if quant == "fp16":
         return weights, dict(K, linear=fp16_weight_linear(cache))
     if quant == "fp16-activations":
-        return weights, dict(K, linear=fp16_weight_linear(cache), round=lambda x: fp16_round(x)[0])
+        return weights, dict(K, linear=fp16_weight_linear(cache), round=to_fp16)
     raise ValueError(f"unknown simulation {quant!r}; choose from {', '.join(SIMULATIONS)}")
 
 
