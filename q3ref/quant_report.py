@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import model as M
-from .quant import fp16_round, int4_blockwise, int8_per_channel, simulation
+from .quant import dequantize_blockwise, fp16_round, int4_blockwise, int8_per_channel, simulation
 
 # (tap of the product, tap of its input, checkpoint name under layers.{i}.)
 MATMULS = [("q", "input_norm", "self_attn.q_proj.weight"), ("k", "input_norm", "self_attn.k_proj.weight"),
@@ -37,7 +37,7 @@ def weight_rounding(quant):
 
         def int4(w):
             q, s, _ = int4_blockwise(w, block)
-            return (q.reshape(q.shape[0], -1, block) * s[..., None]).reshape(q.shape), s
+            return dequantize_blockwise(q, s), s
         return int4
     return lambda w: (fp16_round(w)[0], None)  # fp16, fp16-activations
 
