@@ -15,17 +15,27 @@ The attention "kernel" is Numba for the masked online softmax and BLAS for its t
 
 from __future__ import annotations
 
+import functools
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic, overload
+from threadpoolctl import ThreadpoolController
 
 # Reassociation and fused multiply-add let the compiler vectorize the loops; NaN and Inf
-# semantics stay strict because masked scores are -inf.
-# The kernels are serial on purpose: they run between BLAS calls, and a Numba thread pool next
-# to OpenBLAS's spinning threads made attention 2x slower on 2 cores (140 ms vs 65 ms per layer
-# at T=512). The two cores go to BLAS.
+# semantics stay strict because masked scores are -inf. error_model="numpy": x/0 is inf or NaN,
+# as in the twins, instead of a ZeroDivisionError check whose branch stops vectorization
+# (silu_mul: 6.2 -> 1.9 ns per value).
+# The kernels are serial: a Numba thread pool next to OpenBLAS's spinning threads made attention
+# 2x slower on 2 cores (140 ms vs 65 ms per layer at T=512). Long sequences run attention's
+# tiles on Python threads instead, each with single-threaded BLAS (attention_numba).
 FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
+JIT = dict(cache=True, fastmath=FAST, error_model="numpy")
 
 
 # ---------------------------------------------------------------------------- RMSNorm
@@ -39,7 +49,7 @@ def rms_norm_numpy(x, w, eps):
     return x * (1.0 / np.sqrt(var + x.dtype.type(eps))) * w  # [N, C]
 
 
-@numba.njit(cache=True, fastmath=FAST)
+@numba.njit(**JIT)
 def _rms_norm_numba(x, w, eps, out):
     n, c = x.shape
     for r in range(n):
@@ -86,7 +96,7 @@ def rope_numpy(x, cos, sin):
     return x * cos[:, None, :] + rotated * sin[:, None, :]  # [N, Hx, Dh]
 
 
-@numba.njit(cache=True, fastmath=FAST)
+@numba.njit(**JIT)
 def _rope_numba(x, cos, sin, out):
     n, hx, dh = x.shape
     half = dh // 2
@@ -133,82 +143,170 @@ def attention_numpy(q, k, v, mask):
     return out
 
 
-# Tile sizes of the streaming attention: a query tile's score block is at most
-# [Q_TILE * H/Hkv, K_TILE] fp32 (1 MB at GQA 2:1), whatever T is. Measured on 2 cores
-# (0.6B shapes): 128 x 1024 was among the fastest at T=512 and T=2048.
-Q_TILE, K_TILE = 128, 1024
+# ---------------------------------------------------------------------------- exp
+# The softmax's exponentials dominate attention's non-GEMM time: 0.6B at T=8192 takes ~15e9 of
+# them. Numba's math.exp is a scalar libm call (~4 ns each here; LLVM has no vector exp without
+# Intel's SVML), so fp32 gets its own exp that LLVM can vectorize: Cephes' expf (range
+# reduction by ln 2, degree-6 polynomial, 2^n put straight into the exponent bits). Measured
+# on this machine: 1.0 ns vs 4.1 ns per value, and within 0.98 ulp of the exact value over its
+# range (np.exp's float32: 2.3 ulp; test_kernels.py). fp64 keeps math.exp.
+@intrinsic
+def _int32_bits_as_float32(typingctx, i):  # reinterpret, not convert: builds 2^n from n + 127
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.int32), codegen
 
 
-@numba.njit(cache=True, fastmath=FAST)
+# n = round(x / ln 2) must stay a normal float32 exponent, -126 .. 127.
+EXP_LO = np.float32(-87.33654)  # exp(EXP_LO) = 2^-126, float32's smallest normal number
+EXP_HI = np.float32(88.37626)  # exp(EXP_HI) = 2.4e38, under float32's largest, 3.4e38
+
+
+def _exp_f32(x):
+    """exp(x) for float32 x in [EXP_LO, EXP_HI], and clamped to that range outside it. Below,
+    it returns 2^-126 (not 0), which no softmax row can notice: its largest term is exp(0) = 1;
+    above, 2.4e38 (not inf), which makes silu(x) about 0 as it should. NaN stays NaN."""
+    x = EXP_LO if x < EXP_LO else x  # both written so that NaN falls through
+    x = EXP_HI if x > EXP_HI else x
+    n = np.floor(x * np.float32(1.4426950408889634) + np.float32(0.5))  # round(x / ln 2)
+    r = x - n * np.float32(0.693359375) - n * np.float32(-2.12194440e-4)  # x - n ln 2, ln 2 in two parts
+    y = (((((np.float32(1.9875691500e-4) * r + np.float32(1.3981999507e-3)) * r
+            + np.float32(8.3334519073e-3)) * r + np.float32(4.1665795894e-2)) * r
+          + np.float32(1.6666665459e-1)) * r + np.float32(5.0000001201e-1)) * (r * r) + r + np.float32(1)
+    return y * _int32_bits_as_float32((np.int32(n) + np.int32(127)) << np.int32(23))  # y * 2^n
+
+
+def exp_fast(x):
+    """The twin, np.exp. In jitted code the overload below replaces it (_exp_f32 for float32)."""
+    return np.exp(x)
+
+
+@overload(exp_fast, fastmath=FAST)
+def _exp_fast(x):
+    if x == types.float32:
+        return _exp_f32
+    return lambda x: math.exp(x)
+
+
+# Tile sizes of the streaming attention: a query tile's score block is
+# [Q_TILE * H/Hkv, K_TILE] fp32 (512 KB at GQA 2:1, one core's L2 here), whatever T is.
+# Measured on 2 cores (0.6B shapes, T=8192, one layer): 128 x 512 4.90 s, 128 x 1024 5.24 s,
+# 64 x 1024 5.41 s, 256 x 512 4.94 s.
+Q_TILE, K_TILE = 128, 512
+# Query tiles run on this many threads at once, each with single-threaded BLAS: at T=8192 that
+# was 4.9 s per layer against 6.1 s for one tile at a time on 2-thread BLAS, which leaves the
+# second core idle during the softmax and splits every small product in two.
+# Shorter sequences make tiles too small to pay for the threads (per attention call, measured:
+# T=128 x 4 sequences 30 ms threaded vs 19 ms one tile at a time; T=512 x 2, 63 vs 69 ms).
+THREADS_FROM_T = 1024
+THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@numba.njit(nogil=True, **JIT)
 def _online_softmax_tile(S, m, l, corr, q0, k0, rep, kmask, scale):
     """One key tile of the online softmax, in place.
 
     S [R, Tk]: raw scores q.k of query rows (row r is query q0 + r // rep) against keys k0..;
     on return S holds p = exp(s*scale - m_new), 0 where masked. m, l [R]: running max and sum,
     updated; corr [R]: exp(m_old - m_new), by which the caller rescales its accumulator.
+    Row r sees keys k0 .. qi (causal) that kmask marks real; when the tile has no padded key
+    that is a prefix of the row, and the loops over it have no branch, so LLVM vectorizes them.
     """
     R, Tk = S.shape
     ninf = S.dtype.type(-np.inf)
+    zero = S.dtype.type(0)
+    padded = False
+    for j in range(Tk):
+        padded |= not kmask[k0 + j]
     for r in range(R):
         qi = q0 + r // rep
-        mx = m[r] if kmask[qi] else ninf  # a padded query row sees no key: output 0
-        for j in range(Tk if kmask[qi] else 0):
-            kj = k0 + j
-            if kj > qi or not kmask[kj]:
-                S[r, j] = ninf
-            else:
-                S[r, j] *= scale
-                if S[r, j] > mx:
-                    mx = S[r, j]
+        nvis = min(Tk, qi - k0 + 1) if kmask[qi] else 0  # a padded query row sees no key: output 0
+        mx = ninf  # max of the raw scores: scale > 0, so it is the max of the scaled ones too
+        if padded:  # the masked loops apart from the plain ones, so that those vectorize
+            for j in range(nvis):
+                S[r, j] = S[r, j] if kmask[k0 + j] else ninf
+        for j in range(nvis):
+            s = S[r, j]
+            mx = s if s > mx else mx  # NaN never wins, so the exp below passes it on
+        mx = max(m[r], mx * scale)
         if mx == ninf:  # nothing visible yet (padded query row, or keys all padded so far)
-            corr[r] = 1
-            for j in range(Tk):
-                S[r, j] = 0
-            continue
-        corr[r] = math.exp(m[r] - mx)  # 0 on the first visible tile, where m = -inf
-        total = S.dtype.type(0)
-        for j in range(Tk):
-            p = math.exp(S[r, j] - mx)  # exp(-inf) = 0 for masked keys
+            nvis = 0
+        corr[r] = exp_fast(m[r] - mx) if nvis else 1  # 0 on the first visible tile, where m = -inf
+        total = zero
+        for j in range(nvis):
+            p = exp_fast(S[r, j] * scale - mx)  # exp(-inf) is not 0 in exp_fast: masked keys below
             S[r, j] = p
             total += p
-        l[r] = l[r] * corr[r] + total
-        m[r] = mx
+        if padded:
+            for j in range(nvis):
+                if not kmask[k0 + j]:
+                    total -= S[r, j]
+                    S[r, j] = zero
+        for j in range(nvis, Tk):  # past the causal diagonal
+            S[r, j] = zero
+        if nvis:
+            l[r] = l[r] * corr[r] + total
+            m[r] = mx
 
 
 def attention_numba(q, k, v, mask):
     """Streaming causal GQA attention: BLAS for the two products, Numba for the softmax.
 
-    For each sequence, KV head g and tile of Q_TILE queries, the H/Hkv query heads that share g
-    are stacked as rows, so each K and V tile is read once per group; key tiles past the causal
-    diagonal are skipped. Online softmax (running max and sum, fp32): memory is O(T), not O(T^2).
+    The work is cut into query tiles: one sequence, one KV head g, Q_TILE queries. The H/Hkv
+    query heads that share g are stacked as the tile's rows, so each K and V tile is read once
+    per group. Tiles are independent; from THREADS_FROM_T tokens on, they run on THREADS
+    threads, longest first.
     """
     B, T, H, Dh = q.shape
     Hkv = k.shape[2]
-    rep = H // Hkv
-    scale = q.dtype.type(Dh ** -0.5)
-    mask = np.ascontiguousarray(mask, dtype=np.bool_)
+    mask = np.ascontiguousarray(mask, dtype=np.bool_)  # [B, T]
+    kt = np.ascontiguousarray(k.transpose(0, 2, 1, 3))  # [B, Hkv, T, Dh]: a head's keys contiguous
+    vt = np.ascontiguousarray(v.transpose(0, 2, 1, 3))  # [B, Hkv, T, Dh]
     out = np.zeros_like(q)  # [B, T, H, Dh]
-    for b in range(B):
-        for g in range(Hkv):
-            K = np.ascontiguousarray(k[b, :, g])  # [T, Dh]
-            V = np.ascontiguousarray(v[b, :, g])  # [T, Dh]
-            for q0 in range(0, T, Q_TILE):
-                q1 = min(q0 + Q_TILE, T)
-                Q = q[b, q0:q1, g * rep:(g + 1) * rep].reshape(-1, Dh)  # [R, Dh], R = (q1-q0)*rep
-                R = Q.shape[0]
-                m = np.full(R, -np.inf, q.dtype)  # [R] running max
-                l = np.zeros(R, q.dtype)  # [R] running sum
-                corr = np.empty(R, q.dtype)  # [R]
-                acc = np.zeros((R, Dh), q.dtype)  # [R, Dh]
-                for k0 in range(0, q1, K_TILE):  # keys beyond the last query are never visible
-                    k1 = min(k0 + K_TILE, q1)
-                    S = Q @ K[k0:k1].T  # [R, Tk]
-                    _online_softmax_tile(S, m, l, corr, q0, k0, rep, mask[b], scale)
-                    acc *= corr[:, None]
-                    acc += S @ V[k0:k1]  # [R, Dh]
-                safe = np.where(l > 0, l, 1)[:, None]  # padded query rows: l = 0, acc = 0
-                out[b, q0:q1, g * rep:(g + 1) * rep] = (acc / safe).reshape(q1 - q0, rep, Dh)
+    tiles = [(b, g, q0) for q0 in range(0, T, Q_TILE)[::-1] for b in range(B) for g in range(Hkv)]
+    if T < THREADS_FROM_T:
+        for tile in tiles:
+            _attention_tile(q, kt, vt, mask, out, *tile)
+        return out
+    with _blas().limit(limits=1, user_api="blas"):
+        for _ in _pool().map(lambda tile: _attention_tile(q, kt, vt, mask, out, *tile), tiles):
+            pass  # (iterating re-raises a tile's exception here)
     return out
+
+
+@functools.cache
+def _pool():  # kept for the process: starting threads on every call cost 2 ms at T=8
+    return ThreadPoolExecutor(THREADS, thread_name_prefix="q3ref-attention")
+
+
+@functools.cache
+def _blas():  # finding the BLAS libraries takes 0.3 ms; setting their threads after that, 10 us
+    return ThreadpoolController()
+
+
+def _attention_tile(q, kt, vt, mask, out, b, g, q0):
+    """Queries q0 .. q0+Q_TILE of sequence b, query heads of KV head g, into `out`.
+
+    Key tiles past the causal diagonal are skipped. Online softmax (running max and sum, fp32):
+    memory is O(T), not O(T^2).
+    """
+    T, H, Dh = q.shape[1:]
+    rep = H // kt.shape[1]
+    q1 = min(q0 + Q_TILE, T)
+    Q = q[b, q0:q1, g * rep:(g + 1) * rep].reshape(-1, Dh)  # [R, Dh], R = (q1-q0)*rep
+    R = Q.shape[0]
+    m = np.full(R, -np.inf, q.dtype)  # [R] running max
+    l = np.zeros(R, q.dtype)  # [R] running sum
+    corr = np.empty(R, q.dtype)  # [R]
+    acc = np.zeros((R, Dh), q.dtype)  # [R, Dh]
+    for k0 in range(0, q1, K_TILE):  # keys beyond the last query are never visible
+        k1 = min(k0 + K_TILE, q1)
+        S = Q @ kt[b, g, k0:k1].T  # [R, Tk]
+        _online_softmax_tile(S, m, l, corr, q0, k0, rep, mask[b], q.dtype.type(Dh ** -0.5))
+        acc *= corr[:, None]
+        acc += S @ vt[b, g, k0:k1]  # [R, Dh]
+    safe = np.where(l > 0, l, 1)[:, None]  # padded query rows: l = 0, acc = 0
+    out[b, q0:q1, g * rep:(g + 1) * rep] = (acc / safe).reshape(q1 - q0, rep, Dh)
 
 
 # ---------------------------------------------------------------------------- SwiGLU
@@ -217,13 +315,14 @@ def silu_mul_numpy(gate, up):
     return gate / (1 + np.exp(-gate)) * up  # [N, F]
 
 
-@numba.njit(cache=True, fastmath=FAST)
+@numba.njit(**JIT)
 def _silu_mul_numba(gate, up, out):
     n, f = gate.shape
+    one = gate.dtype.type(1)  # a bare 1 would make the division float64 and stop vectorization
     for r in range(n):
         for j in range(f):
             g = gate[r, j]
-            out[r, j] = g / (1 + math.exp(-g)) * up[r, j]
+            out[r, j] = g / (one + exp_fast(-g)) * up[r, j]
 
 
 def silu_mul_numba(gate, up):
