@@ -8,9 +8,10 @@ through BLAS (`x @ w.T`) in model.py.
     rope_tables(pos [N], Dh, theta, dtype)         -> cos, sin [N, Dh]
     rope(x [N, Hx, Dh], cos [N, Dh], sin [N, Dh])  -> [N, Hx, Dh]
     attention(q [B, T, H, Dh], k, v [B, T, Hkv, Dh], mask [B, T] bool) -> [B, T, H, Dh]
+    silu_mul(gate [N, F], up [N, F])               -> [N, F]
 
 The attention "kernel" is Numba for the masked online softmax and BLAS for its two products.
-    silu_mul(gate [N, F], up [N, F])               -> [N, F]
+Softmax and SiLU share exp_fast, a float32 exp that vectorizes (twin: np.exp).
 """
 
 from __future__ import annotations
@@ -158,8 +159,8 @@ def _int32_bits_as_float32(typingctx, i):  # reinterpret, not convert: builds 2^
 
 
 # n = round(x / ln 2) must stay a normal float32 exponent, -126 .. 127.
-EXP_LO = np.float32(-87.33654)  # exp(EXP_LO) = 2^-126, float32's smallest normal number
-EXP_HI = np.float32(88.37626)  # exp(EXP_HI) = 2.4e38, under float32's largest, 3.4e38
+EXP_LO = np.float32(-87.33654)  # exp(EXP_LO) ~ 2^-126, float32's smallest normal number
+EXP_HI = np.float32(88.37626)  # exp(EXP_HI) ~ 2.4e38, under float32's largest, 3.4e38
 
 
 def _exp_f32(x):
@@ -190,8 +191,9 @@ def _exp_fast(x):
 
 # Tile sizes of the streaming attention: a query tile's score block is
 # [Q_TILE * H/Hkv, K_TILE] fp32 (512 KB at GQA 2:1, one core's L2 here), whatever T is.
-# Measured on 2 cores (0.6B shapes, T=8192, one layer): 128 x 512 4.90 s, 128 x 1024 5.24 s,
-# 64 x 1024 5.41 s, 256 x 512 4.94 s.
+# Measured on 2 cores (0.6B shapes, T=8192, one layer, best of 3): 128 x 512 4.77 s,
+# 128 x 1024 4.82 s, 256 x 512 4.73 s, 128 x 256 4.71 s (within this machine's noise), and
+# 64 x 512 5.10 s.
 Q_TILE, K_TILE = 128, 512
 # Query tiles run on this many threads at once, each with single-threaded BLAS: at T=8192 that
 # was 4.9 s per layer against 6.1 s for one tile at a time on 2-thread BLAS, which leaves the
@@ -209,8 +211,9 @@ def _online_softmax_tile(S, m, l, corr, q0, k0, rep, kmask, scale):
     S [R, Tk]: raw scores q.k of query rows (row r is query q0 + r // rep) against keys k0..;
     on return S holds p = exp(s*scale - m_new), 0 where masked. m, l [R]: running max and sum,
     updated; corr [R]: exp(m_old - m_new), by which the caller rescales its accumulator.
-    Row r sees keys k0 .. qi (causal) that kmask marks real; when the tile has no padded key
-    that is a prefix of the row, and the loops over it have no branch, so LLVM vectorizes them.
+    Row r sees the keys k0 .. qi (causal: a prefix of the tile) that kmask marks real. The
+    loops over that prefix have no branch, so LLVM vectorizes them; in a tile with padded keys,
+    their scores are set to -inf first and their p to 0 after.
     """
     R, Tk = S.shape
     ninf = S.dtype.type(-np.inf)
