@@ -231,10 +231,15 @@ def _online_softmax_tile(S, m, l, corr, q0, k0, rep, kmask, scale):
         for j in range(nvis):
             s = S[r, j]
             mx = s if s > mx else mx  # NaN never wins, so the exp below passes it on
-        mx = max(m[r], mx * scale)
+        if mx == ninf:  # no visible score is a number: none visible, or NaN ones only
+            for j in range(nvis):
+                if S[r, j] != S[r, j]:
+                    mx = S[r, j]  # NaN: pass it on to this row's output, as the twin does
+        mx = m[r] if m[r] > mx * scale else mx * scale  # (a NaN mx stays NaN)
         if mx == ninf:  # nothing visible yet (padded query row, or keys all padded so far)
             nvis = 0
-        corr[r] = exp_fast(m[r] - mx) if nvis else 1  # 0 on the first visible tile, where m = -inf
+        # corr: ~0 on the first visible tile, where m = -inf (exactly 0 in fp64), and l, acc are 0
+        corr[r] = exp_fast(m[r] - mx) if nvis else 1
         total = zero
         for j in range(nvis):
             p = exp_fast(S[r, j] * scale - mx)  # exp(-inf) is not 0 in exp_fast: masked keys below

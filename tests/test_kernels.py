@@ -121,6 +121,28 @@ def test_attention(T, rep, dtype, tiles, monkeypatch):
     check("attention", got, ref, rtol=1e-5, atol=1e-5 if dtype == np.float32 else 1e-12)
 
 
+@pytest.mark.parametrize("threads_from_t", [0, 10**9], ids=["threaded", "inline"])
+def test_attention_passes_nan_on(threads_from_t, monkeypatch):
+    """A NaN query row, or a NaN key, makes NaN exactly where the twin has it: a reference must
+    not turn a broken input into zeros."""
+    monkeypatch.setattr(K, "Q_TILE", 16)
+    monkeypatch.setattr(K, "K_TILE", 24)
+    monkeypatch.setattr(K, "THREADS_FROM_T", threads_from_t)
+    rng = np.random.default_rng(4)
+    T, H, Hkv, Dh = 60, 4, 2, 16
+    q = rng.standard_normal((2, T, H, Dh)).astype(np.float32)
+    k = rng.standard_normal((2, T, Hkv, Dh)).astype(np.float32)
+    v = rng.standard_normal((2, T, Hkv, Dh)).astype(np.float32)
+    q[0, 7, 1] = np.nan  # one query row of one head: all its scores are NaN
+    k[1, 30, 0] = np.nan  # one key: NaN for every later query of heads 0 and 1
+    mask = np.ones((2, T), bool)
+    ref = K.attention_numpy(q, k, v, mask)
+    got = K.attention_numba(q, k, v, mask)
+    assert np.isnan(ref).any()
+    assert (np.isnan(got) == np.isnan(ref)).all()
+    check("attention", np.nan_to_num(got), np.nan_to_num(ref), rtol=1e-5, atol=1e-5)
+
+
 def test_attention_numpy_is_softmax_attention():
     """The twin against a direct per-query loop for one small case with left padding."""
     rng = np.random.default_rng(3)
