@@ -303,6 +303,7 @@ def _attention_tile(q, kt, vt, mask, out, b, g, q0):
     q1 = min(q0 + Q_TILE, T)
     Q = q[b, q0:q1, g * rep:(g + 1) * rep].reshape(-1, Dh)  # [R, Dh], R = (q1-q0)*rep
     R = Q.shape[0]
+    scale = q.dtype.type(Dh ** -0.5)
     m = np.full(R, -np.inf, q.dtype)  # [R] running max
     l = np.zeros(R, q.dtype)  # [R] running sum
     corr = np.empty(R, q.dtype)  # [R]
@@ -310,7 +311,7 @@ def _attention_tile(q, kt, vt, mask, out, b, g, q0):
     for k0 in range(0, q1, K_TILE):  # keys beyond the last query are never visible
         k1 = min(k0 + K_TILE, q1)
         S = Q @ kt[b, g, k0:k1].T  # [R, Tk]
-        _online_softmax_tile(S, m, l, corr, q0, k0, rep, mask[b], q.dtype.type(Dh ** -0.5))
+        _online_softmax_tile(S, m, l, corr, q0, k0, rep, mask[b], scale)
         acc *= corr[:, None]
         acc += S @ vt[b, g, k0:k1]  # [R, Dh]
     safe = np.where(l > 0, l, 1)[:, None]  # padded query rows: l = 0, acc = 0
