@@ -68,7 +68,8 @@ def worker_litert(a):
         if "mask" in d["name"]:
             interp.set_tensor(d["index"], np.ones(d["shape"], d["dtype"]))
         else:
-            ids = np.random.default_rng(0).integers(0, 1000, d["shape"]).astype(d["dtype"])
+            vocab = json.loads((Path(a.weights) / "config.json").read_text())["vocab_size"]
+            ids = np.random.default_rng(0).integers(0, vocab, d["shape"]).astype(d["dtype"])  # as q3ref's
             interp.set_tensor(d["index"], ids)
     walls = []
     for _ in range(2):
