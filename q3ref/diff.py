@@ -118,7 +118,9 @@ def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=Fals
 
     # The expected computation: the fp32 reference, or the simulation of the graph's recipe.
     sim = PRECISION_TO_SIM.get(precision) if quant == "auto" else None
-    weights, K = simulation(model.weights, model.kernels, sim, kernels) if sim else (model.weights, model.kernels)
+    # offset: the first real token's column in the graph, which sets the lanes of its sums
+    weights, K = (simulation(model.weights, model.kernels, sim, kernels, offset=int(positions[0, 0])) if sim
+                  else (model.weights, model.kernels))
     expected = ref
     if sim:
         sim_taps = {}
@@ -158,6 +160,14 @@ def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=Fals
         out["sim_rel_l2"] = metrics(values[g.sg.outputs[0]][0], expected["embedding"])["rel_l2"]
     lap("compare")
     head = fp16_headroom(ref, M.tap_names(cfg))
+    if sim and kernels == "builtin":  # is the emulation of the float ops bit-exact on this runtime and CPU?
+        from .litert_probe import builtin_variant
+
+        probe = builtin_variant()
+        if not probe["emulated"]:
+            notes.append(f"builtin kernels on {probe['cpu']} ({probe['runtime']}) differ from q3ref's emulation "
+                         f"({', '.join(op for op, ok in probe['ops'].items() if not ok)}): the simulation is "
+                         "approximate here, not bit-exact")
     return {"graph": str(g.path), "weights": str(model.path), "precision": precision, "kernels": kernels,
             "fp16": {k: head[k] for k in ("first_overflow", "tightest", "min_headroom")},
             "expected": f"simulation of {sim} ({kernels} runtime)" if sim else "fp32 reference",
@@ -166,4 +176,4 @@ def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=Fals
             "limits": {"quantized stages": FP32_FLOOR if sim else LOCAL_LIMIT[precision], "other stages": FP32_FLOOR},
             "taps": rows, "first_divergence": first, "output": {k: out[k] for k in ("cos", "rel_l2", "sim_rel_l2") if k in out},
             "unaligned": [r["name"] for r in rows if not r.get("aligned")], "notes": notes,
-            "seconds": seconds}
+            "runtime_kernels": probe if sim and kernels == "builtin" else None, "seconds": seconds}

@@ -65,7 +65,8 @@ def forward(weights, cfg: Config, input_ids, mask, kernels="numba", taps=None, p
         return x
 
     pos = np.maximum(np.cumsum(mask, axis=1) - 1, 0) if positions is None else positions  # [B, T]
-    cos, sin = rope_tables(np.asarray(pos).reshape(-1), cfg.head_dim, cfg.rope_theta, dtype)  # [N, Dh] each
+    tables = K.get("rope_tables", rope_tables)  # a simulation may bring an export's own tables
+    cos, sin = tables(np.asarray(pos).reshape(-1), cfg.head_dim, cfg.rope_theta, dtype)  # [N, Dh] each
 
     x = weights.embed_rows(input_ids.reshape(-1))  # [N, D]
     x = tap("embed", x)

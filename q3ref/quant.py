@@ -169,6 +169,24 @@ ACT_QUANT = {"builtin": act_int8_symmetric, "xnnpack": act_int8_asymmetric}
 ACT_QUANT_INT4 = {"builtin": act_int8_asymmetric_builtin, "xnnpack": act_int8_asymmetric}
 
 
+def lane_sum(x, lanes=8, offset=0):  # [..., C] fp32 -> [...] fp32
+    """Sum over the last axis as a vectorized kernel does it: element j goes to lane
+    (j + offset) % lanes, each lane adds in order, then the lanes are folded in halves (a
+    horizontal add). `offset` is where x[..., 0] sits in the kernel's row (the padding before it)."""
+    x = np.asarray(x, np.float32)
+    C = x.shape[-1]
+    pad = np.zeros(x.shape[:-1] + (offset % lanes,), np.float32)
+    x = np.concatenate([pad, x], axis=-1)  # zeros add nothing exactly: the lanes line up as in the kernel
+    acc = np.zeros(x.shape[:-1] + (lanes,), np.float32)  # [..., lanes]
+    full = x.shape[-1] - x.shape[-1] % lanes
+    for j in range(0, full, lanes):
+        acc += x[..., j:j + lanes]
+    acc[..., :x.shape[-1] - full] += x[..., full:]  # a partial last packet, still lane by lane
+    while acc.shape[-1] > 1:  # horizontal add: halves folded onto each other
+        acc = acc[..., :acc.shape[-1] // 2] + acc[..., acc.shape[-1] // 2:]
+    return acc[..., 0]
+
+
 def rms_norm_builtin(x, w, eps):  # [N, C] -> [N, C]
     """The odml.rms_norm composite as TFLite's builtin kernels run its decomposition (MUL, MEAN,
     ADD, RSQRT, MUL, MUL), bit for bit: MEAN sums in 8 fp32 lanes (AVX), lanes added as a tree,
@@ -176,18 +194,90 @@ def rms_norm_builtin(x, w, eps):  # [N, C] -> [N, C]
     128). It matters because run-time int8 quantization turns a 1-ulp difference into a whole
     step (FACTS.md). XNNPACK's RSQRT is an approximation (results within 2 ulps) not modeled."""
     x = np.asarray(x, np.float32)
-    sq = x * x  # [N, C]
-    C, lanes = x.shape[1], 8
-    acc = np.zeros((x.shape[0], lanes), np.float32)  # [N, 8]
-    for j in range(0, C - C % lanes, lanes):
-        acc += sq[:, j:j + lanes]
-    while acc.shape[1] > 1:  # horizontal add: halves folded onto each other
-        acc = acc[:, :acc.shape[1] // 2] + acc[:, acc.shape[1] // 2:]
-    total = acc[:, 0]  # [N]
-    for j in range(C - C % lanes, C):  # a tail the lanes do not cover (none for C % 8 == 0)
+    sq, C = x * x, x.shape[1]  # [N, C]
+    full = C - C % 8
+    total = lane_sum(sq[:, :full])  # [N]
+    for j in range(full, C):  # a tail the lanes do not cover (none for C % 8 == 0), added after
         total = total + sq[:, j]
     r = np.float32(1) / np.sqrt(total / np.float32(C) + np.float32(eps))  # [N]
     return (x * r[:, None]) * np.asarray(w, np.float32)  # [N, C]
+
+
+def exp_eigen(x):  # fp32 -> fp32
+    """Eigen's pexp_float, which TFLite's builtin SOFTMAX calls, as this ai-edge-litert build
+    runs it: no FMA (each madd is a rounded multiply, then a rounded add), Cephes constants,
+    m = floor(x log2(e) + 1/2), r = x - m ln2 in two parts, a degree-6 polynomial split into
+    even and odd halves, times 2^m. Measured bit-exact on every softmax value of the stress graph."""
+    f = np.float32
+    x = np.asarray(x, f)
+
+    def madd(a, b, c):  # a * b + c, two roundings (pmadd without FMA)
+        return (np.asarray(a, f) * np.asarray(b, f)).astype(f) + np.asarray(c, f)
+
+    xc = np.minimum(x, f(88.723))
+    m = np.floor(madd(xc, f(1.44269504088896341), f(0.5)))
+    r = madd(m, f(-0.693359375), xc)
+    r = madd(m, f(2.12194440e-4), r)
+    r2 = r * r
+    p_even = madd(r2, f(1.37449637986719608306884765625e-3), f(4.166965186595916748046875e-2))
+    p_odd = madd(r2, f(8.36894474923610687255859375e-3), f(0.16666518151760101318359375))
+    p_even = madd(p_even, r2, f(0.49999988079071044921875))
+    y = madd(r, p_odd, p_even)
+    y = madd(r2, y, r + f(1))
+    with np.errstate(over="ignore", invalid="ignore"):
+        y = np.ldexp(y, np.clip(m, -200, 200).astype(np.int32)).astype(f)
+    return np.where(x < f(-104), f(0), np.maximum(y, x))
+
+
+def matmul_sequential(a, b):  # [..., M, K] @ [..., K, N] -> [..., M, N] fp32
+    """Each output is a sum over K in order, a rounded multiply then a rounded add per step (no
+    FMA): how this build's builtin BATCH_MATMUL computes (measured bit-exact on the stress graph;
+    BLAS and FMA orders leave ~half the values 1 ulp off)."""
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    acc = np.zeros(np.broadcast_shapes(a.shape[:-1], b.shape[:-2] + (1,))[:-1] + (a.shape[-2], b.shape[-1]), np.float32)
+    for k in range(a.shape[-1]):
+        acc += a[..., :, k, None] * b[..., None, k, :]
+    return acc
+
+
+def rope_tables_litert(pos, head_dim, theta, dtype=np.float32):  # [N] -> cos, sin [N, Dh]
+    """The cos/sin constants litert-torch bakes into a graph: angle = pos / theta**((2/Dh) *
+    arange(Dh/2)) in fp32 (a division, where transformers multiplies by 1/theta**...), then
+    cos and sin rounded once to fp32 from the exact value of that angle. On the stress graph:
+    every cos value and 508 of 512 sin values (the export's torch sinf is not correctly rounded:
+    those 4 are 1 ulp off); transformers' formula matches 85% of them."""
+    f = np.float32
+    denom = f(theta) ** ((f(2) / f(head_dim)) * np.arange(head_dim // 2, dtype=f))  # [Dh/2]
+    angles = (np.asarray(pos, f)[:, None] / denom[None, :]).astype(np.float64)  # [N, Dh/2]
+    cos, sin = np.cos(angles).astype(f), np.sin(angles).astype(f)  # [N, Dh/2] each
+    return np.concatenate([cos, cos], axis=-1), np.concatenate([sin, sin], axis=-1)  # [N, Dh] each
+
+
+def attention_builtin(offset=0):
+    """The odml.scaled_dot_product_attention composite as the builtin kernels run its
+    decomposition, bit for bit given its inputs: q and k each times Dh^-1/4 (MUL), scores by
+    BATCH_MATMUL (matmul_sequential), + mask, SOFTMAX as Eigen computes it (max, x - max,
+    exp_eigen, an 8-lane sum, 1/sum, times), then BATCH_MATMUL with v. Only visible keys are
+    summed; masked ones are exactly 0 after the exp, so they change no sum. `offset` is the
+    first real token's column in the graph (its left padding), which sets the sum's lanes."""
+    def attention(q, k, v, mask):  # [B, T, H, Dh], [B, T, Hkv, Dh] x2, [B, T] -> [B, T, H, Dh]
+        B, T, H, Dh = q.shape
+        rep = H // k.shape[2]
+        s = np.float32(Dh ** -0.25)
+        out = np.zeros(q.shape, np.float32)
+        for b in range(B):
+            qs = (q[b] * s).transpose(1, 0, 2)  # [H, T, Dh]
+            ks = np.repeat((k[b] * s).transpose(1, 0, 2), rep, axis=0)  # [H, T, Dh]
+            vs = np.repeat(v[b].transpose(1, 0, 2), rep, axis=0)  # [H, T, Dh]
+            scores = matmul_sequential(qs, ks.transpose(0, 2, 1))  # [H, T, T]
+            visible = np.tril(np.ones((T, T), bool)) & mask[b][None, :]  # [T, T]
+            top = np.where(visible, scores, -np.inf).max(axis=-1, keepdims=True)  # [H, T, 1]
+            top = np.where(np.isfinite(top), top, np.float32(0))
+            e = np.where(visible, exp_eigen(np.where(visible, scores - top, 0)), np.float32(0))  # [H, T, T]
+            p = e * (np.float32(1) / lane_sum(e, 8, offset))[..., None]  # [H, T, T]
+            out[b] = matmul_sequential(np.nan_to_num(p), vs).transpose(1, 0, 2)  # [T, H, Dh]
+        return out * mask[:, :, None, None]  # padded query rows: zeros, as q3ref's attention
+    return attention
 
 
 class QuantizedWeights:
@@ -313,18 +403,20 @@ PRECISION_TO_SIM = {"dynamic_int8": "int8", "weight_only_int8": "int8-weight-onl
                     "dynamic_int4_block32": "int4-block32", "dynamic_int4_block128": "int4-block128"}
 
 
-def simulation(weights, kernels, quant, runtime="xnnpack"):
+def simulation(weights, kernels, quant, runtime="xnnpack", offset=0):
     """(weights, kernel dict) that make model.forward compute like a graph of that recipe.
 
     fp16 is litert-torch's fp16 recipe as a CPU runs it: fp16 weights, fp32 activations.
     fp16-activations is what an fp16 runtime (GPU delegate, XNNPACK's fp16 inference) adds on
     top: every op's output rounded to fp16 (model.forward applies K["round"] at each tap), the
     arithmetic inside an op in fp32. An overflow becomes inf, as it does on the device."""
-    from .kernels import KERNELS
+    from .kernels import KERNELS, rope_numpy
 
     K, cache = dict(KERNELS[kernels]), weights.resident
     if runtime == "builtin" and quant not in ("fp16", "fp16-activations") and weights.dtype == np.float32:
-        K["rms_norm"] = rms_norm_builtin  # what feeds a quantized matmul must match to the bit
+        # what feeds a quantized matmul must match to the bit: the float ops before it too
+        K["rms_norm"], K["attention"] = rms_norm_builtin, attention_builtin(offset)
+        K["rope"], K["rope_tables"] = rope_numpy, rope_tables_litert  # the graph's tables; no FMA
     if quant == "int8":
         return QuantizedEmbedding(weights, int8_rows), dict(K, linear=dynamic_int8_linear(runtime, cache))
     if quant == "int8-weight-only":

@@ -115,14 +115,58 @@ def test_builtin_simulation_explains_every_tap(graph, seed):
     differences flip run-time activation roundings and 3 of these inputs were explained only
     19-41% (measured before the emulation). int4 needs the builtin kernels' own asymmetric
     activation rounding (quant.act_int8_asymmetric_builtin): 3 of these were off without it."""
+    from q3ref.litert_probe import builtin_variant
+
     model = q3ref.Model(INT8_GRAPHS[graph])
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, 1000, int(rng.integers(8, 64))).tolist()
     r = diff(model, Graph(FIXTURES / f"graphs/{graph}.tflite"), ids, "right", "builtin", quant="auto")
     assert r["first_divergence"] is None
-    for t in r["taps"]:  # measured: >= 0.9989 (a rare rounding flip in a later layer remains)
+    if not builtin_variant()["emulated"]:  # a runtime q3ref has not measured: the documented envelope
+        assert r["output"]["sim_rel_l2"] <= r["output"]["rel_l2"] / 10 and r["notes"], r["output"]
+        return
+    # int4 products sum in another order than the kernel (quant.dynamic_int4_linear, ~1 ulp), so a
+    # rare activation rounding still flips there (measured >= 0.9989); int8 sums are exact.
+    floor = 0.99 if "int4" in graph else 0.999
+    for t in r["taps"]:
         if t["rel_l2"] > 1e-4:
-            assert t["explained"] > 0.99, (t["name"], t["explained"])
+            assert t["explained"] > floor, (t["name"], t["explained"])
+        if t["stage"] in ("input_norm", "q_norm", "k_norm", "attn", "post_norm", "norm"):
+            assert t["local_rel_l2"] == 0.0, (t["name"], t["local_rel_l2"])  # the float ops, bit for bit
+        if t["stage"] in ("q_rope", "k_rope"):  # 4 of the graph's 512 sin values are 1 ulp from the
+            assert t["local_rel_l2"] < 1e-8, (t["name"], t["local_rel_l2"])  # exact sin (torch's sinf)
+
+
+def test_probe_finds_the_builtin_kernels_and_would_see_another(monkeypatch):
+    """The probe runs one-op graphs through the interpreter: on this runtime each equals q3ref's
+    emulation bit for bit; with a 16-lane sum or FMA in the emulation (what an AVX-512 or FMA
+    build would compute) the same probe reports those ops as not emulated."""
+    from q3ref import litert_probe, quant
+
+    assert litert_probe.probe_kernels() == {"MEAN": True, "SOFTMAX": True, "BATCH_MATMUL": True}
+    monkeypatch.setattr(litert_probe, "lane_sum", lambda x, lanes=8, offset=0: quant.lane_sum(x, 16, offset))
+    monkeypatch.setattr(litert_probe, "matmul_sequential", lambda a, b: np.matmul(a, b))
+    got = litert_probe.probe_kernels()
+    assert got == {"MEAN": False, "SOFTMAX": False, "BATCH_MATMUL": False}, got
+
+
+def test_builtin_attention_is_bit_exact_on_the_graph():
+    """The graph's own attention output (odml.scaled_dot_product_attention, builtin kernels) from
+    its own q_rope, k_rope and v, bit for bit, right and left padded (the sums' lanes shift)."""
+    from q3ref.litert_align import align
+    from q3ref.quant import attention_builtin
+
+    model = q3ref.Model(STRESS)
+    g = Graph(FIXTURES / "graphs/stress_dynamic_int8.tflite")
+    found, _ = align(g, model.cfg)
+    names = ["layers.1.q_rope", "layers.1.k_rope", "layers.1.v", "layers.1.attn"]
+    for padding in ("right", "left"):
+        x, mask = place(IDS, g.seq_len, padding, 0)
+        vals = run(g, x, mask, [found[n].tensor for n in names], "builtin")
+        q, k, v, out = (vals[found[n].tensor][0][mask[0]] for n in names)  # [T, heads, Dh]
+        offset = int(np.argmax(mask[0]))
+        got = attention_builtin(offset)(q[None], k[None], v[None], np.ones((1, len(IDS)), bool))[0]
+        assert np.array_equal(got, out), (padding, np.abs(got - out).max())
 
 
 def test_rms_norm_builtin_is_bit_exact_on_the_graph():

@@ -1,0 +1,135 @@
+"""Which float kernels this machine's LiteRT runtime runs, found by running them.
+
+The builtin-kernel simulation (quant.rms_norm_builtin, attention_builtin) is bit-exact only if
+the interpreter computes as the build it was measured on: Eigen without FMA, sums in 8 fp32
+lanes, BATCH_MATMUL as rounded multiply then rounded add. A different wheel, or one that picks
+kernels by ISA, could compute otherwise. So q3ref writes one-op graphs (MEAN, SOFTMAX,
+BATCH_MATMUL), runs them through the same interpreter on fixed random inputs and compares
+each output with its emulation, bit for bit. The verdict is cached per runtime version and CPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from .quant import exp_eigen, lane_sum, matmul_sequential
+
+CACHE = Path(os.environ.get("Q3REF_CACHE", Path.home() / ".cache" / "q3ref")) / "litert_probe.json"
+EMULATED = "eigen-avx-nofma"  # the variant q3ref emulates: 8 lanes, no FMA
+
+
+def cpu_id() -> str:
+    """The CPU's model name and ISA flags (lscpu's), hashed: the kernels a runtime picks depend on both."""
+    model, flags = platform.processor() or platform.machine(), ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model in ("", platform.machine()):
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model} [{hashlib.sha1(flags.encode()).hexdigest()[:8]}]"
+
+
+def one_op_graph(opcode, in_shapes, out_shape, options=None) -> bytes:
+    """A .tflite with one builtin op on fp32 inputs (written with the schema ai-edge-litert ships)."""
+    from ai_edge_litert import schema_py_generated as s
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+
+    def tensor(shape, name):
+        t = s.TensorT()
+        t.shape, t.type, t.buffer, t.name = list(shape), s.TensorType.FLOAT32, 0, name
+        return t
+
+    extra = []  # constant int32 inputs (MEAN's axis), one buffer each
+    buffers = [s.BufferT()]
+    sg = s.SubGraphT()
+    sg.tensors = [tensor(sh, f"in{k}") for k, sh in enumerate(in_shapes)] + [tensor(out_shape, "out")]
+    if opcode == s.BuiltinOperator.MEAN:
+        axis = s.TensorT()
+        axis.shape, axis.type, axis.buffer, axis.name = [1], s.TensorType.INT32, 1, "axis"
+        b = s.BufferT()
+        b.data = np.frombuffer(np.array([len(in_shapes[0]) - 1], np.int32).tobytes(), np.uint8)
+        buffers.append(b)
+        sg.tensors.append(axis)
+        extra = [len(sg.tensors) - 1]
+    n_in = len(in_shapes)
+    op = s.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, list(range(n_in)) + extra, [n_in]
+    if options is not None:
+        op.builtinOptionsType, op.builtinOptions = options
+    sg.inputs, sg.outputs, sg.operators = list(range(n_in)), [n_in], [op]
+    code = s.OperatorCodeT()
+    code.builtinCode, code.deprecatedBuiltinCode, code.version = opcode, min(opcode, 127), 1
+    m = s.ModelT()
+    m.version, m.operatorCodes, m.subgraphs, m.buffers, m.description = 3, [code], [sg], buffers, "q3ref probe"
+    return bytes(fu.convert_object_to_bytearray(m))
+
+
+def run_builtin(graph: bytes, inputs) -> np.ndarray:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    it = Interpreter(model_content=graph, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it.allocate_tensors()
+    for k, x in enumerate(inputs):
+        it.set_tensor(k, x)
+    it.invoke()
+    return it.get_tensor(len(inputs))
+
+
+def probe_kernels() -> dict:
+    """{op: True if this runtime's builtin kernel equals q3ref's emulation bit for bit}."""
+    from ai_edge_litert import schema_py_generated as s
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((24, 136)) * 3).astype(np.float32)  # 136: 17 packets of 8
+    out = {}
+    mean_opts = s.ReducerOptionsT()
+    mean_opts.keepDims = False
+    got = run_builtin(one_op_graph(s.BuiltinOperator.MEAN, [x.shape], [24], (s.BuiltinOptions.ReducerOptions, mean_opts)), [x])
+    out["MEAN"] = bool(np.array_equal(got, lane_sum(x) / np.float32(x.shape[1])))
+    sm_opts = s.SoftmaxOptionsT()
+    sm_opts.beta = 1.0
+    got = run_builtin(one_op_graph(s.BuiltinOperator.SOFTMAX, [x.shape], x.shape, (s.BuiltinOptions.SoftmaxOptions, sm_opts)), [x])
+    e = exp_eigen(x - x.max(axis=1, keepdims=True))
+    out["SOFTMAX"] = bool(np.array_equal(got, e * (np.float32(1) / lane_sum(e))[:, None]))
+    a, b = x[None, :, :40], (rng.standard_normal((1, 40, 12))).astype(np.float32)
+    bm_opts = s.BatchMatMulOptionsT()
+    got = run_builtin(one_op_graph(s.BuiltinOperator.BATCH_MATMUL, [a.shape, b.shape], (1, 24, 12),
+                                   (s.BuiltinOptions.BatchMatMulOptions, bm_opts)), [a, b])
+    out["BATCH_MATMUL"] = bool(np.array_equal(got, matmul_sequential(a, b)))
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def builtin_variant() -> dict:
+    """{"variant", "ops", "runtime", "cpu", "emulated"}: probed once per runtime version and CPU."""
+    from importlib.metadata import version
+
+    key = f"ai-edge-litert {version('ai-edge-litert')} on {cpu_id()}"
+    try:
+        cache = json.loads(CACHE.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if key not in cache:
+        ops = probe_kernels()
+        cache[key] = {"ops": ops, "variant": EMULATED if all(ops.values()) else "unknown"}
+        try:
+            CACHE.parent.mkdir(parents=True, exist_ok=True)
+            tmp = CACHE.with_name(CACHE.name + f".{os.getpid()}.partial")
+            tmp.write_text(json.dumps(cache, indent=1))
+            os.replace(tmp, CACHE)
+        except OSError:
+            pass  # an unwritable cache only costs a probe next time
+    hit = cache[key]
+    return {"variant": hit["variant"], "ops": hit["ops"], "runtime": key.split(" on ")[0], "cpu": cpu_id(),
+            "emulated": hit["variant"] == EMULATED}

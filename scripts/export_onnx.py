@@ -1,0 +1,157 @@
+"""Export a Qwen3-Embedding checkpoint to ONNX the way the onnx-community files were made, then
+make the quantized variants with ONNX Runtime's own quantizers, called as transformers.js's
+quantize script calls them.
+
+    /path/to/reference-venv/bin/python scripts/export_onnx.py CKPT_DIR OUT_DIR [--name stress]
+        [--variants fp32,int8,uint8,q4,q4f16,fp16,bnb4,int8_per_channel] [--defect NAME[:LAYER]]
+
+Needs torch==2.13.0, transformers, onnx, onnxruntime, onnxconverter-common (the reference
+environment; not q3ref dependencies). The graph: transformers' Qwen3Model (fp32, eager
+attention) through torch.onnx.export (TorchScript exporter, dynamo=False, opset 18); inputs
+input_ids, attention_mask, position_ids [batch, seq] int64; output last_hidden_state
+[batch, seq, D]; no pooling (the bridge pools). Graphs over 2 GB get external data.
+
+Variants (file names as the onnx-community set names them):
+  fp32               model.onnx
+  int8               model_int8.onnx      quantize_dynamic, QInt8, MatMulConstBOnly, per-tensor
+  int8_per_channel   model_int8_pc.onnx   the same, per_channel=True
+  uint8              model_uint8.onnx     the same with QUInt8
+  q4                 model_q4.onnx        MatMulNBits, block 32, symmetric
+  q4f16              model_q4f16.onnx     q4, then fp16
+  fp16               model_fp16.onnx      onnxconverter-common float16, keep_io_types=True
+  bnb4               model_bnb4.onnx      MatMulBnb4, NF4, block 64
+
+--defect plants one known bug (the name says where it starts):
+  rope_base          RoPE theta x 100                         -> layers.0.q_rope
+  q_norm_ones:L      layer L's q_norm weight replaced by ones -> layers.L.q_norm
+  gate_up_swap:L     layer L's gate and up swapped            -> layers.L.gate
+  final_norm_scale   final norm weight x 1.25                 -> norm
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import onnx
+import torch
+from transformers import AutoConfig, Qwen3Model
+
+DEFECTS = ["rope_base", "q_norm_ones", "gate_up_swap", "final_norm_scale"]
+
+
+class LastHidden(torch.nn.Module):
+    """Qwen3Model with the onnx-community signature: three int64 inputs, last_hidden_state out."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, position_ids):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                          use_cache=False).last_hidden_state
+
+
+def load(ckpt, defect):
+    config = AutoConfig.from_pretrained(ckpt)
+    name, _, layer = (defect or "").partition(":")
+    if name == "rope_base":
+        params = dict(getattr(config, "rope_parameters", None) or {"rope_type": "default"})
+        params["rope_theta"] = float(params.get("rope_theta", getattr(config, "rope_theta", 1e6))) * 100
+        config.rope_parameters = params
+        if hasattr(config, "rope_theta"):
+            config.rope_theta = params["rope_theta"]
+    model = Qwen3Model.from_pretrained(ckpt, config=config, dtype=torch.float32, attn_implementation="eager").eval()
+    with torch.no_grad():
+        if name == "q_norm_ones":
+            model.layers[int(layer)].self_attn.q_norm.weight.fill_(1.0)
+        elif name == "gate_up_swap":
+            mlp = model.layers[int(layer)].mlp
+            g, u = mlp.gate_proj.weight.clone(), mlp.up_proj.weight.clone()
+            mlp.gate_proj.weight.copy_(u), mlp.up_proj.weight.copy_(g)
+        elif name == "final_norm_scale":
+            model.norm.weight.mul_(1.25)
+        elif name:
+            sys.exit(f"unknown defect {name}; choose from {', '.join(DEFECTS)}")
+    return model
+
+
+def export_fp32(model, path):
+    ids = torch.tensor([[11, 12, 13, 14, 15]], dtype=torch.long)
+    mask = torch.ones_like(ids)
+    pos = torch.arange(ids.shape[1])[None]
+    dyn = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
+           "position_ids": {0: "batch", 1: "seq"}, "last_hidden_state": {0: "batch", 1: "seq"}}
+    torch.onnx.export(LastHidden(model), (ids, mask, pos), str(path), dynamo=False, opset_version=18,
+                      input_names=["input_ids", "attention_mask", "position_ids"], output_names=["last_hidden_state"],
+                      dynamic_axes=dyn, do_constant_folding=True)
+    m = onnx.load(str(path))
+    if m.ByteSize() > 2**31 - 2**20:  # protobuf's 2 GB limit: weights go to model.onnx_data
+        onnx.save(m, str(path), save_as_external_data=True, location=path.name + "_data")
+
+
+def quantize(src, dst, variant):
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if variant in ("int8", "uint8", "int8_per_channel"):
+        # transformers.js quantize_q8: IntegerOps, dynamic, MatMulConstBOnly, activations QUInt8
+        quantize_dynamic(str(src), str(dst), per_channel=variant == "int8_per_channel", reduce_range=False,
+                         weight_type=QuantType.QUInt8 if variant == "uint8" else QuantType.QInt8,
+                         extra_options={"EnableSubgraph": True, "MatMulConstBOnly": True})
+    elif variant in ("q4", "q4f16"):
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+        q = MatMulNBitsQuantizer(onnx.load(str(src)), block_size=32, is_symmetric=True, accuracy_level=None)
+        q.process()
+        model = q.model.model
+        if variant == "q4f16":
+            model = to_fp16(model)
+        onnx.save(model, str(dst))
+    elif variant == "bnb4":
+        from onnxruntime.quantization.matmul_bnb4_quantizer import MatMulBnb4Quantizer
+
+        q = MatMulBnb4Quantizer(onnx.load(str(src)), quant_type=1, block_size=64)  # 1: NF4
+        q.process()
+        onnx.save(q.model.model, str(dst))
+    elif variant == "fp16":
+        onnx.save(to_fp16(onnx.load(str(src))), str(dst))
+    else:
+        sys.exit(f"unknown variant {variant}")
+
+
+def to_fp16(model):
+    from onnxconverter_common import float16
+
+    return float16.convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
+
+
+FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx", "int8_per_channel": "model_int8_pc.onnx",
+         "uint8": "model_uint8.onnx", "q4": "model_q4.onnx", "q4f16": "model_q4f16.onnx",
+         "fp16": "model_fp16.onnx", "bnb4": "model_bnb4.onnx"}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("ckpt")
+    p.add_argument("out")
+    p.add_argument("--name", default="model", help="file name prefix instead of 'model'")
+    p.add_argument("--variants", default="fp32,int8,uint8,q4,fp16")
+    p.add_argument("--defect")
+    a = p.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {k: out / v.replace("model", a.name, 1) for k, v in FILES.items()}
+    export_fp32(load(a.ckpt, a.defect), files["fp32"])
+    for variant in a.variants.split(","):
+        if variant != "fp32":
+            quantize(files["fp32"], files[variant], variant)
+    for variant in a.variants.split(","):
+        print(f"wrote {files[variant]} ({files[variant].stat().st_size / 1e6:.2f} MB)")
+    import onnxruntime
+    import transformers
+    print(json.dumps({"torch": torch.__version__, "transformers": transformers.__version__,
+                      "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}))
+
+
+if __name__ == "__main__":
+    main()
