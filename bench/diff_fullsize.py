@@ -23,7 +23,7 @@ import q3ref  # noqa: E402
 from q3ref import model as M  # noqa: E402
 from q3ref.bench import peak_rss_gb  # noqa: E402
 from q3ref.diff import diff  # noqa: E402
-from q3ref.litert_graph import Graph  # noqa: E402
+from q3ref.formats import open_export  # noqa: E402
 
 
 def main():
@@ -35,7 +35,7 @@ def main():
     a = p.parse_args()
     model = q3ref.Model(a.weights)
     t0 = time.perf_counter()
-    g = Graph(a.graph)
+    g = open_export(a.graph)
     load_s = time.perf_counter() - t0
     ids = np.random.default_rng(0).integers(0, model.cfg.vocab_size, a.tokens).tolist()
     ids_arr = np.asarray([ids])

@@ -21,9 +21,8 @@ sys.path.insert(0, str(ROOT))
 
 import q3ref  # noqa: E402
 from q3ref import model as M  # noqa: E402
-from q3ref.litert_graph import Graph  # noqa: E402
-from q3ref.litert_run import place, run  # noqa: E402
-from q3ref.quant import PRECISION_TO_SIM, simulation  # noqa: E402
+from q3ref.formats import open_export  # noqa: E402
+from q3ref.quant import simulation  # noqa: E402
 
 F = ROOT / "tests/fixtures"
 GRAPHS = {"stress_dynamic_int8": F / "stress-checkpoint", "stress_weight_only_int8": F / "stress-checkpoint",
@@ -34,15 +33,15 @@ GRAPHS = {"stress_dynamic_int8": F / "stress-checkpoint", "stress_weight_only_in
 def landing(n_inputs):
     print("| graph | runtime | inputs | median d_sim/d_ref | worst | chain lands (< 1e-3) |\n|---|---|---|---|---|---|")
     for name, ckpt in GRAPHS.items():
-        g, model = Graph(F / f"graphs/{name}.tflite"), q3ref.Model(ckpt)
-        sim = PRECISION_TO_SIM[g.precision()]
+        g, model = open_export(F / f"graphs/{name}.tflite"), q3ref.Model(ckpt)
+        sim = g.simulation
         for runtime in ("xnnpack", "builtin"):
             w, K = simulation(model.weights, "numba", sim, runtime)
             rng, ratios = np.random.default_rng(0), []
             for _ in range(n_inputs):
                 ids = rng.integers(0, min(model.cfg.vocab_size, 1000), int(rng.integers(8, 64))).tolist()
-                x, mask = place(ids, g.seq_len, "right", 0)
-                out = run(g, x, mask, [], runtime)[g.sg.outputs[0]][0]
+                x, mask = g.place(ids, "right", 0)
+                out = g.run(x, mask, [], runtime)[g.output][0]
                 a, ones = np.array([ids]), np.ones((1, len(ids)), bool)
                 ref = M.embed(model.weights, model.cfg, a, ones)[0]
                 s = M.embed(w, model.cfg, a, ones, kernels=K)[0]

@@ -77,22 +77,24 @@ def build_parser():
     p.add_argument("--dim", type=int, metavar="N", help="MRL dimension of the final 'embedding' tap")
     p.add_argument("--out", required=True, metavar="trace.npz")
 
-    p = sub.add_parser("inspect", help="describe a .tflite graph and check it against a checkpoint")
-    p.add_argument("graph", metavar="MODEL.tflite")
+    p = sub.add_parser("inspect", help="describe an exported graph (.tflite, .onnx) and check it against a checkpoint")
+    p.add_argument("graph", metavar="MODEL")
     p.add_argument("--weights", metavar="DIR", help="checkpoint to check the graph against")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("diff", help="find the first layer and stage where a .tflite graph departs from q3ref")
-    p.add_argument("graph", metavar="MODEL.tflite")
+    p = sub.add_parser("diff", help="find the first layer and stage where an exported graph departs from q3ref")
+    p.add_argument("graph", metavar="MODEL")
     add_input_args(p, many=False)
     add_model_args(p, kernels_flag="--ref-kernels", quant=False)
     p.add_argument("--quant", choices=["auto", "none"], default="auto",
                    help="auto: expect what q3ref's simulation of the graph's recipe computes; none: the fp32 "
                         "reference, with fixed per-precision limits at quantized stages")
     p.add_argument("--padding", choices=["left", "right"], default="right")
-    p.add_argument("--kernels", dest="graph_kernels", choices=["xnnpack", "builtin"], default="xnnpack",
-                   help="run the graph with XNNPACK (taps as extra outputs, default) or builtin kernels "
-                        "(taps by preserve_all_tensors)")
+    p.add_argument("--kernels", dest="graph_kernels", choices=["xnnpack", "builtin", "ort"], default=None,
+                   help="LiteRT: XNNPACK (taps as extra outputs, default) or builtin kernels (taps by "
+                        "preserve_all_tensors); ONNX: ort (ONNX Runtime on CPU, the default)")
+    p.add_argument("--length", type=int, metavar="N",
+                   help="pad to N positions a graph that takes any length (ONNX); default: no padding")
     p.add_argument("--truncate", action="store_true", help="cut inputs longer than the graph's seq_len")
     p.add_argument("--json", metavar="report.json", help="write the full report as JSON")
     p.add_argument("--plot", metavar="errors.png", help="write the error-growth plot")
@@ -248,18 +250,17 @@ def cmd_trace(args):
 
 
 def cmd_inspect(args):
-    from .litert_graph import Graph
+    from .formats import open_export
 
-    g = Graph(args.graph)
+    g = open_export(args.graph)
     d = g.describe()
     if args.weights:
         from .api import load
-        from .quant import check_graph_weights
 
         model = load(args.weights)
         d["config_check"] = g.check_config(model.cfg)
         if not d["config_check"]:
-            d["quantized_weights"] = check_graph_weights(g, model.weights, model.cfg)
+            d["quantized_weights"] = g.check_weights(model.weights, model.cfg)
     if args.json:
         print(json.dumps(d, indent=2))
         return 0
@@ -293,10 +294,10 @@ def cmd_diff(args):
     from rich.console import Console
 
     from .diff import diff
-    from .litert_graph import Graph
+    from .formats import open_export
     from .report import plot, print_table
 
-    g = Graph(args.graph)
+    g = open_export(args.graph)
     model = load_model(args)
     _, ids = inputs(args, model, many=False)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -310,7 +311,8 @@ def cmd_diff(args):
                 tasks[phase] = bar.add_task(phase, total=total)
             bar.update(tasks[phase], completed=done)
 
-        report = diff(model, g, ids[0], args.padding, args.graph_kernels, args.truncate, progress, args.quant)
+        report = diff(model, g, ids[0], args.padding, args.graph_kernels, args.truncate, progress, args.quant,
+                      args.length)
     save_report(args, report, plot)
     print_table(report, Console(width=max(Console().width, 120)))
     random_note(model)
@@ -340,9 +342,9 @@ def cmd_check(args):
     from .api import find_weights
     from .check import check_graph
     from .config import Config
-    from .litert_graph import Graph
+    from .formats import open_export
 
-    g = Graph(args.graph)
+    g = open_export(args.graph)
     cfg = Config.from_json(find_weights(args.weights) / "config.json")
     results = check_graph(g, cfg)
     for name, ok, figure, fix in results:

@@ -1,14 +1,14 @@
-"""Diff a LiteRT graph against q3ref, tap by tap, and name where it first departs.
+"""Diff an exported graph (any format q3ref reads: formats/) against q3ref, tap by tap, and name
+where it first departs.
 
 Two errors per tap, both over real tokens only:
 - global: the graph's tensor against q3ref's clean forward (what a user sees grow by layer);
 - local: the graph's tensor against q3ref's stage run on the graph's own inputs to that stage
   (teacher forcing, model.forward's `force`): the error this stage adds, not what it inherits.
 First divergence: the first tap in forward order whose local error is beyond what the graph's
-precision explains. Only stages that read quantized weights can be off by quantization
-(QUANTIZED_STAGES, with LOCAL_LIMIT per precision, a fixed threshold until the quantization
-simulation provides an envelope); every other stage runs in fp32 in these graphs and is held to
-FP32_FLOOR (measured: <= 1.5e-7 local error at those stages in fp32, fp16 and int8 graphs).
+precision explains. Against the fp32 reference, only stages that read quantized weights can be
+off by quantization (the export's limits()); against q3ref's simulation of the export's recipe
+(quant="auto") every stage is held to FP32_FLOOR. Nothing here knows which format it holds.
 """
 
 from __future__ import annotations
@@ -19,30 +19,13 @@ import numpy as np
 
 from . import model as M
 from .errors import Q3RefError
-from .litert_align import align, numeric_align, to_tap
-from .litert_graph import Graph
-from .litert_run import place, run
-from .quant import PRECISION_TO_SIM, fp16_headroom, simulation
+from .formats.taps import Aligned, numeric_align, to_tap
+from .quant import fp16_headroom, simulation
 from .tokenizer import EOS_ID
 
-# Local relative L2 error a stage that reads quantized weights may add, per precision.
-# Measured on the bundled graphs: dynamic_int8 <= 1.3e-2, weight_only_int8 <= 6.7e-3; fp16
-# storage of bf16 weights is exact (every bf16 value in fp16's range is an fp16 value).
-# Defects planted by scripts/export_tflite.py add >= 0.09 at their stage.
+# Every stage whose weights are not quantized runs in fp32 in these exports; measured: <= 1.5e-7
+# local error at those stages in fp32, fp16 and int8 LiteRT graphs.
 FP32_FLOOR = 1e-4
-LOCAL_LIMIT = {"fp32": FP32_FLOOR, "fp16": 1e-2, "weight_only_int8": 5e-2, "dynamic_int8": 5e-2,
-               "dynamic_int4_block32": 0.3, "dynamic_int4_block128": 0.3, "int4": 0.3}
-QUANTIZED_STAGES = {"q", "k", "v", "o_proj", "gate", "up", "down"}  # FULLY_CONNECTED outputs
-
-
-def stage_limits(g: Graph) -> dict[str, float]:
-    """Local error allowed per stage: the precision's limit where quantized weights are read."""
-    precision = g.precision()
-    limits = {stage: LOCAL_LIMIT[precision] for stage in QUANTIZED_STAGES}
-    table = g.embedding_table()
-    if table is not None and g.type_name(table) != "float32":
-        limits["embed"] = LOCAL_LIMIT["dynamic_int8" if g.type_name(table) == "int8" else precision]
-    return limits
 
 
 def metrics(got, ref):
@@ -59,22 +42,26 @@ def metrics(got, ref):
             "worst_token": int(worst[0]) if len(worst) > 1 else None}
 
 
-def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=False, progress=None,
-         quant="none") -> dict:
+def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=None,
+         quant="none", length=None) -> dict:
     """quant="auto": the expected value is q3ref's simulation of the graph's recipe on the same
     runtime (quant.py), not the fp32 reference. progress(phase, done, total), if given, is told
-    about each layer and the graph's run."""
+    about each layer and the graph's run. `g` is an Export (formats/); `kernels` one of its
+    runtimes; `length` pads a graph that takes any length (ONNX) to that many positions."""
     cfg = model.cfg
     L = cfg.num_hidden_layers
 
     def layers_done(phase):  # model.forward's per-layer callback, reporting as `phase`
         return (lambda done: progress(phase, done, L)) if progress else None
 
+    kernels = kernels or g.runtimes[0]
+    if kernels not in g.runtimes:
+        raise Q3RefError(f"a {g.format} graph runs on {' or '.join(g.runtimes)}, not {kernels!r}")
     problems = g.check_config(cfg)
     if problems:
         raise Q3RefError(f"{g.path} does not fit {model.path}: " + "; ".join(problems))
     ids = model.check_ids(ids)
-    precision = g.precision()
+    precision = g.precision
     seconds, tick = {}, [time.perf_counter()]
 
     def lap(label):  # time since the previous lap, added to `label`
@@ -82,42 +69,49 @@ def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=Fals
         seconds[label] = seconds.get(label, 0.0) + now - tick[0]
         tick[0] = now
 
-    found, notes = align(g, cfg)
+    found, notes = g.align(cfg)
     lap("align")
     pad_id = EOS_ID if EOS_ID < cfg.vocab_size else 0  # the pad token; masked either way
-    input_ids, mask = place(ids.tolist(), g.seq_len, padding, pad_id, truncate)
+    input_ids, mask = g.place(ids.tolist(), padding, pad_id, truncate, length)
     real = mask[0]
+    S = mask.shape[1]
 
     # q3ref on the real tokens, at the graph's positions (arange(S) even under left padding).
     ids_real = input_ids[:, real]  # [1, T]
-    positions = np.arange(g.seq_len)[None, real]  # [1, T]
+    positions = np.arange(S)[None, real]  # [1, T]
     ones = np.ones_like(ids_real, bool)
     clean = {}
     M.embed(model.weights, cfg, ids_real, ones, None, model.kernels, clean, layers_done("reference"), positions)
     ref = {name: v[0] for name, v in clean.items()}
     lap("reference (clean + forced)")
 
-    missing = [name for name in M.tap_names(cfg) if name not in found]
+    bridge = {"pooled", "embedding"} if g.output_tap == "norm" else set()  # made from the output below
+    missing = [name for name in M.tap_names(cfg) if name not in found and name not in bridge]
     wanted = {a.tensor for a in found.values()}
     if missing:  # numeric fallback: read every float activation, match by value
-        wanted |= {t for op in g.ops for t in op.outputs if g.type_name(t) == "float32"}
+        wanted |= set(g.float_tensors())
     if progress:
         progress(f"graph ({kernels})", 0, 1)
-    values = run(g, input_ids, mask, sorted(wanted), kernels)
+    values = g.run(input_ids, mask, sorted(wanted), kernels)
     lap("graph (rewrite + run)")
     if progress:
         progress(f"graph ({kernels})", 1, 1)
     if missing:
-        numeric = numeric_align(g, values, ref, real, missing, {a.tensor for a in found.values()})
+        numeric = numeric_align(values, ref, real, missing, {a.tensor for a in found.values()})
         found.update(numeric)
         notes.append(f"{len(numeric)} of {len(missing)} taps matched numerically (the closest shape-compatible "
                      "tensor to q3ref's tap, a best guess)"
                      + ("" if len(numeric) == len(missing) else "; the rest could not be aligned"))
         lap("align")
     graph_taps = {name: to_tap(values[a.tensor], real, a.layout, ref[name].shape) for name, a in found.items()}
+    if g.output_tap == "norm" and "norm" in graph_taps:  # the bridge pools and normalizes: as sentence-transformers
+        graph_taps["pooled"] = graph_taps["norm"][-1]
+        graph_taps["embedding"] = M.normalize(graph_taps["pooled"][None])[0]
+        for name in ("pooled", "embedding"):
+            found[name] = Aligned(found["norm"].tensor, "bridge (q3ref pools the graph's output)")
 
     # The expected computation: the fp32 reference, or the simulation of the graph's recipe.
-    sim = PRECISION_TO_SIM.get(precision) if quant == "auto" else None
+    sim = g.simulation if quant == "auto" else None
     # offset: the first real token's column in the graph, which sets the lanes of its sums
     weights, K = (simulation(model.weights, model.kernels, sim, kernels, offset=int(positions[0, 0])) if sim
                   else (model.weights, model.kernels))
@@ -131,7 +125,7 @@ def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=Fals
     M.embed(weights, cfg, ids_real, ones, None, K, local, layers_done("expected, on the graph's inputs"), positions, forced)
     lap("reference (clean + forced)")
 
-    limits = {} if sim else stage_limits(g)  # a simulation is held to the fp32 floor everywhere
+    limits = {} if sim else g.limits()  # a simulation is held to the fp32 floor everywhere
     rows, first = [], None
     for name in M.tap_names(cfg):
         layer, stage = (int(name.split(".")[1]), name.split(".")[2]) if name.startswith("layers.") else (None, name)
@@ -142,7 +136,7 @@ def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=Fals
         got = graph_taps[name]
         if got.shape != ref[name].shape:
             notes.append(f"{name}: graph tensor {list(got.shape)} vs tap {list(ref[name].shape)}; not compared")
-            rows.append({**row, "tensor": g.names[found[name].tensor], "aligned": False, "diverged": None})
+            rows.append({**row, "tensor": g.tensor_name(found[name].tensor), "aligned": False, "diverged": None})
             continue
         glob = metrics(got, ref[name])
         if sim:
@@ -153,27 +147,26 @@ def diff(model, g: Graph, ids, padding="right", kernels="xnnpack", truncate=Fals
         diverged = bool(loc["rel_l2"] > limit)
         if diverged and first is None:
             first = {"name": name, "layer": layer, "stage": stage, "local_rel_l2": loc["rel_l2"], "limit": limit}
-        rows.append({**row, "tensor": g.names[found[name].tensor], "aligned": True, "how": found[name].how, **glob,
+        rows.append({**row, "tensor": g.tensor_name(found[name].tensor), "aligned": True, "how": found[name].how, **glob,
                      "local_rel_l2": loc["rel_l2"], "limit": limit, "diverged": diverged})
-    out = metrics(values[g.sg.outputs[0]][0], ref["embedding"])
+    final = graph_taps["embedding"] if g.output_tap == "norm" else values[g.output][0]  # [D]
+    out = metrics(final, ref["embedding"])
     if sim:
-        out["sim_rel_l2"] = metrics(values[g.sg.outputs[0]][0], expected["embedding"])["rel_l2"]
+        out["sim_rel_l2"] = metrics(final, expected["embedding"])["rel_l2"]
     lap("compare")
     head = fp16_headroom(ref, M.tap_names(cfg))
-    if sim and kernels == "builtin":  # is the emulation of the float ops bit-exact on this runtime and CPU?
-        from .litert_probe import builtin_variant
-
-        probe = builtin_variant()
-        if not probe["emulated"]:
-            notes.append(f"builtin kernels on {probe['cpu']} ({probe['runtime']}) differ from q3ref's emulation "
-                         f"({', '.join(op for op, ok in probe['ops'].items() if not ok)}): the simulation is "
-                         "approximate here, not bit-exact")
-    return {"graph": str(g.path), "weights": str(model.path), "precision": precision, "kernels": kernels,
+    probe = g.runtime_note(kernels, bool(sim))  # are the simulated float ops bit-exact on this runtime here?
+    if probe and not probe["emulated"]:
+        notes.append(f"{kernels} kernels on {probe['cpu']} ({probe['runtime']}) differ from q3ref's emulation "
+                     f"({', '.join(op for op, ok in probe['ops'].items() if not ok)}): the simulation is "
+                     "approximate here, not bit-exact")
+    return {"graph": str(g.path), "format": g.format, "weights": str(model.path), "precision": precision,
+            "kernels": kernels,
             "fp16": {k: head[k] for k in ("first_overflow", "tightest", "min_headroom")},
             "expected": f"simulation of {sim} ({kernels} runtime)" if sim else "fp32 reference",
-            "read_by": "extra outputs (rewritten graph)" if kernels == "xnnpack" else "preserve_all_tensors",
-            "padding": padding, "tokens": int(real.sum()), "seq_len": g.seq_len,
-            "limits": {"quantized stages": FP32_FLOOR if sim else LOCAL_LIMIT[precision], "other stages": FP32_FLOOR},
+            "read_by": g.read_by(kernels),
+            "padding": padding, "tokens": int(real.sum()), "seq_len": S,
+            "limits": {"quantized stages": max([FP32_FLOOR, *limits.values()]), "other stages": FP32_FLOOR},
             "taps": rows, "first_divergence": first, "output": {k: out[k] for k in ("cos", "rel_l2", "sim_rel_l2") if k in out},
             "unaligned": [r["name"] for r in rows if not r.get("aligned")], "notes": notes,
-            "runtime_kernels": probe if sim and kernels == "builtin" else None, "seconds": seconds}
+            "runtime_kernels": probe, "seconds": seconds}

@@ -66,55 +66,6 @@ def dequantize_blockwise(q, scale):  # int [out, in], [out, blocks] -> fp32 [out
     return (q.reshape(out_dim, -1, block).astype(np.float32) * scale[..., None]).reshape(out_dim, in_dim)
 
 
-def graph_weight_map(g, found, cfg) -> dict[str, tuple[int, list[str]]]:
-    """{label: (graph weight tensor, checkpoint names concatenated along rows)} for every
-    quantizable weight of a litert-torch graph, using the tap alignment."""
-    out = {}
-    table = g.embedding_table()
-    if table is not None:
-        out["embed_tokens"] = (table, ["embed_tokens.weight"])
-    for i in range(cfg.num_hidden_layers):
-        p, a, m = f"layers.{i}.", f"layers.{i}.self_attn.", f"layers.{i}.mlp."
-        if p + "q" not in found:
-            continue
-        qkv = g.producer[g.producer[g.producer[found[p + "q"].tensor].inputs[0]].inputs[0]]  # SLICE <- RESHAPE <- FC
-        out[p + "qkv"] = (g.weight_of(qkv), [a + "q_proj.weight", a + "k_proj.weight", a + "v_proj.weight"])
-        for stage, name in (("o_proj", a + "o_proj.weight"), ("gate", m + "gate_proj.weight"),
-                            ("up", m + "up_proj.weight"), ("down", m + "down_proj.weight")):
-            out[p + stage] = (g.weight_of(g.producer[found[p + stage].tensor]), [name])
-    return out
-
-
-def check_graph_weights(g, weights, cfg) -> list[dict]:
-    """Compare every quantized weight in the graph (int8 per channel, int4 blockwise) with
-    q3ref's quantization of the checkpoint: [{"weight", "dtype", "payload_equal", "scales_equal",
-    "differing_values", "max_scale_rel_diff"}]."""
-    from .litert_align import align
-
-    found, _ = align(g, cfg)
-    rows = []
-    for label, (t, names) in graph_weight_map(g, found, cfg).items():
-        dtype = g.type_name(t)
-        w = np.concatenate([weights[n] for n in names], axis=0)  # [out, in]
-        if dtype == "int8":
-            (s_graph, zp, axis), q_graph = g.quantization(t), g.constant(t)
-            q, s, _ = int8_per_channel(w)
-            layout_ok = axis == 0 and not zp.any()
-        elif dtype == "int4" and g.blockwise(t) is not None:
-            (s_graph, block), q_graph = g.blockwise(t), g.constant(t)
-            q, s, _ = int4_blockwise(w, block)
-            layout_ok = True
-        else:
-            continue
-        same_shape = layout_ok and q.shape == q_graph.shape and s.shape == s_graph.shape
-        rows.append({"weight": label, "dtype": dtype,
-                     "payload_equal": bool(same_shape and np.array_equal(q, q_graph)),
-                     "scales_equal": bool(same_shape and np.array_equal(s, s_graph)),
-                     "differing_values": int((q != q_graph).sum()) if q.shape == q_graph.shape else None,
-                     "max_scale_rel_diff": float(np.abs(s / s_graph - 1).max()) if s.shape == s_graph.shape else None})
-    return rows
-
-
 # ------------------------------------------------------------------ run-time activations
 def round_half_away(x):
     """C's roundf (TFLite's builtin kernels): halves away from zero, unlike np.rint's to-even.
@@ -399,8 +350,6 @@ def fp16_weight_linear(cache=True):
 
 
 SIMULATIONS = ("int8", "int8-weight-only", "int4-block32", "int4-block128", "fp16", "fp16-activations")
-PRECISION_TO_SIM = {"dynamic_int8": "int8", "weight_only_int8": "int8-weight-only", "fp16": "fp16",
-                    "dynamic_int4_block32": "int4-block32", "dynamic_int4_block128": "int4-block128"}
 
 
 def simulation(weights, kernels, quant, runtime="xnnpack", offset=0):

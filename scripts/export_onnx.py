@@ -71,7 +71,7 @@ def load(ckpt, defect):
             mlp.gate_proj.weight.copy_(u), mlp.up_proj.weight.copy_(g)
         elif name == "final_norm_scale":
             model.norm.weight.mul_(1.25)
-        elif name:
+        elif name and name != "rope_base":  # rope_base went into the config above
             sys.exit(f"unknown defect {name}; choose from {', '.join(DEFECTS)}")
     return model
 

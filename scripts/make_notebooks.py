@@ -116,13 +116,13 @@ def show(fig):  # q3ref's report.plot returns a matplotlib Figure made without p
     fig.savefig(buf, format="png", dpi=100)
     display(Image(buf.getvalue()))
 stress = q3ref.load(ROOT / "tests/fixtures/stress-checkpoint")
-from q3ref.litert_graph import Graph
+from q3ref.formats import open_export
 from q3ref.diff import diff
 from q3ref.report import print_table, plot
 from rich.console import Console
 console = Console(width=120)'''),
     new_markdown_cell("## Inspect\n\nWhat the graph says about itself: precision, fixed seq_len, ops, quantized weights."),
-    new_code_cell('''g = Graph(GRAPHS / "tiny_dynamic_int8.tflite")
+    new_code_cell('''g = open_export(GRAPHS / "tiny_dynamic_int8.tflite")
 d = g.describe()
 {k: d[k] for k in ("precision", "seq_len", "layers", "hidden_size", "vocab_size", "fully_connected_weights", "embedding_table")}'''),
     new_code_cell('''print("config check:", g.check_config(model.cfg) or "agrees")'''),
@@ -134,13 +134,13 @@ print_table(report, console)'''),
     new_code_cell('''show(plot(report))'''),
     new_markdown_cell("## A defective graph\n\nLayer 1's q_norm weight was replaced by ones before int8 export. The "
                       "output cosine would pass a 0.98 check; the diff names the stage."),
-    new_code_cell('''bad = diff(stress, Graph(GRAPHS / "defect_q_norm_ones_1_int8.tflite"), list(range(11, 28)), quant="auto")
+    new_code_cell('''bad = diff(stress, open_export(GRAPHS / "defect_q_norm_ones_1_int8.tflite"), list(range(11, 28)), quant="auto")
 print_table(bad, console)'''),
     new_code_cell('''show(plot(bad))   # what `diff --plot errors.png` writes'''),
     new_markdown_cell("## Left vs right padding\n\nThe graph has a fixed seq_len; the same text padded on either side "
                       "must give the same embedding (the graph pools the last *real* token)."),
     new_code_cell('''for side in ("right", "left"):
-    r = diff(stress, Graph(GRAPHS / "stress_fp32.tflite"), list(range(11, 28)), padding=side)
+    r = diff(stress, open_export(GRAPHS / "stress_fp32.tflite"), list(range(11, 28)), padding=side)
     print(f"{side:>5} padding: output cosine {r['output']['cos']:.7f}, first divergence {r['first_divergence']}")'''),
 ]
 
@@ -214,8 +214,8 @@ print(f"largest activation rounding: layers.{worst['layer']}.{worst['stage']}, i
     new_markdown_cell("## Simulation against the real graph\n\nThe int8 graph's deviation from fp32, and how much of "
                       "it q3ref's simulation explains, tap by tap (XNNPACK runtime)."),
     new_code_cell('''from q3ref.diff import diff
-from q3ref.litert_graph import Graph
-r = diff(stress, Graph(ROOT / "tests/fixtures/graphs/stress_dynamic_int8.tflite"), list(range(1, 40)), quant="auto")
+from q3ref.formats import open_export
+r = diff(stress, open_export(ROOT / "tests/fixtures/graphs/stress_dynamic_int8.tflite"), list(range(1, 40)), quant="auto")
 rows = [t for t in r["taps"] if t["rel_l2"] > 1e-4]
 plt.figure(figsize=(9, 3))
 plt.semilogy([t["rel_l2"] for t in rows], label="graph vs fp32 reference")

@@ -8,7 +8,7 @@ import pytest
 
 import q3ref
 from q3ref.check import check_graph
-from q3ref.litert_graph import Graph
+from q3ref.formats import open_export
 from conftest import FIXTURES, STRESS
 
 GRAPHS = FIXTURES / "graphs"
@@ -16,12 +16,12 @@ GRAPHS = FIXTURES / "graphs"
 
 @pytest.mark.parametrize("name", ["stress_fp32", "stress_dynamic_int8", "stress_fp16"])
 def test_clean_graphs_pass(name):
-    results = check_graph(Graph(GRAPHS / f"{name}.tflite"), q3ref.Model(STRESS).cfg)
+    results = check_graph(open_export(GRAPHS / f"{name}.tflite"), q3ref.Model(STRESS).cfg)
     assert len(results) == 7 and all(ok for _, ok, _, _ in results), [r for r in results if not r[1]]
 
 
 def test_first_token_pooling_is_caught():
-    results = check_graph(Graph(GRAPHS / "defect_first_token_pool.tflite"), q3ref.Model(STRESS).cfg)
+    results = check_graph(open_export(GRAPHS / "defect_first_token_pool.tflite"), q3ref.Model(STRESS).cfg)
     failed = sorted(name for name, ok, _, _ in results if not ok)
     assert failed == ["left vs right padding agree", "the pooled token is the last real token"]
 

@@ -15,7 +15,7 @@ import pytest
 
 import q3ref
 from q3ref.diff import diff
-from q3ref.litert_graph import Graph
+from q3ref.formats import open_export
 from conftest import FIXTURES, STRESS, TINY
 
 GRAPHS = FIXTURES / "graphs"
@@ -43,7 +43,7 @@ def model():
 @pytest.mark.parametrize("padding", ["right", "left"])
 @pytest.mark.parametrize("name", CORRECT)
 def test_correct_graphs_do_not_diverge(model, name, padding, kernels, quant):
-    g = Graph(GRAPHS / f"{name}.tflite")
+    g = open_export(GRAPHS / f"{name}.tflite")
     for label, ids in INPUTS.items():
         r = diff(model, g, ids, padding, kernels, quant=quant)
         assert r["unaligned"] == [] and not r["notes"], (label, r["unaligned"], r["notes"])
@@ -57,7 +57,7 @@ def test_correct_graphs_do_not_diverge(model, name, padding, kernels, quant):
 @pytest.mark.parametrize("kernels", ["xnnpack", "builtin"])
 @pytest.mark.parametrize("name", list(DEFECTS))
 def test_defects_are_localized(model, name, kernels, quant):
-    g = Graph(GRAPHS / f"{name}.tflite")
+    g = open_export(GRAPHS / f"{name}.tflite")
     for padding in ("right", "left"):
         r = diff(model, g, INPUTS["17 tokens"], padding, kernels, quant=quant)
         assert r["first_divergence"] is not None, (name, padding)
@@ -67,13 +67,13 @@ def test_defects_are_localized(model, name, kernels, quant):
 def test_int8_defect_hides_at_the_output_but_not_in_the_diff(model):
     """The motivating case: an int8 graph with layer 1's q_norm replaced scores an output cosine
     a 0.98-threshold validation would pass, and diff still names the stage."""
-    r = diff(model, Graph(GRAPHS / "defect_q_norm_ones_1_int8.tflite"), INPUTS["17 tokens"])
+    r = diff(model, open_export(GRAPHS / "defect_q_norm_ones_1_int8.tflite"), INPUTS["17 tokens"])
     assert r["output"]["cos"] > 0.98
     assert r["first_divergence"]["name"] == "layers.1.q_norm"
 
 
 def test_both_reading_paths_give_the_same_fp32_taps(model):
-    g = Graph(GRAPHS / "stress_fp32.tflite")
+    g = open_export(GRAPHS / "stress_fp32.tflite")
     a = {t["name"]: t for t in diff(model, g, INPUTS["17 tokens"], "right", "xnnpack")["taps"]}
     b = {t["name"]: t for t in diff(model, g, INPUTS["17 tokens"], "right", "builtin")["taps"]}
     for name in a:
@@ -86,21 +86,21 @@ def test_numeric_fallback_on_graphs_without_names(model, name, expected):
     """Graphs with every tensor name stripped (scripts/strip_names.py) stand in for other
     converters: the taps are matched by value and the verdict is unchanged."""
     for padding in ("right", "left"):
-        r = diff(model, Graph(GRAPHS / f"{name}.tflite"), INPUTS["17 tokens"], padding)
+        r = diff(model, open_export(GRAPHS / f"{name}.tflite"), INPUTS["17 tokens"], padding)
         hows = [t["how"] for t in r["taps"] if t.get("aligned")]
         assert r["unaligned"] == [] and hows.count("numeric") == len(hows) - 1  # all but the output
         assert (r["first_divergence"] or {}).get("name") == expected
 
 
 def test_inspect_describes_the_graph():
-    d = Graph(GRAPHS / "stress_dynamic_int8.tflite").describe()
+    d = open_export(GRAPHS / "stress_dynamic_int8.tflite").describe()
     assert d["precision"] == "dynamic_int8" and d["seq_len"] == 64 and d["layers"] == 3
     assert d["hidden_size"] == 48 and d["vocab_size"] == 1000
     assert d["fully_connected_weights"] == {"int8": 15} and d["per_channel_quantized_fc"] == 15
     assert d["embedding_table"]["dtype"] == "int8"
     assert [i["dtype"] for i in d["inputs"]] == ["int32", "int32"]
-    assert Graph(GRAPHS / "stress_fp16.tflite").describe()["precision"] == "fp16"
-    assert Graph(GRAPHS / "stress_weight_only_int8.tflite").describe()["precision"] == "weight_only_int8"
+    assert open_export(GRAPHS / "stress_fp16.tflite").describe()["precision"] == "fp16"
+    assert open_export(GRAPHS / "stress_weight_only_int8.tflite").describe()["precision"] == "weight_only_int8"
 
 
 def run_cli(*args):
@@ -128,10 +128,10 @@ def test_diff_text_on_bundled_graph():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["diff", FIXTURES / "qwen3-tokenizer/SOURCE.md", "--ids", "1,2", "--weights", STRESS], "not a LiteRT/TFLite graph"),
+    (["diff", FIXTURES / "qwen3-tokenizer/SOURCE.md", "--ids", "1,2", "--weights", STRESS], "not a format q3ref reads"),
     (["diff", GRAPHS / "tiny_dynamic_int8.tflite", "--ids", "1,2", "--weights", STRESS], "does not fit"),
     (["diff", GRAPHS / "stress_fp32.tflite", "--ids", ",".join(["3"] * 65), "--weights", STRESS], "the graph takes 64"),
-    (["inspect", FIXTURES / "transformers/tiny.npz"], "not a LiteRT/TFLite graph"),
+    (["inspect", FIXTURES / "transformers/tiny.npz"], "not a format q3ref reads"),
 ])
 def test_bad_graph_inputs(tmp_path, args, message):
     out = tmp_path / "r.json"
@@ -143,5 +143,5 @@ def test_bad_graph_inputs(tmp_path, args, message):
 
 
 def test_truncate_keeps_eos(model):
-    r = diff(model, Graph(GRAPHS / "stress_fp32.tflite"), [3] * 70, truncate=True)
+    r = diff(model, open_export(GRAPHS / "stress_fp32.tflite"), [3] * 70, truncate=True)
     assert r["tokens"] == 64 and r["first_divergence"] is None

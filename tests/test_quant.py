@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import q3ref
-from q3ref.litert_graph import Graph
-from q3ref.quant import check_graph_weights, int8_per_channel
+from q3ref.formats import open_export
+from q3ref.quant import int8_per_channel
 from conftest import FIXTURES, STRESS, TINY
 
 INT4 = FIXTURES / "int4-checkpoint"  # widths that are multiples of 128, for int4 blocks
@@ -17,7 +17,7 @@ INT8_GRAPHS = {"stress_dynamic_int8": STRESS, "stress_weight_only_int8": STRESS,
 @pytest.mark.parametrize("name", list(INT8_GRAPHS))
 def test_int8_payload_is_bit_identical(name):
     model = q3ref.Model(INT8_GRAPHS[name])
-    rows = check_graph_weights(Graph(FIXTURES / f"graphs/{name}.tflite"), model.weights, model.cfg)
+    rows = open_export(FIXTURES / f"graphs/{name}.tflite").check_weights(model.weights, model.cfg)
     L = model.cfg.num_hidden_layers
     assert len(rows) == 1 + 5 * L  # the embedding table and every FULLY_CONNECTED weight
     assert {r["dtype"] for r in rows} == {"int4" if "int4" in name else "int8"}
@@ -66,7 +66,6 @@ def test_int8_rounding_and_error():
 # ---------------------------------------------------------------- simulation against graphs
 from q3ref import model as M  # noqa: E402
 from q3ref.diff import diff  # noqa: E402
-from q3ref.litert_run import place, run  # noqa: E402
 from q3ref.quant import round_half_away, simulation  # noqa: E402
 
 IDS = list(range(1, 40))
@@ -75,9 +74,9 @@ IDS = list(range(1, 40))
 def outputs(name, quant, runtime):
     """(graph output, fp32 reference, simulation) for IDS, right-padded into the graph."""
     model = q3ref.Model(INT8_GRAPHS.get(name, STRESS))
-    g = Graph(FIXTURES / f"graphs/{name}.tflite")
-    x, mask = place(IDS, g.seq_len, "right", 0)
-    graph = run(g, x, mask, [], runtime)[g.sg.outputs[0]][0]
+    g = open_export(FIXTURES / f"graphs/{name}.tflite")
+    x, mask = g.place(IDS, "right", 0)
+    graph = g.run(x, mask, [], runtime)[g.output][0]
     ids, ones = np.array([IDS]), np.ones((1, len(IDS)), bool)
     ref = M.embed(model.weights, model.cfg, ids, ones)[0]
     w, K = simulation(model.weights, "numba", quant, runtime)
@@ -101,7 +100,7 @@ def test_simulation_lands_on_the_graph(name, quant, runtimes):
 
 def test_xnnpack_simulation_explains_every_tap():
     model = q3ref.Model(STRESS)
-    r = diff(model, Graph(FIXTURES / "graphs/stress_dynamic_int8.tflite"), IDS, "right", "xnnpack", quant="auto")
+    r = diff(model, open_export(FIXTURES / "graphs/stress_dynamic_int8.tflite"), IDS, "right", "xnnpack", quant="auto")
     for t in r["taps"]:
         if t["rel_l2"] > 1e-4:  # taps that int8 moves at all
             assert t["explained"] > 0.999, (t["name"], t["explained"])
@@ -115,12 +114,12 @@ def test_builtin_simulation_explains_every_tap(graph, seed):
     differences flip run-time activation roundings and 3 of these inputs were explained only
     19-41% (measured before the emulation). int4 needs the builtin kernels' own asymmetric
     activation rounding (quant.act_int8_asymmetric_builtin): 3 of these were off without it."""
-    from q3ref.litert_probe import builtin_variant
+    from q3ref.formats.litert.probe import builtin_variant
 
     model = q3ref.Model(INT8_GRAPHS[graph])
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, 1000, int(rng.integers(8, 64))).tolist()
-    r = diff(model, Graph(FIXTURES / f"graphs/{graph}.tflite"), ids, "right", "builtin", quant="auto")
+    r = diff(model, open_export(FIXTURES / f"graphs/{graph}.tflite"), ids, "right", "builtin", quant="auto")
     assert r["first_divergence"] is None
     if not builtin_variant()["emulated"]:  # a runtime q3ref has not measured: the documented envelope
         assert r["output"]["sim_rel_l2"] <= r["output"]["rel_l2"] / 10 and r["notes"], r["output"]
@@ -141,7 +140,8 @@ def test_probe_finds_the_builtin_kernels_and_would_see_another(monkeypatch):
     """The probe runs one-op graphs through the interpreter: on this runtime each equals q3ref's
     emulation bit for bit; with a 16-lane sum or FMA in the emulation (what an AVX-512 or FMA
     build would compute) the same probe reports those ops as not emulated."""
-    from q3ref import litert_probe, quant
+    from q3ref import quant
+    from q3ref.formats.litert import probe as litert_probe
 
     assert litert_probe.probe_kernels() == {"MEAN": True, "SOFTMAX": True, "BATCH_MATMUL": True}
     monkeypatch.setattr(litert_probe, "lane_sum", lambda x, lanes=8, offset=0: quant.lane_sum(x, 16, offset))
@@ -153,16 +153,15 @@ def test_probe_finds_the_builtin_kernels_and_would_see_another(monkeypatch):
 def test_builtin_attention_is_bit_exact_on_the_graph():
     """The graph's own attention output (odml.scaled_dot_product_attention, builtin kernels) from
     its own q_rope, k_rope and v, bit for bit, right and left padded (the sums' lanes shift)."""
-    from q3ref.litert_align import align
     from q3ref.quant import attention_builtin
 
     model = q3ref.Model(STRESS)
-    g = Graph(FIXTURES / "graphs/stress_dynamic_int8.tflite")
-    found, _ = align(g, model.cfg)
+    g = open_export(FIXTURES / "graphs/stress_dynamic_int8.tflite")
+    found, _ = g.align(model.cfg)
     names = ["layers.1.q_rope", "layers.1.k_rope", "layers.1.v", "layers.1.attn"]
     for padding in ("right", "left"):
-        x, mask = place(IDS, g.seq_len, padding, 0)
-        vals = run(g, x, mask, [found[n].tensor for n in names], "builtin")
+        x, mask = g.place(IDS, padding, 0)
+        vals = g.run(x, mask, [found[n].tensor for n in names], "builtin")
         q, k, v, out = (vals[found[n].tensor][0][mask[0]] for n in names)  # [T, heads, Dh]
         offset = int(np.argmax(mask[0]))
         got = attention_builtin(offset)(q[None], k[None], v[None], np.ones((1, len(IDS)), bool))[0]
@@ -171,15 +170,14 @@ def test_builtin_attention_is_bit_exact_on_the_graph():
 
 def test_rms_norm_builtin_is_bit_exact_on_the_graph():
     """The graph's own input_norm output, from its own input, bit for bit (builtin kernels)."""
-    from q3ref.litert_align import align
     from q3ref.quant import rms_norm_builtin
 
     model = q3ref.Model(INT4)
-    g = Graph(FIXTURES / "graphs/int4_dynamic_int4_block32.tflite")
-    found, _ = align(g, model.cfg)
-    x, mask = place(IDS, g.seq_len, "right", 0)
+    g = open_export(FIXTURES / "graphs/int4_dynamic_int4_block32.tflite")
+    found, _ = g.align(model.cfg)
+    x, mask = g.place(IDS, "right", 0)
     names = ["layers.1.attn_residual", "layers.1.post_norm"]
-    vals = run(g, x, mask, [found[n].tensor for n in names], "builtin")
+    vals = g.run(x, mask, [found[n].tensor for n in names], "builtin")
     xin, out = (vals[found[n].tensor].reshape(g.seq_len, -1)[:len(IDS)] for n in names)
     w = model.weights["layers.1.post_attention_layernorm.weight"]
     assert np.array_equal(rms_norm_builtin(xin, w, model.cfg.rms_norm_eps), out)

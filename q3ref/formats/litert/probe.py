@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .quant import exp_eigen, lane_sum, matmul_sequential
+from ...quant import exp_eigen, lane_sum, matmul_sequential
 
 CACHE = Path(os.environ.get("Q3REF_CACHE", Path.home() / ".cache" / "q3ref")) / "litert_probe.json"
 EMULATED = "eigen-avx-nofma"  # the variant q3ref emulates: 8 lanes, no FMA

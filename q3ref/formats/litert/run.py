@@ -14,10 +14,10 @@ import os
 
 import numpy as np
 
-from .api import pad
-from .errors import Q3RefError
-from .litert_graph import NP_DTYPES, Graph
-from .tokenizer import EOS_ID
+from ...api import pad
+from ...errors import Q3RefError
+from .graph import NP_DTYPES, Graph
+from ...tokenizer import EOS_ID
 
 
 def place(ids, seq_len, padding="right", pad_id=EOS_ID, truncate=False):

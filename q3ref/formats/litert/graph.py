@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import Q3RefError
+from ...errors import Q3RefError
 
 # TensorType enum values of the TFLite schema that matter here
 TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 9: "int8", 17: "int4"}

@@ -1,0 +1,45 @@
+"""Export formats q3ref reads, one package each, all behind the same small face.
+
+    open_export(path) -> Export      the format is told from the file's first bytes, not its name
+
+An Export (formats/<name>/__init__.py) has:
+    path, format, precision         what the file is; precision names its recipe (fp32, dynamic_int8, ...)
+    seq_len                         the fixed sequence length, or None when the graph takes any length
+    output_tap                      which tap the graph's output is ("embedding", or "norm" when
+                                    pooling and normalization are the bridge's job)
+    runtimes                        the ways it can be run (first = default)
+    describe() -> dict              inputs, outputs, precision, layer count, sizes
+    check_config(cfg) -> [str]      where the file disagrees with config.json, in words
+    align(cfg) -> ({tap: Aligned}, [notes])      which tensor is which tap
+    float_tensors() -> [key]        every float activation (for the numeric fallback)
+    run(input_ids, mask, tensors, runtime) -> {key: array}   one sequence; the output under `output`
+    tensor_name(key) -> str
+    limits() -> {stage: rel L2}     local error allowed where its precision explains error
+    simulation -> str | None        q3ref's simulation of its recipe (quant.SIMULATIONS), if any
+    read_by(runtime) -> str         how the taps were read, for the report
+    check_weights(weights, cfg) -> [row]         quantized weights vs q3ref's quantization
+The diff, the checks and the report use only this face.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import Q3RefError
+from . import litert, onnx
+
+FORMATS = (litert, onnx)
+
+
+def open_export(path):
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise Q3RefError(f"{path}: cannot read ({e.strerror})") from None
+    for fmt in FORMATS:
+        if fmt.match(head):
+            return fmt.open(path)
+    raise Q3RefError(f"{path}: not a format q3ref reads (expected a LiteRT .tflite or an ONNX model; "
+                     f"first bytes {head[:8]!r})")

@@ -1,0 +1,69 @@
+"""Which ONNX tensor is which q3ref tap, for graphs torch's TorchScript exporter made from
+transformers' Qwen3Model (optimum and the onnx-community files name them the same way). The
+exporter names each node by its module path, and ONNX Runtime's quantizers keep the output names:
+
+    embed          /model/embed_tokens/Gather_output_0
+    input_norm     /model/layers.{i}/input_layernorm/Mul_1_output_0      (weight * normalized x)
+    q, k, v        /model/layers.{i}/self_attn/{q,k,v}_proj/MatMul_output_0   [1, S, H*Dh]: "flat"
+    q_norm, k_norm /model/layers.{i}/self_attn/{q,k}_norm/Mul_1_output_0 [1, S, H, Dh]
+    q_rope         first input of the score MatMul (/self_attn/MatMul)    [1, H, S, Dh]: "heads_first"
+    k_rope         its second input, back through repeat_kv's Transpose/Reshape/Expand/Unsqueeze
+    attn           the PV MatMul (/self_attn/MatMul_1) forward through Transpose/Reshape: o_proj's input
+    o_proj         /model/layers.{i}/self_attn/o_proj/MatMul_output_0
+    attn_residual  /model/layers.{i}/Add_output_0
+    post_norm      /model/layers.{i}/post_attention_layernorm/Mul_1_output_0
+    gate, up, down /model/layers.{i}/mlp/{gate,up,down}_proj/MatMul_output_0
+    act            /model/layers.{i}/mlp/Mul_output_0
+    out            /model/layers.{i}/Add_1_output_0
+    norm           the graph output, last_hidden_state
+pooled and embedding are the bridge's (diff pools the graph's norm as sentence-transformers does).
+"""
+
+from __future__ import annotations
+
+from ..taps import Aligned
+from .graph import Graph
+
+NAMES = {  # tap stage -> (tensor name under /model/layers.{i}/, layout)
+    "input_norm": ("input_layernorm/Mul_1_output_0", "rows"),
+    "q": ("self_attn/q_proj/MatMul_output_0", "flat"), "k": ("self_attn/k_proj/MatMul_output_0", "flat"),
+    "v": ("self_attn/v_proj/MatMul_output_0", "flat"),
+    "q_norm": ("self_attn/q_norm/Mul_1_output_0", "rows"), "k_norm": ("self_attn/k_norm/Mul_1_output_0", "rows"),
+    "o_proj": ("self_attn/o_proj/MatMul_output_0", "rows"), "attn_residual": ("Add_output_0", "rows"),
+    "post_norm": ("post_attention_layernorm/Mul_1_output_0", "rows"),
+    "gate": ("mlp/gate_proj/MatMul_output_0", "rows"), "up": ("mlp/up_proj/MatMul_output_0", "rows"),
+    "act": ("mlp/Mul_output_0", "rows"), "down": ("mlp/down_proj/MatMul_output_0", "rows"),
+    "out": ("Add_1_output_0", "rows"),
+}
+PASS_THROUGH = {"Transpose", "Reshape", "Expand", "Unsqueeze", "Cast"}  # layout-only ops
+
+
+def align(g: Graph, cfg) -> tuple[dict[str, Aligned], list[str]]:
+    """({tap name: Aligned}, [notes on what could not be aligned])."""
+    made = set(g.producer)
+    found, notes = {}, []
+    if "/model/embed_tokens/Gather_output_0" in made:
+        found["embed"] = Aligned("/model/embed_tokens/Gather_output_0", "structure")
+    for i in range(cfg.num_hidden_layers):
+        p = f"/model/layers.{i}/"
+        for stage, (name, layout) in NAMES.items():
+            if p + name in made:
+                found[f"layers.{i}.{stage}"] = Aligned(p + name, "structure", layout)
+        scores = next((n for n in g.nodes if n.name == p + "self_attn/MatMul"), None)
+        if scores is not None:
+            found[f"layers.{i}.q_rope"] = Aligned(scores.input[0], "structure", "heads_first")
+            k = scores.input[1]
+            while k in g.producer and g.producer[k].op_type in PASS_THROUGH:
+                k = g.producer[k].input[0]
+            if k in g.producer and g.producer[k].op_type == "Add":
+                found[f"layers.{i}.k_rope"] = Aligned(k, "structure", "heads_first")
+        pv = next((n for n in g.nodes if n.name == p + "self_attn/MatMul_1"), None)
+        if pv is not None:
+            t = pv.output[0]
+            while len(g.consumers[t]) == 1 and g.consumers[t][0].op_type in ("Transpose", "Reshape"):
+                t = g.consumers[t][0].output[0]
+            found[f"layers.{i}.attn"] = Aligned(t, "structure", "flat")
+    found["norm"] = Aligned(g.output, "structure")
+    if not any(name.startswith("layers.") for name in found):
+        notes.append("no /model/layers.{i}/ names: not the TorchScript exporter's layout, so taps are matched numerically")
+    return found, notes

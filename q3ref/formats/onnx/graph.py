@@ -1,0 +1,113 @@
+"""An ONNX graph as q3ref reads it: nodes in order, who makes and who reads each tensor, its
+precision, and a copy with chosen intermediates made into extra outputs. Weights stored as
+external data stay on disk (onnx.load with load_external_data=False)."""
+
+from __future__ import annotations
+
+import collections
+import functools
+from pathlib import Path
+
+from ...errors import Q3RefError
+
+QUANT_OPS = {"MatMulInteger": "int8", "DynamicQuantizeMatMul": "int8", "MatMulNBits": "q4", "MatMulBnb4": "bnb4"}
+
+
+class Graph:
+    def __init__(self, path):
+        import onnx
+
+        self.path = Path(path)
+        try:
+            self.model = onnx.load(str(self.path), load_external_data=False)
+        except Exception as e:  # a truncated or foreign file: protobuf's DecodeError, or anything
+            raise Q3RefError(f"{self.path}: not a readable ONNX model ({type(e).__name__})") from None
+        g = self.model.graph
+        if not g.node:
+            raise Q3RefError(f"{self.path}: an ONNX file with no graph nodes")
+        self.nodes = list(g.node)
+        locations = {e.value for i in g.initializer if i.data_location == onnx.TensorProto.EXTERNAL
+                     for e in i.external_data if e.key == "location"}
+        missing = sorted(loc for loc in locations if not (self.path.parent / loc).is_file())
+        if missing:
+            raise Q3RefError(f"{self.path}: its weights are in {missing[0]}, which is not beside it "
+                             "(keep the .onnx_data file next to the .onnx)")
+        self.inits = {i.name: i for i in g.initializer}
+        self.inputs = [i.name for i in g.input if i.name not in self.inits]
+        self.output = g.output[0].name
+        self.producer = {o: n for n in self.nodes for o in n.output}
+        self.consumers = collections.defaultdict(list)
+        for n in self.nodes:
+            for i in n.input:
+                self.consumers[i].append(n)
+
+    def precision(self) -> str:
+        ops = collections.Counter(n.op_type for n in self.nodes)
+        weight_types = {self.inits[n.input[1]].data_type for n in self.nodes
+                        if n.op_type in ("MatMulInteger",) and n.input[1] in self.inits}
+        if ops["MatMulNBits"]:
+            return "q4f16" if self.fp16() else "q4"
+        if ops["MatMulBnb4"]:
+            return "bnb4"
+        if ops["MatMulInteger"] or ops["DynamicQuantizeMatMul"]:
+            return "uint8" if weight_types == {2} else "int8"  # TensorProto.UINT8 = 2, INT8 = 3
+        return "fp16" if self.fp16() else "fp32"
+
+    def fp16(self) -> bool:
+        matmuls = [n for n in self.nodes if n.op_type in ("MatMul", "MatMulNBits", "Gather")]
+        return any(i in self.inits and self.inits[i].data_type == 10 for n in matmuls for i in n.input)  # FLOAT16
+
+    def embedding_quantized(self) -> bool:
+        gathers = [n for n in self.nodes if n.op_type == "Gather" and n.input[0] in self.inits
+                   and len(self.inits[n.input[0]].dims) == 2]
+        return any(self.inits[n.input[0]].data_type in (2, 3) for n in gathers)
+
+    @functools.cached_property
+    def types(self) -> dict[str, int]:
+        """{tensor: TensorProto elem type} by ONNX shape inference (contrib ops may stop it: then {})."""
+        import onnx
+
+        try:
+            inferred = onnx.shape_inference.infer_shapes(self.model)
+        except Exception:
+            return {}
+        return {v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+
+    def float_activations(self) -> list[str]:
+        """Every fp32/fp16 activation (for the numeric fallback)."""
+        return [o for n in self.nodes for o in n.output if self.types.get(o) in (1, 10)]  # FLOAT, FLOAT16
+
+    def describe(self) -> dict:
+        import onnx
+
+        g = self.model.graph
+        ops = collections.Counter(n.op_type for n in self.nodes)
+        table = next((self.inits[n.input[0]] for n in self.nodes if n.op_type == "Gather" and n.input[0] in self.inits
+                      and len(self.inits[n.input[0]].dims) == 2), None)
+        norms = [n for n in self.nodes if n.name.endswith("post_attention_layernorm/Mul_1")
+                 or n.op_type == "SimplifiedLayerNormalization"]
+        layers = len({n.name.split("/")[2] for n in self.nodes if n.name.startswith("/model/layers.")})
+        hidden = [d.dim_value for d in g.output[0].type.tensor_type.shape.dim][-1] or (table.dims[1] if table else None)
+
+        def io(v):
+            return {"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,
+                    "shape": [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim]}
+        return {"graph": str(self.path), "format": "onnx", "size_mb": round(self.path.stat().st_size / 1e6, 2),
+                "external_data": any(i.data_location == onnx.TensorProto.EXTERNAL for i in g.initializer),
+                "inputs": [io(v) for v in g.input if v.name not in self.inits], "outputs": [io(v) for v in g.output],
+                "seq_len": None, "precision": self.precision(), "opset": max(o.version for o in self.model.opset_import),
+                "producer": f"{self.model.producer_name} {self.model.producer_version}".strip(),
+                "ops": dict(ops.most_common()), "layers": layers or len(norms),
+                "hidden_size": hidden, "vocab_size": table.dims[0] if table is not None else None,
+                "embedding_table": None if table is None else {"shape": list(table.dims),
+                                                               "dtype": onnx.helper.tensor_dtype_to_np_dtype(table.data_type).name}}
+
+    def check_config(self, cfg) -> list[str]:
+        d, problems = self.describe(), []
+        if d["hidden_size"] and d["hidden_size"] != cfg.hidden_size:
+            problems.append(f"graph output has {d['hidden_size']} dims, config.json says hidden_size {cfg.hidden_size}")
+        if d["vocab_size"] is not None and d["vocab_size"] != cfg.vocab_size:
+            problems.append(f"graph embedding table has {d['vocab_size']} rows, config.json says vocab_size {cfg.vocab_size}")
+        if d["layers"] and d["layers"] != cfg.num_hidden_layers:
+            problems.append(f"graph has {d['layers']} decoder layers, config.json says {cfg.num_hidden_layers}")
+        return problems

@@ -1,0 +1,71 @@
+"""Run an ONNX graph on one sequence with ONNX Runtime (CPU) and read intermediate tensors.
+
+The wanted tensors become extra graph outputs. Graph optimizations are off while tapping: ORT
+skips a fusion (SimplifiedLayerNormalization, DynamicQuantizeMatMul) when an intermediate is a
+graph output, so a tapped optimized run is neither the optimized run nor the plain one.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ...errors import Q3RefError
+from .graph import Graph
+
+
+def with_outputs(g: Graph, tensors):
+    """A copy of the ModelProto with `tensors` appended to the graph's outputs, each typed by
+    shape inference where it can (fp16 graphs have fp16 intermediates), else float."""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(g.model)
+    have = {o.name for o in m.graph.output}
+    for t in tensors:
+        if t not in have:
+            m.graph.output.append(onnx.helper.make_tensor_value_info(t, g.types.get(t) or onnx.TensorProto.FLOAT, None))
+    return m
+
+
+def session(g: Graph, model, optimize=False):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                     else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    opts.intra_op_num_threads = os.cpu_count() or 1
+    opts.log_severity_level = 3
+    external = any(i.data_location == 1 for i in model.graph.initializer)  # TensorProto.EXTERNAL
+    if not external:
+        return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    # External data paths resolve beside the model, and ORT refuses links out of its directory:
+    # the tapped copy (protobuf only, no weights) sits beside the original while ORT loads it.
+    path = g.path.parent / f".{g.path.stem}.q3ref-{os.getpid()}.onnx"
+    try:
+        path.write_bytes(model.SerializeToString())
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except OSError as e:
+        raise Q3RefError(f"{g.path}: cannot write a tapped copy beside it ({e.strerror}); copy the model "
+                         "and its .onnx_data into a writable directory") from None
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def feeds(g: Graph, input_ids, mask):
+    S = input_ids.shape[1]
+    values = {"input_ids": input_ids, "attention_mask": mask, "position_ids": np.arange(S)[None]}
+    unknown = [n for n in g.inputs if n not in values]
+    if unknown:
+        raise Q3RefError(f"{g.path}: graph inputs {unknown} are not input_ids, attention_mask or position_ids")
+    return {n: np.asarray(values[n]).astype(np.int64) for n in g.inputs}
+
+
+def run(g: Graph, input_ids, mask, tensors=(), optimize=False) -> dict[str, np.ndarray]:
+    """Invoke once; {tensor name: array} for the output and `tensors`, as float32."""
+    tensors = [t for t in tensors if t != g.output]
+    sess = session(g, with_outputs(g, tensors) if tensors else g.model, optimize)
+    names = [g.output] + tensors
+    got = sess.run(names, feeds(g, input_ids, mask))
+    return {n: np.asarray(v, np.float32) for n, v in zip(names, got)}

@@ -1,0 +1,56 @@
+"""Format-neutral pieces of tap alignment: where a tap's tensor is, how its layout becomes the
+tap's [T, ...] layout, and the numeric fallback for files whose names and wiring q3ref does not know."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Aligned:
+    tensor: int  # graph tensor index
+    how: str  # "structure" (names and wiring) or "numeric" (best match to q3ref's tap)
+    layout: str = "rows"  # how [1, ...] becomes the tap: rows [1,S,..], heads_first [1,A,S,B], flat [1,S,A*B]
+
+
+def to_tap(value, real, layout="rows", shape=None):
+    """A graph tensor [1, S, ...] (or [1, D]) -> the tap's layout [T, ...] (or [D]); `shape` is
+    the tap's, needed to unflatten the "flat" layout [1, S, A*B] -> [T, A, B]."""
+    v = np.asarray(value)[0]
+    if layout == "heads_first":
+        v = v.transpose(1, 0, 2)
+    if v.ndim >= 2 and v.shape[0] == real.shape[0]:
+        v = v[real]
+    return v.reshape(shape) if layout == "flat" else v
+
+
+def numeric_align(values: dict, ref: dict, real, missing, taken) -> dict[str, Aligned]:
+    """For graphs whose names and wiring q3ref does not know: each missing tap gets the float
+    activation tensor, in any of the layouts above, closest to q3ref's tap (relative L2), if
+    one is closer than 0.5. A best match, reported as such: never as sure as `align`."""
+    out, taken = {}, set(taken)
+    for name in missing:
+        want = ref[name].shape
+        best = None
+        for t, v in values.items():
+            if t in taken or np.asarray(v).dtype != np.float32 or np.asarray(v).ndim < 2:
+                continue
+            for layout in ("rows", "heads_first", "flat"):
+                if layout == "heads_first" and np.asarray(v).ndim != 4:
+                    continue
+                a = to_tap(v, real, "rows" if layout == "flat" else layout)
+                if layout == "flat":
+                    if a.ndim != 2 or len(want) != 3 or a.shape != (want[0], want[1] * want[2]):
+                        continue
+                    a = a.reshape(want)
+                if a.shape != want:
+                    continue
+                err = float(np.linalg.norm(a - ref[name]) / max(np.linalg.norm(ref[name]), 1e-30))
+                if best is None or err < best[0]:
+                    best = (err, t, layout)
+        if best is not None and best[0] < 0.5:
+            out[name] = Aligned(best[1], "numeric", best[2])
+            taken.add(best[1])
+    return out

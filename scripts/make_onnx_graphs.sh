@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Regenerate tests/fixtures/onnx/*.onnx with torch's exporter and ONNX Runtime's quantizers
+# (needs the reference environment: PYTHON=/path/to/that/python bash scripts/make_onnx_graphs.sh).
+# Stress checkpoint (vocab 1000, 3 layers), a few seconds a graph.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+OUT=tests/fixtures/onnx
+mkdir -p "$OUT"
+S=tests/fixtures/stress-checkpoint
+ex() { "$PY" scripts/export_onnx.py "$@" 2>&1 | grep -E '^(wrote|\{)'; }
+ex $S $OUT --name stress --variants fp32,int8,uint8,q4
+ex $S $OUT --name defect_q_norm_ones_1 --defect q_norm_ones:1 --variants fp32,int8,q4
+ex $S $OUT --name defect_gate_up_swap_2 --defect gate_up_swap:2 --variants fp32,int8
+ex $S $OUT --name defect_rope_base --defect rope_base --variants fp32
+ex $S $OUT --name defect_final_norm_scale --defect final_norm_scale --variants fp32

@@ -1,0 +1,105 @@
+"""diff on ONNX graphs made by torch's TorchScript exporter from transformers' Qwen3Model and
+quantized by ONNX Runtime's own quantizers (tests/fixtures/onnx, scripts/make_onnx_graphs.sh).
+
+Correct graphs (fp32, int8, uint8, q4) show no divergence, right-padded and left-padded to a
+longer length; each planted defect (fp32, int8 and q4 versions) is localized to its layer and
+stage. The JSON report has the same keys as for a LiteRT graph.
+"""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import q3ref
+from q3ref.diff import diff
+from q3ref.formats import open_export
+from conftest import FIXTURES, STRESS
+
+ONNX = FIXTURES / "onnx"
+GRAPHS = FIXTURES / "graphs"
+CORRECT = ["stress", "stress_int8", "stress_uint8", "stress_q4"]
+DEFECTS = {"defect_q_norm_ones_1": "layers.1.q_norm", "defect_q_norm_ones_1_int8": "layers.1.q_norm",
+           "defect_q_norm_ones_1_q4": "layers.1.q_norm", "defect_gate_up_swap_2": "layers.2.gate",
+           "defect_gate_up_swap_2_int8": "layers.2.gate", "defect_rope_base": "layers.0.q_rope",
+           "defect_final_norm_scale": "norm"}
+RNG = np.random.default_rng(11)
+INPUTS = {"1 token": [7], "17 tokens": RNG.integers(0, 1000, 17).tolist(), "40 tokens": RNG.integers(0, 1000, 40).tolist()}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return q3ref.Model(STRESS)
+
+
+@pytest.mark.parametrize("padding, length", [("right", None), ("left", 48), ("right", 48)])
+@pytest.mark.parametrize("name", CORRECT)
+def test_correct_graphs_do_not_diverge(model, name, padding, length):
+    g = open_export(ONNX / f"{name}.onnx")
+    for label, ids in INPUTS.items():
+        r = diff(model, g, ids, padding, length=length)
+        assert r["unaligned"] == [] and not r["notes"], (label, r["unaligned"], r["notes"])
+        assert r["first_divergence"] is None, (label, r["first_divergence"])
+        floor = 1e-5 if g.precision == "fp32" else 0.03  # q4 output cosine 0.98 on this random checkpoint
+        assert r["output"]["cos"] > 1 - floor, (label, r["output"])
+
+
+@pytest.mark.parametrize("name", list(DEFECTS))
+def test_defects_are_localized(model, name):
+    g = open_export(ONNX / f"{name}.onnx")
+    for padding, length in (("right", None), ("left", 24)):
+        r = diff(model, g, INPUTS["17 tokens"], padding, length=length)
+        assert r["first_divergence"] is not None and r["first_divergence"]["name"] == DEFECTS[name], (padding, r["first_divergence"])
+
+
+def test_precision_and_config_are_read():
+    d = open_export(ONNX / "stress_int8.onnx").describe()
+    assert d["precision"] == "int8" and d["layers"] == 3 and d["hidden_size"] == 48 and d["vocab_size"] == 1000
+    assert [i["name"] for i in d["inputs"]] == ["input_ids", "attention_mask", "position_ids"]
+    assert {n: open_export(ONNX / f"{n}.onnx").precision for n in CORRECT} == {
+        "stress": "fp32", "stress_int8": "int8", "stress_uint8": "uint8", "stress_q4": "q4"}
+    wrong = open_export(ONNX / "stress.onnx").check_config(q3ref.Model(FIXTURES / "int4-checkpoint").cfg)
+    assert any("hidden_size" in p for p in wrong) and any("layers" in p or "vocab" in p for p in wrong), wrong
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "q3ref", *map(str, args)], capture_output=True, text=True)
+
+
+def test_json_report_has_the_same_keys_as_litert(tmp_path):
+    ids = ",".join(map(str, INPUTS["17 tokens"]))
+    a, b = tmp_path / "onnx.json", tmp_path / "tflite.json"
+    r = cli("diff", ONNX / "defect_q_norm_ones_1_int8.onnx", "--ids", ids, "--weights", STRESS, "--json", a)
+    assert r.returncode == 1 and "layers.1.q_norm" in r.stdout, r.stderr
+    assert cli("diff", GRAPHS / "stress_fp32.tflite", "--ids", ids, "--weights", STRESS, "--json", b).returncode == 0
+    ja, jb = json.loads(a.read_text()), json.loads(b.read_text())
+    assert set(ja) == set(jb) and ja["format"] == "onnx" and jb["format"] == "litert"
+    assert ja["first_divergence"]["name"] == "layers.1.q_norm" and jb["first_divergence"] is None
+    assert cli("diff", ONNX / "stress.onnx", "--ids", ids, "--weights", STRESS).returncode == 0
+
+
+def test_bad_onnx_files_are_one_line_errors(tmp_path):
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes((ONNX / "stress.onnx").read_bytes()[:5000])
+    not_onnx = tmp_path / "notes.onnx"
+    not_onnx.write_text("hello")
+    for path in (truncated, not_onnx):
+        r = cli("diff", path, "--ids", "1,2,3", "--weights", STRESS, "--json", tmp_path / "out.json")
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+        assert not (tmp_path / "out.json").exists()
+    other = cli("diff", ONNX / "stress.onnx", "--ids", "1,2,3", "--weights", FIXTURES / "int4-checkpoint")
+    assert other.returncode == 2 and "does not fit" in other.stderr
+
+
+def test_missing_external_data_is_named(tmp_path):
+    import onnx
+
+    m = onnx.load(str(ONNX / "stress.onnx"))
+    onnx.save(m, str(tmp_path / "model.onnx"), save_as_external_data=True, location="model.onnx_data",
+              size_threshold=0)
+    assert diff(q3ref.Model(STRESS), open_export(tmp_path / "model.onnx"), [5, 6, 7])["first_divergence"] is None
+    (tmp_path / "model.onnx_data").unlink()
+    r = cli("inspect", tmp_path / "model.onnx")
+    assert r.returncode == 2 and "model.onnx_data" in r.stderr and r.stderr.count("\n") == 1, r.stderr
