@@ -54,3 +54,16 @@ def numeric_align(values: dict, ref: dict, real, missing, taken) -> dict[str, Al
             out[name] = Aligned(best[1], "numeric", best[2])
             taken.add(best[1])
     return out
+
+
+def config_problems(d: dict, cfg, layer_word="decoder layers") -> list[str]:
+    """Plain statements of where a described export disagrees with the checkpoint's config.json
+    (describe()'s hidden_size, vocab_size and layers, the same keys in every format)."""
+    problems = []
+    if d["hidden_size"] and d["hidden_size"] != cfg.hidden_size:
+        problems.append(f"graph output has {d['hidden_size']} dims, config.json says hidden_size {cfg.hidden_size}")
+    if d["vocab_size"] is not None and d["vocab_size"] != cfg.vocab_size:
+        problems.append(f"graph embedding table has {d['vocab_size']} rows, config.json says vocab_size {cfg.vocab_size}")
+    if d["layers"] and d["layers"] != cfg.num_hidden_layers:
+        problems.append(f"graph has {d['layers']} {layer_word}, config.json says {cfg.num_hidden_layers} layers")
+    return problems

@@ -103,11 +103,6 @@ class Graph:
                                                                "dtype": onnx.helper.tensor_dtype_to_np_dtype(table.data_type).name}}
 
     def check_config(self, cfg) -> list[str]:
-        d, problems = self.describe(), []
-        if d["hidden_size"] and d["hidden_size"] != cfg.hidden_size:
-            problems.append(f"graph output has {d['hidden_size']} dims, config.json says hidden_size {cfg.hidden_size}")
-        if d["vocab_size"] is not None and d["vocab_size"] != cfg.vocab_size:
-            problems.append(f"graph embedding table has {d['vocab_size']} rows, config.json says vocab_size {cfg.vocab_size}")
-        if d["layers"] and d["layers"] != cfg.num_hidden_layers:
-            problems.append(f"graph has {d['layers']} decoder layers, config.json says {cfg.num_hidden_layers}")
-        return problems
+        from ..taps import config_problems
+
+        return config_problems(self.describe(), cfg, "decoder layers")
