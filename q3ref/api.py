@@ -30,8 +30,9 @@ def find_weights(path=None) -> Path:
     """--weights, $Q3REF_WEIGHTS, weights/Qwen3-Embedding-0.6B, then the Hugging Face cache."""
     if path is not None:
         p = Path(path).expanduser()
-        if not p.is_dir():
-            raise Q3RefError(f"weights directory {p} does not exist")
+        if not p.is_dir() and not (p.is_file() and p.suffix == ".gguf"):
+            raise Q3RefError(f"weights directory {p} does not exist" if not p.exists() else
+                             f"--weights takes a checkpoint directory or a .gguf file, not {p}")
         return p
     if os.environ.get("Q3REF_WEIGHTS"):
         p = Path(os.environ["Q3REF_WEIGHTS"]).expanduser()
@@ -57,10 +58,16 @@ class Model:
             raise Q3RefError(f"dtype must be float32 or float64, got {dtype!r}")
         if kernels not in M.KERNELS:
             raise Q3RefError(f"kernels must be one of {', '.join(M.KERNELS)}, got {kernels!r}")
-        if not (self.path / "config.json").is_file():
+        if self.path.is_file():  # a GGUF: its tensors dequantized, its metadata as the config
+            from .formats.gguf.weights import GGUFWeights
+
+            self.weights = GGUFWeights(self.path, np.dtype(dtype), resident)
+            self.cfg = self.weights.cfg
+        elif not (self.path / "config.json").is_file():
             raise Q3RefError(f"{self.path} is not a checkpoint directory (no config.json)")
-        self.cfg = Config.from_json(self.path / "config.json")
-        self.weights = Weights(self.path, self.cfg, np.dtype(dtype), resident)
+        else:
+            self.cfg = Config.from_json(self.path / "config.json")
+            self.weights = Weights(self.path, self.cfg, np.dtype(dtype), resident)
         self.kernels = kernels
         # What encode/trace compute with: the reference itself, or a simulation of a LiteRT
         # recipe (quant.py) on the runtime's activation quantization.
@@ -72,9 +79,14 @@ class Model:
         else:
             raise Q3RefError(f"--quant must be none or one of {', '.join(SIMULATIONS)} and --runtime xnnpack or "
                              f"builtin, got {quant!r}, {runtime!r}")
-        tok = find_tokenizer_file(self.path)
-        self.tokenizer = Tokenizer(tok) if tok else None
-        raw = json.loads((self.path / "config.json").read_text())
+        tok = find_tokenizer_file(self.path) if self.path.is_dir() else None
+        self.tokenizer, self.tokenizer_problem = None, f"{self.path} has no tokenizer.json"
+        if tok:  # a tokenizer that is not Qwen3's leaves the model usable with token ids
+            try:
+                self.tokenizer = Tokenizer(tok)
+            except Q3RefError as e:
+                self.tokenizer_problem = str(e)
+        raw = json.loads((self.path / "config.json").read_text()) if self.path.is_dir() else {}
         self.is_random = RANDOM_MARK in raw  # bundled or generated test weights
 
     def __repr__(self):
@@ -84,7 +96,7 @@ class Model:
     def tokenize(self, texts, prompt_name=None, instruction=None, max_length=None) -> list[list[int]]:
         """Exact ids, one list per text, each ending in exactly one <|endoftext|> (151643)."""
         if self.tokenizer is None:
-            raise Q3RefError(f"{self.path} has no tokenizer.json; pass token ids (--ids) instead of text")
+            raise Q3RefError(f"{self.tokenizer_problem}; pass token ids (--ids) instead of text")
         texts = [texts] if isinstance(texts, str) else list(texts)
         return [self.tokenizer.encode(t, prompt_name, instruction, max_length) for t in texts]
 

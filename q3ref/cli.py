@@ -77,7 +77,7 @@ def build_parser():
     p.add_argument("--dim", type=int, metavar="N", help="MRL dimension of the final 'embedding' tap")
     p.add_argument("--out", required=True, metavar="trace.npz")
 
-    p = sub.add_parser("inspect", help="describe an exported graph (.tflite, .onnx) and check it against a checkpoint")
+    p = sub.add_parser("inspect", help="describe an exported model (.tflite, .onnx, .gguf) and check it against a checkpoint")
     p.add_argument("graph", metavar="MODEL")
     p.add_argument("--weights", metavar="DIR", help="checkpoint to check the graph against")
     p.add_argument("--json", action="store_true")
@@ -90,9 +90,14 @@ def build_parser():
                    help="auto: expect what q3ref's simulation of the graph's recipe computes; none: the fp32 "
                         "reference, with fixed per-precision limits at quantized stages")
     p.add_argument("--padding", choices=["left", "right"], default="right")
-    p.add_argument("--kernels", dest="graph_kernels", choices=["xnnpack", "builtin", "ort"], default=None,
+    p.add_argument("--kernels", dest="graph_kernels", choices=["xnnpack", "builtin", "ort", "llama.cpp", "recorded"],
+                   default=None,
                    help="LiteRT: XNNPACK (taps as extra outputs, default) or builtin kernels (taps by "
-                        "preserve_all_tensors); ONNX: ort (ONNX Runtime on CPU, the default)")
+                        "preserve_all_tensors); ONNX: ort (ONNX Runtime on CPU, the default); GGUF: llama.cpp "
+                        "(llama-cpp-python), or recorded with --replay")
+    p.add_argument("--replay", metavar="RUNS.npz",
+                   help="GGUF: diff against a recording of llama.cpp's nodes (scripts/export_gguf.py) instead of "
+                        "running llama.cpp; the input must be one of its runs")
     p.add_argument("--length", type=int, metavar="N",
                    help="pad to N positions a graph that takes any length (ONNX); default: no padding")
     p.add_argument("--truncate", action="store_true", help="cut inputs longer than the graph's seq_len")
@@ -108,8 +113,9 @@ def build_parser():
     p.add_argument("--weights", metavar="DIR", help="a checkpoint with tokenizer.json (only the tokenizer is read)")
 
     p = sub.add_parser("check", help="run bridge checks (padding, mask, pooling, lengths, norm) against a graph")
-    p.add_argument("graph", metavar="MODEL.tflite")
-    p.add_argument("--weights", metavar="DIR", help="checkpoint whose config.json the graph should match")
+    p.add_argument("graph", metavar="MODEL")
+    p.add_argument("--weights", metavar="DIR", help="checkpoint whose config.json the graph should match "
+                                                    "(a GGUF's metadata is checked without one)")
 
     p = sub.add_parser("check-embeddings", help="tell which bridge bug explains the vectors your stack produced")
     p.add_argument("vectors", metavar="vectors.npy", help="(texts, dim) array: .npy or JSON")
@@ -262,7 +268,10 @@ def cmd_inspect(args):
         if not d["config_check"]:
             d["quantized_weights"] = g.check_weights(model.weights, model.cfg)
     if args.json:
-        print(json.dumps(d, indent=2))
+        print(json.dumps(d, indent=2, default=str))
+        return 0
+    if d["format"] == "gguf":
+        print_gguf(d)
         return 0
     print(f"{d['graph']}: {d['size_mb']} MB, precision {d['precision']}, seq_len {d['seq_len']}, "
           f"{d['layers']} layers, hidden {d['hidden_size']}, vocab {d['vocab_size']}")
@@ -290,6 +299,26 @@ def cmd_inspect(args):
     return 0
 
 
+def print_gguf(d):
+    print(f"{d['graph']}: {d['size_mb']} MB, GGUF {d['architecture']}, file type {d['file_type']}, "
+          f"{d['layers']} blocks, hidden {d['hidden_size']}, vocab {d['vocab_size']}")
+    print(f"  heads {d['heads']} / kv {d['kv_heads']}, head dim {d['head_dim']}, ffn {d['intermediate_size']}, "
+          f"rope base {d['rope_base']:g}, rms eps {d['rms_eps']:g}, context {d['context_length']}")
+    print(f"  pooling {d['pooling']}, add_eos {d['add_eos']}, add_bos {d['add_bos']}, eos id {d['eos_id']}, "
+          f"pad id {d['pad_id']}")
+    print("  tensors: " + ", ".join(f"{k} {v}" for k, v in sorted(d["tensor_types"].items())))
+    if "config_check" in d:
+        print("  config.json: " + ("agrees" if not d["config_check"] else "DISAGREES: " + "; ".join(d["config_check"])))
+    if d.get("quantized_weights"):
+        rows = d["quantized_weights"]
+        same = [r for r in rows if r["equal"]]
+        print(f"  quantized weights: {len(same)}/{len(rows)} bit-identical to q3ref's quantization of the checkpoint "
+              "(llama-quantize's recipes, per tensor type)")
+        for r in rows:
+            if not r["equal"]:
+                print(f"    {r['weight']} ({r['type']}): {r['differing_blocks']} of {r['blocks']} blocks differ")
+
+
 def cmd_diff(args):
     from rich.console import Console
 
@@ -298,6 +327,10 @@ def cmd_diff(args):
     from .report import plot, print_table
 
     g = open_export(args.graph)
+    if args.replay:
+        if not hasattr(g, "replay"):
+            raise Q3RefError(f"--replay: only a GGUF diff replays a recording; {args.graph} is {g.format}")
+        g.replay(args.replay)
     model = load_model(args)
     _, ids = inputs(args, model, many=False)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -345,7 +378,8 @@ def cmd_check(args):
     from .formats import open_export
 
     g = open_export(args.graph)
-    cfg = Config.from_json(find_weights(args.weights) / "config.json")
+    cfg = (Config.from_json(find_weights(args.weights) / "config.json")
+           if args.weights or not g.bridge_checks() else None)  # a GGUF's metadata checks need no checkpoint
     results = check_graph(g, cfg)
     for name, ok, figure, fix in results:
         print(f"{'pass' if ok else 'FAIL'}  {name}: {figure}" + ("" if ok else f"\n      fix: {fix}"))

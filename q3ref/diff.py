@@ -85,7 +85,8 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
     ref = {name: v[0] for name, v in clean.items()}
     lap("reference (clean + forced)")
 
-    bridge = {"pooled", "embedding"} if g.output_tap == "norm" else set()  # made from the output below
+    # what the bridge makes from the graph's output (pooling, normalizing): q3ref does it, below
+    bridge = {"norm": {"pooled", "embedding"}, "pooled": {"embedding"}}.get(g.output_tap, set())
     missing = [name for name in M.tap_names(cfg) if name not in found and name not in bridge]
     wanted = {a.tensor for a in found.values()}
     if missing:  # numeric fallback: read every float activation, match by value
@@ -104,11 +105,11 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
                      + ("" if len(numeric) == len(missing) else "; the rest could not be aligned"))
         lap("align")
     graph_taps = {name: to_tap(values[a.tensor], real, a.layout, ref[name].shape) for name, a in found.items()}
-    if g.output_tap == "norm" and "norm" in graph_taps:  # the bridge pools and normalizes: as sentence-transformers
-        graph_taps["pooled"] = graph_taps["norm"][-1]
-        graph_taps["embedding"] = M.normalize(graph_taps["pooled"][None])[0]
-        for name in ("pooled", "embedding"):
-            found[name] = Aligned(found["norm"].tensor, "bridge (q3ref pools the graph's output)")
+    for name, source in (("pooled", "norm"), ("embedding", "pooled")):  # as sentence-transformers does
+        if name in bridge and source in graph_taps:
+            graph_taps[name] = graph_taps["norm"][-1] if name == "pooled" else M.normalize(graph_taps["pooled"][None])[0]
+            found[name] = Aligned(found[source].tensor, f"bridge (q3ref {'pools' if name == 'pooled' else 'normalizes'} "
+                                                        "the graph's output)")
 
     # The expected computation: the fp32 reference, or the simulation of the graph's recipe.
     sim = g.simulation if quant == "auto" else None
@@ -149,7 +150,7 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
             first = {"name": name, "layer": layer, "stage": stage, "local_rel_l2": loc["rel_l2"], "limit": limit}
         rows.append({**row, "tensor": g.tensor_name(found[name].tensor), "aligned": True, "how": found[name].how, **glob,
                      "local_rel_l2": loc["rel_l2"], "limit": limit, "diverged": diverged})
-    final = graph_taps["embedding"] if g.output_tap == "norm" else values[g.output][0]  # [D]
+    final = graph_taps["embedding"] if bridge else values[g.output][0]  # [D]
     out = metrics(final, ref["embedding"])
     if sim:
         out["sim_rel_l2"] = metrics(final, expected["embedding"])["rel_l2"]

@@ -5,8 +5,8 @@
 An Export (formats/<name>/__init__.py) has:
     path, format, precision         what the file is; precision names its recipe (fp32, dynamic_int8, ...)
     seq_len                         the fixed sequence length, or None when the graph takes any length
-    output_tap                      which tap the graph's output is ("embedding", or "norm" when
-                                    pooling and normalization are the bridge's job)
+    output_tap                      which tap the graph's output is ("embedding"; "pooled" when
+                                    normalizing is the bridge's job; "norm" when pooling is too)
     runtimes                        the ways it can be run (first = default)
     describe() -> dict              inputs, outputs, precision, layer count, sizes
     check_config(cfg) -> [str]      where the file disagrees with config.json, in words
@@ -18,6 +18,8 @@ An Export (formats/<name>/__init__.py) has:
     simulation -> str | None        q3ref's simulation of its recipe (quant.SIMULATIONS), if any
     read_by(runtime) -> str         how the taps were read, for the report
     check_weights(weights, cfg) -> [row]         quantized weights vs q3ref's quantization
+    bridge_checks(cfg) -> [(name, ok, figure, fix)]   what the file itself says about the bridge
+                                    (GGUF metadata: pooling, EOS); [] where the file says nothing
 The diff, the checks and the report use only this face.
 """
 
@@ -26,9 +28,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import Q3RefError
-from . import litert, onnx
+from . import gguf, litert, onnx
 
-FORMATS = (litert, onnx)
+FORMATS = (gguf, litert, onnx)  # gguf first: its magic is exact; ONNX's test is loose
 
 
 def open_export(path):
@@ -41,5 +43,5 @@ def open_export(path):
     for fmt in FORMATS:
         if fmt.match(head):
             return fmt.open(path)
-    raise Q3RefError(f"{path}: not a format q3ref reads (expected a LiteRT .tflite or an ONNX model; "
+    raise Q3RefError(f"{path}: not a format q3ref reads (expected a LiteRT .tflite, an ONNX model or a GGUF; "
                      f"first bytes {head[:8]!r})")

@@ -1,0 +1,109 @@
+"""GGUF files for llama.cpp (llama-cpp-python, ollama, LM Studio): metadata, tensors and quant
+types read with gguf-py; llama.cpp's own nodes as the graph side of the diff.
+
+file.py reads the file and maps its names to the checkpoint's; checks.py names metadata bugs;
+align.py knows which node is which tap; llama.py runs llama.cpp and copies its nodes out; run.py
+hands them over (live, or replayed from a recording); quants.py quantizes as llama-quantize does
+and sim.py computes as llama.cpp's CPU backend does. llama.cpp pools inside (the file's pooling
+type); the bridge normalizes (output_tap "pooled").
+"""
+
+from __future__ import annotations
+
+from ..taps import config_problems
+from .align import align
+from .checks import metadata_checks
+from .file import GGUFFile
+from .run import POOLED, run_live, run_recorded
+
+MAGIC = b"GGUF"
+# Local relative L2 error a quantized stage may add against the fp32 reference, by the lowest-bit
+# type in the file. Measured on the committed files (llama.cpp, this CPU): F16 <= 1.5e-3 (KV cache,
+# probabilities and activations in fp16 too), Q8_0 <= 1e-2, Q6_K <= 2e-2, Q4_K_M <= 0.1; the planted
+# defects add >= 0.3.
+LOCAL_LIMIT = {"F32": 1e-4, "F16": 5e-3, "BF16": 2e-2, "Q8_0": 3e-2, "Q6_K": 5e-2, "Q5_K": 0.1, "Q4_K": 0.2, "Q4_0": 0.25}
+QUANTIZED_STAGES = {"q", "k", "v", "o_proj", "gate", "up", "down"}
+FP16_STAGES = {"attn"}  # the F16 KV cache, q and probabilities rounded to fp16 inside the attention
+BITS = ["F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K", "Q4_K", "Q4_0"]  # most to least precise
+
+
+def match(head: bytes) -> bool:
+    return head[:4] == MAGIC
+
+
+def open(path):  # noqa: A001  (the face's verb)
+    return Export(path)
+
+
+class Export:
+    format = "gguf"
+    output_tap = "pooled"  # llama.cpp pools; normalizing is the bridge's
+    seq_len = None
+    output = POOLED
+
+    def __init__(self, path):
+        self.file = GGUFFile(path)
+        self.path = self.file.path
+        self.runtimes = ("llama.cpp",)
+        self.recording = None
+        types = {t.tensor_type.name for t in self.file.reader.tensors if len(t.shape) > 1}
+        self.weight_types = types
+        self.precision = self.file.describe()["file_type"]
+        self.simulation = None
+
+    def replay(self, npz_path):
+        """Diff against a recording of llama.cpp's runs instead of running it (runtime "recorded")."""
+        self.recording, self.runtimes = npz_path, ("recorded", "llama.cpp")
+
+    def describe(self):
+        d = self.file.describe()
+        size = self.path.stat().st_size
+        return {"graph": str(self.path), "size_mb": round(size / 2**20, 2), "precision": self.precision,
+                "seq_len": None, **d}
+
+    def check_config(self, cfg):
+        return config_problems(self.file.describe(), cfg, "blocks")
+
+    def bridge_checks(self, cfg=None):
+        return metadata_checks(self.file, cfg)
+
+    def align(self, cfg):
+        return align(cfg)
+
+    def float_tensors(self):
+        return []  # every tap is aligned by name; no numeric fallback
+
+    def run(self, input_ids, mask, tensors=(), runtime="llama.cpp"):
+        ids = input_ids[0][mask[0]]
+        if runtime == "recorded":
+            return run_recorded(self.recording, ids)
+        return run_live(self.path, ids)
+
+    def tensor_name(self, key):
+        return key
+
+    def limits(self):
+        lowest = max((t for t in self.weight_types if t in BITS), key=BITS.index, default="F32")
+        limits = {stage: LOCAL_LIMIT[lowest] for stage in QUANTIZED_STAGES}
+        limits["embed"] = LOCAL_LIMIT[self.file.type_of("embed_tokens.weight")]
+        for stage in FP16_STAGES:
+            limits[stage] = LOCAL_LIMIT["F16"]
+        return limits
+
+    def read_by(self, runtime):
+        return ("llama.cpp's graph nodes, " + ("replayed from " + str(self.recording) if runtime == "recorded" else
+                "copied out by its eval callback (llama-cpp-python, 1 thread, flash attention off)"))
+
+    def runtime_note(self, runtime, simulated):
+        return None
+
+    def check_weights(self, weights, cfg):
+        return []
+
+    def place(self, ids, padding, pad_id, truncate=False, length=None):
+        from ...api import pad
+        from ...errors import Q3RefError
+
+        if length is not None:
+            raise Q3RefError("--length: llama.cpp runs each sequence unpadded")
+        return pad([list(ids)], "right", pad_id)  # [1, T] each, no padding

@@ -1,0 +1,210 @@
+"""Make tests/fixtures/gguf: GGUFs written by llama.cpp's own converter and quantizer, and the
+tensors llama.cpp computes on them, dumped from its own run. Runs in the reference environment
+(torch, transformers, sentencepiece, gguf, llama-cpp-python):
+
+    PYTHON=/path/to/ref/python
+    $PYTHON scripts/export_gguf.py --llama-src DIR     # DIR: vendor/llama.cpp of llama-cpp-python's sdist
+
+1. The checkpoint (tests/fixtures/gguf-checkpoint): q3ref's random checkpoint maker (bf16, seed 0)
+   at D=256, F=256, H*Dh=256, so every projection's input width is a multiple of 256 and the
+   K-quants apply. Its tokenizer is the real Qwen3 tokenizer cut to 1000 ids (ids 0..996 and their
+   merges, then <|endoftext|> 997, <|im_start|> 998, <|im_end|> 999) with the Qwen3-Embedding
+   post-processor that appends <|endoftext|>; modules.json + 1_Pooling say last-token pooling.
+2. convert_hf_to_gguf.py writes F32, F16 and BF16. Its pre-tokenizer check hashes the ids of a
+   test string, which the cut vocabulary changes: it is told "qwen2", what the full tokenizer hashes to.
+3. llama.cpp's quantizer (llama_model_quantize, no imatrix) makes Q8_0, Q4_0, Q4_K_M, Q5_K_M and
+   Q6_K from the F32 file.
+4. Defects: weights planted in a copy of the checkpoint (q_norm_ones:1, gate_up_swap:1), converted
+   and quantized to Q4_K_M the same way; a rope base of 1e4 planted in Q4_K_M's metadata with
+   gguf-py's writer (tests/gguf_files.py, which the tests use for the other metadata defects).
+5. Dumps: llama.cpp (llama-cpp-python, one thread, flash attention off) runs each file on seeded
+   random ids; q3ref.formats.gguf.llama copies out every node of its graph (the capture code is
+   q3ref's, the numbers are llama.cpp's). taps_*.npz: the tap nodes for one input; out_*.npz: the
+   pooled output for 16 inputs.
+"""
+
+import argparse
+import gzip
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from q3ref import safetensors_io  # noqa: E402
+from q3ref.checkpoint import make_checkpoint  # noqa: E402
+from q3ref.config import Config  # noqa: E402
+from tests.gguf_files import rewrite_metadata  # noqa: E402
+
+CKPT = ROOT / "tests/fixtures/gguf-checkpoint"
+OUT = ROOT / "tests/fixtures/gguf"
+BASE_TOKENIZER = ROOT / "tests/fixtures/qwen3-tokenizer/tokenizer.json.gz"
+VOCAB, KEEP = 1000, 997
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+CONFIG = dict(hidden_size=256, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+              head_dim=64, intermediate_size=256, vocab_size=VOCAB)
+QUANTS = {"Q8_0": 7, "Q4_0": 2, "Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18}  # llama_ftype values
+SEEDS_TAPS, SEEDS_OUT = (0,), range(100, 116)
+UNSAVED = ("kq-", "kq_soft_max-", "norm-", "result_output", "norm:")  # big, or not a tap: not committed
+
+
+def tiny_tokenizer():
+    tok = json.loads(gzip.decompress(BASE_TOKENIZER.read_bytes()))
+    vocab = {t: i for t, i in tok["model"]["vocab"].items() if i < KEEP}
+    merges = [m for m in tok["model"]["merges"]
+              if (m if isinstance(m, list) else m.split(" "))[0] in vocab
+              and (m if isinstance(m, list) else m.split(" "))[1] in vocab
+              and "".join(m if isinstance(m, list) else m.split(" ")) in vocab]
+    tok["model"]["vocab"], tok["model"]["merges"] = vocab, merges
+    added = {a["content"]: a for a in tok["added_tokens"]}
+    tok["added_tokens"] = [dict(added[s], id=KEEP + k) for k, s in enumerate(SPECIALS)]
+    tok["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [{"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}],
+        "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}},
+                 {"Sequence": {"id": "B", "type_id": 1}}, {"SpecialToken": {"id": "<|endoftext|>", "type_id": 1}}],
+        "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [KEEP], "tokens": ["<|endoftext|>"]}}}
+    config = {"add_bos_token": False, "add_prefix_space": False, "bos_token": None, "eos_token": "<|endoftext|>",
+              "pad_token": "<|endoftext|>", "model_max_length": 32768, "tokenizer_class": "Qwen2Tokenizer",
+              "added_tokens_decoder": {str(KEEP + k): {k2: v for k2, v in added[s].items() if k2 not in ("id",)}
+                                       for k, s in enumerate(SPECIALS)}}
+    return tok, config
+
+
+def make_gguf_checkpoint(out: Path):
+    make_checkpoint(out, Config(**CONFIG), seed=0, preset="gguf")
+    cfg = json.loads((out / "config.json").read_text())
+    cfg.update(architectures=["Qwen3Model"], model_type="qwen3", eos_token_id=KEEP, bos_token_id=KEEP)
+    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    tok, tok_config = tiny_tokenizer()
+    (out / "tokenizer.json").write_text(json.dumps(tok, ensure_ascii=False))
+    (out / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2) + "\n")
+    (out / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}], indent=2))
+    (out / "1_Pooling").mkdir(exist_ok=True)
+    (out / "1_Pooling/config.json").write_text(json.dumps(
+        {"word_embedding_dimension": CONFIG["hidden_size"], "pooling_mode_lasttoken": True}, indent=2))
+
+
+def plant(src: Path, dst: Path, defect: str):
+    """A copy of the checkpoint with one weight defect (the name says where it starts)."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
+    name, _, layer = defect.partition(":")
+    tensors = {n: (dt, np.array(a)) for n, (dt, a) in safetensors_io.open_tensors(dst / "model.safetensors").items()}
+    p = f"layers.{layer}."
+    if name == "q_norm_ones":
+        dt, a = tensors[p + "self_attn.q_norm.weight"]
+        a[:] = safetensors_io.bf16_bits(np.ones(a.shape, np.float32))
+    elif name == "gate_up_swap":
+        g, u = p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"
+        tensors[g], tensors[u] = tensors[u], tensors[g]
+    else:
+        sys.exit(f"unknown defect {defect}")
+    specs = {n: (dt, a.shape, lambda a=a: [a]) for n, (dt, a) in tensors.items()}
+    safetensors_io.write(dst / "model.safetensors", specs, metadata={"format": "pt"})
+
+
+CONVERT = """
+import sys
+sys.path.insert(0, {src!r})
+import convert_hf_to_gguf as c
+from conversion.base import TextModel
+TextModel.get_vocab_base_pre = lambda self, tokenizer: "qwen2"  # the cut vocabulary hashes differently
+sys.argv = ["convert_hf_to_gguf.py", {ckpt!r}, "--outtype", {outtype!r}, "--outfile", {out!r}]
+c.main()
+"""
+
+
+def convert(src, ckpt, out, outtype):
+    code = CONVERT.format(src=str(src), ckpt=str(ckpt), outtype=outtype, out=str(out))
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    print("wrote", out)
+
+
+def quantize(src, out, ftype):
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = 1
+    if llama_cpp.llama_model_quantize(str(src).encode(), str(out).encode(), params) != 0:
+        sys.exit(f"llama_model_quantize failed for {out}")
+    print("wrote", out)
+
+
+def ids_for(seed, vocab=KEEP):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(8, 25))
+    return np.append(rng.integers(0, vocab, n - 1), KEEP)  # ends in <|endoftext|>, as the bridge appends it
+
+
+def dump(path, seeds, taps):
+    from q3ref.formats.gguf.llama import run_llama
+
+    arrays = {}
+    for s in seeds:
+        ids = ids_for(s)
+        nodes, pooled = run_llama(path, ids, capture=taps)
+        arrays[f"{s}/ids"] = ids
+        arrays[f"{s}/pooled"] = pooled
+        for key, value in nodes.items():
+            if not key.split(":", 1)[1].startswith(UNSAVED):
+                arrays[f"{s}/{key}"] = value
+    kind = "taps" if taps else "out"
+    dst = OUT / f"{kind}_{Path(path).stem}.npz"
+    np.savez_compressed(dst, **arrays)
+    print("wrote", dst)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--llama-src", required=True, type=Path, help="vendor/llama.cpp of llama-cpp-python's sdist")
+    p.add_argument("--work", type=Path, default=Path("/tmp/q3ref-gguf"))
+    a = p.parse_args()
+    import gguf
+    import llama_cpp
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    a.work.mkdir(parents=True, exist_ok=True)
+    if not (CKPT / "model.safetensors").is_file():
+        make_gguf_checkpoint(CKPT)
+    f32 = a.work / "base-F32.gguf"
+    convert(a.llama_src, CKPT, f32, "f32")
+    for outtype in ("f16", "bf16"):
+        convert(a.llama_src, CKPT, OUT / f"base-{outtype.upper()}.gguf", outtype)
+    for name, ftype in QUANTS.items():
+        quantize(f32, OUT / f"base-{name}.gguf", ftype)
+    for defect in ("q_norm_ones:1", "gate_up_swap:1"):
+        tag = defect.replace(":", "_")
+        planted = a.work / f"ckpt-{tag}"
+        plant(CKPT, planted, defect)
+        convert(a.llama_src, planted, a.work / f"{tag}-F32.gguf", "f32")
+        quantize(a.work / f"{tag}-F32.gguf", OUT / f"defect_{tag}-Q4_K_M.gguf", QUANTS["Q4_K_M"])
+    rewrite_metadata(OUT / "base-Q4_K_M.gguf", OUT / "meta_rope_base-Q4_K_M.gguf",
+                     {"qwen3.rope.freq_base": (10000.0, gguf.GGUFValueType.FLOAT32)})
+    # the other metadata defects (no add_eos, mean pooling, <|im_end|> as EOS) are made by the
+    # tests with the same function: llama.cpp's numbers are not needed for them
+
+    for name in ("F16", "Q8_0", "Q4_K_M", "Q6_K"):
+        dump(OUT / f"base-{name}.gguf", SEEDS_TAPS, taps=True)
+        dump(OUT / f"base-{name}.gguf", SEEDS_OUT, taps=False)
+    for f in sorted(OUT.glob("defect_*.gguf")) + [OUT / "meta_rope_base-Q4_K_M.gguf"]:
+        dump(f, SEEDS_TAPS, taps=True)
+    from importlib.metadata import version
+    commit = subprocess.run(["git", "-C", str(a.llama_src), "log", "-1", "--format=%h %cs"],
+                            capture_output=True, text=True).stdout.strip() or "unknown"
+    (OUT / "VERSION").write_text(f"llama-cpp-python {version('llama-cpp-python')} (llama.cpp {commit}), "
+                                 f"gguf {version('gguf')}\n")
+
+
+if __name__ == "__main__":
+    main()
