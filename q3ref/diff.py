@@ -20,7 +20,7 @@ import numpy as np
 from . import model as M
 from .errors import Q3RefError
 from .formats.taps import Aligned, numeric_align, to_tap
-from .quant import fp16_headroom, simulation
+from .quant import fp16_headroom
 from .tokenizer import EOS_ID
 
 # Every stage whose weights are not quantized runs in fp32 in these exports; measured: <= 1.5e-7
@@ -114,7 +114,7 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
     # The expected computation: the fp32 reference, or the simulation of the graph's recipe.
     sim = g.simulation if quant == "auto" else None
     # offset: the first real token's column in the graph, which sets the lanes of its sums
-    weights, K = (simulation(model.weights, model.kernels, sim, kernels, offset=int(positions[0, 0])) if sim
+    weights, K = (g.simulate(model.weights, model.kernels, kernels, offset=int(positions[0, 0])) if sim
                   else (model.weights, model.kernels))
     expected = ref
     if sim:

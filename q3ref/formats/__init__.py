@@ -16,6 +16,7 @@ An Export (formats/<name>/__init__.py) has:
     tensor_name(key) -> str
     limits() -> {stage: rel L2}     local error allowed where its precision explains error
     simulation -> str | None        q3ref's simulation of its recipe (quant.SIMULATIONS), if any
+    simulate(weights, kernels, runtime, offset) -> (weights, kernel dict)   that simulation, for model.forward
     read_by(runtime) -> str         how the taps were read, for the report
     check_weights(weights, cfg) -> [row]         quantized weights vs q3ref's quantization
     bridge_checks(cfg) -> [(name, ok, figure, fix)]   what the file itself says about the bridge

@@ -10,6 +10,8 @@ type); the bridge normalizes (output_tap "pooled").
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..taps import config_problems
 from .align import align
 from .checks import metadata_checks
@@ -24,6 +26,7 @@ MAGIC = b"GGUF"
 LOCAL_LIMIT = {"F32": 1e-4, "F16": 5e-3, "BF16": 2e-2, "Q8_0": 3e-2, "Q6_K": 5e-2, "Q5_K": 0.1, "Q4_K": 0.2, "Q4_0": 0.25}
 QUANTIZED_STAGES = {"q", "k", "v", "o_proj", "gate", "up", "down"}
 FP16_STAGES = {"attn"}  # the F16 KV cache, q and probabilities rounded to fp16 inside the attention
+BLOCK_BYTES = {"F16": 2, "BF16": 2, "Q8_0": 34, "Q4_0": 18, "Q4_K": 144, "Q5_K": 176, "Q6_K": 210}  # one block (or value)
 BITS = ["F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K", "Q4_K", "Q4_0"]  # most to least precise
 
 
@@ -49,7 +52,16 @@ class Export:
         types = {t.tensor_type.name for t in self.file.reader.tensors if len(t.shape) > 1}
         self.weight_types = types
         self.precision = self.file.describe()["file_type"]
-        self.simulation = None
+        self.simulation = f"llama.cpp's {self.precision} (per tensor, from the file)"
+
+    def types(self):
+        """{checkpoint name: ggml type} of every tensor q3ref reads."""
+        return {name: self.file.type_of(name) for name in self.file.names}
+
+    def simulate(self, weights, kernels, runtime, offset=0):
+        from .sim import simulate
+
+        return simulate(weights, kernels, self.types())
 
     def replay(self, npz_path):
         """Diff against a recording of llama.cpp's runs instead of running it (runtime "recorded")."""
@@ -98,7 +110,21 @@ class Export:
         return None
 
     def check_weights(self, weights, cfg):
-        return []
+        """Each tensor's stored bytes against q3ref's quantization of the checkpoint's tensor to the
+        same type (quants.py): [{weight, type, blocks, differing_blocks, equal}]."""
+        from .quants import QUANTIZERS
+
+        rows = []
+        for name, t in self.types().items():
+            if t == "F32":
+                continue
+            mine = QUANTIZERS[t](weights[name])  # uint8 [rows, row bytes]
+            stored = self.file.raw(name).view(np.uint8).reshape(mine.shape)
+            block = BLOCK_BYTES[t]
+            differ = (mine.reshape(-1, block) != stored.reshape(-1, block)).any(axis=1)
+            rows.append({"weight": name, "type": t, "blocks": int(differ.size), "differing_blocks": int(differ.sum()),
+                         "equal": not differ.any()})
+        return rows
 
     def place(self, ids, padding, pad_id, truncate=False, length=None):
         from ...api import pad

@@ -82,6 +82,11 @@ class Export:
 
         return builtin_variant()
 
+    def simulate(self, weights, kernels, runtime, offset=0):
+        from ...quant import simulation
+
+        return simulation(weights, kernels, self.simulation, runtime, offset)
+
     def bridge_checks(self, cfg=None):
         return []  # the file says nothing about the bridge; check.py runs it instead
 

@@ -1,0 +1,129 @@
+"""ggml-cpu's float kernels as an AVX-512 build computes them, to the bit, in NumPy.
+
+llama-cpp-python builds llama.cpp for the CPU it is installed on (GGML_NATIVE), so on the
+AVX-512 machines q3ref runs on, these are the code paths (ggml/src/ggml-cpu):
+- F16 and Q8_0 matmuls with two or more rows go to llamafile's tinyBLAS (llamafile/sgemm.cpp):
+  F16: 16 fp32 lanes, lane t sums a[16l+t]*b[16l+t] over l with FMA (the product of two fp16
+  values is exact in fp32, so FMA = multiply then add), then _mm512_reduce_add_ps (GCC's tree:
+  8+8, 4+4, 2+2, 1+1). Q8_0: 8 lanes, lane t the exact integer sum of bytes 4t..4t+3 of a
+  block, acc = fma(d_w*d_x, sum, acc) block after block, then hsum(__m256) (4+4, 2+2, 1+1).
+- exp (softmax, SiLU): ggml_v_expf, a degree-5 polynomial after a ln2 range reduction, FMA.
+- softmax: per row, exp(x - max) 16 at a time, each group's sum by _mm512_reduce_add_ps added
+  to a double; then every value times (float)(1/sum).
+- RoPE: cosf and sinf from the C library (glibc's are within an ulp, not always the correctly
+  rounded value), and GCC contracts x0*cos - x1*sin into fma(x0, cos, -(x1*sin)) (and the
+  second line alike): on the committed dumps that matched every value; no contraction left 771
+  of 5632 values off, the other contraction 1227.
+Which build ran is recorded with the run (llama_print_system_info); gguf/sim.py falls back to its
+plain kernels when the build is not AVX-512 (each kernel here has its plain twin there).
+FMA in fp32 is emulated as float64 product (exact for these operands) plus float64 add, rounded
+once to fp32: one double rounding in ~2^29 cases can differ from the hardware.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+F32, F64 = np.float32, np.float64
+
+
+def fma(a, b, c):  # fp32 fused multiply-add
+    return (np.asarray(a, F64) * np.asarray(b, F64) + np.asarray(c, F64)).astype(F32)
+
+
+def reduce_add16(v):  # [..., 16] fp32 -> [...]: GCC's _mm512_reduce_add_ps
+    t = v[..., 8:] + v[..., :8]
+    t = t[..., 4:] + t[..., :4]
+    t = t[..., :2] + t[..., 2:]  # shuffle (2, 3, 0, 1): lanes 0, 1 meet 2, 3
+    return t[..., 0] + t[..., 1]
+
+
+def hsum8(v):  # [..., 8] fp32 -> [...]: tinyBLAS's hsum(__m256): hi + lo, movehl, movehdup
+    t = v[..., 4:] + v[..., :4]
+    t = t[..., :2] + t[..., 2:]
+    return t[..., 0] + t[..., 1]
+
+
+# ------------------------------------------------------------------ matmuls
+def matmul_f16(x, w):  # fp16-valued fp32 [N, K], [O, K] -> [N, O]: tinyBLAS<16, __m512>
+    N, K = x.shape
+    acc = np.zeros((N, w.shape[0], 16), F32)
+    for l in range(0, K, 16):
+        acc += x[:, None, l:l + 16] * w[None, :, l:l + 16]  # exact products, rounded sums
+    return reduce_add16(acc)
+
+
+def matmul_q8_0(xq, dx, wq, dw):
+    """Q8_0 x Q8_0 by tinyBLAS_Q0_AVX: integer-valued fp32 xq [N, K], wq [O, K], block scales
+    (fp16 values) dx [N, K/32], dw [O, K/32] -> [N, O]."""
+    N, K = xq.shape
+    O = wq.shape[0]
+    acc = np.zeros((N, O, 8), F32)
+    for b in range(K // 32):
+        xs = xq[:, 32 * b:32 * b + 32].reshape(N, 8, 4)
+        ws = wq[:, 32 * b:32 * b + 32].reshape(O, 8, 4)
+        s = np.einsum("nlk,olk->nol", xs, ws)  # [N, O, 8] exact integer lane sums
+        d = dw[None, :, b] * dx[:, None, b]  # [N, O] fp32 (exact: fp16 x fp16)
+        acc = fma(d[..., None], s, acc)
+    return hsum8(acc)
+
+
+# ------------------------------------------------------------------ RoPE
+def _libm():
+    import ctypes
+    import ctypes.util
+
+    lib = ctypes.CDLL(ctypes.util.find_library("m"))
+    for name in ("cosf", "sinf"):
+        getattr(lib, name).restype, getattr(lib, name).argtypes = ctypes.c_float, [ctypes.c_float]
+    return np.frompyfunc(lambda v: lib.cosf(v), 1, 1), np.frompyfunc(lambda v: lib.sinf(v), 1, 1)
+
+
+def cos_sin(angles):  # fp32 -> cosf, sinf (the C library's, value by value)
+    cosf, sinf = _libm()
+    flat = np.asarray(angles, F32).ravel().astype(float)
+    return (cosf(flat).astype(F32).reshape(np.shape(angles)), sinf(flat).astype(F32).reshape(np.shape(angles)))
+
+
+def rope(x, cos, sin):  # [N, Hx, Dh], cos/sin [N, Dh] (halves equal) -> [N, Hx, Dh]: rotate_pairs, NEOX
+    half = x.shape[-1] // 2
+    x0, x1 = x[..., :half], x[..., half:]
+    c, s = cos[:, None, :half], sin[:, None, :half]
+    return np.concatenate([fma(x0, c, -(x1 * s)), fma(x0, s, x1 * c)], axis=-1)
+
+
+# ------------------------------------------------------------------ exp, softmax, SiLU
+C = {k: F32(float.fromhex(v)) for k, v in dict(
+    log2e="0x1.715476p+0", ln2_hi="0x1.62e4p-1", ln2_lo="0x1.7f7d1cp-20", c5="0x1.0e4020p-7",
+    c4="0x1.573e2ep-5", c3="0x1.555e66p-3", c2="0x1.fffdb6p-2", c1="0x1.ffffecp-1").items()}
+SHIFTER = F32(float.fromhex("0x1.8p23"))
+
+
+def expf(x):  # fp32 -> fp32: ggml_v_expf (AVX-512)
+    x = np.asarray(x, F32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = fma(x, C["log2e"], SHIFTER)
+        n = z - SHIFTER
+        b = fma(-n, C["ln2_lo"], fma(-n, C["ln2_hi"], x))
+        u = b * b
+        j = fma(fma(fma(C["c5"], b, C["c4"]), u, fma(C["c3"], b, C["c2"])), u, fma(C["c1"], b, F32(1)))
+        res = np.ldexp(j, np.nan_to_num(n, posinf=0, neginf=0).astype(np.int32)).astype(F32)  # _mm512_scalef_ps
+        out = np.where(np.abs(n) > 192, np.where(n <= 0, F32(0), F32(np.inf)), res)
+    return np.where(np.isneginf(x), F32(0), out).astype(F32)
+
+
+def softmax(s):  # [..., K] fp32 (masked: -inf), K a multiple of 16 -> [..., K]
+    mx = s.max(axis=-1, keepdims=True)
+    mx = np.where(np.isfinite(mx), mx, F32(0))
+    e = expf(s - mx)
+    groups = reduce_add16(e.reshape(*e.shape[:-1], -1, 16)).astype(F64)  # [..., K/16]
+    total = np.zeros(groups.shape[:-1], F64)
+    for g in range(groups.shape[-1]):  # sum += (ggml_float)group, in order
+        total = total + groups[..., g]
+    inv = (1.0 / np.where(total > 0, total, 1.0)).astype(F32)
+    return e * inv[..., None]
+
+
+def silu_mul(gate, up):  # ggml_vec_swiglu_f32: x / (1 + expf(-x)) * g
+    gate = np.asarray(gate, F32)
+    return (gate / (F32(1) + expf(F32(0) - gate))) * np.asarray(up, F32)

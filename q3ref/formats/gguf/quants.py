@@ -1,0 +1,259 @@
+"""llama.cpp's quantizers, to the bit: what `llama-quantize` (no importance matrix) and
+convert_hf_to_gguf.py write for each tensor type, in NumPy.
+
+Source: ggml/src/ggml-quants.c, quantize_row_{q8_0,q4_0,q4_K,q5_K,q6_K}_ref and their helpers
+make_qkx2_quants (K-quants with a min: a search over 21 (Q4_K) or 16 (Q5_K) trial scales, each
+refined by weighted least squares) and make_qx_quants (Q6_K: 18 trial scales). That file is built
+without FMA or vector code (libggml-base is baseline x86-64), so each C statement is one fp32
+operation after another: here every sum runs element by element in fp32, vectorized over blocks.
+nearest_int (the 1.5*2^23 trick) rounds half to even, as np.rint; roundf (Q8_0) rounds half away.
+
+Each quantizer takes fp32 [rows, cols] and returns the stored bytes, uint8 [rows, row bytes], in
+ggml's block layout, so a file's tensor can be compared with them byte for byte.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...quant import bf16_round, round_half_away
+
+F32 = np.float32
+QK_K = 256
+GROUP_MAX_EPS = F32(1e-15)
+
+
+def fp16_bytes(x):  # fp32 [...] -> uint8 [..., 2]: GGML_FP32_TO_FP16, round to nearest even
+    return np.ascontiguousarray(np.asarray(x, F32).astype(np.float16)).view(np.uint8).reshape(*np.shape(x), 2)
+
+
+def fp16_value(x):  # fp32 -> fp32 on the fp16 grid (what the block stores, read back)
+    return np.asarray(x, F32).astype(np.float16).astype(F32)
+
+
+def blocks(w, size):  # [rows, cols] -> [rows * cols / size, size] fp32
+    w = np.ascontiguousarray(w, F32)
+    if w.shape[-1] % size:
+        raise ValueError(f"row width {w.shape[-1]} is not a multiple of the block size {size}")
+    return w.reshape(-1, size)
+
+
+def first_max_abs(x):  # [B, n] -> amax, the signed value where |x| first reaches it; [B] each
+    """The C loops keep the first element with the largest |x| (a strict > comparison)."""
+    at = np.argmax(np.abs(x), axis=1)
+    signed = x[np.arange(x.shape[0]), at]
+    return np.abs(signed), signed
+
+
+def safe_div(a, b):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b != 0, np.asarray(a, F32) / np.where(b != 0, b, F32(1)), F32(0)).astype(F32)
+
+
+# ------------------------------------------------------------------ float types
+def quantize_f16(w):
+    return np.ascontiguousarray(np.asarray(w, F32).astype(np.float16)).view(np.uint8)
+
+
+def quantize_bf16(w):
+    rounded, _ = bf16_round(w)
+    return np.ascontiguousarray((rounded.view(np.uint32) >> 16).astype(np.uint16)).view(np.uint8)
+
+
+# ------------------------------------------------------------------ 32-wide blocks
+def quantize_q8_0(w):  # block: d fp16, qs int8[32]
+    rows = np.shape(w)[0]
+    x = blocks(w, 32)
+    d = np.abs(x).max(axis=1) / F32(127)  # [B]
+    inv = safe_div(F32(1), d)
+    qs = round_half_away(x * inv[:, None]).astype(np.int8)  # roundf
+    out = np.concatenate([fp16_bytes(d), qs.view(np.uint8)], axis=1)  # [B, 34]
+    return out.reshape(rows, -1)
+
+
+def quantize_q4_0(w):  # block: d fp16, qs uint8[16] (low nibble j, high nibble j + 16)
+    rows = np.shape(w)[0]
+    x = blocks(w, 32)
+    _, signed = first_max_abs(x)
+    d = signed / F32(-8)
+    inv = safe_div(F32(1), d)
+    xi = np.minimum(15, np.trunc(x * inv[:, None] + F32(8.5)).astype(np.int8)).astype(np.uint8)  # (int8_t) truncates
+    qs = xi[:, :16] | (xi[:, 16:] << 4)
+    return np.concatenate([fp16_bytes(d), qs], axis=1).reshape(rows, -1)
+
+
+# ------------------------------------------------------------------ K-quants
+def make_qkx2_quants(x, weights, nmax, rmin, rdelta, nstep):
+    """x, weights [B, n] -> L uint8 [B, n], scale [B], the_min [B] (= -min >= 0). The search of
+    ggml-quants.c, one sub-block per row, each sum in the C loop's order."""
+    B, n = x.shape
+    mn, mx = x[:, 0].copy(), x[:, 0].copy()
+    sum_w = weights[:, 0].copy()
+    sum_x = sum_w * x[:, 0]
+    for i in range(1, n):
+        mn = np.where(x[:, i] < mn, x[:, i], mn)
+        mx = np.where(x[:, i] > mx, x[:, i], mx)
+        sum_w = sum_w + weights[:, i]
+        sum_x = sum_x + weights[:, i] * x[:, i]
+    mn = np.where(mn > 0, F32(0), mn)
+    flat = mx == mn
+    span = np.where(flat, F32(1), mx - mn)
+    iscale = F32(nmax) / span
+    scale = F32(1) / iscale
+
+    def levels(iscale):  # nearest_int(iscale * (x - min)) clamped to [0, nmax]
+        return np.clip(np.rint(iscale[:, None] * (x - mn[:, None])), 0, nmax).astype(F32)
+
+    def error(scale, mn_, L):
+        e = np.zeros(B, F32)
+        for i in range(n):
+            diff = scale * L[:, i] + mn_ - x[:, i]
+            e = e + weights[:, i] * (diff * diff)
+        return e
+
+    L = levels(iscale)
+    best = error(scale, mn, L)
+    for step in range(nstep + 1):
+        span = np.where(flat, F32(1), mx - mn)  # min moves with the best trial so far, and so does the span
+        iscale = (F32(rmin) + F32(rdelta) * F32(step) + F32(nmax)) / span
+        Laux = levels(iscale)
+        sum_l, sum_l2, sum_xl = (np.zeros(B, F32) for _ in range(3))
+        for i in range(n):
+            wl = weights[:, i] * Laux[:, i]
+            sum_l = sum_l + wl
+            sum_l2 = sum_l2 + wl * Laux[:, i]
+            sum_xl = sum_xl + wl * x[:, i]
+        D = sum_w * sum_l2 - sum_l * sum_l
+        ok = D > 0
+        Dsafe = np.where(ok, D, F32(1))
+        this_scale = (sum_w * sum_xl - sum_x * sum_l) / Dsafe
+        this_min = (sum_l2 * sum_x - sum_l * sum_xl) / Dsafe
+        positive = this_min > 0
+        this_scale = np.where(positive, sum_xl / np.where(sum_l2 != 0, sum_l2, F32(1)), this_scale)
+        this_min = np.where(positive, F32(0), this_min)
+        cur = error(this_scale, this_min, Laux)
+        better = ok & (cur < best)
+        L = np.where(better[:, None], Laux, L)
+        best = np.where(better, cur, best)
+        scale = np.where(better, this_scale, scale)
+        mn = np.where(better, this_min, mn)
+    L = np.where(flat[:, None], F32(0), L)
+    scale = np.where(flat, F32(0), scale)
+    return L.astype(np.uint8), scale.astype(F32), (-mn).astype(F32)
+
+
+def k_scales(x, nmax, rmin, rdelta, nstep):
+    """The shared front of Q4_K and Q5_K: per super-block [S, 256] -> L [S, 256], the 12 packed
+    scale bytes, d, dmin (fp32 on the fp16 grid) and their fp16 bytes."""
+    S = x.shape[0]
+    sub = x.reshape(S * 8, 32)
+    sum_x2 = np.zeros(S * 8, F32)
+    for i in range(32):
+        sum_x2 = sum_x2 + sub[:, i] * sub[:, i]
+    av_x = np.sqrt(sum_x2 / F32(32))
+    weights = av_x[:, None] + np.abs(sub)
+    L, scales, mins = make_qkx2_quants(sub, weights, nmax, rmin, rdelta, nstep)
+    scales, mins, L = scales.reshape(S, 8), mins.reshape(S, 8), L.reshape(S, QK_K)
+    max_scale = np.max(np.maximum(scales, 0), axis=1)  # the C loop starts from 0
+    max_min = np.max(np.maximum(mins, 0), axis=1)
+    inv_scale = np.where(max_scale > 0, F32(63) / np.where(max_scale > 0, max_scale, F32(1)), F32(0))
+    inv_min = np.where(max_min > 0, F32(63) / np.where(max_min > 0, max_min, F32(1)), F32(0))
+    ls = np.minimum(63, np.rint(inv_scale[:, None] * scales).astype(np.int64).astype(np.uint8))
+    lm = np.minimum(63, np.rint(inv_min[:, None] * mins).astype(np.int64).astype(np.uint8))
+    packed = np.zeros((S, 12), np.uint8)
+    packed[:, 0:4], packed[:, 4:8] = ls[:, :4], lm[:, :4]
+    packed[:, 8:12] = (ls[:, 4:] & 0xF) | ((lm[:, 4:] & 0xF) << 4)
+    packed[:, 0:4] |= (ls[:, 4:] >> 4) << 6
+    packed[:, 4:8] |= (lm[:, 4:] >> 4) << 6
+    dm_bytes = np.concatenate([fp16_bytes(max_scale / F32(63)), fp16_bytes(max_min / F32(63))], axis=1)
+    d = fp16_value(max_scale / F32(63))[:, None] * ls.astype(F32)  # [S, 8]
+    dm = fp16_value(max_min / F32(63))[:, None] * lm.astype(F32)
+    # requantize each element with the 6-bit scales (sub-blocks whose scale is 0 keep the search's L)
+    xs = x.reshape(S, 8, 32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.rint((xs + dm[..., None]) / d[..., None])
+    L = np.where(d[..., None] != 0, np.clip(q, 0, nmax), L.reshape(S, 8, 32)).astype(np.uint8).reshape(S, QK_K)
+    return L, packed, dm_bytes
+
+
+def quantize_q4_K(w):  # block: d, dmin fp16, scales[12], qs[128]
+    rows = np.shape(w)[0]
+    x = blocks(w, QK_K)
+    L, packed, dm_bytes = k_scales(x, 15, -1.0, 0.1, 20)
+    L = L.reshape(-1, 4, 2, 32)  # [S, 64-chunk, half, 32]
+    qs = (L[:, :, 0] | (L[:, :, 1] << 4)).reshape(-1, 128)
+    return np.concatenate([dm_bytes, packed, qs], axis=1).reshape(rows, -1)
+
+
+def quantize_q5_K(w):  # block: d, dmin fp16, scales[12], qh[32], qs[128]
+    rows = np.shape(w)[0]
+    x = blocks(w, QK_K)
+    L, packed, dm_bytes = k_scales(x, 31, -0.5, 0.1, 15)
+    L = L.reshape(-1, 4, 2, 32)  # [S, chunk n/64, half, 32]
+    high = (L >> 4) & 1
+    qh = np.zeros((L.shape[0], 32), np.uint8)
+    for chunk in range(4):
+        qh |= high[:, chunk, 0] << (2 * chunk)
+        qh |= high[:, chunk, 1] << (2 * chunk + 1)
+    low = L & 0xF
+    qs = (low[:, :, 0] | (low[:, :, 1] << 4)).reshape(-1, 128)
+    return np.concatenate([dm_bytes, packed, qh, qs], axis=1).reshape(rows, -1)
+
+
+def make_qx_quants(x, nmax):
+    """rmse_type 1 (weights x^2), as Q6_K calls it: x [B, n] -> L [B, n] in 0..2*nmax-1, scale [B]."""
+    B, n = x.shape
+    amax, signed = first_max_abs(x)
+    zero = amax < GROUP_MAX_EPS
+    safe_max = np.where(zero, F32(1), signed)
+
+    def trial(iscale):
+        l = np.clip(np.rint(iscale[:, None] * x), -nmax, nmax - 1).astype(F32)
+        sumlx, suml2 = np.zeros(B, F32), np.zeros(B, F32)
+        for i in range(n):
+            w = x[:, i] * x[:, i]
+            sumlx = sumlx + w * x[:, i] * l[:, i]
+            suml2 = suml2 + w * l[:, i] * l[:, i]
+        return l, sumlx, suml2
+
+    l, sumlx, suml2 = trial(F32(-nmax) / safe_max)
+    scale = np.where(suml2 != 0, sumlx / np.where(suml2 != 0, suml2, F32(1)), F32(0))
+    best = scale * sumlx
+    for step in [s for s in range(-9, 10) if s != 0]:
+        lt, sumlx, suml2 = trial(-(F32(nmax) + F32(0.1) * F32(step)) / safe_max)
+        better = (suml2 > 0) & (sumlx * sumlx > best * suml2)
+        l = np.where(better[:, None], lt, l)
+        scale = np.where(better, sumlx / np.where(suml2 != 0, suml2, F32(1)), scale)
+        best = np.where(better, scale * sumlx, best)
+    L = np.where(zero[:, None], F32(0), l + F32(nmax))  # an all-zero group: L = 0, scale 0
+    return L.astype(np.int64), np.where(zero, F32(0), scale).astype(F32)
+
+
+def quantize_q6_K(w):  # block: ql[128], qh[64], scales int8[16], d fp16
+    rows = np.shape(w)[0]
+    x = blocks(w, QK_K)
+    S = x.shape[0]
+    L, scales = make_qx_quants(x.reshape(S * 16, 16), 32)
+    L, scales = L.reshape(S, QK_K), scales.reshape(S, 16)
+    _, max_scale = first_max_abs(scales)
+    zero = np.abs(max_scale) < GROUP_MAX_EPS
+    iscale = F32(-128) / np.where(zero, F32(1), max_scale)
+    d16 = fp16_value(F32(1) / iscale)
+    sc = np.minimum(127, np.rint(iscale[:, None] * scales)).astype(np.int8)  # [S, 16]
+    d = d16[:, None] * sc.astype(F32)  # [S, 16]
+    xs = x.reshape(S, 16, 16)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.clip(np.rint(xs / d[..., None]), -32, 31) + 32
+    L = np.where(d[..., None] != 0, q, L.reshape(S, 16, 16)).astype(np.uint8).reshape(S, 2, 4, 32)  # [S, half, quarter, 32]
+    parts_ql, parts_qh = [], []
+    for h in range(2):  # each 128-value half: ql 64 bytes, qh 32 bytes
+        q1, q2, q3, q4 = (L[:, h, k] for k in range(4))
+        parts_ql += [(q1 & 0xF) | ((q3 & 0xF) << 4), (q2 & 0xF) | ((q4 & 0xF) << 4)]
+        parts_qh.append((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6))
+    out = np.concatenate(parts_ql + parts_qh + [sc.view(np.uint8), fp16_bytes(np.where(zero, F32(0), 1 / iscale))], axis=1)
+    out[zero] = 0
+    return out.reshape(rows, -1)
+
+
+QUANTIZERS = {"F16": quantize_f16, "BF16": quantize_bf16, "Q8_0": quantize_q8_0, "Q4_0": quantize_q4_0,
+              "Q4_K": quantize_q4_K, "Q5_K": quantize_q5_K, "Q6_K": quantize_q6_K}

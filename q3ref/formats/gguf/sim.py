@@ -1,0 +1,196 @@
+"""What llama.cpp's CPU backend computes for a GGUF, as model.forward kernels.
+
+Weights: each tensor quantized by quants.py to the file's own type for it (a Q4_K_M file mixes
+Q4_K and Q6_K), then dequantized. Activations: before each matmul the activation rows are
+converted to the weight type's vec_dot_type (ggml-cpu's type_traits), and that rounding is most
+of what the runtime adds:
+    F16 -> F16, BF16 -> BF16            round to nearest even
+    Q8_0, Q4_0 -> Q8_0                  per 32 values: q = rint(x * 127/amax), d = fp16(amax/127)
+                                        (the AVX path; the reference path's roundf differs on ties)
+    K-quants -> Q8_K                    per 256 values: iscale = -127/max (max: the signed value of
+                                        largest |x|), q = min(127, rint(iscale * x)), d = 1/iscale
+The block products are exact integers in ggml; here the dequantized activation times the
+dequantized weight, summed in fp32 by BLAS (another order, ~1 ulp). Attention with flash
+attention off: q converted to fp16 for K (the F16 cache), scores * scale in fp32, softmax in fp32
+with a float64 sum, the probabilities converted to fp16 for V. RMSNorm: sum of squares in
+float64, scale = 1/sqrtf(mean + eps) in fp32, x * scale, then * w (two roundings). RoPE: the
+angle multiplied by theta_scale = base^(-2/Dh) pair after pair, in fp32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...quant import bf16_round, to_fp16
+from .quants import QK_K, QUANTIZERS, first_max_abs
+
+F32 = np.float32
+VEC_DOT = {"F32": "F32", "F16": "F16", "BF16": "BF16", "Q8_0": "Q8_0", "Q4_0": "Q8_0",
+           "Q4_K": "Q8_K", "Q5_K": "Q8_K", "Q6_K": "Q8_K"}
+
+
+def dequantized(w, ggml_type):  # fp32 [out, in] -> fp32 [out, in] as the file would hold it
+    import gguf
+
+    if ggml_type == "F32":
+        return np.asarray(w, F32)
+    raw = QUANTIZERS[ggml_type](w)
+    return gguf.quants.dequantize(raw, gguf.GGMLQuantizationType[ggml_type]).astype(F32).reshape(np.shape(w))
+
+
+# ------------------------------------------------------------------ activations
+def act_q8_0(x):  # [N, K] -> [N, K] fp32: the Q8_0 row, dequantized
+    b = np.asarray(x, F32).reshape(-1, 32)
+    amax = np.abs(b).max(axis=1)
+    d = amax / F32(127)
+    inv = np.where(amax != 0, F32(127) / np.where(amax != 0, amax, F32(1)), F32(0))
+    q = np.rint(b * inv[:, None])
+    return (q * to_fp16(d)[:, None]).reshape(np.shape(x)).astype(F32)
+
+
+def act_q8_k(x):  # [N, K] -> [N, K] fp32: the Q8_K row, dequantized
+    b = np.asarray(x, F32).reshape(-1, QK_K)
+    amax, signed = first_max_abs(b)
+    iscale = np.where(amax != 0, F32(-127) / np.where(amax != 0, signed, F32(1)), F32(0))
+    q = np.minimum(127, np.rint(iscale[:, None] * b))
+    d = np.where(amax != 0, F32(1) / np.where(iscale != 0, iscale, F32(1)), F32(0))
+    return (q * d[:, None]).reshape(np.shape(x)).astype(F32)
+
+
+ACTIVATION = {"F32": lambda x: np.asarray(x, F32), "F16": to_fp16, "BF16": lambda x: bf16_round(x)[0],
+              "Q8_0": act_q8_0, "Q8_K": act_q8_k}
+
+
+# ------------------------------------------------------------------ float ops
+def rms_norm_ggml(x, w, eps):  # [N, C] -> [N, C]
+    x = np.asarray(x, F32)
+    sq = (x * x).astype(np.float64)  # each square rounded in fp32, then summed in double
+    mean = (sq.sum(axis=1) / x.shape[1]).astype(F32)
+    scale = F32(1) / np.sqrt(mean + F32(eps))
+    return (x * scale[:, None]) * np.asarray(w, F32)  # RMS_NORM, then the MUL by the weight
+
+
+def rope_tables_ggml(pos, head_dim, theta, dtype=np.float32):  # [N] -> cos, sin [N, Dh]
+    theta_scale = F32(np.power(F32(theta), F32(-2.0) / F32(head_dim), dtype=F32))  # powf
+    angles = np.empty((len(pos), head_dim // 2), F32)
+    a = np.asarray(pos, F32)
+    for i in range(head_dim // 2):
+        angles[:, i] = a
+        a = a * theta_scale
+    from .ggml_cpu import cos_sin
+
+    cos, sin = cos_sin(angles)  # the C library's cosf, sinf
+    return np.concatenate([cos, cos], axis=1).astype(dtype), np.concatenate([sin, sin], axis=1).astype(dtype)
+
+
+def attention_ggml(q, k, v, mask):  # [B, T, H, Dh], [B, T, Hkv, Dh] x2, [B, T] -> [B, T, H, Dh]
+    B, T, H, Dh = q.shape
+    rep = H // k.shape[2]
+    out = np.zeros_like(q)
+    causal = np.tril(np.ones((T, T), dtype=bool))
+    scale = F32(1.0 / np.sqrt(F32(Dh)))  # llama.cpp: 1.0f/sqrtf(float(n_embd_head))
+    for b in range(B):
+        visible = causal & mask[b][None, :] & mask[b][:, None]  # [T, T]
+        q16 = to_fp16(q[b]).transpose(1, 0, 2)  # [H, T, Dh]: q converted for the F16 cache's dot
+        k16 = np.repeat(to_fp16(k[b]), rep, axis=1).transpose(1, 2, 0)  # [H, Dh, T]
+        v16 = np.repeat(to_fp16(v[b]), rep, axis=1).transpose(1, 0, 2)  # [H, T, Dh]
+        s = (q16 @ k16) * scale  # [H, T, T]
+        s = np.where(visible, s, -np.inf)
+        mx = s.max(axis=-1, keepdims=True)
+        mx = np.where(np.isfinite(mx), mx, 0)
+        e = np.exp(s - mx)  # [H, T, T]
+        total = e.astype(np.float64).sum(axis=-1, keepdims=True)
+        p = e * (1.0 / np.where(total > 0, total, 1)).astype(F32)  # ggml_vec_scale_f32(1/sum)
+        out[b] = (to_fp16(p) @ v16).transpose(1, 0, 2)  # probabilities converted for V's dot
+    return out
+
+
+# ------------------------------------------------------------------ the simulation
+class SimulatedWeights:
+    """The checkpoint's tensors as the GGUF holds them (quantized by quants.py to the file's type
+    for each, dequantized); the type of each handed-out array is kept for the linear kernel."""
+
+    def __init__(self, weights, types: dict):
+        self.inner, self.types = weights, types
+        self.dtype, self.resident = weights.dtype, weights.resident
+        self.kind = {}  # id(array handed out) -> ggml type
+        self._held = {}
+
+    def __getitem__(self, name):
+        t = self.types.get(name, "F32")
+        if t == "F32":
+            return self.inner[name]
+        if name not in self._held:
+            arr = dequantized(self.inner[name], t)
+            self._held[name] = arr
+            self.kind[id(arr)] = t
+        return self._held[name]
+
+    def embed_rows(self, ids):  # rows quantize independently: only the looked-up ones are
+        return dequantized(self.inner.embed_rows(ids), self.types["embed_tokens.weight"]).astype(self.dtype)
+
+
+def q8_0_parts(raw, shape):  # stored Q8_0 bytes -> integer-valued q [out, in], d [out, in/32] (fp16 values)
+    blocks = raw.reshape(-1, 34)
+    d = np.ascontiguousarray(blocks[:, :2]).view(np.float16).astype(F32).reshape(shape[0], -1)
+    q = blocks[:, 2:].view(np.int8).astype(F32).reshape(shape)
+    return q, d
+
+
+def act_q8_0_parts(x):  # [N, K] -> integer-valued q [N, K], d [N, K/32]: quantize_row_q8_0 (AVX)
+    b = np.asarray(x, F32).reshape(-1, 32)
+    amax = np.abs(b).max(axis=1)
+    inv = np.where(amax != 0, F32(127) / np.where(amax != 0, amax, F32(1)), F32(0))
+    q = np.rint(b * inv[:, None])
+    return q.reshape(np.shape(x)), to_fp16(amax / F32(127)).reshape(np.shape(x)[0], -1)
+
+
+def attention_ggml_exact(q, k, v, mask):  # [B, T, H, Dh], [B, T, Hkv, Dh] x2, [B, T] -> [B, T, H, Dh]
+    """attention_ggml with ggml-cpu's own kernels (ggml_cpu.py): the products by tinyBLAS F16,
+    the softmax with ggml_v_expf and its sums; the key axis padded to 16 with masked slots."""
+    from . import ggml_cpu
+
+    B, T, H, Dh = q.shape
+    rep = H // k.shape[2]
+    Kp = -(-T // 16) * 16  # the KV cache's length in 16-lane groups; empty slots are masked
+    out = np.zeros_like(q)
+    causal = np.tril(np.ones((T, T), dtype=bool))
+    scale = F32(1.0 / np.sqrt(F32(Dh)))
+    for b in range(B):
+        visible = np.zeros((T, Kp), bool)
+        visible[:, :T] = causal & mask[b][None, :] & mask[b][:, None]
+        for h in range(H):
+            g = h // rep
+            q16, k16 = to_fp16(q[b, :, h]), to_fp16(k[b, :, g])  # [T, Dh] each
+            s = ggml_cpu.matmul_f16(q16, k16) * scale  # [T, T]
+            s = np.where(visible, np.pad(s, ((0, 0), (0, Kp - T))), -np.inf).astype(F32)
+            p = to_fp16(ggml_cpu.softmax(s))  # [T, Kp]
+            vt = np.pad(to_fp16(v[b, :, g]).T, ((0, 0), (0, Kp - T)))  # [Dh, Kp]
+            out[b, :, h] = ggml_cpu.matmul_f16(p, vt)
+    return out
+
+
+def simulate(weights, kernels, types):
+    """(weights, kernel dict) for model.forward that compute as llama.cpp's CPU backend does on
+    a GGUF whose tensors have `types` {checkpoint name: ggml type}."""
+    from ...kernels import KERNELS, rope_numpy
+
+    from . import ggml_cpu
+
+    sim = SimulatedWeights(weights, types)
+    parts = {}
+
+    def linear(x, w):  # [N, in], [out, in] -> [N, out]
+        t = sim.kind.get(id(w), "F32")
+        if x.shape[0] >= 2 and t == "F16":  # tinyBLAS (one row goes to ggml's vec_dot: not emulated)
+            return ggml_cpu.matmul_f16(to_fp16(x), w)
+        if x.shape[0] >= 2 and t == "Q8_0":
+            if id(w) not in parts:
+                parts[id(w)] = q8_0_parts(QUANTIZERS["Q8_0"](w), w.shape)
+            return ggml_cpu.matmul_q8_0(*act_q8_0_parts(x), *parts[id(w)])
+        act = ACTIVATION[VEC_DOT[t]]
+        return act(x) @ w.T
+
+    K = dict(KERNELS[kernels], linear=linear, rms_norm=rms_norm_ggml, attention=attention_ggml_exact,
+             rope=ggml_cpu.rope, rope_tables=rope_tables_ggml, silu_mul=ggml_cpu.silu_mul)
+    return sim, K
