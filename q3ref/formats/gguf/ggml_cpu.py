@@ -127,3 +127,63 @@ def softmax(s):  # [..., K] fp32 (masked: -inf), K a multiple of 16 -> [..., K]
 def silu_mul(gate, up):  # ggml_vec_swiglu_f32: x / (1 + expf(-x)) * g
     gate = np.asarray(gate, F32)
     return (gate / (F32(1) + expf(F32(0) - gate))) * np.asarray(up, F32)
+
+
+# ------------------------------------------------------------------ K-quant dot products (vec_dot, AVX2 code)
+def q6_K_parts(raw, shape):
+    """Stored Q6_K bytes [O, bytes] -> unsigned levels L [O, K] (0..63, value = L - 32), sub-block
+    scales [O, K/16] (int8), super-block d [O, K/256] (fp16 values)."""
+    O, K = shape
+    b = raw.reshape(O, K // 256, 210)
+    ql, qh, sc = b[..., :128].astype(np.int64), b[..., 128:192].astype(np.int64), b[..., 192:208].view(np.int8)
+    d = np.ascontiguousarray(b[..., 208:210]).view(np.float16)[..., 0].astype(F32)
+    L = np.empty((O, K // 256, 2, 4, 32), np.int64)  # [O, S, 128-chunk, quarter, 32]
+    for j in range(2):
+        lo, hi, h = ql[..., 64 * j:64 * j + 32], ql[..., 64 * j + 32:64 * j + 64], qh[..., 32 * j:32 * j + 32]
+        L[:, :, j, 0] = (lo & 0xF) | ((h & 3) << 4)
+        L[:, :, j, 1] = (hi & 0xF) | (((h >> 2) & 3) << 4)
+        L[:, :, j, 2] = (lo >> 4) | (((h >> 4) & 3) << 4)
+        L[:, :, j, 3] = (hi >> 4) | (((h >> 6) & 3) << 4)
+    return L.reshape(O, K), sc.reshape(O, K // 16).astype(np.int64), d
+
+
+def matmul_q6_K(xq, xd, L, sc, wd):
+    """ggml_vec_dot_q6_K_q8_K (AVX2), one dot per output: Q8_K activations (integer-valued xq
+    [N, K], d [N, K/256]) with Q6_K weights (q6_K_parts). Per super-block, 8 int32 lanes: lane m
+    takes bytes 4m..4m+3 of each 32-byte vector, scaled by their sub-block's scale, minus
+    32 * scale * bsum of sub-blocks 2m, 2m+1; then acc = fma(d_x * d_w, float(lane), acc)."""
+    N, K = xq.shape
+    O = L.shape[0]
+    acc = np.zeros((N, O, 8), F32)
+    for i in range(K // 256):
+        blk = slice(256 * i, 256 * i + 256)
+        scale = np.repeat(sc[:, 16 * i:16 * i + 16], 16, axis=1)  # [O, 256] per element
+        w = (scale * L[:, blk]).astype(F64).reshape(O, 2, 4, 8, 4)  # [O, chunk, vector, lane, byte]
+        x = xq[:, blk].astype(F64).reshape(N, 2, 4, 8, 4)
+        s1 = np.einsum("njvme,ojvme->nom", x, w)
+        bsums = xq[:, blk].astype(F64).reshape(N, 16, 16).sum(axis=2)  # [N, 16] exact
+        s2 = 32 * np.einsum("nmk,omk->nom", bsums.reshape(N, 8, 2), sc[:, 16 * i:16 * i + 16].astype(F64).reshape(O, 8, 2))
+        sumi = (s1 - s2).astype(F32)  # _mm256_cvtepi32_ps
+        d = xd[:, i][:, None] * wd[None, :, i]  # y.d * fp16(x.d), fp32
+        acc = fma(d[..., None], sumi, acc)
+    return hsum8(acc)
+
+
+def matmul_tiled(xq, xd, w_scaled, wd, w_mins=None, wdmin=None):
+    """The tiled K-quant matmul (ggml-cpu/tiled, AVX-512 VNNI), which takes K-quant x Q8_K products
+    of 8 or more rows. Per 256-wide slab, exact integers: s1 = sum of scale * level * q8 (levels
+    unsigned, Q6_K's bias of 32 taken off exactly), s2 = sum of min * bsum; then
+    r = float(s1) * d_w, r = fnmadd(dmin_w, float(s2), r), out = fma(r, d_x, out), slab after slab.
+    xq [N, K] integer-valued, xd [N, K/256]; w_scaled [O, K] = scale * level per element (integers),
+    wd [O, K/256]; w_mins [O, K] = the sub-block min per element / 32 ... as min * (x sum) per element."""
+    N, K = xq.shape
+    out = np.zeros((N, w_scaled.shape[0]), F32)
+    for i in range(K // 256):
+        blk = slice(256 * i, 256 * i + 256)
+        x = xq[:, blk].astype(F64)
+        r = (x @ w_scaled[:, blk].astype(F64).T).astype(F32) * wd[None, :, i]  # exact sums, then one rounding each
+        if w_mins is not None:
+            s2 = (x @ w_mins[:, blk].astype(F64).T).astype(F32)
+            r = fma(-wdmin[None, :, i], s2, r)
+        out = fma(r, xd[:, i][:, None], out)
+    return out

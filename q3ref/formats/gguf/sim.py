@@ -29,13 +29,14 @@ VEC_DOT = {"F32": "F32", "F16": "F16", "BF16": "BF16", "Q8_0": "Q8_0", "Q4_0": "
            "Q4_K": "Q8_K", "Q5_K": "Q8_K", "Q6_K": "Q8_K"}
 
 
-def dequantized(w, ggml_type):  # fp32 [out, in] -> fp32 [out, in] as the file would hold it
+def dequantize(raw, ggml_type, shape):  # stored bytes -> fp32 values
     import gguf
 
-    if ggml_type == "F32":
-        return np.asarray(w, F32)
-    raw = QUANTIZERS[ggml_type](w)
-    return gguf.quants.dequantize(raw, gguf.GGMLQuantizationType[ggml_type]).astype(F32).reshape(np.shape(w))
+    return gguf.quants.dequantize(raw, gguf.GGMLQuantizationType[ggml_type]).astype(F32).reshape(shape)
+
+
+def dequantized(w, ggml_type):  # fp32 [out, in] -> fp32 [out, in] as the file would hold it
+    return np.asarray(w, F32) if ggml_type == "F32" else dequantize(QUANTIZERS[ggml_type](w), ggml_type, np.shape(w))
 
 
 # ------------------------------------------------------------------ activations
@@ -113,7 +114,7 @@ class SimulatedWeights:
     def __init__(self, weights, types: dict):
         self.inner, self.types = weights, types
         self.dtype, self.resident = weights.dtype, weights.resident
-        self.kind = {}  # id(array handed out) -> ggml type
+        self.stored = {}  # id(array handed out) -> (ggml type, stored bytes): what the kernels read
         self._held = {}
 
     def __getitem__(self, name):
@@ -121,10 +122,15 @@ class SimulatedWeights:
         if t == "F32":
             return self.inner[name]
         if name not in self._held:
-            arr = dequantized(self.inner[name], t)
+            w = self.inner[name]
+            raw = QUANTIZERS[t](w)
+            arr = dequantize(raw, t, w.shape)
             self._held[name] = arr
-            self.kind[id(arr)] = t
+            self.stored[id(arr)] = (t, raw)
         return self._held[name]
+
+    def kind(self, w):
+        return self.stored.get(id(w), ("F32", None))[0]
 
     def embed_rows(self, ids):  # rows quantize independently: only the looked-up ones are
         return dequantized(self.inner.embed_rows(ids), self.types["embed_tokens.weight"]).astype(self.dtype)
@@ -143,6 +149,15 @@ def act_q8_0_parts(x):  # [N, K] -> integer-valued q [N, K], d [N, K/32]: quanti
     inv = np.where(amax != 0, F32(127) / np.where(amax != 0, amax, F32(1)), F32(0))
     q = np.rint(b * inv[:, None])
     return q.reshape(np.shape(x)), to_fp16(amax / F32(127)).reshape(np.shape(x)[0], -1)
+
+
+def act_q8_K_parts(x):  # [N, K] -> integer-valued q [N, K], d [N, K/256]: quantize_row_q8_K
+    b = np.asarray(x, F32).reshape(-1, QK_K)
+    amax, signed = first_max_abs(b)
+    iscale = np.where(amax != 0, F32(-127) / np.where(amax != 0, signed, F32(1)), F32(0))
+    q = np.minimum(127, np.rint(iscale[:, None] * b))
+    d = np.where(amax != 0, F32(1) / np.where(iscale != 0, iscale, F32(1)), F32(0))
+    return q.reshape(np.shape(x)), d.reshape(np.shape(x)[0], -1)
 
 
 def attention_ggml_exact(q, k, v, mask):  # [B, T, H, Dh], [B, T, Hkv, Dh] x2, [B, T] -> [B, T, H, Dh]
@@ -180,14 +195,22 @@ def simulate(weights, kernels, types):
     sim = SimulatedWeights(weights, types)
     parts = {}
 
+    def unpacked(w, unpack):  # a weight's stored bytes, unpacked once
+        if id(w) not in parts:
+            parts[id(w)] = unpack(sim.stored[id(w)][1], w.shape)
+        return parts[id(w)]
+
     def linear(x, w):  # [N, in], [out, in] -> [N, out]
-        t = sim.kind.get(id(w), "F32")
+        t = sim.kind(w)
         if x.shape[0] >= 2 and t == "F16":  # tinyBLAS (one row goes to ggml's vec_dot: not emulated)
             return ggml_cpu.matmul_f16(to_fp16(x), w)
         if x.shape[0] >= 2 and t == "Q8_0":
-            if id(w) not in parts:
-                parts[id(w)] = q8_0_parts(QUANTIZERS["Q8_0"](w), w.shape)
-            return ggml_cpu.matmul_q8_0(*act_q8_0_parts(x), *parts[id(w)])
+            return ggml_cpu.matmul_q8_0(*act_q8_0_parts(x), *unpacked(w, q8_0_parts))
+        if t == "Q6_K":
+            L, sc, wd = unpacked(w, ggml_cpu.q6_K_parts)
+            if x.shape[0] >= 8:  # ggml-cpu's tiled K-quant matmul; fewer rows go to vec_dot
+                return ggml_cpu.matmul_tiled(*act_q8_K_parts(x), np.repeat(sc, 16, axis=1) * (L - 32), wd)
+            return ggml_cpu.matmul_q6_K(*act_q8_K_parts(x), L, sc, wd)
         act = ACTIVATION[VEC_DOT[t]]
         return act(x) @ w.T
 
