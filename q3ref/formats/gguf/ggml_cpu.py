@@ -187,3 +187,58 @@ def matmul_tiled(xq, xd, w_scaled, wd, w_mins=None, wdmin=None):
             r = fma(-wdmin[None, :, i], s2, r)
         out = fma(r, xd[:, i][:, None], out)
     return out
+
+
+def k4_scales_mins(packed):  # [..., 12] uint8 -> scales, mins [..., 8]: get_scale_min_k4
+    q = packed.astype(np.int64)
+    sc, mn = np.empty(q.shape[:-1] + (8,), np.int64), np.empty(q.shape[:-1] + (8,), np.int64)
+    sc[..., :4], mn[..., :4] = q[..., 0:4] & 63, q[..., 4:8] & 63
+    sc[..., 4:] = (q[..., 8:12] & 0xF) | ((q[..., 0:4] >> 6) << 4)
+    mn[..., 4:] = (q[..., 8:12] >> 4) | ((q[..., 4:8] >> 6) << 4)
+    return sc, mn
+
+
+def q45_K_parts(raw, shape, bits):
+    """Stored Q4_K / Q5_K bytes -> per element scale*level and min [O, K] (integers), d and dmin
+    [O, K/256] (fp16 values)."""
+    O, K = shape
+    size = 144 if bits == 4 else 176
+    b = raw.reshape(O, K // 256, size)
+    d = np.ascontiguousarray(b[..., 0:2]).view(np.float16)[..., 0].astype(F32)
+    dmin = np.ascontiguousarray(b[..., 2:4]).view(np.float16)[..., 0].astype(F32)
+    sc, mn = k4_scales_mins(b[..., 4:16])  # [O, S, 8]
+    qs = b[..., -128:].astype(np.int64).reshape(O, K // 256, 4, 32)  # 64-value chunks: low nibble, then high
+    L = np.stack([qs & 0xF, qs >> 4], axis=3)  # [O, S, 4, 2, 32]
+    if bits == 5:
+        qh = b[..., 16:48].astype(np.int64)  # [O, S, 32]
+        for chunk in range(4):
+            for half in range(2):
+                L[:, :, chunk, half] |= ((qh >> (2 * chunk + half)) & 1) << 4
+    L = L.reshape(O, K // 256, 8, 32)
+    scaled = (sc[..., None] * L).reshape(O, K)
+    mins = np.repeat(mn, 32, axis=2).reshape(O, K)
+    return scaled, mins, d, dmin
+
+
+def matmul_q4_K_repack(xq, xd, scaled, mins, wd, wdmin):
+    """ggml_gemm/gemv_q4_K_8x8_q8_K (AVX-512BW): the repacked Q4_K path x86 takes when the rows
+    come in multiples of 8. Per pair of sub-blocks (64 values), exact integers iacc = sum of
+    scale*level*q8 and iacc_min = sum of min*bsum; acc = fma(float(iacc), d_w*d_x, acc), the same
+    for the mins with dmin_w*d_x, pair after pair; out = acc - acc_min. The rows past the last
+    multiple of 4 go to the gemv kernel, which sums a whole super-block before its fma."""
+    N, K = xq.shape
+    n4 = N - N % 4
+
+    def run(rows, width):
+        acc = np.zeros((rows.stop - rows.start, scaled.shape[0]), F32)
+        acc_min = np.zeros_like(acc)
+        for p in range(K // width):
+            blk, i = slice(width * p, width * p + width), width * p // 256
+            x = xq[rows, blk].astype(F64)
+            iacc = (x @ scaled[:, blk].astype(F64).T).astype(F32)
+            imin = (x @ mins[:, blk].astype(F64).T).astype(F32)
+            acc = fma(iacc, wd[None, :, i] * xd[rows, i][:, None], acc)
+            acc_min = fma(imin, wdmin[None, :, i] * xd[rows, i][:, None], acc_min)
+        return acc - acc_min
+
+    return np.concatenate([run(slice(0, n4), 64), run(slice(n4, N), 256)], axis=0)

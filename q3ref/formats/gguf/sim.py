@@ -160,6 +160,22 @@ def act_q8_K_parts(x):  # [N, K] -> integer-valued q [N, K], d [N, K/256]: quant
     return q.reshape(np.shape(x)), d.reshape(np.shape(x)[0], -1)
 
 
+def act_q8_K_x4_parts(x):
+    """The repack path's activations: rows in groups of four by ggml_quantize_mat_q8_K_4x8 (AVX2),
+    the rest by quantize_row_q8_K. The 4x8 kernel takes iscale = -127/amax when +amax occurs in the
+    block and +127/amax otherwise; the reference takes the sign of the first largest |x|: they
+    differ only when both +amax and -amax occur and -amax comes first."""
+    q, d = act_q8_K_parts(x)
+    n4 = x.shape[0] - x.shape[0] % 4
+    b = np.asarray(x[:n4], F32).reshape(-1, QK_K)
+    amax = np.abs(b).max(axis=1)
+    positive = (b == amax[:, None]).any(axis=1)
+    iscale = np.where(amax != 0, np.where(positive, F32(-127), F32(127)) / np.where(amax != 0, amax, F32(1)), F32(0))
+    q[:n4] = np.rint(iscale[:, None] * b).reshape(n4, -1)
+    d[:n4] = np.where(amax != 0, F32(1) / np.where(iscale != 0, iscale, F32(1)), F32(0)).reshape(n4, -1)
+    return q, d
+
+
 def attention_ggml_exact(q, k, v, mask):  # [B, T, H, Dh], [B, T, Hkv, Dh] x2, [B, T] -> [B, T, H, Dh]
     """attention_ggml with ggml-cpu's own kernels (ggml_cpu.py): the products by tinyBLAS F16,
     the softmax with ggml_v_expf and its sums; the key axis padded to 16 with masked slots."""
@@ -211,6 +227,13 @@ def simulate(weights, kernels, types):
             if x.shape[0] >= 8:  # ggml-cpu's tiled K-quant matmul; fewer rows go to vec_dot
                 return ggml_cpu.matmul_tiled(*act_q8_K_parts(x), np.repeat(sc, 16, axis=1) * (L - 32), wd)
             return ggml_cpu.matmul_q6_K(*act_q8_K_parts(x), L, sc, wd)
+        if t == "Q4_K" and w.shape[0] % 8 == 0:  # repacked 8 columns at a time (CPU_REPACK buffer)
+            scaled, mins, wd, wdmin = unpacked(w, lambda raw, shape: ggml_cpu.q45_K_parts(raw, shape, 4))
+            return ggml_cpu.matmul_q4_K_repack(*act_q8_K_x4_parts(x), scaled, mins, wd, wdmin)
+        if t in ("Q4_K", "Q5_K") and x.shape[0] >= 8:
+            bits = int(t[1])
+            scaled, mins, wd, wdmin = unpacked(w, lambda raw, shape: ggml_cpu.q45_K_parts(raw, shape, bits))
+            return ggml_cpu.matmul_tiled(*act_q8_K_parts(x), scaled, wd, mins, wdmin)
         act = ACTIVATION[VEC_DOT[t]]
         return act(x) @ w.T
 
