@@ -74,11 +74,15 @@ class Model:
         self.quant, self.runtime = quant, runtime
         if quant == "none":
             self.compute = (self.weights, kernels)
+        elif runtime == "llama.cpp":  # a GGUF recipe on llama.cpp's CPU backend (formats/gguf/sim.py)
+            from .formats.gguf.sim import simulate, types_for
+
+            self.compute = simulate(self.weights, kernels, types_for(quant, self.cfg))
         elif quant in SIMULATIONS and runtime in ("xnnpack", "builtin"):
             self.compute = simulation(self.weights, kernels, quant, runtime)
         else:
-            raise Q3RefError(f"--quant must be none or one of {', '.join(SIMULATIONS)} and --runtime xnnpack or "
-                             f"builtin, got {quant!r}, {runtime!r}")
+            raise Q3RefError(f"--quant must be none or one of {', '.join(SIMULATIONS)} with --runtime xnnpack or "
+                             f"builtin (or a GGUF type with --runtime llama.cpp), got {quant!r}, {runtime!r}")
         tok = find_tokenizer_file(self.path) if self.path.is_dir() else None
         self.tokenizer, self.tokenizer_problem = None, f"{self.path} has no tokenizer.json"
         if tok:  # a tokenizer that is not Qwen3's leaves the model usable with token ids

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import Q3RefError
+from .formats.gguf.sim import GGUF_TYPES
 from .quant import SIMULATIONS
 
 
@@ -42,10 +43,12 @@ def add_model_args(p, kernels_flag="--kernels", quant=True):
     p.add_argument("--streaming", action="store_true",
                    help="upcast each layer's weights only while it runs (4B/8B in a few GB)")
     if quant:
-        p.add_argument("--quant", dest="sim_quant", choices=["none", *SIMULATIONS], default="none",
-                       help="compute as a LiteRT graph of that recipe would (simulation)")
-        p.add_argument("--runtime", choices=["xnnpack", "builtin"], default="xnnpack",
-                       help="whose run-time int8 activation quantization to simulate")
+        p.add_argument("--quant", dest="sim_quant", default="none", metavar="RECIPE",
+                       help=f"compute as an export of that recipe would (simulation): LiteRT {', '.join(SIMULATIONS)}; "
+                            f"GGUF (--runtime llama.cpp) {', '.join(GGUF_TYPES)} for every matrix, or a .gguf "
+                            "file whose per-tensor types to take")
+        p.add_argument("--runtime", choices=["xnnpack", "builtin", "llama.cpp"], default="xnnpack",
+                       help="whose run-time arithmetic to simulate (llama.cpp: its CPU backend, AVX-512 build)")
 
 
 def add_input_args(p, many):

@@ -147,18 +147,25 @@ def ids_for(seed, vocab=KEEP):
     return np.append(rng.integers(0, vocab, n - 1), KEEP)  # ends in <|endoftext|>, as the bridge appends it
 
 
+SHORT = {"short1": [KEEP], "short3": [17, 400, KEEP]}  # one row and three: llama.cpp's other kernels
+
+
 def dump(path, seeds, taps):
     from q3ref.formats.gguf.llama import run_llama
 
     arrays = {}
     for s in seeds:
-        ids = ids_for(s)
+        ids = np.array(SHORT[s]) if s in SHORT else ids_for(s)
         nodes, pooled = run_llama(path, ids, capture=taps)
         arrays[f"{s}/ids"] = ids
         arrays[f"{s}/pooled"] = pooled
         for key, value in nodes.items():
             if not key.split(":", 1)[1].startswith(UNSAVED):
                 arrays[f"{s}/{key}"] = value
+    from q3ref.formats.gguf.llama import system_info
+    from q3ref.formats.gguf.run import cpu_name
+
+    arrays["system_info"], arrays["cpu"] = np.array(system_info()), np.array(cpu_name())  # which kernels ran
     kind = "taps" if taps else "out"
     dst = OUT / f"{kind}_{Path(path).stem}.npz"
     np.savez_compressed(dst, **arrays)
@@ -195,8 +202,10 @@ def main():
     # tests with the same function: llama.cpp's numbers are not needed for them
 
     for name in ("F16", "Q8_0", "Q4_K_M", "Q6_K"):
-        dump(OUT / f"base-{name}.gguf", SEEDS_TAPS, taps=True)
+        dump(OUT / f"base-{name}.gguf", (*SEEDS_TAPS, *SHORT), taps=True)
         dump(OUT / f"base-{name}.gguf", SEEDS_OUT, taps=False)
+    for name in ("BF16", "Q5_K_M", "Q4_0"):
+        dump(OUT / f"base-{name}.gguf", SEEDS_TAPS, taps=True)
     for f in sorted(OUT.glob("defect_*.gguf")) + [OUT / "meta_rope_base-Q4_K_M.gguf"]:
         dump(f, SEEDS_TAPS, taps=True)
     from importlib.metadata import version

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import q3ref
-from conftest import FIXTURES
+from conftest import FIXTURES, TINY
 from gguf_files import rewrite_metadata
 from q3ref.diff import diff
 from q3ref.errors import Q3RefError
@@ -27,10 +27,10 @@ def model():
     return q3ref.Model(CKPT)
 
 
-def replayed(name):
+def replayed(name, run="0"):
     g = open_export(GGUF / f"{name}.gguf")
     g.replay(GGUF / f"taps_{name}.npz")
-    return g, np.load(GGUF / f"taps_{name}.npz")["0/ids"]
+    return g, np.load(GGUF / f"taps_{name}.npz")[f"{run}/ids"]
 
 
 def cli(*args):
@@ -156,3 +156,108 @@ def test_an_unhandled_tensor_type_is_named_with_the_supported_list(tmp_path):
     w.write_tensors_to_file()
     w.close()
     one_line_exit_2(cli("inspect", tmp_path / "q41.gguf"), "tensor type Q4_1 is not handled by q3ref (it handles F32")
+
+
+# ------------------------------------------------------------------ weights: byte for byte
+@pytest.mark.parametrize("name", ["base-F16", "base-BF16", "base-Q8_0", "base-Q4_0", "base-Q4_K_M", "base-Q5_K_M", "base-Q6_K"])
+def test_every_quantized_tensor_is_byte_identical_to_q3refs_quantization(model, name):
+    rows = open_export(GGUF / f"{name}.gguf").check_weights(model.weights, model.cfg)
+    assert len(rows) == 15 and all(r["equal"] for r in rows), [r for r in rows if not r["equal"]]
+    assert {r["type"] for r in rows} == {"F16": {"F16"}, "BF16": {"BF16"}, "Q8_0": {"Q8_0"}, "Q4_0": {"Q4_0", "Q6_K"},
+                                         "Q4_K_M": {"Q4_K", "Q6_K"}, "Q5_K_M": {"Q5_K", "Q6_K"},
+                                         "Q6_K": {"Q6_K"}}[name.removeprefix("base-")]
+
+
+def test_check_weights_names_the_tensors_a_file_swapped(model):
+    rows = open_export(GGUF / "defect_gate_up_swap_1-Q4_K_M.gguf").check_weights(model.weights, model.cfg)
+    assert sorted(r["weight"] for r in rows if not r["equal"]) == ["layers.1.mlp.gate_proj.weight", "layers.1.mlp.up_proj.weight"]
+
+
+def test_quantizers_handle_all_zero_and_constant_blocks():
+    from q3ref.formats.gguf.quants import QUANTIZERS
+
+    w = np.zeros((2, 256), np.float32)
+    w[1] = 0.25
+    for t, quantize in QUANTIZERS.items():
+        import gguf
+
+        back = gguf.quants.dequantize(quantize(w), gguf.GGMLQuantizationType[t]).reshape(w.shape)
+        assert np.isfinite(back).all() and np.abs(back - w).max() <= 0.25 * 2 ** -5, t
+
+
+# ------------------------------------------------------------------ the simulation against llama.cpp
+EXACT = ["base-F16", "base-Q8_0", "base-Q6_K", "base-Q5_K_M", "base-Q4_K_M"]
+
+
+@pytest.mark.parametrize("name, run", [(n, "0") for n in EXACT] + [
+    (n, r) for n in ("base-F16", "base-Q8_0", "base-Q6_K", "base-Q4_K_M") for r in ("short1", "short3")])
+def test_simulation_is_llama_cpps_arithmetic_on_the_recorded_build(model, name, run):
+    """Recorded on an AVX-512 VNNI build (the recording says which): every tap of the simulation
+    equals llama.cpp's to the bit, given the same inputs (local 0) and end to end (global 0),
+    for 1, 3 and 8+ tokens (each takes other kernels: vec_dot, gemv, tinyBLAS, tiled)."""
+    g, ids = replayed(name, run)
+    r = diff(model, g, ids, quant="auto")
+    assert r["runtime_kernels"]["emulated"], r["runtime_kernels"]
+    assert r["first_divergence"] is None
+    assert max(t["local_rel_l2"] for t in r["taps"]) == 0.0
+    assert max(t["sim_rel_l2"] for t in r["taps"]) == 0.0 and r["output"]["sim_rel_l2"] == 0.0
+    assert r["output"]["rel_l2"] > 0  # while the fp32 reference is off by the quantization
+
+
+@pytest.mark.parametrize("name", ["base-BF16", "base-Q4_0"])
+def test_types_not_emulated_say_so_and_stay_close(model, name):
+    g, ids = replayed(name)
+    r = diff(model, g, ids, quant="auto")
+    assert not r["runtime_kernels"]["emulated"] and any("approximate" in n for n in r["notes"]), r["notes"]
+    assert r["output"]["sim_rel_l2"] < 0.5 * r["output"]["rel_l2"]
+
+
+@pytest.mark.parametrize("name", ["Q8_0", "Q6_K", "Q4_K_M", "F16"])
+def test_sixteen_inputs_output_distance_to_the_simulation_is_under_a_tenth(model, name):
+    from q3ref import model as M
+    from q3ref.diff import metrics
+    from q3ref.formats.gguf.sim import simulate
+
+    g = open_export(GGUF / f"base-{name}.gguf")
+    z = np.load(GGUF / f"out_base-{name}.npz")
+    W, K = simulate(model.weights, model.kernels, g.types(), exact=True)
+    ratios = []
+    for run in sorted({k.split("/")[0] for k in z.files if "/" in k}):
+        ids = z[f"{run}/ids"][None]
+        ones = np.ones_like(ids, bool)
+        got = M.normalize(z[f"{run}/pooled"][None])[0]
+        ref = M.embed(model.weights, model.cfg, ids, ones, None, model.kernels)[0]
+        sim = M.embed(W, model.cfg, ids, ones, None, K)[0]
+        ratios.append(metrics(got, sim)["rel_l2"] / metrics(got, ref)["rel_l2"])
+    assert len(ratios) == 16 and np.median(ratios) <= 0.1 and max(ratios) <= 0.1, ratios
+
+
+def test_an_unemulated_build_gets_the_plain_kernels():
+    from q3ref.formats.gguf.sim import build_features, emulated
+
+    avx2 = "CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | LLAMAFILE = 1 | REPACK = 1 |"
+    assert build_features(avx2)["AVX2"] and not build_features(avx2).get("AVX512")
+    ops = emulated(avx2, {"Q8_0"})
+    assert ops["AVX2"] and not ops["AVX512"] and not all(ops.values())
+    g, ids = replayed("base-Q8_0")
+    g.run(*g.place(list(ids), "right", 0), runtime="recorded")
+    g.build = avx2
+    assert g.runtime_note("recorded", True)["emulated"] is False
+
+
+def test_quant_flag_simulates_a_gguf_recipe_for_embed(model):
+    """--runtime llama.cpp --quant FILE.gguf: q3ref's own embedding of the checkpoint equals what
+    llama.cpp returned for that file (recorded), to the bit; a type name applies to every matrix."""
+    z = np.load(GGUF / "out_base-Q4_K_M.npz")
+    sim = q3ref.Model(CKPT, quant=str(GGUF / "base-Q4_K_M.gguf"), runtime="llama.cpp")
+    from q3ref import model as M
+
+    for run in ("100", "107"):
+        got = sim.encode_ids([z[f"{run}/ids"]])[0]
+        assert np.array_equal(got, M.normalize(z[f"{run}/pooled"][None])[0])
+    r = cli("embed", "--ids", "5,6,997", "--weights", CKPT, "--quant", "Q6_K", "--runtime", "llama.cpp")
+    assert r.returncode == 0, r.stderr
+    one_line_exit_2(cli("embed", "--ids", "5,997", "--weights", TINY, "--quant", "Q4_K",
+                        "--runtime", "llama.cpp"), "not a multiple of 256")
+    one_line_exit_2(cli("embed", "--ids", "5,997", "--weights", CKPT, "--quant", "Q3_K", "--runtime", "llama.cpp"),
+                    "takes one of F16")

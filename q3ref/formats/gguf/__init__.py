@@ -49,6 +49,7 @@ class Export:
         self.path = self.file.path
         self.runtimes = ("llama.cpp",)
         self.recording = None
+        self.build = self.cpu = None  # the llama.cpp build and CPU of the last run
         types = {t.tensor_type.name for t in self.file.reader.tensors if len(t.shape) > 1}
         self.weight_types = types
         self.precision = self.file.describe()["file_type"]
@@ -61,7 +62,8 @@ class Export:
     def simulate(self, weights, kernels, runtime, offset=0):
         from .sim import simulate
 
-        return simulate(weights, kernels, self.types())
+        note = self.runtime_note(runtime, True)
+        return simulate(weights, kernels, self.types(), exact=bool(note and note["emulated"]))
 
     def replay(self, npz_path):
         """Diff against a recording of llama.cpp's runs instead of running it (runtime "recorded")."""
@@ -87,9 +89,8 @@ class Export:
 
     def run(self, input_ids, mask, tensors=(), runtime="llama.cpp"):
         ids = input_ids[0][mask[0]]
-        if runtime == "recorded":
-            return run_recorded(self.recording, ids)
-        return run_live(self.path, ids)
+        taps, self.build, self.cpu = run_recorded(self.recording, ids) if runtime == "recorded" else run_live(self.path, ids)
+        return taps
 
     def tensor_name(self, key):
         return key
@@ -107,7 +108,15 @@ class Export:
                 "copied out by its eval callback (llama-cpp-python, 1 thread, flash attention off)"))
 
     def runtime_note(self, runtime, simulated):
-        return None
+        """Whether the simulation is ggml-cpu's own arithmetic for the build that ran (known after
+        run()): {runtime, cpu, ops: {feature or type: emulated}, emulated}."""
+        from .sim import emulated
+
+        if not simulated or self.build is None:
+            return None
+        ops = emulated(self.build, {t for t in self.types().values()})
+        return {"variant": "ggml-cpu", "runtime": f"llama.cpp ({self.build})", "cpu": self.cpu,
+                "ops": ops, "emulated": all(ops.values())}
 
     def check_weights(self, weights, cfg):
         """Each tensor's stored bytes against q3ref's quantization of the checkpoint's tensor to the

@@ -44,3 +44,9 @@ def node_key(indexed_key: str) -> str:
     """"12:Qcur-0:ROPE" -> "Qcur-0:ROPE"; "32:node_32:MUL_MAT:blk.0.attn_output.weight" -> "MUL_MAT:blk.0.attn_output.weight"."""
     _, name, op, *src = indexed_key.split(":")
     return f"{op}:{src[0]}" if op == "MUL_MAT" and src else f"{name}:{op}"
+
+
+def per_head(key: str) -> bool:
+    """Nodes laid out [T, H, Dh] in ggml (after the reshape to heads, before the merge)."""
+    name, op = key.rsplit(":", 1) if key.count(":") == 1 else (key, "")
+    return op == "ROPE" or name.startswith(("Qcur_normed-", "Kcur_normed-"))

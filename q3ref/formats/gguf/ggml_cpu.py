@@ -53,8 +53,25 @@ def matmul_f16(x, w):  # fp16-valued fp32 [N, K], [O, K] -> [N, O]: tinyBLAS<16,
     return reduce_add16(acc)
 
 
+def matmul_f16_vec_dot(x, w):  # fp16-valued fp32 [N, K], [O, K] -> [N, O]: ggml_vec_dot_f16 (AVX-512)
+    """The one-row product (llamafile takes two rows or more): 4 accumulators of 16 lanes over
+    64-value steps, reduced 0+2, 1+3, then 0+1, then _mm512_reduce_add_ps into a double; the
+    values past the last full step are added to that double one by one."""
+    N, K = x.shape
+    full = K - K % 64
+    acc = np.zeros((N, w.shape[0], 4, 16), F32)
+    for l in range(0, full, 64):
+        acc += x[:, None, l:l + 64].reshape(N, 1, 4, 16) * w[None, :, l:l + 64].reshape(1, -1, 4, 16)
+    pair = acc[:, :, :2] + acc[:, :, 2:]
+    total = reduce_add16(pair[:, :, 0] + pair[:, :, 1]).astype(F64)
+    for l in range(full, K):
+        total = total + (x[:, None, l] * w[None, :, l]).astype(F64)
+    return total.astype(F32)
+
+
 def matmul_q8_0(xq, dx, wq, dw):
-    """Q8_0 x Q8_0 by tinyBLAS_Q0_AVX: integer-valued fp32 xq [N, K], wq [O, K], block scales
+    """Q8_0 x Q8_0 by tinyBLAS_Q0_AVX (ggml_vec_dot_q8_0_q8_0, for one row, sums the same way):
+    integer-valued fp32 xq [N, K], wq [O, K], block scales
     (fp16 values) dx [N, K/32], dw [O, K/32] -> [N, O]."""
     N, K = xq.shape
     O = wq.shape[0]

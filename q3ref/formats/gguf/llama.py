@@ -52,6 +52,25 @@ def op_desc():
     return lib.ggml_op_desc
 
 
+_LOG = []  # the C callback must outlive the call that installs it
+
+
+def quiet():
+    """llama.cpp logs every load to stderr; q3ref's report is the output."""
+    import llama_cpp
+
+    if not _LOG:
+        _LOG.append(llama_cpp.llama_log_callback(lambda level, text, data: None))
+        llama_cpp.llama_log_set(_LOG[0], ctypes.c_void_p())
+
+
+def system_info() -> str:
+    """The build's feature line (llama_print_system_info): the kernels ggml-cpu compiled in."""
+    import llama_cpp
+
+    return llama_cpp.llama_print_system_info().decode().strip()
+
+
 def run_llama(path, ids, capture=True, threads=1, pooling=POOLING_UNSPECIFIED):
     """ids [T] -> ({node key: [..] float32}, pooled [D]). pooling: the file's own unless given."""
     try:
@@ -76,6 +95,7 @@ def run_llama(path, ids, capture=True, threads=1, pooling=POOLING_UNSPECIFIED):
         return True
 
     cb = llama_cpp.ggml_backend_sched_eval_callback(callback)
+    quiet()
     llama_cpp.llama_backend_init()
     mparams = llama_cpp.llama_model_default_params()
     model = llama_cpp.llama_model_load_from_file(str(path).encode(), mparams)

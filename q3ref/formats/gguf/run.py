@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import Q3RefError
-from .align import node_key
+from .align import node_key, per_head
 
 POOLED = "result_embd_pooled:GET_ROWS"
 
@@ -19,18 +19,27 @@ def as_taps(nodes: dict, pooled) -> dict[str, np.ndarray]:
     for k, v in nodes.items():
         key = node_key(k)
         if key not in out:
-            v = np.asarray(v, np.float32)
-            while v.ndim > 2 and v.shape[0] == 1:  # ggml's unit outer dims
-                v = v[0]
+            v = np.asarray(v, np.float32)[0]  # ggml's ne3 = 1: [ne2, ne1, ne0]
+            if not per_head(key):
+                v = v[0]  # a 2-D node: [T, D] (ne2 = 1); per-head nodes are [T, H, Dh], even at T = 1
             out[key] = v[None]  # [1, T, ...]
     out[POOLED] = np.asarray(pooled, np.float32)[None]  # [1, D]
     return out
 
 
-def run_live(path, ids):
-    from .llama import run_llama
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown CPU")
+    except OSError:
+        return "unknown CPU"
 
-    return as_taps(*run_llama(path, ids))
+
+def run_live(path, ids):
+    """-> ({node key: [1, T, ...]}, the build's feature line, this CPU's name)."""
+    from .llama import run_llama, system_info
+
+    return as_taps(*run_llama(path, ids)), system_info(), cpu_name()
 
 
 def recorded_runs(npz_path):
@@ -40,7 +49,7 @@ def recorded_runs(npz_path):
     except (OSError, ValueError) as e:
         raise Q3RefError(f"{npz_path}: not a recording of llama.cpp runs ({e})") from None
     runs = {}
-    for run in sorted({k.split("/", 1)[0] for k in z.files}):
+    for run in sorted({k.split("/", 1)[0] for k in z.files if "/" in k}):
         if f"{run}/ids" not in z.files:
             raise Q3RefError(f"{npz_path}: run {run} has no ids")
         nodes = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith(run + "/") and k.count(":")}
@@ -49,9 +58,13 @@ def recorded_runs(npz_path):
 
 
 def run_recorded(npz_path, ids):
+    """-> like run_live, from the recording (which carries the build and CPU it was made on)."""
     runs = recorded_runs(npz_path)
     key = tuple(int(i) for i in ids)
     if key not in runs:
         raise Q3RefError(f"{npz_path} holds no run of these ids; it has runs of {len(runs)} inputs, "
                          f"e.g. --ids {','.join(map(str, next(iter(runs))))}")
-    return as_taps(*runs[key])
+    z = np.load(npz_path)
+    info = str(z["system_info"]) if "system_info" in z.files else ""
+    cpu = str(z["cpu"]) if "cpu" in z.files else "unknown CPU"
+    return as_taps(*runs[key]), info, cpu

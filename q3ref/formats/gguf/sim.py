@@ -167,6 +167,8 @@ def act_q8_K_x4_parts(x):
     differ only when both +amax and -amax occur and -amax comes first."""
     q, d = act_q8_K_parts(x)
     n4 = x.shape[0] - x.shape[0] % 4
+    if n4 == 0:
+        return q, d
     b = np.asarray(x[:n4], F32).reshape(-1, QK_K)
     amax = np.abs(b).max(axis=1)
     positive = (b == amax[:, None]).any(axis=1)
@@ -187,28 +189,92 @@ def attention_ggml_exact(q, k, v, mask):  # [B, T, H, Dh], [B, T, Hkv, Dh] x2, [
     out = np.zeros_like(q)
     causal = np.tril(np.ones((T, T), dtype=bool))
     scale = F32(1.0 / np.sqrt(F32(Dh)))
+    product = ggml_cpu.matmul_f16 if T >= 2 else ggml_cpu.matmul_f16_vec_dot  # as for the projections
     for b in range(B):
         visible = np.zeros((T, Kp), bool)
         visible[:, :T] = causal & mask[b][None, :] & mask[b][:, None]
         for h in range(H):
             g = h // rep
             q16, k16 = to_fp16(q[b, :, h]), to_fp16(k[b, :, g])  # [T, Dh] each
-            s = ggml_cpu.matmul_f16(q16, k16) * scale  # [T, T]
+            s = product(q16, k16) * scale  # [T, T]
             s = np.where(visible, np.pad(s, ((0, 0), (0, Kp - T))), -np.inf).astype(F32)
             p = to_fp16(ggml_cpu.softmax(s))  # [T, Kp]
             vt = np.pad(to_fp16(v[b, :, g]).T, ((0, 0), (0, Kp - T)))  # [Dh, Kp]
-            out[b, :, h] = ggml_cpu.matmul_f16(p, vt)
+            out[b, :, h] = product(p, vt)
     return out
 
 
-def simulate(weights, kernels, types):
+GGUF_TYPES = ("F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K")
+
+
+def types_for(quant, cfg) -> dict:
+    """--quant for --runtime llama.cpp: a ggml type for every matrix (norms stay F32, as
+    convert_hf_to_gguf writes them), or the per-tensor types of a .gguf file."""
+    from ...errors import Q3RefError
+    from ...weights import expected_shapes
+
+    shapes = expected_shapes(cfg)
+    if str(quant).endswith(".gguf"):
+        from .file import GGUFFile
+
+        f = GGUFFile(quant)
+        missing = [n for n in shapes if n not in f.names]
+        if missing:
+            raise Q3RefError(f"{quant}: no tensor for {missing[0]}; its types cannot stand for this checkpoint's")
+        return {n: f.type_of(n) for n in shapes}
+    if quant not in GGUF_TYPES:
+        raise Q3RefError(f"--quant with --runtime llama.cpp takes one of {', '.join(GGUF_TYPES)} or a .gguf file, "
+                         f"not {quant!r}")
+    block = 256 if quant.endswith("_K") else 32 if quant.startswith("Q") else 1
+    narrow = [n for n, s in shapes.items() if len(s) == 2 and s[1] % block]
+    if narrow:
+        raise Q3RefError(f"--quant {quant}: {narrow[0]} has rows of {shapes[narrow[0]][1]} values, "
+                         f"not a multiple of {block} (llama-quantize would fall back to another type)")
+    return {n: quant if len(s) == 2 else "F32" for n, s in shapes.items()}
+
+
+# The build ggml_cpu.py emulates: these features on in llama_print_system_info's line.
+EMULATED_BUILD = ("AVX2", "FMA", "F16C", "AVX512", "AVX512_VNNI", "LLAMAFILE", "REPACK")
+EXACT_TYPES = ("F32", "F16", "Q8_0", "Q4_K", "Q5_K", "Q6_K")  # BF16 (AVX512_BF16 dot) and Q4_0 (repack): not yet
+
+
+def build_features(info: str) -> dict:
+    """"CPU : AVX2 = 1 | FMA = 1 | ..." -> {feature: on}"""
+    out = {}
+    for part in info.split("|"):
+        if "=" in part:
+            name, _, value = part.rpartition("=")
+            out[name.split(":")[-1].strip()] = value.strip() == "1"
+    return out
+
+
+EMULATED_OFF = ("AMX_INT8",)  # ggml's AMX kernels would take the quantized matmuls instead
+
+
+def emulated(info: str, types) -> dict:
+    """Whether ggml_cpu.py computes what this build computes, feature by feature and type by type."""
+    features = build_features(info)
+    ops = {f: features.get(f, False) for f in EMULATED_BUILD}
+    ops.update({f"no {f}": not features.get(f, False) for f in EMULATED_OFF})
+    ops.update({f"{t} matmul": t in EXACT_TYPES for t in sorted(set(types))})
+    return ops
+
+
+def simulate(weights, kernels, types, exact=True):
     """(weights, kernel dict) for model.forward that compute as llama.cpp's CPU backend does on
-    a GGUF whose tensors have `types` {checkpoint name: ggml type}."""
+    a GGUF whose tensors have `types` {checkpoint name: ggml type}. exact: ggml-cpu's own kernels
+    (ggml_cpu.py, an AVX-512 build); else the plain twins here (BLAS sums, np.exp), which round
+    where the runtime rounds but sum in another order."""
     from ...kernels import KERNELS, rope_numpy
 
     from . import ggml_cpu
 
     sim = SimulatedWeights(weights, types)
+    if not exact:
+        def plain(x, w):  # [N, in], [out, in] -> [N, out]
+            return ACTIVATION[VEC_DOT[sim.kind(w)]](x) @ w.T
+        return sim, dict(KERNELS[kernels], linear=plain, rms_norm=rms_norm_ggml, attention=attention_ggml,
+                         rope=rope_numpy, rope_tables=rope_tables_ggml)
     parts = {}
 
     def unpacked(w, unpack):  # a weight's stored bytes, unpacked once
@@ -218,9 +284,9 @@ def simulate(weights, kernels, types):
 
     def linear(x, w):  # [N, in], [out, in] -> [N, out]
         t = sim.kind(w)
-        if x.shape[0] >= 2 and t == "F16":  # tinyBLAS (one row goes to ggml's vec_dot: not emulated)
-            return ggml_cpu.matmul_f16(to_fp16(x), w)
-        if x.shape[0] >= 2 and t == "Q8_0":
+        if t == "F16":  # tinyBLAS for two rows or more, ggml's vec_dot for one
+            return (ggml_cpu.matmul_f16 if x.shape[0] >= 2 else ggml_cpu.matmul_f16_vec_dot)(to_fp16(x), w)
+        if t == "Q8_0":
             return ggml_cpu.matmul_q8_0(*act_q8_0_parts(x), *unpacked(w, q8_0_parts))
         if t == "Q6_K":
             L, sc, wd = unpacked(w, ggml_cpu.q6_K_parts)
