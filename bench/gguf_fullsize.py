@@ -1,0 +1,144 @@
+"""Full-size GGUF: the diff's time and peak RSS next to llama.cpp's own embedding time, one run.
+
+    python -m q3ref make-checkpoint --preset 0.6b --seed 0 --out weights/random-0.6b
+    PYTHON=/path/to/ref/python   # torch, transformers, gguf, llama-cpp-python
+    $PYTHON bench/gguf_fullsize.py weights/random-0.6b --llama-src DIR [--tokens 32] [--types F16,Q8_0,Q4_K_M]
+
+Converts the random 0.6B checkpoint with llama.cpp's convert_hf_to_gguf.py (the real Qwen3
+tokenizer, last-token pooling) and quantizes it with llama.cpp's quantizer into weights/ (git-ignored).
+Then, per type: llama.cpp embeds the same random ids (llama-cpp-python, 2 threads, defaults),
+and `q3ref diff --kernels llama.cpp` runs in a child process (llama.cpp's nodes copied out, one
+thread, flash attention off; q3ref's reference and simulation) whose wall time and peak RSS are
+measured. Prints a table and appends it to bench/RESULTS.md.
+"""
+
+import argparse
+import datetime
+import gzip
+import json
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from export_gguf import QUANTS, convert, quantize  # noqa: E402
+
+TOKENIZER = ROOT / "tests/fixtures/qwen3-tokenizer"
+
+
+def conversion_dir(ckpt: Path, work: Path) -> Path:
+    """The checkpoint as convert_hf_to_gguf.py wants it: the weights linked, the real tokenizer
+    (with the Qwen3-Embedding post-processor that appends <|endoftext|>), last-token pooling."""
+    from make_bundled_checkpoint import embedding_tokenizer_json
+
+    d = work / "hf"
+    d.mkdir(parents=True, exist_ok=True)
+    for f in ckpt.glob("*.safetensors*"):
+        (d / f.name).unlink(missing_ok=True)
+        (d / f.name).symlink_to(f.resolve())
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg.update(architectures=["Qwen3Model"], model_type="qwen3")
+    (d / "config.json").write_text(json.dumps(cfg))
+    (d / "tokenizer.json").write_bytes(embedding_tokenizer_json())
+    shutil.copy(TOKENIZER / "tokenizer_config.json", d / "tokenizer_config.json")
+    (d / "modules.json").write_text(json.dumps([{"idx": 1, "name": "1", "path": "1_Pooling",
+                                                 "type": "sentence_transformers.models.Pooling"}]))
+    (d / "1_Pooling").mkdir(exist_ok=True)
+    (d / "1_Pooling/config.json").write_text(json.dumps({"pooling_mode_lasttoken": True}))
+    return d
+
+
+def llama_embed_seconds(path, ids, threads=2, repeats=3):
+    import llama_cpp
+
+    llm = llama_cpp.Llama(str(path), embedding=True, n_ctx=max(64, len(ids)), n_batch=len(ids), n_ubatch=len(ids),
+                          n_threads=threads, n_threads_batch=threads, pooling_type=3, verbose=False)
+    llm.embed([int(i) for i in ids])  # warm
+    best = min(timed(lambda: llm.embed([int(i) for i in ids])) for _ in range(repeats))
+    llm.close()
+    return best
+
+
+def timed(f):
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
+def diff_in_child(gguf, ckpt, ids, quant):
+    """Wall seconds, peak RSS (GB) and the report of one `q3ref diff` in its own process."""
+    out = Path(str(gguf) + f".{quant}.report.json")
+    cmd = [sys.executable, "-m", "q3ref", "diff", str(gguf), "--weights", str(ckpt), "--kernels", "llama.cpp",
+           "--quant", quant, "--ids", ",".join(map(str, ids)), "--json", str(out)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    seconds = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if r.returncode not in (0, 1):
+        sys.exit(f"diff failed: {r.stderr[-2000:]}")
+    return seconds, max(rss, before) / 2**20, json.loads(out.read_text())
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("weights", type=Path)
+    p.add_argument("--llama-src", required=True, type=Path)
+    p.add_argument("--tokens", type=int, default=32)
+    p.add_argument("--types", default="F16,Q8_0,Q4_K_M")
+    p.add_argument("--work", type=Path, default=ROOT / "weights/gguf-0.6b")
+    a = p.parse_args()
+    a.work.mkdir(parents=True, exist_ok=True)
+    hf = conversion_dir(a.weights, a.work)
+    files = {}
+    for t in a.types.split(","):
+        files[t] = a.work / f"random-0.6b-{t}.gguf"
+        if files[t].exists():
+            continue
+        if t in ("F16", "BF16", "F32"):
+            convert(a.llama_src, hf, files[t], t.lower())
+        else:
+            f32 = a.work / "random-0.6b-F32.gguf"
+            if not f32.exists():
+                convert(a.llama_src, hf, f32, "f32")
+            quantize(f32, files[t], QUANTS[t])
+    ids = np.append(np.random.default_rng(0).integers(0, 151643, a.tokens - 1), 151643)
+    rows = []
+    for t, f in files.items():
+        llama_s = llama_embed_seconds(f, ids)
+        row = {"type": t, "size_gb": f.stat().st_size / 2**30, "llama_s": llama_s}
+        for quant in ("auto", "none"):
+            s, rss, rep = diff_in_child(f, a.weights, ids, quant)
+            row[quant] = (s, rss, rep)
+        rows.append(row)
+        print(t, {k: (v if not isinstance(v, tuple) else v[:2]) for k, v in row.items()}, flush=True)
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    lines = [f"\n## GGUF full size: random 0.6B, {a.tokens} tokens ({datetime.date.today()})\n",
+             f"{cpu}, {platform.machine()}; llama-cpp-python's llama.cpp. llama.cpp embed: 2 threads, its defaults, "
+             "best of 3. diff: one `q3ref diff --kernels llama.cpp` process (llama.cpp's graph run once more with "
+             "every node copied out, 1 thread, flash attention off; q3ref's clean and teacher-forced runs), "
+             "wall time and peak RSS of that process.\n",
+             "| file | size | llama.cpp embed | diff --quant auto (exact simulation) | peak RSS | diff --quant none | peak RSS | output rel L2 to sim / to fp32 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        (sa, ra, rep), (sn, rn, _) = r["auto"], r["none"]
+        out = rep["output"]
+        lines.append(f"| {r['type']} | {r['size_gb']:.2f} GB | {r['llama_s']:.2f} s | {sa:.1f} s | {ra:.2f} GB | "
+                     f"{sn:.1f} s | {rn:.2f} GB | {out.get('sim_rel_l2', float('nan')):.2g} / {out['rel_l2']:.2g} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(ROOT / "bench/RESULTS.md", "a") as fh:
+        fh.write(text)
+
+
+if __name__ == "__main__":
+    main()
