@@ -17,7 +17,6 @@ import datetime
 import gzip
 import json
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -58,13 +57,32 @@ def conversion_dir(ckpt: Path, work: Path) -> Path:
 
 
 def llama_embed_seconds(path, ids, threads=2, repeats=3):
+    """llama.cpp's own time for one embedding of `ids` (its default settings, `threads` threads):
+    the best of `repeats` decodes, the KV cache cleared between them."""
     import llama_cpp
 
-    llm = llama_cpp.Llama(str(path), embedding=True, n_ctx=max(64, len(ids)), n_batch=len(ids), n_ubatch=len(ids),
-                          n_threads=threads, n_threads_batch=threads, pooling_type=3, verbose=False)
-    llm.embed([int(i) for i in ids])  # warm
-    best = min(timed(lambda: llm.embed([int(i) for i in ids])) for _ in range(repeats))
-    llm.close()
+    from q3ref.formats.gguf.llama import quiet
+
+    quiet()
+    llama_cpp.llama_backend_init()
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), llama_cpp.llama_model_default_params())
+    cp = llama_cpp.llama_context_default_params()
+    cp.n_ctx = cp.n_batch = cp.n_ubatch = max(64, len(ids))
+    cp.n_threads = cp.n_threads_batch = threads
+    cp.embeddings, cp.pooling_type = True, 3
+    ctx = llama_cpp.llama_init_from_model(model, cp)
+    batch = llama_cpp.llama_batch_init(len(ids), 0, 1)
+    batch.n_tokens = len(ids)
+    for i, tok in enumerate(ids):
+        batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.seq_id[i][0], batch.logits[i] = int(tok), i, 1, 0, 1
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first warms up
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+        seconds = timed(lambda: llama_cpp.llama_decode(ctx, batch))
+        best = min(best, seconds) if _ else best
+    llama_cpp.llama_batch_free(batch)
+    llama_cpp.llama_free(ctx)
+    llama_cpp.llama_model_free(model)
     return best
 
 
@@ -77,16 +95,18 @@ def timed(f):
 def diff_in_child(gguf, ckpt, ids, quant):
     """Wall seconds, peak RSS (GB) and the report of one `q3ref diff` in its own process."""
     out = Path(str(gguf) + f".{quant}.report.json")
-    cmd = [sys.executable, "-m", "q3ref", "diff", str(gguf), "--weights", str(ckpt), "--kernels", "llama.cpp",
-           "--quant", quant, "--ids", ",".join(map(str, ids)), "--json", str(out)]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    args = ["diff", str(gguf), "--weights", str(ckpt), "--kernels", "llama.cpp", "--quant", quant,
+            "--ids", ",".join(map(str, ids)), "--json", str(out)]
+    # the child reports its own peak RSS (RUSAGE_CHILDREN would be the largest of all children)
+    code = ("import resource, sys; from q3ref.cli import main; rc = main(sys.argv[1:]); "
+            "print('peak_rss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(rc)")
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT)
     seconds = time.perf_counter() - t0
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if r.returncode not in (0, 1):
         sys.exit(f"diff failed: {r.stderr[-2000:]}")
-    return seconds, max(rss, before) / 2**20, json.loads(out.read_text())
+    rss_kb = int(next(line.split()[1] for line in r.stderr.splitlines() if line.startswith("peak_rss_kb")))
+    return seconds, rss_kb / 2**20, json.loads(out.read_text())
 
 
 def main():

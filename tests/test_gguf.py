@@ -237,7 +237,8 @@ def test_an_unemulated_build_gets_the_plain_kernels():
 
     avx2 = "CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | LLAMAFILE = 1 | REPACK = 1 |"
     assert build_features(avx2)["AVX2"] and not build_features(avx2).get("AVX512")
-    ops = emulated(avx2, {"Q8_0"})
+    ops = emulated(avx2, {"Q8_0"}, 10)
+    assert not emulated(avx2, {"Q5_K"}, 3)["Q5_K matmul"] and emulated(avx2, {"Q5_K"}, 8)["Q5_K matmul"]
     assert ops["AVX2"] and not ops["AVX512"] and not all(ops.values())
     g, ids = replayed("base-Q8_0")
     g.run(*g.place(list(ids), "right", 0), runtime="recorded")

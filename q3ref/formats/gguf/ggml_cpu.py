@@ -191,8 +191,9 @@ def matmul_tiled(xq, xd, w_scaled, wd, w_mins=None, wdmin=None):
     of 8 or more rows. Per 256-wide slab, exact integers: s1 = sum of scale * level * q8 (levels
     unsigned, Q6_K's bias of 32 taken off exactly), s2 = sum of min * bsum; then
     r = float(s1) * d_w, r = fnmadd(dmin_w, float(s2), r), out = fma(r, d_x, out), slab after slab.
-    xq [N, K] integer-valued, xd [N, K/256]; w_scaled [O, K] = scale * level per element (integers),
-    wd [O, K/256]; w_mins [O, K] = the sub-block min per element / 32 ... as min * (x sum) per element."""
+    xq [N, K] integer-valued, xd [N, K/256]; w_scaled [O, K]: scale * level per element (integers,
+    Q6_K's levels already less 32), wd [O, K/256]; for Q4_K/Q5_K w_mins [O, K]: each element's
+    sub-block min (so x @ w_mins.T = sum of min * bsum), wdmin [O, K/256]."""
     N, K = xq.shape
     out = np.zeros((N, w_scaled.shape[0]), F32)
     for i in range(K // 256):

@@ -9,12 +9,16 @@ of what the runtime adds:
                                         (the AVX path; the reference path's roundf differs on ties)
     K-quants -> Q8_K                    per 256 values: iscale = -127/max (max: the signed value of
                                         largest |x|), q = min(127, rint(iscale * x)), d = 1/iscale
-The block products are exact integers in ggml; here the dequantized activation times the
-dequantized weight, summed in fp32 by BLAS (another order, ~1 ulp). Attention with flash
-attention off: q converted to fp16 for K (the F16 cache), scores * scale in fp32, softmax in fp32
-with a float64 sum, the probabilities converted to fp16 for V. RMSNorm: sum of squares in
-float64, scale = 1/sqrtf(mean + eps) in fp32, x * scale, then * w (two roundings). RoPE: the
-angle multiplied by theta_scale = base^(-2/Dh) pair after pair, in fp32.
+Attention with flash attention off: q converted to fp16 for K (the F16 cache), scores * scale in
+fp32, softmax in fp32 with a float64 sum, the probabilities converted to fp16 for V. RMSNorm: sum
+of squares in float64, scale = 1/sqrtf(mean + eps) in fp32, x * scale, then * w (two roundings).
+RoPE: the angle multiplied by theta_scale = base^(-2/Dh) pair after pair, in fp32.
+
+Two sets of kernels: the plain ones here (block products as the dequantized activation times the
+dequantized weight, summed by BLAS; np.exp), which round where the runtime rounds and sum in
+another order; and ggml_cpu.py's, which sum in ggml-cpu's own order, to the bit, for the build
+they describe (EMULATED_BUILD; simulate(exact=True)). Which one applies is decided from the
+build that ran (Export.runtime_note).
 """
 
 from __future__ import annotations
@@ -40,22 +44,56 @@ def dequantized(w, ggml_type):  # fp32 [out, in] -> fp32 [out, in] as the file w
 
 
 # ------------------------------------------------------------------ activations
-def act_q8_0(x):  # [N, K] -> [N, K] fp32: the Q8_0 row, dequantized
+def q8_0_parts(raw, shape):  # stored Q8_0 bytes -> integer-valued q [out, in], d [out, in/32] (fp16 values)
+    blocks = raw.reshape(-1, 34)
+    d = np.ascontiguousarray(blocks[:, :2]).view(np.float16).astype(F32).reshape(shape[0], -1)
+    q = blocks[:, 2:].view(np.int8).astype(F32).reshape(shape)
+    return q, d
+
+
+def act_q8_0_parts(x):  # [N, K] -> integer-valued q [N, K], d [N, K/32]: quantize_row_q8_0 (AVX)
     b = np.asarray(x, F32).reshape(-1, 32)
     amax = np.abs(b).max(axis=1)
-    d = amax / F32(127)
     inv = np.where(amax != 0, F32(127) / np.where(amax != 0, amax, F32(1)), F32(0))
     q = np.rint(b * inv[:, None])
-    return (q * to_fp16(d)[:, None]).reshape(np.shape(x)).astype(F32)
+    return q.reshape(np.shape(x)), to_fp16(amax / F32(127)).reshape(np.shape(x)[0], -1)
 
 
-def act_q8_k(x):  # [N, K] -> [N, K] fp32: the Q8_K row, dequantized
+def act_q8_K_parts(x):  # [N, K] -> integer-valued q [N, K], d [N, K/256]: quantize_row_q8_K
     b = np.asarray(x, F32).reshape(-1, QK_K)
     amax, signed = first_max_abs(b)
     iscale = np.where(amax != 0, F32(-127) / np.where(amax != 0, signed, F32(1)), F32(0))
     q = np.minimum(127, np.rint(iscale[:, None] * b))
     d = np.where(amax != 0, F32(1) / np.where(iscale != 0, iscale, F32(1)), F32(0))
-    return (q * d[:, None]).reshape(np.shape(x)).astype(F32)
+    return q.reshape(np.shape(x)), d.reshape(np.shape(x)[0], -1)
+
+
+def act_q8_K_x4_parts(x):
+    """The repack path's activations: rows in groups of four by ggml_quantize_mat_q8_K_4x8 (AVX2),
+    the rest by quantize_row_q8_K. The 4x8 kernel takes iscale = -127/amax when +amax occurs in the
+    block and +127/amax otherwise; the reference takes the sign of the first largest |x|: they
+    differ only when both +amax and -amax occur and -amax comes first."""
+    q, d = act_q8_K_parts(x)
+    n4 = x.shape[0] - x.shape[0] % 4
+    if n4 == 0:
+        return q, d
+    b = np.asarray(x[:n4], F32).reshape(-1, QK_K)
+    amax = np.abs(b).max(axis=1)
+    positive = (b == amax[:, None]).any(axis=1)
+    iscale = np.where(amax != 0, np.where(positive, F32(-127), F32(127)) / np.where(amax != 0, amax, F32(1)), F32(0))
+    q[:n4] = np.rint(iscale[:, None] * b).reshape(n4, -1)
+    d[:n4] = np.where(amax != 0, F32(1) / np.where(iscale != 0, iscale, F32(1)), F32(0)).reshape(n4, -1)
+    return q, d
+
+
+def act_q8_0(x):  # [N, K] -> [N, K] fp32: the Q8_0 rows, dequantized
+    q, d = act_q8_0_parts(x)
+    return (q * np.repeat(d, 32, axis=1)).astype(F32)
+
+
+def act_q8_k(x):  # [N, K] -> [N, K] fp32: the Q8_K rows, dequantized
+    q, d = act_q8_K_parts(x)
+    return (q * np.repeat(d, QK_K, axis=1)).astype(F32)
 
 
 ACTIVATION = {"F32": lambda x: np.asarray(x, F32), "F16": to_fp16, "BF16": lambda x: bf16_round(x)[0],
@@ -136,48 +174,6 @@ class SimulatedWeights:
         return dequantized(self.inner.embed_rows(ids), self.types["embed_tokens.weight"]).astype(self.dtype)
 
 
-def q8_0_parts(raw, shape):  # stored Q8_0 bytes -> integer-valued q [out, in], d [out, in/32] (fp16 values)
-    blocks = raw.reshape(-1, 34)
-    d = np.ascontiguousarray(blocks[:, :2]).view(np.float16).astype(F32).reshape(shape[0], -1)
-    q = blocks[:, 2:].view(np.int8).astype(F32).reshape(shape)
-    return q, d
-
-
-def act_q8_0_parts(x):  # [N, K] -> integer-valued q [N, K], d [N, K/32]: quantize_row_q8_0 (AVX)
-    b = np.asarray(x, F32).reshape(-1, 32)
-    amax = np.abs(b).max(axis=1)
-    inv = np.where(amax != 0, F32(127) / np.where(amax != 0, amax, F32(1)), F32(0))
-    q = np.rint(b * inv[:, None])
-    return q.reshape(np.shape(x)), to_fp16(amax / F32(127)).reshape(np.shape(x)[0], -1)
-
-
-def act_q8_K_parts(x):  # [N, K] -> integer-valued q [N, K], d [N, K/256]: quantize_row_q8_K
-    b = np.asarray(x, F32).reshape(-1, QK_K)
-    amax, signed = first_max_abs(b)
-    iscale = np.where(amax != 0, F32(-127) / np.where(amax != 0, signed, F32(1)), F32(0))
-    q = np.minimum(127, np.rint(iscale[:, None] * b))
-    d = np.where(amax != 0, F32(1) / np.where(iscale != 0, iscale, F32(1)), F32(0))
-    return q.reshape(np.shape(x)), d.reshape(np.shape(x)[0], -1)
-
-
-def act_q8_K_x4_parts(x):
-    """The repack path's activations: rows in groups of four by ggml_quantize_mat_q8_K_4x8 (AVX2),
-    the rest by quantize_row_q8_K. The 4x8 kernel takes iscale = -127/amax when +amax occurs in the
-    block and +127/amax otherwise; the reference takes the sign of the first largest |x|: they
-    differ only when both +amax and -amax occur and -amax comes first."""
-    q, d = act_q8_K_parts(x)
-    n4 = x.shape[0] - x.shape[0] % 4
-    if n4 == 0:
-        return q, d
-    b = np.asarray(x[:n4], F32).reshape(-1, QK_K)
-    amax = np.abs(b).max(axis=1)
-    positive = (b == amax[:, None]).any(axis=1)
-    iscale = np.where(amax != 0, np.where(positive, F32(-127), F32(127)) / np.where(amax != 0, amax, F32(1)), F32(0))
-    q[:n4] = np.rint(iscale[:, None] * b).reshape(n4, -1)
-    d[:n4] = np.where(amax != 0, F32(1) / np.where(iscale != 0, iscale, F32(1)), F32(0)).reshape(n4, -1)
-    return q, d
-
-
 def attention_ggml_exact(q, k, v, mask):  # [B, T, H, Dh], [B, T, Hkv, Dh] x2, [B, T] -> [B, T, H, Dh]
     """attention_ggml with ggml-cpu's own kernels (ggml_cpu.py): the products by tinyBLAS F16,
     the softmax with ggml_v_expf and its sums; the key axis padded to 16 with masked slots."""
@@ -235,7 +231,14 @@ def types_for(quant, cfg) -> dict:
 
 # The build ggml_cpu.py emulates: these features on in llama_print_system_info's line.
 EMULATED_BUILD = ("AVX2", "FMA", "F16C", "AVX512", "AVX512_VNNI", "LLAMAFILE", "REPACK")
-EXACT_TYPES = ("F32", "F16", "Q8_0", "Q4_K", "Q5_K", "Q6_K")  # BF16 (AVX512_BF16 dot) and Q4_0 (repack): not yet
+
+
+def exact_type(t, tokens) -> bool:
+    """Whether ggml_cpu.py has the matmul llama.cpp takes for weights of type t at this many
+    tokens. Not yet: BF16 (the AVX512_BF16 dot product), Q4_0 (its repacked gemm), Q5_K below 8
+    tokens (ggml_vec_dot_q5_K_q8_K). Q4_K is repacked whenever its rows come in eights: every
+    Qwen3 shape."""
+    return t in ("F32", "F16", "Q8_0", "Q4_K", "Q6_K") or (t == "Q5_K" and tokens >= 8)
 
 
 def build_features(info: str) -> dict:
@@ -251,12 +254,12 @@ def build_features(info: str) -> dict:
 EMULATED_OFF = ("AMX_INT8",)  # ggml's AMX kernels would take the quantized matmuls instead
 
 
-def emulated(info: str, types) -> dict:
+def emulated(info: str, types, tokens) -> dict:
     """Whether ggml_cpu.py computes what this build computes, feature by feature and type by type."""
     features = build_features(info)
     ops = {f: features.get(f, False) for f in EMULATED_BUILD}
     ops.update({f"no {f}": not features.get(f, False) for f in EMULATED_OFF})
-    ops.update({f"{t} matmul": t in EXACT_TYPES for t in sorted(set(types))})
+    ops.update({f"{t} matmul": exact_type(t, tokens) for t in sorted(set(types))})
     return ops
 
 
