@@ -97,12 +97,14 @@ class Model:
         return f"q3ref.Model({str(self.path)!r}, D={self.cfg.hidden_size}, L={self.cfg.num_hidden_layers})"
 
     # ------------------------------------------------------------------ tokens
-    def tokenize(self, texts, prompt_name=None, instruction=None, max_length=None) -> list[list[int]]:
-        """Exact ids, one list per text, each ending in exactly one <|endoftext|> (151643)."""
+    def tokenize(self, texts, prompt_name=None, instruction=None, max_length=None, strip=False) -> list[list[int]]:
+        """Exact ids, one list per text, each ending in exactly one <|endoftext|> (151643).
+        Whitespace is kept, as sentence-transformers 6 does; strip=True strips prompt + text, as
+        sentence-transformers up to 5.x did."""
         if self.tokenizer is None:
             raise Q3RefError(f"{self.tokenizer_problem}; pass token ids (--ids) instead of text")
         texts = [texts] if isinstance(texts, str) else list(texts)
-        return [self.tokenizer.encode(t, prompt_name, instruction, max_length) for t in texts]
+        return [self.tokenizer.encode(t, prompt_name, instruction, max_length, strip) for t in texts]
 
     def check_ids(self, ids) -> np.ndarray:
         ids = np.asarray(ids)
@@ -131,10 +133,10 @@ class Model:
         return out
 
     def encode(self, texts, prompt_name=None, instruction=None, dim=None, batch_size=8,
-               max_length=None) -> np.ndarray:
-        """Texts -> (N, dim) float32 unit vectors, like SentenceTransformer.encode."""
+               max_length=None, strip=False) -> np.ndarray:
+        """Texts -> (N, dim) float32 unit vectors, like SentenceTransformer.encode (6.x; strip=True: 5.x)."""
         single = isinstance(texts, str)
-        out = self.encode_ids(self.tokenize(texts, prompt_name, instruction, max_length), dim, batch_size)
+        out = self.encode_ids(self.tokenize(texts, prompt_name, instruction, max_length, strip), dim, batch_size)
         return out[0] if single else out
 
     @staticmethod
@@ -146,11 +148,11 @@ class Model:
         return a @ b.T
 
     # ------------------------------------------------------------------ taps
-    def trace(self, text_or_ids, prompt_name=None, instruction=None, dim=None, progress=None) -> dict:
+    def trace(self, text_or_ids, prompt_name=None, instruction=None, dim=None, progress=None, strip=False) -> dict:
         """Every intermediate of one sequence, {tap name: array without batch axis}, in forward
         order, plus 'input_ids'."""
         if isinstance(text_or_ids, str):
-            ids = self.tokenize(text_or_ids, prompt_name, instruction)[0]
+            ids = self.tokenize(text_or_ids, prompt_name, instruction, strip=strip)[0]
         else:
             ids = text_or_ids
         ids = self.check_ids(ids)

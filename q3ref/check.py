@@ -9,12 +9,22 @@ from __future__ import annotations
 from .tokenizer import EOS_ID, IM_END_ID
 
 
-def check_ids(tokenizer, text, given, prompt_name=None, instruction=None, max_length=None) -> list[tuple[str, str]]:
-    expected = tokenizer.encode(text, prompt_name, instruction)
+def check_ids(tokenizer, text, given, prompt_name=None, instruction=None, max_length=None,
+              strip=False) -> list[tuple[str, str]]:
+    """strip: the expected ids strip prompt + text (sentence-transformers <= 5.x); by default they
+    keep the whitespace (sentence-transformers 6, transformers)."""
+    expected = tokenizer.encode(text, prompt_name, instruction, strip=strip)
     given = [int(i) for i in given]
     findings = []
     if given == expected:
         return findings
+    if (text.strip() or strip) and given == tokenizer.encode(text, prompt_name, instruction, strip=not strip):
+        return [("whitespace stripped: the ids are of prompt + text without outer whitespace, as "
+                 "sentence-transformers up to 5.x made them" if not strip else
+                 "whitespace kept: the ids keep the text's outer whitespace (sentence-transformers 6, transformers)",
+                 "Keep the whitespace, as sentence-transformers 6 and transformers do (or check with --strip if the "
+                 "index was built by sentence-transformers 5)." if not strip else
+                 "Strip prompt + text as sentence-transformers 5 did, or check without --strip.")]
     body = given
     # The end of the sequence first: the most common bridge bugs live there.
     if given[-2:] == [EOS_ID, EOS_ID]:

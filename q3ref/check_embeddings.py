@@ -45,6 +45,11 @@ DIRECTIONS = {
                        "Prepend 'Instruct: {task}\\nQuery:' to queries (as the index expects)."),
     "instruction added": ("computed with the query instruction prepended",
                           "Give documents no prompt; only queries get 'Instruct: {task}\\nQuery:'."),
+    "whitespace stripped": ("computed on prompt + text stripped of outer whitespace (sentence-transformers <= 5.x)",
+                            "Keep the texts' whitespace, as sentence-transformers 6 and transformers do, or "
+                            "compare with q3ref --strip if the index was built with sentence-transformers 5."),
+    "whitespace kept": ("computed with the outer whitespace kept (sentence-transformers 6, transformers)",
+                        "Strip prompt + text as the index's sentence-transformers 5 did, or drop --strip."),
 }
 NORM_TOL = 2e-3  # |norm - 1| of a normalized fp16 output stays well inside this
 NORM_REL = 2e-2  # relative match of a norm to a hypothesis's norm
@@ -114,10 +119,11 @@ def _hidden(model, seqs):
     return out
 
 
-def candidates(model, texts, prompt_name=None, instruction=None, max_length=None) -> dict:
+def candidates(model, texts, prompt_name=None, instruction=None, max_length=None, strip=False) -> dict:
     """{hypothesis: pooled, un-normalized vectors [N, D]}; NaN rows where a hypothesis does not
-    apply (no-EOS on a text that is only the EOS)."""
-    expected = model.tokenize(texts, prompt_name, instruction, max_length)  # N lists ending in EOS
+    apply (no-EOS on a text that is only the EOS). strip: the expected convention strips
+    (sentence-transformers <= 5.x); the other convention is a hypothesis either way."""
+    expected = model.tokenize(texts, prompt_name, instruction, max_length, strip)  # N lists ending in EOS
     D = model.cfg.hidden_size
     cands = {name: np.full((len(texts), D), np.nan) for name in DIRECTIONS}
     for i, h in enumerate(_hidden(model, [s + [EOS_ID] for s in expected])):  # h: [T+1, D]
@@ -132,10 +138,15 @@ def candidates(model, texts, prompt_name=None, instruction=None, max_length=None
         cands["<|im_end|> as EOS"][i] = h[-1]
     # The other prompt: a query embedded as a document, or a document embedded as a query.
     is_query = prompt_name == "query" or instruction is not None
-    other = model.tokenize(texts, None if is_query else "query", None, max_length)
+    other = model.tokenize(texts, None if is_query else "query", None, max_length, strip)
     for i, h in enumerate(_hidden(model, other)):
         cands["no instruction" if is_query else "instruction added"][i] = h[-1]
     del cands["instruction added" if is_query else "no instruction"]
+    # The other whitespace convention; texts without outer whitespace give the expected ids again.
+    flipped = "whitespace kept" if strip else "whitespace stripped"
+    for i, h in enumerate(_hidden(model, model.tokenize(texts, prompt_name, instruction, max_length, not strip))):
+        cands[flipped][i] = h[-1]
+    del cands["whitespace stripped" if strip else "whitespace kept"]
     return cands
 
 

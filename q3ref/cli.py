@@ -59,6 +59,9 @@ def add_input_args(p, many):
     g = p.add_mutually_exclusive_group()
     g.add_argument("--query", action="store_true", help="prepend the default web-search query instruction")
     g.add_argument("--instruction", metavar="TASK", help="query with a custom task: 'Instruct: TASK\\nQuery:TEXT'")
+    p.add_argument("--strip", action="store_true",
+                   help="strip prompt + text of outer whitespace, as sentence-transformers up to 5.x did "
+                        "(default: keep it, as sentence-transformers 6 and transformers do)")
     p.add_argument("--max-length", type=int, metavar="N", help="truncate to N tokens, keeping the EOS last")
 
 
@@ -114,6 +117,9 @@ def build_parser():
     g.add_argument("--query", action="store_true")
     g.add_argument("--instruction", metavar="TASK")
     p.add_argument("--weights", metavar="DIR", help="a checkpoint with tokenizer.json (only the tokenizer is read)")
+    p.add_argument("--strip", action="store_true",
+                   help="strip prompt + text of outer whitespace, as sentence-transformers up to 5.x did "
+                        "(default: keep it, as sentence-transformers 6 and transformers do)")
 
     p = sub.add_parser("check", help="run bridge checks (padding, mask, pooling, lengths, norm) against a graph")
     p.add_argument("graph", metavar="MODEL")
@@ -128,6 +134,9 @@ def build_parser():
     g.add_argument("--instruction", metavar="TASK", help="the texts were embedded as queries with this task")
     p.add_argument("--dim", type=int, metavar="N", help="the MRL dimension asked for (default: the vectors' width)")
     p.add_argument("--max-length", type=int, metavar="N", help="the truncation length used")
+    p.add_argument("--strip", action="store_true",
+                   help="the texts were stripped (prompt + text), as sentence-transformers up to 5.x did "
+                        "(default: keep it, as sentence-transformers 6 and transformers do)")
     p.add_argument("--min-cosine", type=float, default=0.99,
                    help="cosine at which a hypothesis fits (default 0.99, loose enough for int8 exports)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -170,7 +179,7 @@ def inputs(args, model, many):
     if id_specs and (args.query or args.instruction is not None):
         raise Q3RefError("--query/--instruction apply to text; --ids are used verbatim")
     prompt = "query" if args.query else None
-    ids = model.tokenize(texts, prompt, args.instruction, args.max_length) if texts else []
+    ids = model.tokenize(texts, prompt, args.instruction, args.max_length, args.strip) if texts else []
     ids += [parse_ids(s) for s in id_specs]
     labels = list(texts) + [f"ids[{len(parse_ids(s))}]" for s in id_specs]
     return labels, ids
@@ -365,7 +374,8 @@ def cmd_check_ids(args):
     if tok_file is None:
         raise Q3RefError(f"{path} has no tokenizer.json; check-ids needs the model's tokenizer")
     tok = Tokenizer(tok_file)
-    findings = check_ids(tok, args.text, parse_ids(args.ids), "query" if args.query else None, args.instruction)
+    findings = check_ids(tok, args.text, parse_ids(args.ids), "query" if args.query else None, args.instruction,
+                         strip=args.strip)
     if not findings:
         print("ok: the ids are exactly what the model expects")
         return 0
@@ -405,7 +415,7 @@ def cmd_check_embeddings(args):
         raise Q3RefError(f"--dim {args.dim} but the vectors have {d} values each")
     if d > model.cfg.hidden_size:
         raise Q3RefError(f"the vectors have {d} values, more than this model's hidden size {model.cfg.hidden_size}")
-    cands = candidates(model, texts, "query" if args.query else None, args.instruction, args.max_length)
+    cands = candidates(model, texts, "query" if args.query else None, args.instruction, args.max_length, args.strip)
     r = judge(vectors, cands, args.min_cosine)
     if args.json:
         finite = lambda x: None if isinstance(x, float) and not np.isfinite(x) else x  # noqa: E731

@@ -4,9 +4,10 @@
   a TemplateProcessing post-processor; older copies do not. q3ref encodes without the
   post-processor and appends the EOS itself, so both files give the same ids, and never a
   double EOS. <|im_end|> (151645, tokenizer_config's eos_token) is the chat EOS, not this one.
-- Prompts as sentence-transformers applies them: the prompt is prepended to the text and the
-  whole string is stripped. Queries get `Instruct: {task}\\nQuery:{text}`, no space after
-  `Query:`; documents get nothing.
+- Prompts as sentence-transformers applies them: the prompt is prepended to the text. Queries
+  get `Instruct: {task}\\nQuery:{text}`, no space after `Query:`; documents get nothing.
+- Whitespace as sentence-transformers 6 and transformers treat it: kept. sentence-transformers up
+  to 5.x stripped prompt + text together; strip=True gives that older behaviour.
 - Truncation keeps the EOS as the last token (as the template tokenizer's truncation does).
 """
 
@@ -62,12 +63,13 @@ class Tokenizer:
         # Does the file's own post-processor append the EOS? Reported, never relied on.
         self.template_appends_eos = self.hf.encode("a").ids[-1:] == [EOS_ID]
 
-    def encode(self, text: str, prompt_name=None, instruction=None, max_length=None) -> list[int]:
+    def encode(self, text: str, prompt_name=None, instruction=None, max_length=None, strip=False) -> list[int]:
         if not isinstance(text, str):
             raise Q3RefError(f"text must be a string, got {type(text).__name__}")
-        if not text.strip():
-            raise Q3RefError("empty text: nothing to embed")
-        full = (prompt_for(prompt_name, instruction) + text).strip()
+        if not (text.strip() if strip else text):
+            raise Q3RefError("empty text: nothing to embed" + (" once stripped" if strip and text else ""))
+        full = prompt_for(prompt_name, instruction) + text
+        full = full.strip() if strip else full
         ids = self.hf.encode(full, add_special_tokens=False).ids
         if max_length is not None:
             if max_length < 2:

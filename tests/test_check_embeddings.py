@@ -145,3 +145,16 @@ def test_texts_file(tmp_path):
     f.write_text("a\n\nb\n")
     with pytest.raises(q3ref.Q3RefError, match="text 2 is empty"):
         load_texts(f)
+
+
+def test_whitespace_convention_is_named_either_way(model):
+    """Texts with outer whitespace: vectors a sentence-transformers 5 stack made (stripped) against
+    q3ref's default (kept, sentence-transformers 6), and the reverse with --strip."""
+    texts = ["  What is the capital of China?  ", "Explain gravity", " The capital of China is Beijing.\n"]
+    old = model.encode(texts, strip=True)
+    r = judge(np.asarray(old, np.float64), candidates(model, texts))
+    assert len(r["findings"]) == 1 and "stripped of outer whitespace" in r["findings"][0][0], r["findings"]
+    new = model.encode(texts)
+    r = judge(np.asarray(new, np.float64), candidates(model, texts, strip=True))
+    assert len(r["findings"]) == 1 and "outer whitespace kept" in r["findings"][0][0], r["findings"]
+    assert judge(np.asarray(new, np.float64), candidates(model, texts))["findings"] == []

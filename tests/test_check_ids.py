@@ -52,3 +52,13 @@ def test_cli_exit_status():
     bad = subprocess.run([sys.executable, "-m", "q3ref", "check-ids", "--text", "hello", "--ids", "14990,151645",
                           "--weights", str(TINY)], capture_output=True, text=True)
     assert bad.returncode == 1 and "151645" in bad.stdout and "fix:" in bad.stdout
+
+
+def test_whitespace_convention_is_named(tok):
+    text = "  How tall is it?  "
+    stripped = tok.encode(text, "query", strip=True)
+    found = check_ids(tok, text, stripped, "query")
+    assert len(found) == 1 and found[0][0].startswith("whitespace stripped"), found
+    found = check_ids(tok, text, tok.encode(text, "query"), "query", strip=True)
+    assert len(found) == 1 and found[0][0].startswith("whitespace kept"), found
+    assert check_ids(tok, text, tok.encode(text, "query"), "query") == []

@@ -63,15 +63,19 @@ def test_custom_instruction(tok):
     assert tok.decode(ids) == "Instruct: Find the height of a building\nQuery:how tall is it?<|endoftext|>"
 
 
-def test_strip_is_of_prompt_plus_text(tok):
-    # sentence-transformers prepends the prompt, then strips the whole string: spaces the user
-    # typed after the prompt stay (a bridge that strips the text alone gives other ids).
+def test_whitespace_is_kept_like_sentence_transformers_6(tok):
     ids = tok.encode("  how tall?  ", instruction="T")
+    assert tok.decode(ids) == "Instruct: T\nQuery:  how tall?  <|endoftext|>"
+    assert tok.encode(" The capital of China is Beijing. \n") != tok.encode("The capital of China is Beijing.")
+
+
+def test_strip_is_of_prompt_plus_text_like_sentence_transformers_5(tok):
+    # sentence-transformers <= 5.x prepended the prompt, then stripped the whole string: spaces the
+    # user typed after the prompt stay (a bridge that strips the text alone gives other ids).
+    ids = tok.encode("  how tall?  ", instruction="T", strip=True)
     assert tok.decode(ids) == "Instruct: T\nQuery:  how tall?<|endoftext|>"
-
-
-def test_text_is_stripped_like_sentence_transformers(tok):
-    assert tok.encode("  The capital of China is Beijing. \n") == tok.encode("The capital of China is Beijing.")
+    assert (tok.encode("  The capital of China is Beijing. \n", strip=True)
+            == tok.encode("The capital of China is Beijing."))
 
 
 def test_truncation_keeps_eos_last(tok, card_ids):
@@ -88,10 +92,34 @@ def test_truncation_matches_template_tokenizer():
     assert Tokenizer(BASE).encode(CARD_DOCS[1], max_length=7) == hf.encode(CARD_DOCS[1]).ids
 
 
-@pytest.mark.parametrize("bad", ["", "   ", "\n"])
-def test_empty_text_is_an_error(tok, bad):
+@pytest.mark.parametrize("bad, strip", [("", False), ("", True), ("   ", True), ("\n", True)])
+def test_empty_text_is_an_error(tok, bad, strip):
     with pytest.raises(Q3RefError, match="empty text"):
-        tok.encode(bad)
+        tok.encode(bad, strip=strip)
+
+
+def test_encode_equals_sentence_transformers_6_and_strip_equals_5():
+    """tests/fixtures/transformers/st6.npz: sentence-transformers 6.2's own encode (modules.json,
+    last-token Pooling, Normalize) on texts with outer whitespace, CJK, emoji and prompts; and
+    the same encode on the stripped prompt + text, what sentence-transformers <= 5.x computed."""
+    import json
+
+    import numpy as np
+
+    import q3ref
+    from conftest import FIXTURES, TINY
+
+    z = np.load(FIXTURES / "transformers/st6.npz")
+    meta = json.loads((FIXTURES / "transformers/st6.json").read_text())
+    model = q3ref.Model(TINY)
+    texts = [t["text"] for t in meta["texts"]]
+    for i, t in enumerate(meta["texts"]):
+        assert float(model.encode(t["text"], t["prompt_name"]) @ z["st6"][i]) >= 0.99999, t
+        assert float(model.encode(t["text"], t["prompt_name"], strip=True) @ z["stripped"][i]) >= 0.99999, t
+    # the conventions differ exactly where there is outer whitespace to strip
+    differs = [float(a @ b) < 0.99999 for a, b in zip(z["st6"], z["stripped"])]
+    assert differs == [(t["prompt_name"] is None and t["text"] != t["text"].strip())
+                       or (t["prompt_name"] is not None and t["text"] != t["text"].rstrip()) for t in meta["texts"]], texts
 
 
 def test_non_qwen_tokenizer_is_refused(tmp_path):

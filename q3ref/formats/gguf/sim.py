@@ -44,10 +44,10 @@ def dequantized(w, ggml_type):  # fp32 [out, in] -> fp32 [out, in] as the file w
 
 
 # ------------------------------------------------------------------ activations
-def q8_0_parts(raw, shape):  # stored Q8_0 bytes -> integer-valued q [out, in], d [out, in/32] (fp16 values)
+def q8_0_parts(raw, shape):  # stored Q8_0 bytes -> q int8 [out, in], d [out, in/32] (fp16 values)
     blocks = raw.reshape(-1, 34)
     d = np.ascontiguousarray(blocks[:, :2]).view(np.float16).astype(F32).reshape(shape[0], -1)
-    q = blocks[:, 2:].view(np.int8).astype(F32).reshape(shape)
+    q = blocks[:, 2:].view(np.int8).reshape(shape)  # int8: a quarter of fp32's memory at full size
     return q, d
 
 
@@ -294,7 +294,7 @@ def simulate(weights, kernels, types, exact=True):
         if t == "Q6_K":
             L, sc, wd = unpacked(w, ggml_cpu.q6_K_parts)
             if x.shape[0] >= 8:  # ggml-cpu's tiled K-quant matmul; fewer rows go to vec_dot
-                return ggml_cpu.matmul_tiled(*act_q8_K_parts(x), np.repeat(sc, 16, axis=1) * (L - 32), wd)
+                return ggml_cpu.matmul_tiled(*act_q8_K_parts(x), np.repeat(sc, 16, axis=1) * (L - 32).astype(np.int16), wd)
             return ggml_cpu.matmul_q6_K(*act_q8_K_parts(x), L, sc, wd)
         if t == "Q4_K" and w.shape[0] % 8 == 0:  # repacked 8 columns at a time (CPU_REPACK buffer)
             scaled, mins, wd, wdmin = unpacked(w, lambda raw, shape: ggml_cpu.q45_K_parts(raw, shape, 4))
