@@ -92,6 +92,12 @@ class Model:
                 self.tokenizer_problem = str(e)
         raw = json.loads((self.path / "config.json").read_text()) if self.path.is_dir() else {}
         self.is_random = RANDOM_MARK in raw  # bundled or generated test weights
+        # A reranker: an LM head of its own, or every tensor under `model.` with no
+        # sentence-transformers modules.json (Qwen3-Reranker-0.6B is tied: no lm_head). An
+        # embedding checkpoint stores the bare decoder (or ships modules.json).
+        ws = self.weights
+        self.kind = ("reranker" if getattr(ws, "lm_head", None) is not None or (
+            getattr(ws, "prefixed", False) and not (self.path / "modules.json").is_file()) else "embedding")
 
     def __repr__(self):
         return f"q3ref.Model({str(self.path)!r}, D={self.cfg.hidden_size}, L={self.cfg.num_hidden_layers})"
@@ -119,6 +125,9 @@ class Model:
     def encode_ids(self, ids_list, dim=None, batch_size=8, progress=None) -> np.ndarray:
         """Token id lists -> (N, dim) float32 unit vectors. Sequences are batched by length
         (right-padded with the EOS id, masked) and returned in input order."""
+        if self.kind == "reranker":
+            raise Q3RefError(f"{self.path} is a Qwen3-Reranker checkpoint: it scores pairs (q3ref rerank), "
+                             "it does not embed")
         M.check_dim(dim, self.cfg.hidden_size)
         seqs = [self.check_ids(s) for s in ids_list]
         order = np.argsort([-len(s) for s in seqs], kind="stable")
@@ -138,6 +147,31 @@ class Model:
         single = isinstance(texts, str)
         out = self.encode_ids(self.tokenize(texts, prompt_name, instruction, max_length, strip), dim, batch_size)
         return out[0] if single else out
+
+    # ------------------------------------------------------------------ reranking
+    def rerank_ids(self, query, document, instruction=None, max_length=None) -> list[int]:
+        """The exact ids the Qwen3-Reranker card's transformers usage feeds for one pair (rerank.py)."""
+        from .rerank import MAX_LENGTH, pair_ids
+
+        if self.tokenizer is None:
+            raise Q3RefError(f"{self.tokenizer_problem}; reranking needs the model's tokenizer")
+        return pair_ids(self.tokenizer, query, document, instruction, max_length or MAX_LENGTH)
+
+    def rerank(self, query, documents, instruction=None, max_length=None, batch_size=8) -> np.ndarray:
+        """P(yes) per document [N], as the card computes it: softmax over the last position's
+        "no" and "yes" logits."""
+        from .rerank import answer_ids, scores
+
+        if self.kind != "reranker":
+            raise Q3RefError(f"{self.path} is an embedding checkpoint (no LM head, no reranker layout); "
+                             "rerank needs a Qwen3-Reranker checkpoint")
+        documents = [documents] if isinstance(documents, str) else list(documents)
+        if not documents:
+            raise Q3RefError("no documents to rerank")
+        seqs = [self.rerank_ids(query, d, instruction, max_length) for d in documents]
+        for s in seqs:
+            self.check_ids(s)
+        return scores(self.weights, self.cfg, self.kernels, seqs, answer_ids(self.tokenizer), batch_size)
 
     @staticmethod
     def similarity(a, b) -> np.ndarray:

@@ -41,17 +41,26 @@ def random_tensor(name: str, shape, seed: int):
         yield x if scale == 1 else x * scale
 
 
-def make_checkpoint(out, cfg: Config, seed=0, tokenizer=None, preset=None):
+def make_checkpoint(out, cfg: Config, seed=0, tokenizer=None, preset=None, reranker=False):
+    """reranker: a Qwen3ForCausalLM checkpoint as the Qwen3-Reranker repos store it: tensor names
+    under `model.`, and `lm_head.weight` of its own unless cfg.tie_word_embeddings."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not (out / "config.json").is_file():
             raise Q3RefError(f"{out} exists and is not a checkpoint directory; refusing to write into it")
     out.mkdir(parents=True, exist_ok=True)
-    specs = {name: ("BF16", shape, lambda n=name, s=shape: map(safetensors_io.bf16_bits, random_tensor(n, s, seed)))
-             for name, shape in expected_shapes(cfg).items()}
+    shapes = expected_shapes(cfg)
+    if reranker and not cfg.tie_word_embeddings:
+        shapes["lm_head.weight"] = (cfg.vocab_size, cfg.hidden_size)
+    stored = (lambda n: n if n == "lm_head.weight" else "model." + n) if reranker else (lambda n: n)
+    specs = {stored(name): ("BF16", shape, lambda n=name, s=shape: map(safetensors_io.bf16_bits, random_tensor(n, s, seed)))
+             for name, shape in shapes.items()}
     safetensors_io.write(out / "model.safetensors", specs, metadata={"format": "pt"})
     config = cfg.to_dict()
-    config[RANDOM_MARK] = {"preset": preset, "seed": seed, "generator": "numpy PCG64 standard_normal"}
+    if reranker:
+        config["architectures"] = ["Qwen3ForCausalLM"]
+    config[RANDOM_MARK] = {"preset": preset, "seed": seed, "generator": "numpy PCG64 standard_normal",
+                           "kind": "reranker" if reranker else "embedding"}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     if tokenizer is not None:
         tokenizer = Path(tokenizer)

@@ -77,6 +77,15 @@ def build_parser():
     p.add_argument("--out", metavar="FILE.npy", help="also save the (N, dim) float32 array")
     p.add_argument("--batch-size", type=int, default=8)
 
+    p = sub.add_parser("rerank", help="score documents against a query with a Qwen3-Reranker checkpoint (P(yes))")
+    p.add_argument("query")
+    p.add_argument("documents", nargs="+", metavar="DOC")
+    p.add_argument("--instruction", metavar="TASK", help="the task (default: the web-search one)")
+    p.add_argument("--weights", metavar="DIR", help="a Qwen3-Reranker checkpoint directory")
+    p.add_argument("--max-length", type=int, metavar="N", help="the card's limit (default 8192 tokens per pair)")
+    p.add_argument("--json", action="store_true", help='print {"model", "query", "scores", "input_ids"}')
+    p.add_argument("--kernels", choices=["numba", "numpy"], default="numba")
+
     p = sub.add_parser("trace", help="write every intermediate tensor (tap) of one input to .npz")
     add_input_args(p, many=False)
     add_model_args(p)
@@ -243,6 +252,21 @@ def cmd_embed(args):
         print("cosine similarity:")
         for i, row in enumerate(sim):
             print(f"[{i}] " + " ".join(f"{x:7.4f}" for x in row))
+    random_note(model)
+    return 0
+
+
+def cmd_rerank(args):
+    from .api import load
+
+    model = load(args.weights, kernels=args.kernels)
+    scores = model.rerank(args.query, args.documents, args.instruction, args.max_length)
+    if args.json:
+        ids = [model.rerank_ids(args.query, d, args.instruction, args.max_length) for d in args.documents]
+        print(json.dumps({"model": str(model.path), "query": args.query, "scores": scores.tolist(), "input_ids": ids}))
+    else:
+        for i, (d, s) in enumerate(zip(args.documents, scores)):
+            print(f"[{i}] {s:.6f}  {d[:70]!r}")
     random_note(model)
     return 0
 
@@ -505,7 +529,7 @@ def cmd_bench(args):
 
 
 COMMANDS = {"embed": cmd_embed, "trace": cmd_trace, "inspect": cmd_inspect, "diff": cmd_diff, "bench": cmd_bench,
-            "check-ids": cmd_check_ids, "check": cmd_check, "check-embeddings": cmd_check_embeddings,
+            "rerank": cmd_rerank, "check-ids": cmd_check_ids, "check": cmd_check, "check-embeddings": cmd_check_embeddings,
             "quant-report": cmd_quant_report,
             "make-checkpoint": cmd_make_checkpoint}
 

@@ -70,10 +70,18 @@ class Weights:
 
     def __init__(self, path, cfg: Config, dtype=np.float32, resident=True):
         self.path, self.cfg, self.dtype, self.resident = Path(path), cfg, np.dtype(dtype), resident
-        raw = {}
+        raw, names = {}, []
         for f in checkpoint_files(self.path):
             for name, entry in safetensors_io.open_tensors(f).items():
                 raw[name.removeprefix("model.")] = entry
+                names.append(name)
+        # A reranker (Qwen3ForCausalLM, as the Qwen3-Reranker repos store it) has every name under
+        # `model.` and, unless tied, an lm_head of its own; an embedding checkpoint has neither.
+        self.prefixed = all(n.startswith("model.") for n in names if n != "lm_head.weight") and bool(names)
+        self.lm_head = raw.get("lm_head.weight")  # (dtype, array) or None
+        if self.lm_head is not None and self.lm_head[1].shape != (cfg.vocab_size, cfg.hidden_size):
+            raise Q3RefError(f"{self.path}: lm_head.weight has shape {list(self.lm_head[1].shape)}, "
+                             f"config.json implies {[cfg.vocab_size, cfg.hidden_size]}")
         self.raw, self.stored_dtypes = {}, set()
         for name, shape in expected_shapes(cfg).items():
             if name not in raw:
@@ -103,6 +111,12 @@ class Weights:
         if self.resident:
             self._cache[name] = out
         return out
+
+    def head_rows(self, ids) -> np.ndarray:
+        """Rows of the LM head for `ids` [n] -> [n, D]: lm_head.weight, or embed_tokens when tied.
+        A reranker reads two rows ("yes", "no"), never the [T, V] logit matrix."""
+        st_dtype, table = self.lm_head if self.lm_head is not None else self.raw["embed_tokens.weight"]
+        return safetensors_io.upcast(st_dtype, table[np.asarray(ids)], self.dtype)
 
     def embed_rows(self, ids: np.ndarray) -> np.ndarray:
         """Rows of embed_tokens.weight for `ids`, upcast without touching the rest of the table."""

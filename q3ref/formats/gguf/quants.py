@@ -38,6 +38,10 @@ def blocks(w, size):  # [rows, cols] -> [rows * cols / size, size] fp32
     return w.reshape(-1, size)
 
 
+def seq_sum(a):  # [B, n] fp32 -> [B]: a C loop's `sum += a[i]` in fp32, in order (np.sum pairs instead)
+    return np.add.accumulate(np.asarray(a, F32), axis=1, dtype=F32)[:, -1]
+
+
 def first_max_abs(x):  # [B, n] -> amax, the signed value where |x| first reaches it; [B] each
     """The C loops keep the first element with the largest |x| (a strict > comparison)."""
     at = np.argmax(np.abs(x), axis=1)
@@ -87,14 +91,8 @@ def make_qkx2_quants(x, weights, nmax, rmin, rdelta, nstep):
     """x, weights [B, n] -> L uint8 [B, n], scale [B], the_min [B] (= -min >= 0). The search of
     ggml-quants.c, one sub-block per row, each sum in the C loop's order."""
     B, n = x.shape
-    mn, mx = x[:, 0].copy(), x[:, 0].copy()
-    sum_w = weights[:, 0].copy()
-    sum_x = sum_w * x[:, 0]
-    for i in range(1, n):
-        mn = np.where(x[:, i] < mn, x[:, i], mn)
-        mx = np.where(x[:, i] > mx, x[:, i], mx)
-        sum_w = sum_w + weights[:, i]
-        sum_x = sum_x + weights[:, i] * x[:, i]
+    mn, mx = x.min(axis=1), x.max(axis=1)
+    sum_w, sum_x = seq_sum(weights), seq_sum(weights * x)
     mn = np.where(mn > 0, F32(0), mn)
     flat = mx == mn
     span = np.where(flat, F32(1), mx - mn)
@@ -105,11 +103,8 @@ def make_qkx2_quants(x, weights, nmax, rmin, rdelta, nstep):
         return np.clip(np.rint(iscale[:, None] * (x - mn[:, None])), 0, nmax).astype(F32)
 
     def error(scale, mn_, L):
-        e = np.zeros(B, F32)
-        for i in range(n):
-            diff = scale * L[:, i] + mn_ - x[:, i]
-            e = e + weights[:, i] * (diff * diff)
-        return e
+        diff = scale[:, None] * L + mn_[:, None] - x
+        return seq_sum(weights * (diff * diff))
 
     L = levels(iscale)
     best = error(scale, mn, L)
@@ -117,12 +112,8 @@ def make_qkx2_quants(x, weights, nmax, rmin, rdelta, nstep):
         span = np.where(flat, F32(1), mx - mn)  # min moves with the best trial so far, and so does the span
         iscale = (F32(rmin) + F32(rdelta) * F32(step) + F32(nmax)) / span
         Laux = levels(iscale)
-        sum_l, sum_l2, sum_xl = (np.zeros(B, F32) for _ in range(3))
-        for i in range(n):
-            wl = weights[:, i] * Laux[:, i]
-            sum_l = sum_l + wl
-            sum_l2 = sum_l2 + wl * Laux[:, i]
-            sum_xl = sum_xl + wl * x[:, i]
+        wl = weights * Laux
+        sum_l, sum_l2, sum_xl = seq_sum(wl), seq_sum(wl * Laux), seq_sum(wl * x)
         D = sum_w * sum_l2 - sum_l * sum_l
         ok = D > 0
         Dsafe = np.where(ok, D, F32(1))
@@ -147,9 +138,7 @@ def k_scales(x, nmax, rmin, rdelta, nstep):
     scale bytes, d, dmin (fp32 on the fp16 grid) and their fp16 bytes."""
     S = x.shape[0]
     sub = x.reshape(S * 8, 32)
-    sum_x2 = np.zeros(S * 8, F32)
-    for i in range(32):
-        sum_x2 = sum_x2 + sub[:, i] * sub[:, i]
+    sum_x2 = seq_sum(sub * sub)
     av_x = np.sqrt(sum_x2 / F32(32))
     weights = av_x[:, None] + np.abs(sub)
     L, scales, mins = make_qkx2_quants(sub, weights, nmax, rmin, rdelta, nstep)
@@ -209,12 +198,8 @@ def make_qx_quants(x, nmax):
 
     def trial(iscale):
         l = np.clip(np.rint(iscale[:, None] * x), -nmax, nmax - 1).astype(F32)
-        sumlx, suml2 = np.zeros(B, F32), np.zeros(B, F32)
-        for i in range(n):
-            w = x[:, i] * x[:, i]
-            sumlx = sumlx + w * x[:, i] * l[:, i]
-            suml2 = suml2 + w * l[:, i] * l[:, i]
-        return l, sumlx, suml2
+        w = x * x
+        return l, seq_sum(w * x * l), seq_sum(w * l * l)
 
     l, sumlx, suml2 = trial(F32(-nmax) / safe_max)
     scale = np.where(suml2 != 0, sumlx / np.where(suml2 != 0, suml2, F32(1)), F32(0))
