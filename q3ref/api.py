@@ -92,12 +92,7 @@ class Model:
                 self.tokenizer_problem = str(e)
         raw = json.loads((self.path / "config.json").read_text()) if self.path.is_dir() else {}
         self.is_random = RANDOM_MARK in raw  # bundled or generated test weights
-        # A reranker: an LM head of its own, or every tensor under `model.` with no
-        # sentence-transformers modules.json (Qwen3-Reranker-0.6B is tied: no lm_head). An
-        # embedding checkpoint stores the bare decoder (or ships modules.json).
-        ws = self.weights
-        self.kind = ("reranker" if getattr(ws, "lm_head", None) is not None or (
-            getattr(ws, "prefixed", False) and not (self.path / "modules.json").is_file()) else "embedding")
+        self.kind = checkpoint_kind(self.path, self.weights, raw, self.tokenizer)
 
     def __repr__(self):
         return f"q3ref.Model({str(self.path)!r}, D={self.cfg.hidden_size}, L={self.cfg.num_hidden_layers})"
@@ -196,6 +191,24 @@ class Model:
         out = {name: taps[name][0] for name in M.tap_names(self.cfg)}
         out["input_ids"] = ids
         return out
+
+
+def checkpoint_kind(path, weights, config: dict, tokenizer) -> str:
+    """"reranker" or "embedding". A reranker has an lm_head.weight of its own (4B, 8B), or, tied
+    like Qwen3-Reranker-0.6B, is stored under `model.` with no sentence-transformers modules.json
+    and a tokenizer that does not append <|endoftext|>. An
+    embedding checkpoint stores the bare decoder, ships modules.json, or appends the EOS (a
+    transformers-saved embedding model may carry the `model.` prefix too)."""
+    marked = (config.get(RANDOM_MARK) or {}).get("kind")
+    if marked:
+        return marked
+    if getattr(weights, "lm_head", None) is not None:
+        return "reranker"
+    # (Both kinds' config.json name Qwen3ForCausalLM: the architecture does not tell them apart.)
+    if (getattr(weights, "prefixed", False) and not (Path(path) / "modules.json").is_file()
+            and tokenizer is not None and not tokenizer.template_appends_eos):
+        return "reranker"
+    return "embedding"
 
 
 def pad(seqs, side="right", pad_id=EOS_ID, length=None):
