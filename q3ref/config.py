@@ -99,8 +99,11 @@ PRESETS = {
                  head_dim=8, intermediate_size=48, vocab_size=151669),
     "0.6b": dict(hidden_size=1024, num_hidden_layers=28, num_attention_heads=16,
                  num_key_value_heads=8, head_dim=128, intermediate_size=3072, vocab_size=151669),
-    "4b": dict(hidden_size=2560, num_hidden_layers=36, num_attention_heads=32,
-               num_key_value_heads=8, head_dim=128, intermediate_size=9728, vocab_size=151665),
-    "8b": dict(hidden_size=4096, num_hidden_layers=36, num_attention_heads=32,
-               num_key_value_heads=8, head_dim=128, intermediate_size=12288, vocab_size=151665),
+    # 4B/8B: vocab 151665 and 40960 positions from secondary sources (FACTS.md); the published
+    # config.json files could not be read here. Their tie flags do not matter to q3ref: an
+    # embedding model reads no head, and a reranker's head is lm_head.weight when the file has one.
+    "4b": dict(hidden_size=2560, num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8,
+               head_dim=128, intermediate_size=9728, vocab_size=151665, max_position_embeddings=40960),
+    "8b": dict(hidden_size=4096, num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8,
+               head_dim=128, intermediate_size=12288, vocab_size=151665, max_position_embeddings=40960),
 }
