@@ -306,53 +306,8 @@ def cmd_inspect(args):
     if args.json:
         print(json.dumps(d, indent=2, default=str))
         return 0
-    if d["format"] == "gguf":
-        print_gguf(d)
-        return 0
-    print(f"{d['graph']}: {d['size_mb']} MB, precision {d['precision']}, seq_len {d['seq_len']}, "
-          f"{d['layers']} layers, hidden {d['hidden_size']}, vocab {d['vocab_size']}")
-    for i in d["inputs"]:
-        print(f"  input  {i['name']}: {i['dtype']} {i['shape']}")
-    for o in d["outputs"]:
-        print(f"  output {o['name']}: {o['dtype']} {o['shape']}")
-    print(f"  fully-connected weights: {d['fully_connected_weights']} "
-          f"({d['per_channel_quantized_fc']} quantized per channel)")
-    if d["embedding_table"]:
-        print(f"  embedding table: {d['embedding_table']['dtype']} {d['embedding_table']['shape']}")
-    print("  ops: " + ", ".join(f"{k} {v}" for k, v in d["ops"].items()))
-    if "config_check" in d:
-        print("  config.json: " + ("agrees" if not d["config_check"] else "DISAGREES: " + "; ".join(d["config_check"])))
-    if d.get("quantized_weights"):
-        rows = d["quantized_weights"]
-        same = [r for r in rows if r["payload_equal"] and r["scales_equal"]]
-        kinds = "/".join(sorted({r["dtype"] for r in rows}))
-        print(f"  {kinds} weights: {len(same)}/{len(rows)} bit-identical to q3ref's quantization of the checkpoint "
-              "(int8 per channel, int4 per block)")
-        for r in rows:
-            if r not in same:
-                print(f"    {r['weight']}: {r['differing_values']} values and scales up to "
-                      f"{r['max_scale_rel_diff']:.2g} (relative) differ: another recipe, other weights, or a re-quantized file")
+    print("\n".join(g.summary(d)))
     return 0
-
-
-def print_gguf(d):
-    print(f"{d['graph']}: {d['size_mb']} MB, GGUF {d['architecture']}, file type {d['file_type']}, "
-          f"{d['layers']} blocks, hidden {d['hidden_size']}, vocab {d['vocab_size']}")
-    print(f"  heads {d['heads']} / kv {d['kv_heads']}, head dim {d['head_dim']}, ffn {d['intermediate_size']}, "
-          f"rope base {d['rope_base']:g}, rms eps {d['rms_eps']:g}, context {d['context_length']}")
-    print(f"  pooling {d['pooling']}, add_eos {d['add_eos']}, add_bos {d['add_bos']}, eos id {d['eos_id']}, "
-          f"pad id {d['pad_id']}")
-    print("  tensors: " + ", ".join(f"{k} {v}" for k, v in sorted(d["tensor_types"].items())))
-    if "config_check" in d:
-        print("  config.json: " + ("agrees" if not d["config_check"] else "DISAGREES: " + "; ".join(d["config_check"])))
-    if d.get("quantized_weights"):
-        rows = d["quantized_weights"]
-        same = [r for r in rows if r["equal"]]
-        print(f"  quantized weights: {len(same)}/{len(rows)} bit-identical to q3ref's quantization of the checkpoint "
-              "(llama-quantize's recipes, per tensor type)")
-        for r in rows:
-            if not r["equal"]:
-                print(f"    {r['weight']} ({r['type']}): {r['differing_blocks']} of {r['blocks']} blocks differ")
 
 
 def cmd_diff(args):

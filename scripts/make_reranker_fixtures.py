@@ -48,6 +48,12 @@ def make(out: Path, seed, tie):
 
 def card_recipe(path, pairs_by_instruction):
     """The model card's usage, as published (fp32, eager attention added)."""
+    score, model, yes_no = load_card(path)
+    return score(pairs_by_instruction), model, yes_no
+
+
+def load_card(path):
+    """(score(pairs_by_instruction) -> [dict], model, (yes id, no id)): the card's code, loaded once."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -84,17 +90,20 @@ def card_recipe(path, pairs_by_instruction):
         batch_scores = torch.nn.functional.log_softmax(batch_scores, dim=1)
         return batch_scores[:, 1].exp(), true_vector, false_vector
 
-    out = []
-    for instruction, pairs in pairs_by_instruction:
-        texts = [format_instruction(instruction, q, d) for q, d in pairs]
-        inputs = process_inputs(texts)
-        scores, yes, no = compute_logits(inputs)
-        for k, (q, d) in enumerate(pairs):
-            mask = inputs["attention_mask"][k].bool()
-            out.append({"query": q, "document": d, "instruction": instruction,
-                        "input_ids": inputs["input_ids"][k][mask].numpy(), "score": float(scores[k]),
-                        "yes": float(yes[k]), "no": float(no[k])})
-    return out, model, (token_true_id, token_false_id)
+    def score(pairs_by_instruction):
+        out = []
+        for instruction, pairs in pairs_by_instruction:
+            texts = [format_instruction(instruction, q, d) for q, d in pairs]
+            inputs = process_inputs(texts)
+            scores, yes, no = compute_logits(inputs)
+            for k, (q, d) in enumerate(pairs):
+                mask = inputs["attention_mask"][k].bool()
+                out.append({"query": q, "document": d, "instruction": instruction,
+                            "input_ids": inputs["input_ids"][k][mask].numpy(), "score": float(scores[k]),
+                            "yes": float(yes[k]), "no": float(no[k])})
+        return out
+
+    return score, model, (token_true_id, token_false_id)
 
 
 def main():

@@ -9,6 +9,7 @@ An Export (formats/<name>/__init__.py) has:
                                     normalizing is the bridge's job; "norm" when pooling is too)
     runtimes                        the ways it can be run (first = default)
     describe() -> dict              inputs, outputs, precision, layer count, sizes
+    summary(describe()) -> [str]    inspect's lines for a person
     check_config(cfg) -> [str]      where the file disagrees with config.json, in words
     align(cfg) -> ({tap: Aligned}, [notes])      which tensor is which tap
     float_tensors() -> [key]        every float activation (for the numeric fallback)

@@ -67,3 +67,34 @@ def config_problems(d: dict, cfg, layer_word="decoder layers") -> list[str]:
     if d["layers"] and d["layers"] != cfg.num_hidden_layers:
         problems.append(f"graph has {d['layers']} {layer_word}, config.json says {cfg.num_hidden_layers} layers")
     return problems
+
+
+def config_line(d) -> list[str]:
+    """inspect's config.json verdict, when a checkpoint was given."""
+    if "config_check" not in d:
+        return []
+    return ["  config.json: " + ("agrees" if not d["config_check"] else "DISAGREES: " + "; ".join(d["config_check"]))]
+
+
+def graph_summary(d) -> list[str]:
+    """inspect's lines for a graph format (LiteRT, ONNX): describe() and, with a checkpoint, the
+    config and quantized-weight checks."""
+    lines = [f"{d['graph']}: {d['size_mb']} MB, precision {d['precision']}, seq_len {d['seq_len']}, "
+             f"{d['layers']} layers, hidden {d['hidden_size']}, vocab {d['vocab_size']}"]
+    lines += [f"  input  {i['name']}: {i['dtype']} {i['shape']}" for i in d["inputs"]]
+    lines += [f"  output {o['name']}: {o['dtype']} {o['shape']}" for o in d["outputs"]]
+    lines.append(f"  fully-connected weights: {d['fully_connected_weights']} "
+                 f"({d['per_channel_quantized_fc']} quantized per channel)")
+    if d["embedding_table"]:
+        lines.append(f"  embedding table: {d['embedding_table']['dtype']} {d['embedding_table']['shape']}")
+    lines.append("  ops: " + ", ".join(f"{k} {v}" for k, v in d["ops"].items()))
+    lines += config_line(d)
+    rows = d.get("quantized_weights") or []
+    if rows:
+        same = [r for r in rows if r["payload_equal"] and r["scales_equal"]]
+        kinds = "/".join(sorted({r["dtype"] for r in rows}))
+        lines.append(f"  {kinds} weights: {len(same)}/{len(rows)} bit-identical to q3ref's quantization of the "
+                     "checkpoint (int8 per channel, int4 per block)")
+        lines += [f"    {r['weight']}: {r['differing_values']} values and scales up to {r['max_scale_rel_diff']:.2g} "
+                  "(relative) differ: another recipe, other weights, or a re-quantized file" for r in rows if r not in same]
+    return lines

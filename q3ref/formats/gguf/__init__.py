@@ -75,6 +75,27 @@ class Export:
         return {"graph": str(self.path), "size_mb": round(size / 2**20, 2), "precision": self.precision,
                 "seq_len": None, **d}
 
+    def summary(self, d):
+        """inspect's lines: the metadata that matters, tensor types, and the checks' verdicts."""
+        from ..taps import config_line
+
+        lines = [f"{d['graph']}: {d['size_mb']} MB, GGUF {d['architecture']}, file type {d['file_type']}, "
+                 f"{d['layers']} blocks, hidden {d['hidden_size']}, vocab {d['vocab_size']}",
+                 f"  heads {d['heads']} / kv {d['kv_heads']}, head dim {d['head_dim']}, ffn {d['intermediate_size']}, "
+                 f"rope base {d['rope_base']:g}, rms eps {d['rms_eps']:g}, context {d['context_length']}",
+                 f"  pooling {d['pooling']}, add_eos {d['add_eos']}, add_bos {d['add_bos']}, eos id {d['eos_id']}, "
+                 f"pad id {d['pad_id']}",
+                 "  tensors: " + ", ".join(f"{k} {v}" for k, v in sorted(d["tensor_types"].items()))]
+        lines += config_line(d)
+        rows = d.get("quantized_weights") or []
+        if rows:
+            same = [r for r in rows if r["equal"]]
+            lines.append(f"  quantized weights: {len(same)}/{len(rows)} bit-identical to q3ref's quantization of the "
+                         "checkpoint (llama-quantize's recipes, per tensor type)")
+            lines += [f"    {r['weight']} ({r['type']}): {r['differing_blocks']} of {r['blocks']} blocks differ"
+                      for r in rows if not r["equal"]]
+        return lines
+
     def check_config(self, cfg):
         return config_problems(self.file.describe(), cfg, "blocks")
 

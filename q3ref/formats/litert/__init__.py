@@ -43,6 +43,11 @@ class Export:
         self.output = self.graph.sg.outputs[0]
         self.simulation = PRECISION_TO_SIM.get(self.precision)
 
+    def summary(self, d):
+        from ..taps import graph_summary
+
+        return graph_summary(d)
+
     def describe(self):
         return self.graph.describe()
 

@@ -45,6 +45,11 @@ class Export:
         self.output = self.graph.output
         self.simulation = None  # not simulated yet: quantized stages are held to LOCAL_LIMIT
 
+    def summary(self, d):
+        from ..taps import graph_summary
+
+        return graph_summary(d)
+
     def describe(self):
         return self.graph.describe()
 
