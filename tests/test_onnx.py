@@ -103,3 +103,21 @@ def test_missing_external_data_is_named(tmp_path):
     (tmp_path / "model.onnx_data").unlink()
     r = cli("inspect", tmp_path / "model.onnx")
     assert r.returncode == 2 and "model.onnx_data" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+@pytest.mark.parametrize("name, kinds, count", [("stress_int8", {"int8", "uint8"}, 22), ("stress_uint8", {"uint8"}, 22),
+                                                ("stress_q4", {"int4"}, 21), ("stress", set(), 0)])
+def test_quantized_weights_are_byte_identical_to_onnx_runtimes_quantizers(name, kinds, count):
+    """Each MatMulInteger weight, quantized embedding table and MatMulNBits block of the graphs
+    ONNX Runtime's own quantizers wrote equals q3ref's quantization of the checkpoint (formats/onnx/weights.py)."""
+    model = q3ref.Model(STRESS)
+    rows = open_export(ONNX / f"{name}.onnx").check_weights(model.weights, model.cfg)
+    assert len(rows) == count and {r["dtype"] for r in rows} == kinds
+    assert all(r["payload_equal"] and r["scales_equal"] for r in rows), [r for r in rows if not r["payload_equal"]]
+
+
+def test_check_weights_names_a_swapped_pair():
+    model = q3ref.Model(STRESS)
+    rows = open_export(ONNX / "defect_gate_up_swap_2_int8.onnx").check_weights(model.weights, model.cfg)
+    assert sorted(r["weight"] for r in rows if not r["payload_equal"]) == [
+        "layers.2.mlp.gate_proj.weight", "layers.2.mlp.up_proj.weight"]

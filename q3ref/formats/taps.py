@@ -88,13 +88,17 @@ def graph_summary(d) -> list[str]:
     if d["embedding_table"]:
         lines.append(f"  embedding table: {d['embedding_table']['dtype']} {d['embedding_table']['shape']}")
     lines.append("  ops: " + ", ".join(f"{k} {v}" for k, v in d["ops"].items()))
-    lines += config_line(d)
+    return lines + config_line(d) + weight_lines(d, "int8 per channel, int4 per block")
+
+
+def weight_lines(d, recipe) -> list[str]:
+    """inspect's verdict on the quantized weights (check_weights rows), when a checkpoint was given."""
     rows = d.get("quantized_weights") or []
-    if rows:
-        same = [r for r in rows if r["payload_equal"] and r["scales_equal"]]
-        kinds = "/".join(sorted({r["dtype"] for r in rows}))
-        lines.append(f"  {kinds} weights: {len(same)}/{len(rows)} bit-identical to q3ref's quantization of the "
-                     "checkpoint (int8 per channel, int4 per block)")
-        lines += [f"    {r['weight']}: {r['differing_values']} values and scales up to {r['max_scale_rel_diff']:.2g} "
-                  "(relative) differ: another recipe, other weights, or a re-quantized file" for r in rows if r not in same]
-    return lines
+    if not rows:
+        return []
+    same = [r for r in rows if r["payload_equal"] and r["scales_equal"]]
+    kinds = "/".join(sorted({r["dtype"] for r in rows}))
+    return ([f"  {kinds} weights: {len(same)}/{len(rows)} bit-identical to q3ref's quantization of the checkpoint "
+             f"({recipe})"]
+            + [f"    {r['weight']}: {r['differing_values']} values and scales up to {r['max_scale_rel_diff']:.2g} "
+               "(relative) differ: another recipe, other weights, or a re-quantized file" for r in rows if r not in same])

@@ -46,9 +46,16 @@ class Export:
         self.simulation = None  # not simulated yet: quantized stages are held to LOCAL_LIMIT
 
     def summary(self, d):
-        from ..taps import graph_summary
+        from ..taps import config_line, weight_lines
 
-        return graph_summary(d)
+        lines = [f"{d['graph']}: {d['size_mb']} MB, precision {d['precision']}, opset {d['opset']}, "
+                 f"{d['producer'] or 'no producer'}, {d['layers']} layers, hidden {d['hidden_size']}, vocab {d['vocab_size']}"]
+        lines += [f"  input  {i['name']}: {i['dtype']} {i['shape']}" for i in d["inputs"]]
+        lines += [f"  output {o['name']}: {o['dtype']} {o['shape']}" for o in d["outputs"]]
+        if d.get("embedding_table"):
+            lines.append(f"  embedding table: {d['embedding_table']['dtype']} {d['embedding_table']['shape']}")
+        lines.append("  ops: " + ", ".join(f"{k} {v}" for k, v in list(d["ops"].items())[:12]))
+        return lines + config_line(d) + weight_lines(d, "ONNX Runtime's quantize_dynamic per tensor, MatMulNBits blocks")
 
     def describe(self):
         return self.graph.describe()
@@ -90,7 +97,9 @@ class Export:
         return []  # the file says nothing about the bridge; check.py runs it instead
 
     def check_weights(self, weights, cfg):
-        return []  # bit-for-bit weight checks for ONNX recipes are not written yet
+        from .weights import check_graph_weights
+
+        return check_graph_weights(self.graph, weights)
 
     def place(self, ids, padding, pad_id, truncate=False, length=None):
         from ...api import pad

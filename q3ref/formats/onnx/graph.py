@@ -8,6 +8,8 @@ import collections
 import functools
 from pathlib import Path
 
+import numpy as np
+
 from ...errors import Q3RefError
 
 QUANT_OPS = {"MatMulInteger": "int8", "DynamicQuantizeMatMul": "int8", "MatMulNBits": "q4", "MatMulBnb4": "bnb4"}
@@ -57,10 +59,23 @@ class Graph:
         matmuls = [n for n in self.nodes if n.op_type in ("MatMul", "MatMulNBits", "Gather")]
         return any(i in self.inits and self.inits[i].data_type == 10 for n in matmuls for i in n.input)  # FLOAT16
 
-    def embedding_quantized(self) -> bool:
+    def quantized_embedding(self) -> str | None:
+        """The name of a 2-D int8/uint8 table a Gather reads (quantize_dynamic's embedding), if any."""
         gathers = [n for n in self.nodes if n.op_type == "Gather" and n.input[0] in self.inits
                    and len(self.inits[n.input[0]].dims) == 2]
-        return any(self.inits[n.input[0]].data_type in (2, 3) for n in gathers)
+        return next((n.input[0] for n in gathers if self.inits[n.input[0]].data_type in (2, 3)), None)  # UINT8, INT8
+
+    def embedding_quantized(self) -> bool:
+        return self.quantized_embedding() is not None
+
+    def initializer_type(self, name) -> int | None:
+        return self.inits[name].data_type if name in self.inits else None
+
+    def initializer(self, name) -> np.ndarray:
+        """An initializer's values (external data read from beside the model)."""
+        from onnx import numpy_helper
+
+        return numpy_helper.to_array(self.inits[name], base_dir=str(self.path.parent))
 
     @functools.cached_property
     def types(self) -> dict[str, int]:
