@@ -68,6 +68,13 @@ class Graph:
     def embedding_quantized(self) -> bool:
         return self.quantized_embedding() is not None
 
+    def nbits_block(self) -> int:
+        """MatMulNBits' block size (32 unless the graph says otherwise)."""
+        for n in self.nodes:
+            if n.op_type == "MatMulNBits":
+                return next((a.i for a in n.attribute if a.name == "block_size"), 32)
+        return 32
+
     def initializer_type(self, name) -> int | None:
         return self.inits[name].data_type if name in self.inits else None
 
