@@ -106,7 +106,8 @@ def test_missing_external_data_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("name, kinds, count", [("stress_int8", {"int8", "uint8"}, 22), ("stress_uint8", {"uint8"}, 22),
-                                                ("stress_q4", {"int4"}, 21), ("stress", set(), 0)])
+                                                ("stress_q4", {"int4"}, 21), ("stress_q4f16", {"int4"}, 21),
+                                                ("stress", set(), 0)])
 def test_quantized_weights_are_byte_identical_to_onnx_runtimes_quantizers(name, kinds, count):
     """Each MatMulInteger weight, quantized embedding table and MatMulNBits block of the graphs
     ONNX Runtime's own quantizers wrote equals q3ref's quantization of the checkpoint (formats/onnx/weights.py)."""

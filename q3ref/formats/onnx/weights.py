@@ -7,7 +7,8 @@ checkpoint, as ONNX Runtime's quantizers compute it, bit for bit: what `inspect 
   zero point = round(-min / scale) from the float64 scale. Then q = round(w / scale) + zero point
   with the division in float32, np.round (half to even), clipped to the type's full range. The
   MatMul's B is W transposed ([in, out]); the embedding's Gather table is quantized the same way.
-- MatMulNBitsQuantizer (4 bits, blocks of 32 along the input, symmetric; MLAS in C++): per block
+- MatMulNBitsQuantizer (4 bits, blocks of 32 along the input, symmetric; MLAS in C++; q4f16: the
+  same, then the scales rounded to fp16 by the fp16 conversion): per block
   d = (the block's max or min, whichever is larger in magnitude; the min on a tie) / -8 in fp32,
   q = min(15, trunc(w * (1/d) + 8.5)): the Q4_0 formula but for the tie, which bf16 weights
   meet often. K is padded to a whole block, and the padding is not compared.
@@ -61,6 +62,7 @@ def checkpoint_name(node_name):
 
 
 def row(name, dtype, q, q_graph, s, s_graph):
+    s = np.asarray(s).astype(np.asarray(s_graph).dtype)  # q4f16 stores the scales in fp16, rounded from fp32
     same = q.shape == q_graph.shape
     return {"weight": name, "dtype": dtype, "payload_equal": bool(same and np.array_equal(q, q_graph)),
             "scales_equal": bool(np.shape(s) == np.shape(s_graph) and np.array_equal(s, s_graph)),
