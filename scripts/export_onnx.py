@@ -85,9 +85,19 @@ def export_fp32(model, path):
     torch.onnx.export(LastHidden(model), (ids, mask, pos), str(path), dynamo=False, opset_version=18,
                       input_names=["input_ids", "attention_mask", "position_ids"], output_names=["last_hidden_state"],
                       dynamic_axes=dyn, do_constant_folding=True)
+    # torch writes a model over protobuf's 2 GB limit with one external file per tensor: gather
+    # them into one model.onnx_data beside it, as the onnx-community files are laid out
+    torch_files = {d.value for t in onnx.load(str(path), load_external_data=False).graph.initializer
+                   for d in t.external_data if d.key == "location"}
     m = onnx.load(str(path))
-    if m.ByteSize() > 2**31 - 2**20:  # protobuf's 2 GB limit: weights go to model.onnx_data
+    try:
+        big = m.ByteSize() > 2**31 - 2**20
+    except Exception:  # protobuf refuses to even size a message over 2 GB
+        big = True
+    if big or torch_files:
         onnx.save(m, str(path), save_as_external_data=True, location=path.name + "_data")
+        for name in torch_files - {path.name + "_data"}:
+            (path.parent / name).unlink(missing_ok=True)
 
 
 def quantize(src, dst, variant):
