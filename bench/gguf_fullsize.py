@@ -14,11 +14,9 @@ measured. Prints a table and appends it to bench/RESULTS.md.
 
 import argparse
 import datetime
-import gzip
 import json
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,8 +26,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from export_gguf import QUANTS, convert, quantize  # noqa: E402
+from measure import append_results, q3ref_child  # noqa: E402
+from q3ref.formats.gguf.run import cpu_name  # noqa: E402
 
 TOKENIZER = ROOT / "tests/fixtures/qwen3-tokenizer"
 
@@ -95,18 +96,9 @@ def timed(f):
 def diff_in_child(gguf, ckpt, ids, quant):
     """Wall seconds, peak RSS (GB) and the report of one `q3ref diff` in its own process."""
     out = Path(str(gguf) + f".{quant}.report.json")
-    args = ["diff", str(gguf), "--weights", str(ckpt), "--kernels", "llama.cpp", "--quant", quant,
-            "--ids", ",".join(map(str, ids)), "--json", str(out)]
-    # the child reports its own peak RSS (RUSAGE_CHILDREN would be the largest of all children)
-    code = ("import resource, sys; from q3ref.cli import main; rc = main(sys.argv[1:]); "
-            "print('peak_rss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(rc)")
-    t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT)
-    seconds = time.perf_counter() - t0
-    if r.returncode not in (0, 1):
-        sys.exit(f"diff failed: {r.stderr[-2000:]}")
-    rss_kb = int(next(line.split()[1] for line in r.stderr.splitlines() if line.startswith("peak_rss_kb")))
-    return seconds, rss_kb / 2**20, json.loads(out.read_text())
+    seconds, rss, _ = q3ref_child(["diff", gguf, "--weights", ckpt, "--kernels", "llama.cpp", "--quant", quant,
+                                   "--ids", ",".join(map(str, ids)), "--json", out])
+    return seconds, rss, json.loads(out.read_text())
 
 
 def main():
@@ -141,7 +133,7 @@ def main():
             row[quant] = (s, rss, rep)
         rows.append(row)
         print(t, {k: (v if not isinstance(v, tuple) else v[:2]) for k, v in row.items()}, flush=True)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    cpu = cpu_name()
     lines = [f"\n## GGUF full size: random 0.6B, {a.tokens} tokens ({datetime.date.today()})\n",
              f"{cpu}, {platform.machine()}; llama-cpp-python's llama.cpp. llama.cpp embed: 2 threads, its defaults, "
              "best of 3. diff: one `q3ref diff --kernels llama.cpp` process (llama.cpp's graph run once more with "
@@ -154,10 +146,7 @@ def main():
         out = rep["output"]
         lines.append(f"| {r['type']} | {r['size_gb']:.2f} GB | {r['llama_s']:.2f} s | {sa:.1f} s | {ra:.2f} GB | "
                      f"{sn:.1f} s | {rn:.2f} GB | {out.get('sim_rel_l2', float('nan')):.2g} / {out['rel_l2']:.2g} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(ROOT / "bench/RESULTS.md", "a") as fh:
-        fh.write(text)
+    append_results("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

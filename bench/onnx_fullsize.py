@@ -24,6 +24,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from measure import append_results, q3ref_child  # noqa: E402
+from q3ref.formats.gguf.run import cpu_name  # noqa: E402
 
 FILES = {"fp32": "stress.onnx", "int8": "stress_int8.onnx", "q4": "stress_q4.onnx"}
 
@@ -45,19 +49,6 @@ def ort_seconds(path, ids, repeats=3):
     return best
 
 
-def child(args):
-    """Wall seconds, peak RSS (GB) and stdout of `python -m q3ref ARGS` run as its own process."""
-    code = ("import resource, sys; from q3ref.cli import main; rc = main(sys.argv[1:]); "
-            "print('peak_rss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(rc)")
-    t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT)
-    seconds = time.perf_counter() - t0
-    if r.returncode not in (0, 1):
-        sys.exit(f"q3ref {args[0]} failed: {r.stderr[-2000:]}")
-    rss = int(next(line.split()[1] for line in r.stderr.splitlines() if line.startswith("peak_rss_kb")))
-    return seconds, rss / 2**20, r.stdout
-
-
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("weights", type=Path)
@@ -72,17 +63,17 @@ def main():
                         "--name", "stress", "--variants", ",".join(variants)], check=True)
     ids = np.random.default_rng(0).integers(0, 151643, a.tokens)
     id_arg = ",".join(map(str, ids))
-    fwd_s, _, _ = child(["embed", "--ids", id_arg, "--weights", str(a.weights)])  # load + one forward
+    fwd_s, _, _ = q3ref_child(["embed", "--ids", id_arg, "--weights", str(a.weights)])  # load + one forward
     rows = []
     for v in variants:
         graph = a.out / FILES[v]
         ort_s = ort_seconds(graph, ids)
         report = graph.with_suffix(".report.json")
-        s, rss, _ = child(["diff", str(graph), "--weights", str(a.weights), "--ids", id_arg, "--json", str(report)])
+        s, rss, _ = q3ref_child(["diff", str(graph), "--weights", str(a.weights), "--ids", id_arg, "--json", str(report)])
         rep = json.loads(report.read_text())
         rows.append((v, ort_s, s, rss, rep))
         print(v, ort_s, s, rss, rep["output"], rep["seconds"], flush=True)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    cpu = cpu_name()
     lines = [f"\n## ONNX full size: random 0.6B, {a.tokens} tokens ({datetime.date.today()})\n",
              f"{cpu}. ONNX Runtime's own run: optimizations on, 2 threads, best of 3. q3ref embed (load + one "
              f"forward, its own process): {fwd_s:.1f} s. diff: its own process, wall time and peak RSS.\n",
@@ -92,10 +83,7 @@ def main():
         to_exp = rep["output"].get("sim_rel_l2", rep["output"]["rel_l2"])
         lines.append(f"| {v} | {ort_s:.2f} s | {s:.1f} s | {rss:.2f} GB | {s / (ort_s + fwd_s):.2f} | {rep['expected']} | "
                      f"{to_exp:.2g} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(ROOT / "bench/RESULTS.md", "a") as fh:
-        fh.write(text)
+    append_results("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

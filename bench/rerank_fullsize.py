@@ -26,6 +26,10 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import q3ref  # noqa: E402
 from make_reranker_fixtures import BASE, load_card  # noqa: E402
 from q3ref.checkpoint import make_checkpoint, preset_config  # noqa: E402
+from q3ref.formats.gguf.run import cpu_name  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from measure import append_results  # noqa: E402
 
 CKPT = ROOT / "weights/random-reranker-0.6b"
 
@@ -66,16 +70,14 @@ def main():
     hf()  # warm
     hf_s, hf_scores = best_of(hf)
     diff = float(np.abs(q3 - hf_scores).max())
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    cpu = cpu_name()
     text = (f"\n## rerank, random 0.6B reranker, 1 query x {a.docs} documents ({datetime.date.today()})\n\n"
             f"{cpu}; {min(tokens)}-{max(tokens)} tokens per pair with the template. Best of 2 runs each.\n\n"
             "| | seconds |\n|---|---|\n"
             f"| q3ref `rerank` (batch 8) | {q3_s:.2f} |\n"
             f"| transformers, the card's recipe (fp32, eager attention, one left-padded batch) | {hf_s:.2f} |\n\n"
             f"Largest score difference between the two: {diff:.2g}.\n")
-    print(text)
-    with open(ROOT / "bench/RESULTS.md", "a") as fh:
-        fh.write(text)
+    append_results(text)
 
 
 if __name__ == "__main__":

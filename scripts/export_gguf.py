@@ -178,7 +178,7 @@ def main():
     p.add_argument("--work", type=Path, default=Path("/tmp/q3ref-gguf"))
     a = p.parse_args()
     import gguf
-    import llama_cpp
+    import llama_cpp  # noqa: F401  (fail now, before converting, if the llama extra is missing)
 
     OUT.mkdir(parents=True, exist_ok=True)
     a.work.mkdir(parents=True, exist_ok=True)
