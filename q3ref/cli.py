@@ -91,6 +91,8 @@ def build_parser():
     add_model_args(p)
     p.add_argument("--dim", type=int, metavar="N", help="MRL dimension of the final 'embedding' tap")
     p.add_argument("--out", required=True, metavar="trace.npz")
+    p.add_argument("--delta-rule", choices=["chunked", "recurrent"], default="chunked",
+                   help="Qwen3.5: the GatedDeltaNet state update's form (transformers' prefill: chunked)")
 
     p = sub.add_parser("inspect", help="describe an exported model (.tflite, .onnx, .gguf) and check it against a checkpoint")
     p.add_argument("graph", metavar="MODEL")
@@ -271,7 +273,36 @@ def cmd_rerank(args):
     return 0
 
 
+def trace_qwen35(args, path):
+    """trace on a Qwen3.5 checkpoint (q3ref/qwen35): token ids only, every tap plus logits."""
+    from .qwen35.config import Qwen35Config
+    from .qwen35.model import forward
+    from .qwen35.weights import Qwen35Weights
+
+    if not args.ids:
+        raise Q3RefError("a Qwen3.5 checkpoint is traced from token ids (--ids); its tokenizer is not read yet")
+    cfg = Qwen35Config.from_json(path / "config.json")
+    weights = Qwen35Weights(path, cfg)
+    ids = parse_ids(args.ids)
+    bad = [i for i in ids if not 0 <= i < cfg.vocab_size]
+    if bad:
+        raise Q3RefError(f"token id {bad[0]} is outside the vocabulary (0..{cfg.vocab_size - 1})")
+    taps = {}
+    forward(weights, cfg, ids, taps, form=args.delta_rule)
+    taps["input_ids"] = np.asarray(ids)
+    atomic_save(args.out, lambda f: np.savez(f, **taps))
+    print(f"wrote {len(taps) - 1} taps of {len(ids)} tokens to {args.out} (Qwen3.5, {args.delta_rule} delta rule"
+          + (f"; {weights.skipped} vision tensors not read" if weights.skipped else "") + ")")
+    return 0
+
+
 def cmd_trace(args):
+    from .api import find_weights
+    from .qwen35.config import is_qwen35
+
+    path = find_weights(args.weights)
+    if path.is_dir() and (path / "config.json").is_file() and is_qwen35(path / "config.json"):
+        return trace_qwen35(args, path)
     model = load_model(args)
     _, ids = inputs(args, model, many=False)
     taps = model.trace(ids[0], dim=args.dim)

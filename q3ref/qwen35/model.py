@@ -1,0 +1,133 @@
+"""The Qwen3.5 text decoder, top to bottom, in transformers' order of operations
+(models/qwen3_5/modeling_qwen3_5.py: Qwen3_5DecoderLayer, Qwen3_5GatedDeltaNet, Qwen3_5Attention,
+Qwen3_5RMSNorm, Qwen3_5RMSNormGated). One sequence, fp32, names as in config.py; T tokens.
+
+Two kinds of layer share the pre-norm residual block and the SwiGLU MLP:
+- linear_attention: GatedDeltaNet, a recurrent state per value head (delta.py);
+- full_attention: GQA with an output gate and partial RoPE.
+Norms are zero-centred, x * rsqrt(mean(x^2) + eps) * (1 + w), except the gated norm inside
+GatedDeltaNet, which multiplies by w itself (no +1) and then by silu(z).
+Taps: layers.{i}.{input_norm, mixer, attn_residual, post_norm, mlp, out}, and for GatedDeltaNet
+layers also qkv, conv, core, gated_norm and the states after the last token (conv_state: the last C
+inputs of the conv, recurrent_state); then norm and logits (the last position's).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import delta
+
+F32 = np.float32
+
+
+def rms_norm(x, w, eps, plus_one=True):  # [..., n] -> [..., n]; zero-centred (1 + w) unless plus_one=False
+    x = np.asarray(x, F32)
+    normed = x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + F32(eps))  # x * rsqrt(mean(x^2) + eps)
+    return normed * ((F32(1) + w) if plus_one else w)
+
+
+def l2norm(x, eps=1e-6):  # [..., n]: x * rsqrt(sum(x^2) + eps), as FLA and transformers
+    return x / np.sqrt(np.sum(x * x, axis=-1, keepdims=True) + F32(eps))
+
+
+def silu(x):
+    return x / (F32(1) + np.exp(-x))
+
+
+def sigmoid(x):
+    return F32(1) / (F32(1) + np.exp(-x))
+
+
+def softplus(x):
+    return np.where(x > 20, x, np.log1p(np.exp(np.minimum(x, 20)))).astype(F32)  # torch's threshold 20
+
+
+def gated_delta_net(x, w, cfg, p, tap, form):  # [T, D] -> [T, D]
+    T = x.shape[0]
+    Hk, Hv, dk, dv, C = (cfg.linear_num_key_heads, cfg.linear_num_value_heads, cfg.linear_key_head_dim,
+                         cfg.linear_value_head_dim, cfg.linear_conv_kernel_dim)
+    a = p + "linear_attn."
+    qkv = tap(p + "qkv", x @ w[a + "in_proj_qkv.weight"].T)  # [T, 2*Hk*dk + Hv*dv]
+    z = (x @ w[a + "in_proj_z.weight"].T).reshape(T, Hv, dv)  # [T, Hv, dv]
+    b = x @ w[a + "in_proj_b.weight"].T  # [T, Hv]
+    a_ = x @ w[a + "in_proj_a.weight"].T  # [T, Hv]
+
+    # Causal depthwise conv over time (kernel C, the C-1 earlier inputs padded with zeros), then SiLU.
+    kernel = w[a + "conv1d.weight"][:, 0, :]  # [channels, C]
+    padded = np.concatenate([np.zeros((C - 1, qkv.shape[1]), F32), qkv])  # [T + C - 1, channels]
+    conv = sum(padded[j:j + T] * kernel[:, j] for j in range(C))  # [T, channels]
+    conv = tap(p + "conv", silu(conv))
+    tap(p + "conv_state", padded[-C:].T)  # [channels, C]: what decoding continues from
+
+    q, k, v = np.split(conv, [Hk * dk, 2 * Hk * dk], axis=1)
+    q, k, v = q.reshape(T, Hk, dk), k.reshape(T, Hk, dk), v.reshape(T, Hv, dv)
+    rep = Hv // Hk  # each key head serves `rep` consecutive value heads (repeat_interleave)
+    q, k = np.repeat(l2norm(q), rep, axis=1), np.repeat(l2norm(k), rep, axis=1)  # [T, Hv, dk] each
+    beta = sigmoid(b)  # [T, Hv]
+    g = -np.exp(w[a + "A_log"]) * softplus(a_ + w[a + "dt_bias"])  # [T, Hv]: log decay, <= 0
+    core, state = (delta.chunked if form == "chunked" else delta.recurrent)(q, k, v, g, beta)  # [T, Hv, dv]
+    core = tap(p + "core", core)
+    tap(p + "recurrent_state", state)  # [Hv, dk, dv]
+    gated = rms_norm(core, w[a + "norm.weight"], cfg.rms_norm_eps, plus_one=False) * silu(z)  # [T, Hv, dv]
+    gated = tap(p + "gated_norm", gated)
+    return gated.reshape(T, Hv * dv) @ w[a + "out_proj.weight"].T  # [T, D]
+
+
+def rope_tables(T, cfg):  # -> cos, sin [T, R]: the first R dims of each head rotate
+    R = cfg.rotary_dim
+    inv_freq = F32(1) / (F32(cfg.rope_theta) ** (np.arange(0, R, 2, dtype=F32) / F32(R)))  # [R/2]
+    angles = np.arange(T, dtype=F32)[:, None] * inv_freq[None, :]  # [T, R/2]
+    angles = np.concatenate([angles, angles], axis=1)  # [T, R]
+    return np.cos(angles), np.sin(angles)
+
+
+def attention(x, w, cfg, p, tap):  # [T, D] -> [T, D]
+    T = x.shape[0]
+    H, Hkv, Dh, R = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, cfg.rotary_dim
+    a = p + "self_attn."
+    qg = (x @ w[a + "q_proj.weight"].T).reshape(T, H, 2 * Dh)  # [T, H, 2*Dh]: each head's query, then its gate
+    q, gate = qg[..., :Dh], qg[..., Dh:].reshape(T, H * Dh)
+    q = rms_norm(q, w[a + "q_norm.weight"], cfg.rms_norm_eps)  # [T, H, Dh]
+    k = rms_norm((x @ w[a + "k_proj.weight"].T).reshape(T, Hkv, Dh), w[a + "k_norm.weight"], cfg.rms_norm_eps)
+    v = (x @ w[a + "v_proj.weight"].T).reshape(T, Hkv, Dh)  # [T, Hkv, Dh]
+    cos, sin = rope_tables(T, cfg)
+
+    def rope(t):  # rotate_half on the first R dims, the rest pass through
+        r, rest = t[..., :R], t[..., R:]
+        rotated = np.concatenate([-r[..., R // 2:], r[..., :R // 2]], axis=-1)
+        return np.concatenate([r * cos[:, None] + rotated * sin[:, None], rest], axis=-1)
+
+    q, k = rope(q), rope(k)
+    rep = H // Hkv
+    k, v = np.repeat(k, rep, axis=1), np.repeat(v, rep, axis=1)  # [T, H, Dh] each
+    scores = np.einsum("thd,shd->hts", q, k) * F32(Dh ** -0.5)  # [H, T, T]
+    scores = np.where(np.tril(np.ones((T, T), bool)), scores, -np.inf)
+    p_ = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    p_ = p_ / p_.sum(axis=-1, keepdims=True)
+    out = np.einsum("hts,shd->thd", p_, v).reshape(T, H * Dh)  # [T, H*Dh]
+    out = tap(p + "gated_attn", out * sigmoid(gate))
+    return out @ w[a + "o_proj.weight"].T  # [T, D]
+
+
+def forward(weights, cfg, ids, taps=None, form="chunked"):
+    """ids [T] -> the last position's logits [V]. form: the delta rule's "chunked" (transformers'
+    prefill) or "recurrent" (token by token) form."""
+    def tap(name, x):
+        if taps is not None:
+            taps[name] = x
+        return x
+
+    w = weights
+    x = w["embed_tokens.weight"][np.asarray(ids)]  # [T, D]
+    for i, kind in enumerate(cfg.layer_types):
+        p = f"layers.{i}."
+        h = tap(p + "input_norm", rms_norm(x, w[p + "input_layernorm.weight"], cfg.rms_norm_eps))
+        h = gated_delta_net(h, w, cfg, p, tap, form) if kind == "linear_attention" else attention(h, w, cfg, p, tap)
+        x = tap(p + "attn_residual", x + tap(p + "mixer", h))
+        h = tap(p + "post_norm", rms_norm(x, w[p + "post_attention_layernorm.weight"], cfg.rms_norm_eps))
+        m = p + "mlp."
+        h = (silu(h @ w[m + "gate_proj.weight"].T) * (h @ w[m + "up_proj.weight"].T)) @ w[m + "down_proj.weight"].T
+        x = tap(p + "out", x + tap(p + "mlp", h))
+    x = tap("norm", rms_norm(x, w["norm.weight"], cfg.rms_norm_eps))
+    return tap("logits", x[-1] @ weights.head().T)  # [V]: only the last position's
