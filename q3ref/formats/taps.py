@@ -81,14 +81,23 @@ def graph_summary(d) -> list[str]:
     config and quantized-weight checks."""
     lines = [f"{d['graph']}: {d['size_mb']} MB, precision {d['precision']}, seq_len {d['seq_len']}, "
              f"{d['layers']} layers, hidden {d['hidden_size']}, vocab {d['vocab_size']}"]
-    lines += [f"  input  {i['name']}: {i['dtype']} {i['shape']}" for i in d["inputs"]]
-    lines += [f"  output {o['name']}: {o['dtype']} {o['shape']}" for o in d["outputs"]]
+    lines += io_lines(d)
     lines.append(f"  fully-connected weights: {d['fully_connected_weights']} "
                  f"({d['per_channel_quantized_fc']} quantized per channel)")
-    if d["embedding_table"]:
-        lines.append(f"  embedding table: {d['embedding_table']['dtype']} {d['embedding_table']['shape']}")
-    lines.append("  ops: " + ", ".join(f"{k} {v}" for k, v in d["ops"].items()))
+    lines += table_and_ops(d)
     return lines + config_line(d) + weight_lines(d, "int8 per channel, int4 per block")
+
+
+def io_lines(d) -> list[str]:
+    return ([f"  input  {i['name']}: {i['dtype']} {i['shape']}" for i in d["inputs"]]
+            + [f"  output {o['name']}: {o['dtype']} {o['shape']}" for o in d["outputs"]])
+
+
+def table_and_ops(d, most=None) -> list[str]:
+    """The embedding table's type, if the graph holds one, and the op counts (the `most` commonest)."""
+    table = d.get("embedding_table")
+    return ([f"  embedding table: {table['dtype']} {table['shape']}"] if table else []) + [
+        "  ops: " + ", ".join(f"{k} {v}" for k, v in list(d["ops"].items())[:most])]
 
 
 def weight_lines(d, recipe) -> list[str]:
@@ -102,3 +111,17 @@ def weight_lines(d, recipe) -> list[str]:
              f"({recipe})"]
             + [f"    {r['weight']}: {r['differing_values']} values and scales up to {r['max_scale_rel_diff']:.2g} "
                "(relative) differ: another recipe, other weights, or a re-quantized file" for r in rows if r not in same])
+
+
+class GraphExport:
+    """What the two graph formats' Exports (LiteRT, ONNX) share: describe and check the file their
+    `graph` parsed, and no bridge checks of its own (check.py runs the bridge instead)."""
+
+    def describe(self):
+        return self.graph.describe()
+
+    def check_config(self, cfg):
+        return self.graph.check_config(cfg)
+
+    def bridge_checks(self, cfg=None):
+        return []

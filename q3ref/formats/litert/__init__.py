@@ -7,6 +7,7 @@ kernels compute as q3ref emulates them, weights.py checks quantized weights bit 
 
 from __future__ import annotations
 
+from ..taps import GraphExport
 from .align import align
 from .graph import Graph
 from .run import place, run
@@ -30,7 +31,7 @@ def open(path):  # noqa: A001  (the face's verb)
     return Export(path)
 
 
-class Export:
+class Export(GraphExport):
     format = "litert"
     runtimes = ("xnnpack", "builtin")
     output_tap = "embedding"  # pooled and L2-normalized inside the graph
@@ -47,12 +48,6 @@ class Export:
         from ..taps import graph_summary
 
         return graph_summary(d)
-
-    def describe(self):
-        return self.graph.describe()
-
-    def check_config(self, cfg):
-        return self.graph.check_config(cfg)
 
     def align(self, cfg):
         return align(self.graph, cfg)
@@ -91,9 +86,6 @@ class Export:
         from ...quant import simulation
 
         return simulation(weights, kernels, self.simulation, runtime, offset)
-
-    def bridge_checks(self, cfg=None):
-        return []  # the file says nothing about the bridge; check.py runs it instead
 
     def check_weights(self, weights, cfg):
         from .weights import check_graph_weights

@@ -9,6 +9,7 @@ The graph returns last_hidden_state: pooling and normalization are the bridge's 
 
 from __future__ import annotations
 
+from ..taps import GraphExport
 from .align import align
 from .graph import Graph
 from .run import run
@@ -33,7 +34,7 @@ def open(path):  # noqa: A001  (the face's verb)
     return Export(path)
 
 
-class Export:
+class Export(GraphExport):
     format = "onnx"
     runtimes = ("ort",)
     output_tap = "norm"
@@ -48,22 +49,12 @@ class Export:
         self.simulation = f"ONNX Runtime {self.precision}" if self.precision in SIMULATED else None
 
     def summary(self, d):
-        from ..taps import config_line, weight_lines
+        from ..taps import config_line, io_lines, table_and_ops, weight_lines
 
         lines = [f"{d['graph']}: {d['size_mb']} MB, precision {d['precision']}, opset {d['opset']}, "
                  f"{d['producer'] or 'no producer'}, {d['layers']} layers, hidden {d['hidden_size']}, vocab {d['vocab_size']}"]
-        lines += [f"  input  {i['name']}: {i['dtype']} {i['shape']}" for i in d["inputs"]]
-        lines += [f"  output {o['name']}: {o['dtype']} {o['shape']}" for o in d["outputs"]]
-        if d.get("embedding_table"):
-            lines.append(f"  embedding table: {d['embedding_table']['dtype']} {d['embedding_table']['shape']}")
-        lines.append("  ops: " + ", ".join(f"{k} {v}" for k, v in list(d["ops"].items())[:12]))
+        lines += io_lines(d) + table_and_ops(d, most=12)
         return lines + config_line(d) + weight_lines(d, "ONNX Runtime's quantize_dynamic per tensor, MatMulNBits blocks")
-
-    def describe(self):
-        return self.graph.describe()
-
-    def check_config(self, cfg):
-        return self.graph.check_config(cfg)
 
     def align(self, cfg):
         return align(self.graph, cfg)
@@ -94,9 +85,6 @@ class Export:
         from .sim import simulate
 
         return simulate(weights, kernels, self.precision, self.graph.embedding_quantized(), self.graph.nbits_block())
-
-    def bridge_checks(self, cfg=None):
-        return []  # the file says nothing about the bridge; check.py runs it instead
 
     def check_weights(self, weights, cfg):
         from .weights import check_graph_weights
