@@ -172,7 +172,7 @@ def build_parser():
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("make-checkpoint", help="write a deterministic random checkpoint with real shapes")
-    p.add_argument("--preset", required=True, help="tiny, 0.6b, 4b or 8b")
+    p.add_argument("--preset", required=True, help="tiny, 0.6b, 4b, 8b, or qwen3.5-0.8b (its text decoder)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--tokenizer", metavar="FILE", help="tokenizer.json(.gz) to copy into the checkpoint")
@@ -288,7 +288,7 @@ def trace_qwen35(args, path):
     if bad:
         raise Q3RefError(f"token id {bad[0]} is outside the vocabulary (0..{cfg.vocab_size - 1})")
     taps = {}
-    forward(weights, cfg, ids, taps, form=args.delta_rule)
+    forward(weights, cfg, ids, taps, form=args.delta_rule, kernels=args.kernels)
     taps["input_ids"] = np.asarray(ids)
     atomic_save(args.out, lambda f: np.savez(f, **taps))
     print(f"wrote {len(taps) - 1} taps of {len(ids)} tokens to {args.out} (Qwen3.5, {args.delta_rule} delta rule"
@@ -466,7 +466,17 @@ def cmd_quant_report(args):
 
 def cmd_make_checkpoint(args):
     from .checkpoint import make_checkpoint, preset_config
+    from .qwen35 import checkpoint as qwen35
 
+    if args.preset in qwen35.PRESETS:
+        if args.tokenizer:
+            raise Q3RefError("a Qwen3.5 checkpoint is made without a tokenizer (q3ref reads Qwen3.5 from token ids)")
+        from .qwen35.config import Qwen35Config
+
+        cfg = Qwen35Config.from_dict(qwen35.PRESETS[args.preset])
+        out = qwen35.make_checkpoint(args.out, cfg, args.seed, preset=args.preset)
+        print(f"wrote random {args.preset} text checkpoint (seed {args.seed}) to {out}")
+        return 0
     cfg = preset_config(args.preset)
     if args.tokenizer and not Path(args.tokenizer).is_file():
         raise Q3RefError(f"tokenizer file {args.tokenizer} does not exist")

@@ -2,6 +2,7 @@
 taps on it (fp32, eager attention; prefill runs the chunked delta rule).
 
     python scripts/make_qwen35_fixtures.py     # reference environment: torch==2.13.0, transformers>=5.24
+    python scripts/make_qwen35_fixtures.py --shapes   # only shapes-0.8b.json (the 0.8B preset's tensors)
 
 Config: 4 layers (linear, full, linear, full attention), D=64, F=96; full attention 4 heads / 2 KV,
 head_dim 32, partial rotary 0.25, theta 1e7, output gate; GatedDeltaNet with 2 key heads and 4
@@ -76,7 +77,24 @@ def record(model, ids):
     return out
 
 
+def preset_shapes():
+    """tests/fixtures/qwen35/shapes-0.8b.json: every parameter's shape in transformers' own
+    Qwen3_5ForCausalLM built (on the meta device) from q3ref's qwen3.5-0.8b preset config."""
+    from transformers.models.qwen3_5 import Qwen3_5ForCausalLM, Qwen3_5TextConfig
+
+    sys.path.insert(0, str(ROOT))
+    from q3ref.qwen35.checkpoint import PRESET_0_8B
+
+    with torch.device("meta"):
+        model = Qwen3_5ForCausalLM(Qwen3_5TextConfig(**PRESET_0_8B))
+    shapes = {n: list(p.shape) for n, p in model.state_dict().items()}
+    (OUT / "shapes-0.8b.json").write_text(json.dumps(shapes, indent=1) + "\n")
+    print(f"wrote {len(shapes)} shapes, {sum(int(np.prod(s)) for s in shapes.values()):,} values")
+
+
 def main():
+    if sys.argv[1:] == ["--shapes"]:
+        return preset_shapes()
     import transformers
     from transformers.models.qwen3_5 import Qwen3_5ForCausalLM
 

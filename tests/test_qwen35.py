@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES
+from q3ref.qwen35 import delta
 from q3ref.qwen35.config import Qwen35Config
 from q3ref.qwen35.model import forward
 from q3ref.qwen35.weights import Qwen35Weights
@@ -22,10 +23,10 @@ def model():
     return cfg, Qwen35Weights(CKPT, cfg)
 
 
-def run(model, n, form):
+def run(model, n, form, kernels="numba"):
     cfg, w = model
     taps = {}
-    forward(w, cfg, Z[f"len{n}/input_ids"], taps, form)
+    forward(w, cfg, Z[f"len{n}/input_ids"], taps, form, kernels)
     return taps
 
 
@@ -37,15 +38,17 @@ def worst(taps, n):
     return name, errs[name], len(errs)
 
 
+@pytest.mark.parametrize("kernels", ["numba", "numpy"])
 @pytest.mark.parametrize("n", LENGTHS)
-def test_chunked_form_matches_transformers_within_1e_5(model, n):
-    name, err, count = worst(run(model, n, "chunked"), n)
+def test_chunked_form_matches_transformers_within_1e_5(model, n, kernels):
+    name, err, count = worst(run(model, n, "chunked", kernels), n)
     assert count == 6 * 4 + 2 + 4 and err <= 1e-5, (name, err)  # 6 taps per layer, norm, logits, 2 x 2 states
 
 
+@pytest.mark.parametrize("kernels", ["numba", "numpy"])
 @pytest.mark.parametrize("n", LENGTHS)
-def test_recurrent_form_matches_transformers_within_1e_4(model, n):
-    name, err, _ = worst(run(model, n, "recurrent"), n)
+def test_recurrent_form_matches_transformers_within_1e_4(model, n, kernels):
+    name, err, _ = worst(run(model, n, "recurrent", kernels), n)
     assert err <= 1e-4, (name, err)
 
 
@@ -54,6 +57,24 @@ def test_the_two_forms_differ_only_by_ordering(model):
     a, b = run(model, 130, "chunked"), run(model, 130, "recurrent")
     gaps = {k: float(np.abs(a[k] - b[k]).max() / np.abs(a[k]).max()) for k in ("layers.0.core", "layers.2.core", "logits")}
     assert 0 < max(gaps.values()) < 1e-5, gaps
+
+
+@pytest.mark.parametrize("form", ["chunked", "recurrent"])
+@pytest.mark.parametrize("T", [1, 63, 64, 65, 200])
+def test_numba_kernels_match_their_numpy_twins(form, T):
+    """At the 0.8B's head sizes (dk = dv = 128), with a decay strong enough to matter, across chunk edges."""
+    rng = np.random.default_rng(T)
+    Hv, dk, dv = 3, 128, 128
+    unit = lambda x: (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+    q, k = unit(rng.standard_normal((T, Hv, dk))), unit(rng.standard_normal((T, Hv, dk)))
+    v = rng.standard_normal((T, Hv, dv)).astype(np.float32)
+    g, beta = (-rng.exponential(0.3, (T, Hv))).astype(np.float32), rng.random((T, Hv)).astype(np.float32)
+    twin, kernel = delta.FORMS[form, "numpy"](q, k, v, g, beta), delta.FORMS[form, "numba"](q, k, v, g, beta)
+    for a, b in zip(twin, kernel):  # the output, then the final state
+        assert a.shape == b.shape and a.dtype == b.dtype == np.float32
+        assert np.abs(a - b).max() <= 2e-6 * np.abs(a).max()
+    if T > 1:  # the decay is read (a kernel that dropped it would differ from the twin by more than rounding)
+        assert np.abs(delta.FORMS[form, "numba"](q, k, v, 0 * g, beta)[1] - twin[1]).max() > 1e-2 * np.abs(twin[1]).max()
 
 
 def test_both_naming_schemes(tmp_path):
@@ -88,3 +109,45 @@ def test_cli_trace(tmp_path):
     r = subprocess.run([sys.executable, "-m", "q3ref", "trace", "--ids", "1,999", "--weights", CKPT, "--out", out],
                        capture_output=True, text=True)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "outside the vocabulary" in r.stderr
+
+
+def test_preset_has_the_shapes_of_transformers_model():
+    """The qwen3.5-0.8b preset's tensors are those of transformers' Qwen3_5ForCausalLM built from
+    the same config (shapes-0.8b.json, scripts/make_qwen35_fixtures.py --shapes); tied head."""
+    import json
+
+    from q3ref.qwen35.checkpoint import PRESET_0_8B, expected_shapes
+
+    theirs = {n: tuple(s) for n, s in json.loads((FIXTURES / "qwen35/shapes-0.8b.json").read_text()).items()}
+    ours = {"model." + n: s for n, s in expected_shapes(Qwen35Config.from_dict(PRESET_0_8B)).items()}
+    assert theirs.pop("lm_head.weight") == theirs["model.embed_tokens.weight"]  # tied: not stored
+    assert ours == theirs
+
+
+def test_make_checkpoint_and_the_wrong_config(tmp_path):
+    """A random checkpoint made by q3ref reads back and runs; a config.json that does not match the
+    tensors is one line, not a traceback."""
+    import json
+    import subprocess
+    import sys
+
+    from q3ref.errors import Q3RefError
+    from q3ref.qwen35.checkpoint import make_checkpoint
+
+    config = json.loads((CKPT / "config.json").read_text())
+    cfg = Qwen35Config.from_dict(config)
+    make_checkpoint(tmp_path / "r", cfg, seed=1, config=config)
+    w = Qwen35Weights(tmp_path / "r", cfg)
+    logits = forward(w, cfg, [1, 2, 3, 4, 5])
+    assert np.isfinite(logits).all() and logits.std() > 0.1
+    assert np.abs(w["layers.0.input_layernorm.weight"]).max() < 1  # zero-centred: stored w of (1 + w)
+    decay = np.exp(-np.exp(w["layers.0.linear_attn.A_log"]) * np.log1p(np.exp(w["layers.0.linear_attn.dt_bias"])))
+    assert ((0.5 < decay) & (decay < 0.99)).all()
+
+    config["intermediate_size"] = 128
+    (tmp_path / "r/config.json").write_text(json.dumps(config))
+    with pytest.raises(Q3RefError, match="mlp.gate_proj.weight has shape"):
+        Qwen35Weights(tmp_path / "r", Qwen35Config.from_json(tmp_path / "r/config.json"))
+    r = subprocess.run([sys.executable, "-m", "q3ref", "trace", "--ids", "1,2", "--weights", tmp_path / "r",
+                        "--out", tmp_path / "t.npz"], capture_output=True, text=True)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "t.npz").exists()

@@ -38,7 +38,10 @@ class Qwen35Config:
 
     @classmethod
     def from_json(cls, path: Path) -> "Qwen35Config":
-        d = json.loads(Path(path).read_text())
+        return cls.from_dict(json.loads(Path(path).read_text()), path)
+
+    @classmethod
+    def from_dict(cls, d: dict, path="config") -> "Qwen35Config":
         d = d.get("text_config", d)  # the published checkpoint is a VLM: its text side is nested
         rope = d.get("rope_parameters") or {}
         try:

@@ -4,15 +4,19 @@ whose vision tower, `model.visual.*`, is not read). Upcast to fp32 on first use.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from .. import safetensors_io
 from ..errors import Q3RefError
 from ..weights import checkpoint_files
+from .checkpoint import expected_shapes
 
 
 class Qwen35Weights:
     def __init__(self, path, cfg):
+        path = Path(path)
         self.path, self.cfg, self.raw, self.skipped = path, cfg, {}, 0
         for f in checkpoint_files(path):
             for name, entry in safetensors_io.open_tensors(f).items():
@@ -20,9 +24,14 @@ class Qwen35Weights:
                     self.skipped += 1  # the vision tower (and multi-token prediction) are not the text decoder
                     continue
                 self.raw[name.removeprefix("model.language_model.").removeprefix("model.")] = entry
-        for name in ("embed_tokens.weight", "norm.weight"):
+        for name, shape in expected_shapes(cfg).items():  # a checkpoint of another config fails here, in one line
             if name not in self.raw:
-                raise Q3RefError(f"{path}: tensor {name} is missing")
+                raise Q3RefError(f"{path}: tensor {name} is missing (not a Qwen3.5 text checkpoint of this config?)")
+            st_dtype, arr = self.raw[name]
+            if arr is None:
+                raise Q3RefError(f"{path}: {name} is stored as {st_dtype}, which q3ref does not read")
+            if arr.shape != shape:
+                raise Q3RefError(f"{path}: {name} has shape {arr.shape}, config.json says {shape}")
         self._cache = {}
 
     def __getitem__(self, name) -> np.ndarray:
