@@ -324,7 +324,12 @@ def cmd_trace(args):
 
 def cmd_inspect(args):
     from .formats import open_export
+    from .qwen35.litert import describe_lm, is_lm_graph
 
+    if is_lm_graph(Path(args.graph)):
+        d = describe_lm(Path(args.graph))
+        print(json.dumps(d, indent=2) if args.json else "\n".join(d["lines"]))
+        return 0
     g = open_export(args.graph)
     d = g.describe()
     if args.weights:
@@ -341,6 +346,40 @@ def cmd_inspect(args):
     return 0
 
 
+def qwen35_checkpoint(weights):
+    """The checkpoint directory when --weights is a Qwen3.5 one (its own diff and inspect), else None."""
+    from .api import find_weights
+    from .qwen35.config import is_qwen35
+
+    path = find_weights(weights)
+    return path if path.is_dir() and (path / "config.json").is_file() and is_qwen35(path / "config.json") else None
+
+
+def diff_qwen35(args, ckpt):
+    """diff of a Qwen3.5 LiteRT export (q3ref/qwen35/litert.py): its states, step by step."""
+    from .qwen35.litert import diff
+
+    if args.text or not args.ids:
+        raise Q3RefError("a Qwen3.5 graph is diffed from token ids (--ids); its tokenizer is not read yet")
+    report = diff(Path(args.graph), ckpt, parse_ids(args.ids))
+    if args.json:
+        atomic_save(args.json, lambda f: f.write(json.dumps(report, indent=2).encode()))
+    print(f"{report['source']}: Qwen3.5, {report['precision']}; {report['prompt_tokens']} tokens through "
+          f"{report['prefill']} (pad id {report['pad_token']}), the last through decode; compared with "
+          f"{report['compared_with']}, allowed {report['tolerance']:g} of max |ref|")
+    print(f"runtime: {report['runtime']}")
+    fp32 = any("rel_err_fp32" in r for r in report["taps"])
+    print(f"{'step':<8} {'tap':<28} {'err/max':>9}" + (f" {'vs fp32':>9}" if fp32 else ""))
+    for r in report["taps"]:
+        print(f"{r['step']:<8} {r['name']:<28} {r['rel_err']:>9.2e}" + (f" {r['rel_err_fp32']:>9.2e}" if fp32 else "")
+              + ("" if r["ok"] else "  <-"))
+    first = report["first_divergence"]
+    print("no divergence" if first is None else
+          f"first divergence: {first['step']} {first['name']} (layer {first['layer']}, stage {first['stage']}): "
+          f"{first['rel_err']:.3g} of max |ref|")
+    return 1 if first else 0
+
+
 def cmd_diff(args):
     from rich.console import Console
 
@@ -348,6 +387,9 @@ def cmd_diff(args):
     from .formats import open_export
     from .report import plot, print_table
 
+    ckpt = qwen35_checkpoint(args.weights)
+    if ckpt is not None:
+        return diff_qwen35(args, ckpt)
     g = open_export(args.graph)
     if args.replay:
         if not hasattr(g, "replay"):

@@ -27,10 +27,12 @@ from ..kernels import JIT
 F32 = np.float32
 
 
-def recurrent(q, k, v, g, beta):
+def recurrent(q, k, v, g, beta, state=None, scaled=False):
+    """state: the [Hv, dk, dv] to start from (zeros: a fresh sequence); scaled: q already carries
+    its 1/sqrt(dk) (as the inputs of LiteRT's gated_delta_update op do)."""
     T, Hv, dk = q.shape
-    q = (q / F32(np.sqrt(dk))).astype(F32)
-    S = np.zeros((Hv, dk, v.shape[-1]), F32)  # [Hv, dk, dv]
+    q = q if scaled else (q / F32(np.sqrt(dk))).astype(F32)
+    S = np.zeros((Hv, dk, v.shape[-1]), F32) if state is None else np.array(state, F32)  # [Hv, dk, dv]
     out = np.zeros_like(v)  # [T, Hv, dv]
     for t in range(T):
         S = S * np.exp(g[t])[:, None, None]
@@ -42,10 +44,9 @@ def recurrent(q, k, v, g, beta):
 
 
 @numba.njit(**JIT)
-def _recurrent_numba(q, k, v, g, beta, out, S):
+def _recurrent_numba(q, k, v, g, beta, scale, out, S):
     T, Hv, dk = q.shape
     dv = v.shape[2]
-    scale = np.float32(1) / np.float32(math.sqrt(dk))
     kv_mem = np.empty(dv, np.float32)
     for h in range(Hv):
         for t in range(T):
@@ -65,11 +66,12 @@ def _recurrent_numba(q, k, v, g, beta, out, S):
                     out[t, h, j] += S[h, i, j] * qi
 
 
-def recurrent_numba(q, k, v, g, beta):
+def recurrent_numba(q, k, v, g, beta, state=None, scaled=False):
     q, k, v, g, beta = (np.ascontiguousarray(x, F32) for x in (q, k, v, g, beta))
     out = np.empty_like(v)  # [T, Hv, dv]
-    S = np.zeros((q.shape[1], q.shape[2], v.shape[2]), F32)  # [Hv, dk, dv]
-    _recurrent_numba(q, k, v, g, beta, out, S)
+    S = np.zeros((q.shape[1], q.shape[2], v.shape[2]), F32) if state is None else np.array(state, F32)  # [Hv, dk, dv]
+    scale = F32(1) if scaled else F32(1) / F32(math.sqrt(q.shape[2]))
+    _recurrent_numba(q, k, v, g, beta, scale, out, S)
     return out, S
 
 

@@ -8,8 +8,10 @@ Two kinds of layer share the pre-norm residual block and the SwiGLU MLP:
 Norms are zero-centred, x * rsqrt(mean(x^2) + eps) * (1 + w), except the gated norm inside
 GatedDeltaNet, which multiplies by w itself (no +1) and then by silu(z).
 Taps: layers.{i}.{input_norm, mixer, attn_residual, post_norm, mlp, out}, and for GatedDeltaNet
-layers also qkv, conv, core, gated_norm and the states after the last token (conv_state: the last C
-inputs of the conv, recurrent_state); then norm and logits (the last position's).
+layers also qkv, conv, the delta rule's inputs (q scaled by 1/sqrt(dk), k, v, beta, g), core,
+gated_norm and the states after the last token (conv_state: the last C inputs of the conv,
+recurrent_state); for attention layers k_rope and v (the K/V cache rows) and gated_attn; then norm
+and logits (the last position's).
 """
 
 from __future__ import annotations
@@ -43,35 +45,41 @@ def softplus(x):
     return np.where(x > 20, x, np.log1p(np.exp(np.minimum(x, 20)))).astype(F32)  # torch's threshold 20
 
 
-def gated_delta_net(x, w, cfg, p, tap, rule):  # [T, D] -> [T, D]
+def causal_conv(padded, kernel):  # [T + C - 1, channels], [channels, C] -> [T, channels]: depthwise, over time
+    C = kernel.shape[1]
+    T = padded.shape[0] - C + 1
+    return sum(padded[j:j + T] * kernel[:, j] for j in range(C))
+
+
+def gated_delta_net(x, w, cfg, p, tap, K):  # [T, D] -> [T, D]
     T = x.shape[0]
     Hk, Hv, dk, dv, C = (cfg.linear_num_key_heads, cfg.linear_num_value_heads, cfg.linear_key_head_dim,
                          cfg.linear_value_head_dim, cfg.linear_conv_kernel_dim)
     a = p + "linear_attn."
-    qkv = tap(p + "qkv", x @ w[a + "in_proj_qkv.weight"].T)  # [T, 2*Hk*dk + Hv*dv]
-    z = (x @ w[a + "in_proj_z.weight"].T).reshape(T, Hv, dv)  # [T, Hv, dv]
-    b = x @ w[a + "in_proj_b.weight"].T  # [T, Hv]
-    a_ = x @ w[a + "in_proj_a.weight"].T  # [T, Hv]
+    qkv = tap(p + "qkv", K["linear"](x, w[a + "in_proj_qkv.weight"]))  # [T, 2*Hk*dk + Hv*dv]
+    z = K["linear"](x, w[a + "in_proj_z.weight"]).reshape(T, Hv, dv)  # [T, Hv, dv]
+    b = K["linear"](x, w[a + "in_proj_b.weight"])  # [T, Hv]
+    a_ = K["linear"](x, w[a + "in_proj_a.weight"])  # [T, Hv]
 
     # Causal depthwise conv over time (kernel C, the C-1 earlier inputs padded with zeros), then SiLU.
-    kernel = w[a + "conv1d.weight"][:, 0, :]  # [channels, C]
     padded = np.concatenate([np.zeros((C - 1, qkv.shape[1]), F32), qkv])  # [T + C - 1, channels]
-    conv = sum(padded[j:j + T] * kernel[:, j] for j in range(C))  # [T, channels]
-    conv = tap(p + "conv", silu(conv))
+    conv = tap(p + "conv", silu(K["conv"](padded, w[a + "conv1d.weight"][:, 0, :])))  # [T, channels]
     tap(p + "conv_state", padded[-C:].T)  # [channels, C]: what decoding continues from
 
     q, k, v = np.split(conv, [Hk * dk, 2 * Hk * dk], axis=1)
-    q, k, v = q.reshape(T, Hk, dk), k.reshape(T, Hk, dk), v.reshape(T, Hv, dv)
+    q, k, v = q.reshape(T, Hk, dk), k.reshape(T, Hk, dk), tap(p + "v", v.reshape(T, Hv, dv))
+    q, k = l2norm(q), tap(p + "k", l2norm(k))  # [T, Hk, dk] each
+    tap(p + "q", q * F32(dk ** -0.5))  # what the delta rule reads (both forms scale q inside)
     rep = Hv // Hk  # each key head serves `rep` consecutive value heads (repeat_interleave)
-    q, k = np.repeat(l2norm(q), rep, axis=1), np.repeat(l2norm(k), rep, axis=1)  # [T, Hv, dk] each
-    beta = sigmoid(b)  # [T, Hv]
-    g = -np.exp(w[a + "A_log"]) * softplus(a_ + w[a + "dt_bias"])  # [T, Hv]: log decay, <= 0
-    core, state = rule(q, k, v, g, beta)  # [T, Hv, dv], [Hv, dk, dv]
+    q, k = np.repeat(q, rep, axis=1), np.repeat(k, rep, axis=1)  # [T, Hv, dk] each
+    beta = tap(p + "beta", sigmoid(b))  # [T, Hv]
+    g = tap(p + "g", -np.exp(w[a + "A_log"]) * softplus(a_ + w[a + "dt_bias"]))  # [T, Hv]: log decay, <= 0
+    core, state = K["delta"](q, k, v, g, beta)  # [T, Hv, dv], [Hv, dk, dv]
     core = tap(p + "core", core)
     tap(p + "recurrent_state", state)  # [Hv, dk, dv]
     gated = rms_norm(core, w[a + "norm.weight"], cfg.rms_norm_eps, plus_one=False) * silu(z)  # [T, Hv, dv]
     gated = tap(p + "gated_norm", gated)
-    return gated.reshape(T, Hv * dv) @ w[a + "out_proj.weight"].T  # [T, D]
+    return K["linear"](gated.reshape(T, Hv * dv), w[a + "out_proj.weight"])  # [T, D]
 
 
 def rope_tables(T, cfg):  # -> cos, sin [T, R]: the first R dims of each head rotate
@@ -82,15 +90,15 @@ def rope_tables(T, cfg):  # -> cos, sin [T, R]: the first R dims of each head ro
     return np.cos(angles), np.sin(angles)
 
 
-def attention(x, w, cfg, p, tap):  # [T, D] -> [T, D]
+def attention(x, w, cfg, p, tap, K):  # [T, D] -> [T, D]
     T = x.shape[0]
     H, Hkv, Dh, R = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, cfg.rotary_dim
     a = p + "self_attn."
-    qg = (x @ w[a + "q_proj.weight"].T).reshape(T, H, 2 * Dh)  # [T, H, 2*Dh]: each head's query, then its gate
+    qg = K["linear"](x, w[a + "q_proj.weight"]).reshape(T, H, 2 * Dh)  # [T, H, 2*Dh]: each head's query, then its gate
     q, gate = qg[..., :Dh], qg[..., Dh:].reshape(T, H * Dh)
     q = rms_norm(q, w[a + "q_norm.weight"], cfg.rms_norm_eps)  # [T, H, Dh]
-    k = rms_norm((x @ w[a + "k_proj.weight"].T).reshape(T, Hkv, Dh), w[a + "k_norm.weight"], cfg.rms_norm_eps)
-    v = (x @ w[a + "v_proj.weight"].T).reshape(T, Hkv, Dh)  # [T, Hkv, Dh]
+    k = rms_norm(K["linear"](x, w[a + "k_proj.weight"]).reshape(T, Hkv, Dh), w[a + "k_norm.weight"], cfg.rms_norm_eps)
+    v = tap(p + "v", K["linear"](x, w[a + "v_proj.weight"]).reshape(T, Hkv, Dh))  # [T, Hkv, Dh]: the V cache rows
     cos, sin = rope_tables(T, cfg)
 
     def rope(t):  # rotate_half on the first R dims, the rest pass through
@@ -98,7 +106,7 @@ def attention(x, w, cfg, p, tap):  # [T, D] -> [T, D]
         rotated = np.concatenate([-r[..., R // 2:], r[..., :R // 2]], axis=-1)
         return np.concatenate([r * cos[:, None] + rotated * sin[:, None], rest], axis=-1)
 
-    q, k = rope(q), rope(k)
+    q, k = rope(q), tap(p + "k_rope", rope(k))  # k_rope [T, Hkv, Dh]: the K cache rows
     rep = H // Hkv
     k, v = np.repeat(k, rep, axis=1), np.repeat(v, rep, axis=1)  # [T, H, Dh] each
     q, k, v = q.transpose(1, 0, 2), k.transpose(1, 0, 2), v.transpose(1, 0, 2)  # [H, T, Dh] each
@@ -108,28 +116,35 @@ def attention(x, w, cfg, p, tap):  # [T, D] -> [T, D]
     p_ = p_ / p_.sum(axis=-1, keepdims=True)
     out = (p_ @ v).transpose(1, 0, 2).reshape(T, H * Dh)  # [T, H*Dh]
     out = tap(p + "gated_attn", out * sigmoid(gate))
-    return out @ w[a + "o_proj.weight"].T  # [T, D]
+    return K["linear"](out, w[a + "o_proj.weight"])  # [T, D]
 
 
-def forward(weights, cfg, ids, taps=None, form="chunked", kernels="numba"):
+PLAIN = {"linear": lambda x, W: x @ W.T,  # [N, in], [out, in] -> [N, out]
+         "rows": lambda rows: rows,  # the embedding rows looked up, as the graph stores them
+         "conv": causal_conv}  # [T + C - 1, channels] (C - 1 rows of history first), [channels, C] -> [T, channels]
+
+
+def forward(weights, cfg, ids, taps=None, form="chunked", kernels="numba", sim=None):
     """ids [T] -> the last position's logits [V]. form: the delta rule's "chunked" (transformers'
-    prefill) or "recurrent" (token by token) form; kernels: its Numba kernel or its NumPy twin."""
-    rule = delta.FORMS[form, kernels]
+    prefill) or "recurrent" (token by token) form; kernels: its Numba kernel or its NumPy twin;
+    sim: replacements for PLAIN's entries that compute as a quantized graph does (litert.py)."""
+    K = dict(PLAIN, delta=delta.FORMS[form, kernels], **(sim or {}))
     def tap(name, x):
         if taps is not None:
             taps[name] = x
         return x
 
     w = weights
-    x = w["embed_tokens.weight"][np.asarray(ids)]  # [T, D]
+    x = K["rows"](w["embed_tokens.weight"][np.asarray(ids)])  # [T, D]
     for i, kind in enumerate(cfg.layer_types):
         p = f"layers.{i}."
         h = tap(p + "input_norm", rms_norm(x, w[p + "input_layernorm.weight"], cfg.rms_norm_eps))
-        h = gated_delta_net(h, w, cfg, p, tap, rule) if kind == "linear_attention" else attention(h, w, cfg, p, tap)
+        h = gated_delta_net(h, w, cfg, p, tap, K) if kind == "linear_attention" else attention(h, w, cfg, p, tap, K)
         x = tap(p + "attn_residual", x + tap(p + "mixer", h))
         h = tap(p + "post_norm", rms_norm(x, w[p + "post_attention_layernorm.weight"], cfg.rms_norm_eps))
         m = p + "mlp."
-        h = (silu(h @ w[m + "gate_proj.weight"].T) * (h @ w[m + "up_proj.weight"].T)) @ w[m + "down_proj.weight"].T
+        act = silu(K["linear"](h, w[m + "gate_proj.weight"])) * K["linear"](h, w[m + "up_proj.weight"])  # [T, F]
+        h = K["linear"](act, w[m + "down_proj.weight"])  # [T, D]
         x = tap(p + "out", x + tap(p + "mlp", h))
     x = tap("norm", rms_norm(x, w["norm.weight"], cfg.rms_norm_eps))
-    return tap("logits", x[-1] @ weights.head().T)  # [V]: only the last position's
+    return tap("logits", K["linear"](x[-1:], weights.head())[0])  # [V]: only the last position's

@@ -1,0 +1,111 @@
+"""Run a .tflite signature whose graph holds custom ops the stock interpreter does not resolve.
+
+litert-torch lowers Qwen3.5's GatedDeltaNet state update to a custom op, `gated_delta_update`,
+whose kernel ships only inside the LiteRT-LM runtime: ai-edge-litert's interpreter refuses the
+graph ("Encountered unresolved custom op"). So the signature's subgraph is cut at each such op:
+the ops between two of them become a graph of their own (same tensors, buffers and decomposition
+subgraphs, with the tensors that cross the cut as its inputs and outputs), which the stock
+interpreter runs with its own kernels, and the custom op itself is computed by a Python function
+(q3ref's reading of the op's documented math). Every other op is the runtime's.
+
+    run(model_bytes, signature, inputs, custom={code: fn}, keep=()) -> (outputs, calls)
+
+`calls` lists each custom op's call in graph order: (code, its inputs, its outputs), the arrays
+the diff compares stage by stage. `keep`: more tensor indices to read out of the segments.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import Q3RefError
+
+
+def custom_codes(model_bytes: bytes) -> list:
+    """The custom op codes a graph uses."""
+    from ai_edge_litert import schema_py_generated as s
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+
+    m = fu.convert_bytearray_to_object(bytearray(model_bytes))
+    return [c.customCode.decode() for c in m.operatorCodes
+            if fu.get_builtin_code_from_operator_code(c) == s.BuiltinOperator.CUSTOM and c.customCode]
+
+
+class Segmented:
+    """One signature of a graph, cut at its custom ops."""
+
+    def __init__(self, model_bytes: bytes, signature: str, custom: dict):
+        from ai_edge_litert import schema_py_generated as s
+        from ai_edge_litert.tools import flatbuffer_utils as fu
+
+        self.fu, self.s, self.custom = fu, s, custom
+        self.m = fu.convert_bytearray_to_object(bytearray(model_bytes))
+        sigs = {d.signatureKey.decode(): d for d in self.m.signatureDefs or []}
+        if signature not in sigs:
+            raise Q3RefError(f"the graph has no signature {signature!r} (it has {', '.join(sigs)})")
+        self.sig = sigs[signature]
+        self.sg = self.m.subgraphs[self.sig.subgraphIndex]
+        self.ops = list(self.sg.operators)
+        codes = self.m.operatorCodes
+        self.op_code = [(codes[op.opcodeIndex].customCode or b"").decode()
+                        if fu.get_builtin_code_from_operator_code(codes[op.opcodeIndex]) == s.BuiltinOperator.CUSTOM
+                        else None for op in self.ops]
+        unknown = {c for c in self.op_code if c and c not in custom}
+        if unknown:
+            raise Q3RefError(f"custom op(s) {', '.join(sorted(unknown))} have no implementation in q3ref")
+        # Constants: a buffer with data (even zero bytes: a [0]-shaped constant), or stored past the flatbuffer.
+        self.const = {i for i, t in enumerate(self.sg.tensors)
+                      if self.m.buffers[t.buffer].data is not None or (self.m.buffers[t.buffer].offset or 0) > 1}
+        self.inputs = {t.name.decode(): t.tensorIndex for t in self.sig.inputs}
+        self.outputs = {t.name.decode(): t.tensorIndex for t in self.sig.outputs}
+
+    def _segment_graph(self, ops, needs, gives) -> bytes:
+        s = self.s
+        saved = (self.sg.operators, self.sg.inputs, self.sg.outputs, self.m.signatureDefs)
+        sig = s.SignatureDefT()
+        sig.signatureKey, sig.subgraphIndex = "segment", self.sig.subgraphIndex
+        sig.inputs, sig.outputs = [self._map(i) for i in needs], [self._map(i) for i in gives]
+        self.sg.operators, self.sg.inputs, self.sg.outputs, self.m.signatureDefs = ops, needs, gives, [sig]
+        try:
+            return bytes(self.fu.convert_object_to_bytearray(self.m))
+        finally:
+            self.sg.operators, self.sg.inputs, self.sg.outputs, self.m.signatureDefs = saved
+
+    def _map(self, i):
+        t = self.s.TensorMapT()
+        t.name, t.tensorIndex = f"t{i}", i
+        return t
+
+    def run(self, inputs: dict, keep=()):
+        from ai_edge_litert.interpreter import Interpreter
+
+        missing = set(self.inputs) - set(inputs)
+        if missing:
+            raise Q3RefError(f"missing graph input(s): {', '.join(sorted(missing))}")
+        values = {self.inputs[k]: np.asarray(v) for k, v in inputs.items()}  # tensor index -> array
+        wanted_late = set(self.outputs.values()) | set(keep)
+        cuts = [i for i, c in enumerate(self.op_code) if c] + [len(self.ops)]
+        calls, start = [], 0
+        for cut in cuts:
+            ops = self.ops[start:cut]
+            if ops:
+                made = [o for op in ops for o in op.outputs if o >= 0]
+                read = [i for op in ops for i in op.inputs if i >= 0 and i not in self.const]
+                needs = sorted({i for i in read if i not in set(made)})
+                later = {i for op in self.ops[cut:] for i in op.inputs} | wanted_late
+                gives = sorted({o for o in made if o in later})
+                runner = Interpreter(model_content=self._segment_graph(ops, needs, gives)).get_signature_runner("segment")
+                out = runner(**{f"t{i}": values[i] for i in needs})
+                values.update({int(k[1:]): np.array(v) for k, v in out.items()})
+            if cut < len(self.ops):
+                op = self.ops[cut]
+                args = [values[i] for i in op.inputs if i >= 0]
+                results = self.custom[self.op_code[cut]](*args)
+                values.update(zip(op.outputs, results))
+                calls.append((self.op_code[cut], args, list(results)))
+            start = cut + 1
+        return {k: values[i] for k, i in self.outputs.items()}, calls, {i: values[i] for i in keep if i in values}
+
+
+def run(model_bytes, signature, inputs, custom, keep=()):
+    return Segmented(model_bytes, signature, custom).run(inputs, keep)

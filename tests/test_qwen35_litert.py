@@ -1,0 +1,154 @@
+"""Qwen3.5's LiteRT side (q3ref/qwen35/litert.py, formats/litert/segments.py and litertlm.py) on
+graphs that litert-torch's own Qwen3.5 path exported from the tiny checkpoint
+(tests/fixtures/qwen35/litert, scripts/export_qwen35_litert.py): fp32 in a .litertlm bundle, int8
+(dynamic_wi8_afp32) and fp32 with a planted defect (layer 1's k_norm without its +1). The stock
+interpreter cannot run their custom op gated_delta_update; q3ref computes that op itself and the
+interpreter runs the rest."""
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import FIXTURES
+from q3ref.errors import Q3RefError
+from q3ref.formats.litert import litertlm
+from q3ref.formats.litert.segments import Segmented
+from q3ref.qwen35 import litert
+
+CKPT = FIXTURES / "qwen35/checkpoint"
+GRAPHS = FIXTURES / "qwen35/litert"
+Z = np.load(FIXTURES / "qwen35/taps.npz")  # transformers' own taps (test_qwen35.py)
+IDS = Z["len130/input_ids"]
+
+
+def q3ref(*args):
+    return subprocess.run([sys.executable, "-m", "q3ref", *map(str, args)], capture_output=True, text=True)
+
+
+def test_litertlm_reader_agrees_with_the_builders_own_reader():
+    """Sections, offsets and types as litert-lm-builder's litertlm_peek printed them (the peek file)."""
+    peek = (GRAPHS / "model.litertlm.peek.txt").read_text()
+    theirs = [(int(b), int(e), t) for b, e, t in
+              re.findall(r"Begin Offset:\s+(\d+)\s+End Offset:\s+(\d+)\s+Data Type:\s+(\w+)", peek)]
+    f = litertlm.read(GRAPHS / "model.litertlm")
+    assert [(s.begin, s.end, s.kind) for s in f.sections] == theirs and len(theirs) == 4
+    assert "LiteRT-LM Version: " + ".".join(map(str, f.version)) in peek
+    assert all(s.begin % (16 * 1024) == 0 for s in f.sections)  # sections aligned to 16 KiB
+    assert f.data(f.tflite_models()[0])[4:8] == b"TFL3"
+    tok = json.loads(f.tokenizer_json())  # 8-byte size + zlib(tokenizer.json), inflated and checked
+    assert tok["model"]["type"] == "BPE"
+
+
+def test_truncated_or_foreign_bundles_are_one_line(tmp_path):
+    data = (GRAPHS / "model.litertlm").read_bytes()
+    (tmp_path / "cut.litertlm").write_bytes(data[:40000])  # the header survives, the model section does not
+    with pytest.raises(Q3RefError, match="outside the file"):
+        litertlm.read(tmp_path / "cut.litertlm")
+    r = q3ref("inspect", tmp_path / "cut.litertlm")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    (tmp_path / "junk.litertlm").write_bytes(b"LITERTLM" + b"\0" * 16 + (10**9).to_bytes(8, "little"))
+    r = q3ref("inspect", tmp_path / "junk.litertlm")
+    assert r.returncode == 2 and "outside the file" in r.stderr
+
+
+def test_inspect_says_the_stock_interpreter_cannot_run_the_custom_op():
+    from ai_edge_litert.interpreter import Interpreter
+
+    r = q3ref("inspect", GRAPHS / "model.litertlm")
+    assert r.returncode == 0 and "HF_Tokenizer_Zlib" in r.stdout and "prefill_64, decode" in r.stdout
+    assert "gated_delta_update" in r.stdout and "does not resolve" in r.stdout
+    runner = Interpreter(model_path=str(GRAPHS / "int8.tflite")).get_signature_runner("decode")
+    with pytest.raises(RuntimeError, match="unresolved custom op: gated_delta_update"):  # what inspect reports
+        runner(**{k: np.zeros(v["shape"], v["dtype"]) for k, v in runner.get_input_details().items()})
+
+
+def test_the_graphs_states_agree_with_transformers():
+    """Independently of q3ref's model: the graph (with q3ref's gated_delta_update) after 5 tokens holds
+    transformers' own conv and recurrent states (len5 in taps.npz) to 1e-5 of their size."""
+    seg = Segmented(litert.graph_bytes(GRAPHS / "model.litertlm")[0], "prefill_64",
+                    {"gated_delta_update": litert.gated_delta_update})
+    tokens = np.zeros((1, 64), np.int32)
+    tokens[0, :5] = Z["len5/input_ids"]
+    states = {k: np.zeros(seg.sg.tensors[i].shape, np.float32) for k, i in seg.inputs.items() if k.startswith("kv_")}
+    out, calls, _ = seg.run({"tokens": tokens, "input_pos": np.arange(64, dtype=np.int32),
+                             "mask": litert.mask(np.arange(64), 256), **states})
+    assert len(calls) == 2 and all(c[0] == "gated_delta_update" for c in calls)
+    for i in (0, 2):
+        for graph, theirs in ((out[f"kv_cache_r_{i}"][0], Z[f"len5/layers.{i}.recurrent_state"]),
+                              (out[f"kv_cache_c_{i}"][0], Z[f"len5/layers.{i}.conv_state"][:, 1:])):
+            assert np.abs(graph - theirs).max() <= 1e-5 * np.abs(theirs).max()
+
+
+@pytest.mark.parametrize("n", [5, 41, 65])  # 64 prompt tokens fill prefill_64 exactly
+def test_fp32_graph_matches_the_reference_at_every_state(n):
+    r = litert.diff(GRAPHS / "model.litertlm", CKPT, IDS[:n])
+    assert r["first_divergence"] is None and r["precision"] == "fp32"
+    assert max(t["rel_err"] for t in r["taps"]) < 1e-5
+    assert {t["step"] for t in r["taps"]} == {"prefill", "decode"} and r["taps"][-1]["name"] == "logits"
+
+
+@pytest.mark.parametrize("n", [5, 65])
+def test_int8_graph_is_explained_by_the_simulation(n):
+    """dynamic_wi8_afp32: XNNPACK's dynamic int8 FULLY_CONNECTED and the builtin hybrid depthwise conv
+    (its input quantized as one tensor per call). The simulation lands within 1e-5 of the graph at
+    every stage, where the fp32 reference is 1e-2 and more away."""
+    r = litert.diff(GRAPHS / "int8.tflite", CKPT, IDS[:n])
+    assert r["precision"] == "int8" and r["first_divergence"] is None
+    assert max(t["rel_err"] for t in r["taps"]) < 1e-5
+    assert min(t["rel_err_fp32"] for t in r["taps"] if t["stage"] in ("q", "core", "logits")) > 1e-3
+
+
+def test_int8_simulation_needs_the_conv_per_call():
+    """Quantizing the conv's input over the whole sequence at once (not per graph call) leaves the
+    decode step off: the per-call scale is part of what the graph computes."""
+    orig = litert.int8_simulation
+    try:
+        litert.int8_simulation = lambda calls: orig([sum(calls)])
+        r = litert.diff(GRAPHS / "int8.tflite", CKPT, IDS[:41])
+    finally:
+        litert.int8_simulation = orig
+    assert r["first_divergence"]["step"] == "decode"
+
+
+def test_planted_defect_is_named(tmp_path):
+    r = q3ref("diff", GRAPHS / "defect_k_norm.tflite", "--weights", CKPT, "--ids", ",".join(map(str, IDS[:20])),
+              "--json", tmp_path / "r.json")
+    assert r.returncode == 1, r.stderr
+    first = json.loads((tmp_path / "r.json").read_text())["first_divergence"]
+    assert (first["step"], first["name"], first["layer"], first["stage"]) == ("prefill", "layers.1.k_rope", 1, "k_rope")
+    assert "first divergence: prefill layers.1.k_rope" in r.stdout
+    r = q3ref("diff", GRAPHS / "model.litertlm", "--weights", CKPT, "--ids", ",".join(map(str, IDS[:20])))
+    assert r.returncode == 0 and "no divergence" in r.stdout
+
+
+def test_a_wrong_reading_of_the_custom_op_is_caught():
+    """The decode steps carry a state in: an op that dropped it (started from zeros) is found there."""
+    orig = litert.gated_delta_update
+    try:
+        litert.gated_delta_update = lambda q, k, v, b, g, s: orig(q, k, v, b, g, np.zeros_like(s))
+        r = litert.diff(GRAPHS / "model.litertlm", CKPT, IDS[:20])
+    finally:
+        litert.gated_delta_update = orig
+    assert r["first_divergence"]["step"] == "decode" and r["first_divergence"]["stage"] == "recurrent_state"
+
+
+def test_bad_inputs_are_one_line(tmp_path):
+    from q3ref.qwen35.checkpoint import make_checkpoint
+    from q3ref.qwen35.config import Qwen35Config
+
+    config = json.loads((CKPT / "config.json").read_text()) | {"linear_num_value_heads": 2}
+    make_checkpoint(tmp_path / "other", Qwen35Config.from_dict(config), config=config)
+    cases = [(GRAPHS / "int8.tflite", tmp_path / "other", "1,2,3", "kv_cache_r_0 is [1, 4, 16, 16]"),
+             (GRAPHS / "int8.tflite", CKPT, "0,2,3", "pad token"),
+             (GRAPHS / "int8.tflite", CKPT, "1,600", "outside the vocabulary"),
+             (GRAPHS / "int8.tflite", CKPT, ",".join(["3"] * 70), "do not fit"),
+             (FIXTURES / "graphs/stress_fp32.tflite", CKPT, "1,2,3", "no signature 'decode'"),
+             (tmp_path / "missing.tflite", CKPT, "1,2,3", "cannot read")]
+    for graph, ckpt, ids, says in cases:
+        r = q3ref("diff", graph, "--weights", ckpt, "--ids", ids, "--json", tmp_path / "r.json")
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and says in r.stderr, (says, r.stderr)
+        assert not (tmp_path / "r.json").exists()
