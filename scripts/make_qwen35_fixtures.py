@@ -10,7 +10,9 @@ value heads (dk = dv = 16, conv kernel 4); vocab 512, tied LM head. Every parame
 norm weights, A_log and dt_bias included (their defaults of zeros and ones hide +1 bugs).
 Sequences of 5, 70 and 130 tokens (70 and 130 cross the 64-token chunk boundary). Saved per
 sequence: each layer's stages, the final norm, the last position's logits, and the conv and
-recurrent states after the last token (from transformers' cache).
+recurrent states after the last token (from transformers' cache); and under decode/ the logits and
+states of the same ids fed one at a time (transformers' decode path: the recurrent form), with the
+gap between the two forms in taps.json.
 """
 
 import json
@@ -77,6 +79,26 @@ def record(model, ids):
     return out
 
 
+@torch.no_grad()
+def decode_path(model, ids):
+    """The same sequence fed one token at a time with the cache: transformers' decode path, which runs
+    the recurrent form of the delta rule (torch_recurrent_gated_delta_rule) and causal_conv1d_update.
+    -> the last position's logits and the states after the last token."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    for t, tok in enumerate(ids):
+        res = model(torch.as_tensor([[tok]]), past_key_values=cache, use_cache=True,
+                    cache_position=torch.tensor([t]))
+        cache = res.past_key_values
+    out = {"logits": res.logits[0, -1].float().numpy().copy()}
+    for i, t in enumerate(model.config.layer_types):
+        if t == "linear_attention":
+            out[f"layers.{i}.conv_state"] = cache.get_conv_state(i, state_idx=0)[0].float().numpy().copy()
+            out[f"layers.{i}.recurrent_state"] = cache.get_recurrent_state(i, state_idx=0)[0].float().numpy().copy()
+    return out
+
+
 def preset_shapes():
     """tests/fixtures/qwen35/shapes-0.8b.json: every parameter's shape in transformers' own
     Qwen3_5ForCausalLM built (on the meta device) from q3ref's qwen3.5-0.8b preset config."""
@@ -113,10 +135,20 @@ def main():
         arrays[f"len{n}/input_ids"] = ids
         for k, v in record(model, ids).items():
             arrays[f"len{n}/{k}"] = v
+        for k, v in decode_path(model, ids).items():
+            arrays[f"len{n}/decode/{k}"] = v
+    # transformers' own gap between its two forms (prefill: chunked; decode: recurrent), max |diff| / max |chunked|
+    gaps = {f"len{n}": max(float(np.abs(arrays[f"len{n}/decode/{k}"] - arrays[f"len{n}/{k}"]).max()
+                                 / np.abs(arrays[f"len{n}/{k}"]).max())
+                           for k in ("logits", "layers.0.recurrent_state", "layers.2.recurrent_state"))
+            for n in LENGTHS}
     np.savez_compressed(OUT / "taps.npz", **arrays)
     (OUT / "taps.json").write_text(json.dumps({"torch": torch.__version__, "transformers": transformers.__version__,
                                                "attn_implementation": "eager", "dtype": "float32",
                                                "delta_rule": "torch_chunk_gated_delta_rule (prefill, chunk 64)",
+                                               "decode_path": "the same ids one at a time with the cache: "
+                                                              "torch_recurrent_gated_delta_rule (len{n}/decode/...)",
+                                               "chunked_vs_recurrent_gap": gaps,
                                                "lengths": LENGTHS}, indent=2) + "\n")
     print(f"wrote {OUT}")
 
