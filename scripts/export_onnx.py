@@ -130,9 +130,14 @@ def quantize(src, dst, variant):
 
 
 def to_fp16(model):
+    """transformers.js's fp16 recipe: its converter blocks the Cast op (fp32 casts already in the graph
+    stay fp32, with casts around them); without that, the converter marks their outputs fp16 and ONNX
+    Runtime refuses the graph. onnxconverter-common 1.16 loops forever when "Cast" itself is blocked
+    (it re-blocks the casts it inserts), so the graph's own Cast nodes are blocked by name."""
     from onnxconverter_common import float16
 
-    return float16.convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
+    casts = [n.name for n in model.graph.node if n.op_type == "Cast"]
+    return float16.convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False, node_block_list=casts)
 
 
 FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx", "int8_per_channel": "model_int8_pc.onnx",

@@ -54,7 +54,7 @@ class Export(GraphExport):
         lines = [f"{d['graph']}: {d['size_mb']} MB, precision {d['precision']}, opset {d['opset']}, "
                  f"{d['producer'] or 'no producer'}, {d['layers']} layers, hidden {d['hidden_size']}, vocab {d['vocab_size']}"]
         lines += io_lines(d) + table_and_ops(d, most=12)
-        return lines + config_line(d) + weight_lines(d, "ONNX Runtime's quantize_dynamic per tensor, MatMulNBits blocks")
+        return lines + config_line(d) + weight_lines(d, "ONNX Runtime's quantizers and onnxconverter-common's fp16, as weights.py computes them")
 
     def align(self, cfg):
         return align(self.graph, cfg)

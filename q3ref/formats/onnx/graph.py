@@ -86,11 +86,16 @@ class Graph:
 
     @functools.cached_property
     def types(self) -> dict[str, int]:
-        """{tensor: TensorProto elem type} by ONNX shape inference (contrib ops may stop it: then {})."""
+        """{tensor: TensorProto elem type} by ONNX shape inference (contrib ops may stop it: then {}).
+        Inferred from the nodes alone: onnxconverter-common's fp16 conversion leaves value_info that
+        says float16 for Casts whose `to` is float, and ONNX Runtime refuses an output so typed."""
         import onnx
 
+        m = onnx.ModelProto()
+        m.CopyFrom(self.model)
+        m.graph.ClearField("value_info")
         try:
-            inferred = onnx.shape_inference.infer_shapes(self.model)
+            inferred = onnx.shape_inference.infer_shapes(m)
         except Exception:
             return {}
         return {v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}

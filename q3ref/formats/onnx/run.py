@@ -17,15 +17,23 @@ from .graph import Graph
 
 def with_outputs(g: Graph, tensors):
     """A copy of the ModelProto with `tensors` appended to the graph's outputs, each typed by
-    shape inference where it can (fp16 graphs have fp16 intermediates), else float."""
+    shape inference where it can (fp16 graphs have fp16 intermediates), else left untyped."""
     import onnx
 
     m = onnx.ModelProto()
     m.CopyFrom(g.model)
+    # A tapped tensor's own value_info must agree with the output type we declare; the fp16
+    # converter's may not (Graph.types), so it goes and ORT infers the type from the node.
+    keep = [v for v in m.graph.value_info if v.name not in set(tensors)]
+    m.graph.ClearField("value_info")
+    m.graph.value_info.extend(keep)
     have = {o.name for o in m.graph.output}
     for t in tensors:
         if t not in have:
-            m.graph.output.append(onnx.helper.make_tensor_value_info(t, g.types.get(t) or onnx.TensorProto.FLOAT, None))
+            if g.types.get(t):
+                m.graph.output.append(onnx.helper.make_tensor_value_info(t, g.types[t], None))
+            else:  # a contrib op's output (MatMulNBits...): shape inference stops there; ORT types it itself
+                m.graph.output.append(onnx.ValueInfoProto(name=t))
     return m
 
 

@@ -12,6 +12,11 @@ checkpoint, as ONNX Runtime's quantizers compute it, bit for bit: what `inspect 
   d = (the block's max or min, whichever is larger in magnitude; the min on a tie) / -8 in fp32,
   q = min(15, trunc(w * (1/d) + 8.5)): the Q4_0 formula but for the tie, which bf16 weights
   meet often. K is padded to a whole block, and the padding is not compared.
+- MatMulBnb4Quantizer (NF4, blocks of 64 over W [out, in] flattened; blockwise_quant_block_bnb4.h):
+  absmax per block in fp32, x = w * (1 / absmax) in fp32, the code by NF4's 15 midpoints (a value
+  on a midpoint takes the lower code), two codes a byte, the first in the high nibble.
+- fp16 (onnxconverter-common): each weight rounded to fp16 after clamping magnitudes into
+  [1e-7, 1e4] (zeros stay zeros).
 """
 
 from __future__ import annotations
@@ -54,6 +59,36 @@ def mlas_q4(w, block):
     with np.errstate(divide="ignore"):
         inv = np.where(d != 0, F32(1) / d, F32(0))
     return np.minimum(15, np.trunc(b * inv[..., None] + F32(8.5))).astype(np.int64), d
+
+
+# NF4's code boundaries: the midpoints between its 16 levels, as ORT's QuantizeOneNF4 compares
+# (x > boundary: the upper code), ascending.
+NF4_BOUNDS = np.array([-0.8480964004993439, -0.6106329262256622, -0.4599952697753906, -0.33967943489551544,
+                       -0.23460740596055984, -0.13791173323988914, -0.045525018125772476, 0.03979014977812767,
+                       0.1202552504837513, 0.2035212516784668, 0.2920137718319893, 0.3893125355243683,
+                       0.5016634166240692, 0.6427869200706482, 0.8614784181118011], F32)
+
+
+def nf4_blocks(w, block):
+    """MatMulBnb4's NF4: w [out, in] -> codes [out * in] (0..15), absmax [blocks] fp32."""
+    flat = np.asarray(w, F32).ravel()
+    blocks = -(-flat.size // block)
+    b = np.pad(flat, (0, blocks * block - flat.size)).reshape(blocks, block)
+    absmax = np.abs(b).max(axis=1)  # [blocks]
+    with np.errstate(divide="ignore"):
+        inv = np.where(absmax != 0, F32(1) / absmax, F32(0))
+    x = b * inv[:, None]  # fp32, as the kernel's multiply
+    codes = np.searchsorted(NF4_BOUNDS, x, side="left")  # number of boundaries strictly below x
+    return codes.ravel()[:flat.size].astype(np.int64), absmax
+
+
+def fp16_clamped(w):
+    """onnxconverter-common's convert_np_to_float16: |w| clamped into [1e-7, 1e4], then fp16."""
+    w = np.asarray(w, F32)
+    a = np.abs(w)
+    w = np.where((a > 0) & (a < 1e-7), np.sign(w) * F32(1e-7), w)
+    w = np.where(np.isfinite(w) & (a > 1e4), np.sign(w) * F32(1e4), w)
+    return w.astype(np.float16)
 
 
 def checkpoint_name(node_name):
@@ -102,6 +137,23 @@ def check_graph_weights(g, weights) -> list[dict]:
             keep = np.arange(levels.shape[1] * levels.shape[2]).reshape(levels.shape[1:]) < K  # real values only
             rows.append(row(name, "int4", levels[:, keep], got[:, keep], d,
                             g.initializer(node.input[2]).reshape(d.shape)))
+        elif node.op_type == "MatMulBnb4" and name:
+            attrs = {a.name: a.i for a in node.attribute}
+            if attrs.get("quant_type") != 1:  # 0: FP4, not made by the onnx-community recipe
+                continue
+            codes, absmax = nf4_blocks(weights[name], attrs["block_size"])
+            packed = g.initializer(node.input[1]).astype(np.int64)
+            got = np.stack([packed >> 4, packed & 15], axis=-1).ravel()[:codes.size]
+            rows.append(row(name, "nf4", codes, got, absmax, g.initializer(node.input[2]).ravel()))
+        elif node.op_type == "MatMul" and name and g.initializer_type(node.input[1]) == TensorProto.FLOAT16:
+            want = fp16_clamped(weights[name].T)  # B = W^T
+            have = g.initializer(node.input[1])
+            rows.append(row(name, "fp16", want.view(np.uint16), have.view(np.uint16), F32(1), F32(1)))
+    fp16_tables = [n.input[0] for n in g.model.graph.node if n.op_type == "Gather" and n.input[0] in g.inits
+                   and g.initializer_type(n.input[0]) == TensorProto.FLOAT16 and len(g.inits[n.input[0]].dims) == 2]
+    for t in fp16_tables[:1]:  # the fp16 graph's embedding table
+        want = fp16_clamped(weights["embed_tokens.weight"])
+        rows.append(row("embed_tokens.weight", "fp16", want.view(np.uint16), g.initializer(t).view(np.uint16), F32(1), F32(1)))
     table = g.quantized_embedding()
     if table is not None:
         dtype = kinds.get(g.initializer_type(table))
