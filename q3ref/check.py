@@ -88,8 +88,7 @@ def check_graph(g, cfg, probe=None):
     if results and (g.output_tap != "embedding" or cfg is None):
         return results  # running the file needs its runtime (llama.cpp): the metadata checks stand alone
     if g.output_tap != "embedding":
-        raise Q3RefError(f"check: the bridge checks run on graphs that pool inside; {g.path} returns hidden "
-                         f"states ({g.format}), whose pooling is the bridge's own: not covered yet")
+        return results + check_hidden_states(g, cfg, probe)
     S, out_t = g.seq_len, g.output
     eos = EOS_ID if EOS_ID < cfg.vocab_size else 0
     probe = list(probe or [min(11 + 7 * i, cfg.vocab_size - 1) for i in range(9)] + [eos])
@@ -134,4 +133,62 @@ def check_graph(g, cfg, probe=None):
     dim = g.describe()["hidden_size"]
     record("the output dim matches config.json", dim == cfg.hidden_size, f"{dim} vs hidden_size {cfg.hidden_size}",
            "Export the checkpoint's own config; MRL truncation belongs after the graph.")
+    return results
+
+
+def check_hidden_states(g, cfg, probe=None, long=512):
+    """Bridge checks for a graph that returns hidden states (ONNX): the bridge pools the last real
+    token and normalizes, as diff does. Besides padding and masking, one check matters only for a
+    graph whose activations are quantized with one scale per tensor (ONNX Runtime's
+    DynamicQuantizeLinear in int8/uint8 graphs): a text's embedding then depends on its padding and
+    on the other texts in its batch, because they all share that scale. Measured as cosines: the text
+    alone against the same text padded to `long` positions, and batched with a long text."""
+    import numpy as np
+
+    from .api import pad
+
+    eos = EOS_ID if EOS_ID < cfg.vocab_size else 0
+    probe = list(probe or [min(11 + 7 * i, cfg.vocab_size - 1) for i in range(9)] + [eos])
+    results = []
+
+    def pooled(ids, padding="right", pad_id=eos, length=None, batch_with=None):
+        texts = [list(ids)] + ([list(batch_with)] if batch_with is not None else [])
+        x, mask = pad(texts, padding, pad_id, max(length or 0, max(map(len, texts))))
+        h = g.run(x, mask)[g.output][0].astype(np.float64)  # [S, D]: the first text's hidden states
+        last = int(np.nonzero(mask[0])[0][-1])  # the last real token, whichever side the padding is on
+        v = h[last]
+        return v / np.linalg.norm(v)
+
+    def cos(a, b):
+        return float(a @ b)
+
+    def record(name, ok, figure, fix):
+        results.append((name, bool(ok), figure, fix))
+
+    # With one activation scale per tensor, pad rows move every text's scale: padding and mask checks
+    # then allow what that explains (a masked-out pad changes the cosine by ~1e-4, an unmasked one by far more).
+    per_tensor = g.precision in ("int8", "uint8")
+    floor, why = (0.999, " (per-tensor activation scale: pad rows share it)") if per_tensor else (0.9999, "")
+    alone = pooled(probe)
+    c = cos(alone, pooled(probe, "left", length=len(probe) + 5))
+    record("left vs right padding agree (bridge pools the last real token)", c > floor, f"cosine {c:.6f}{why}",
+           "Pool the last real token (attention_mask.flip(1).argmax(1)) and pass position_ids that match.")
+    c = cos(pooled(probe, length=len(probe) + 5), pooled(probe, pad_id=1 if eos != 1 else 2, length=len(probe) + 5))
+    record("the mask is honored (pad ids change nothing)", c > floor, f"cosine {c:.6f}{why}",
+           "Feed attention_mask so padded positions are never attended to.")
+    long_text = [probe[i % (len(probe) - 1)] for i in range(long - 1)] + [eos]
+    padded, batched = cos(alone, pooled(probe, length=long)), cos(alone, pooled(probe, batch_with=long_text))
+    worst = min(padded, batched)
+    record(f"a text's embedding does not depend on its padding or batch ({'per-tensor' if per_tensor else 'no'} "
+           "activation quantization)", worst > 0.9999,
+           f"cosine alone vs padded to {long}: {padded:.6f}; alone vs batched with a {long}-token text: {batched:.6f}",
+           "The graph quantizes each MatMul's input with one scale over the whole tensor (DynamicQuantizeLinear), "
+           "so padding rows and the other texts of the batch set every text's scale. Embed texts one at a time "
+           "without padding, or batch texts of similar length; or use the q4/fp16 graph, whose activations stay float.")
+    dtypes = [i["dtype"] for i in g.describe()["inputs"]]
+    record("inputs are integer ids, mask and positions", all(d in ("int32", "int64") for d in dtypes), ", ".join(dtypes),
+           "Feed the dtypes the graph declares.")
+    dim = g.describe()["hidden_size"]
+    record("the hidden size matches config.json", dim == cfg.hidden_size, f"{dim} vs hidden_size {cfg.hidden_size}",
+           "Export the checkpoint's own config; MRL truncation belongs after pooling.")
     return results

@@ -7,6 +7,7 @@ stage. The JSON report has the same keys as for a LiteRT graph.
 """
 
 import json
+import re
 import subprocess
 import sys
 
@@ -141,3 +142,21 @@ def test_simulation_explains_onnx_runtime_over_16_inputs(name):
         assert r["first_divergence"] is None and r["expected"].startswith("simulation of ONNX Runtime")
         ratios.append(r["output"]["sim_rel_l2"] / r["output"]["rel_l2"])
     assert np.median(ratios) <= 0.1 and max(ratios) <= 0.1, ratios
+
+
+@pytest.mark.parametrize("name", ["stress", "stress_q4", "stress_int8", "stress_uint8"])
+def test_check_measures_the_per_tensor_activation_scale(name):
+    """check MODEL.onnx: the bridge pools. An int8/uint8 graph quantizes each MatMul's input with one
+    scale for the whole tensor, so a text's embedding moves with its padding and its batch-mates:
+    measured, and failed with that cause; fp32 and q4 graphs (float activations) do not move."""
+    r = cli("check", ONNX / f"{name}.onnx", "--weights", STRESS)
+    lines = {line.split(":")[0][6:]: line for line in r.stdout.splitlines() if line.startswith(("pass", "FAIL"))}
+    assert len(lines) == 5, r.stdout + r.stderr
+    batch = next(v for k, v in lines.items() if k.startswith("a text's embedding does not depend"))
+    cosines = [float(x) for x in re.findall(r": (\d\.\d+)", batch)]
+    assert len(cosines) == 2
+    if name in ("stress_int8", "stress_uint8"):
+        assert r.returncode == 1 and batch.startswith("FAIL") and "per-tensor" in batch and min(cosines) < 0.9999
+        assert "DynamicQuantizeLinear" in r.stdout
+    else:
+        assert r.returncode == 0 and min(cosines) > 0.999999
