@@ -142,6 +142,23 @@ print_table(bad, console)'''),
     new_code_cell('''for side in ("right", "left"):
     r = diff(stress, open_export(GRAPHS / "stress_fp32.tflite"), list(range(11, 28)), padding=side)
     print(f"{side:>5} padding: output cosine {r['output']['cos']:.7f}, first divergence {r['first_divergence']}")'''),
+    new_markdown_cell("## The same checkpoint as ONNX\n\nThe diff does not ask which format it holds: the ONNX graphs "
+                      "of the same stress checkpoint (torch's exporter, ONNX Runtime's quantizers) go through the same "
+                      "`diff`. An ONNX graph returns hidden states, so pooling is the bridge's: the diff pools the last "
+                      "real token and compares `pooled` and `embedding` too."),
+    new_code_cell('''ONNX = ROOT / "tests/fixtures/onnx"
+ids17 = list(range(11, 28))
+for name in ("stress_fp32.tflite", "stress_dynamic_int8.tflite"):
+    r = diff(stress, open_export(GRAPHS / name), ids17, quant="auto")
+    print(f"LiteRT {name:<28} first divergence {r['first_divergence']}, output cosine {r['output']['cos']:.6f}")
+for name in ("stress.onnx", "stress_int8.onnx", "stress_q4.onnx", "stress_fp16.onnx"):
+    r = diff(stress, open_export(ONNX / name), ids17, quant="auto")
+    print(f"ONNX   {name:<28} first divergence {r['first_divergence']}, output cosine {r['output']['cos']:.6f}")'''),
+    new_markdown_cell("A defect planted before the ONNX export (layer 1's q_norm weight replaced by ones) is named in the "
+                      "int8 graph too, against q3ref's simulation of ONNX Runtime's int8 (one activation scale per tensor)."),
+    new_code_cell('''bad_onnx = diff(stress, open_export(ONNX / "defect_q_norm_ones_1_int8.onnx"), ids17, quant="auto")
+print_table(bad_onnx, console)
+show(plot(bad_onnx))'''),
 ]
 
 NB3 = [
