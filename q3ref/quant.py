@@ -91,15 +91,25 @@ def row_range(x):  # [N, K] -> min, max (0 included), scale = range / 255, scale
 
 
 def act_int8_asymmetric(x):  # [N, K] fp32 -> integer values minus zero point [N, K], scale [N]
-    """XNNPACK: per row, scale = (max - min) / 255 over the row with 0 included, a zero point,
-    q = clip(rint(x * (255 / (max - min))) + zp, -128, 127); dequantized value (q - zp) * scale.
-    The multiplier is 255/range in fp32, not 1/scale and not a division by scale: values such
-    as x/scale = -47.499996 round the other way (measured on int4 graphs: 2 rows of 51 off)."""
+    """XNNPACK (xnn_f32_qd8_asymmetric_quantization_params): per row, with 0 included in the range,
+    the multiplier inv = 255 / (max - min) in fp32, q = clip(rint(x * inv) + zp, -128, 127), the
+    zero point from whichever end of the range rounds better, and the dequantizing scale 1 / inv.
+    Each choice was measured: a division by the scale rounds values such as x/scale = -47.499996
+    the other way (int4 graphs: 2 rows of 51 off); zp = rint(-128 - min / scale) and the scale
+    (max - min) / 255 each left FULLY_CONNECTED outputs of the stress int8 graph off."""
     lo, hi, scale, safe = row_range(x)
     inv = np.float32(255) / np.where(hi > lo, hi - lo, np.float32(255))  # [N]
-    zp = np.clip(np.rint(np.float32(-128) - lo / safe), -128, 127)  # [N]
+    # xnn_f32_qd8_asymmetric_quantization_params: the zero point from whichever end rounds better,
+    # both through the multiplier (lo * inv, not lo / scale), then rintf.
+    lo_s, hi_s = lo * inv, hi * inv  # [N]
+    zp = np.where((np.float32(-128) + lo_s) + (np.float32(127) + hi_s) > 0, np.float32(-128) - lo_s,
+                  np.float32(127) - hi_s)
+    zp = np.rint(np.clip(zp, -128, 127))  # [N]
     q = np.clip(np.rint(x * inv[:, None]) + zp[:, None], -128, 127)  # [N, K]
-    return q - zp[:, None], scale
+    # The scale the GEMM dequantizes with is 1 / inv (xnn_f32_qd8_asymmetric_quantization_params
+    # keeps the multiplier; its inverse goes to the kernel), not range / 255: they differ in the
+    # last bit on a quarter of rows (measured on a FULLY_CONNECTED of the stress graph).
+    return q - zp[:, None], np.where(hi > lo, np.float32(1) / inv, scale)
 
 
 def act_int8_asymmetric_builtin(x):  # [N, K] fp32 -> integer values minus zero point [N, K], scale [N]
@@ -162,7 +172,7 @@ def rms_norm_builtin(x, w, eps):  # [N, C] -> [N, C]
     ADD, RSQRT, MUL, MUL), bit for bit: MEAN sums in 8 fp32 lanes (AVX), lanes added as a tree,
     then / C; RSQRT is 1/sqrt in fp32; then (x * r) * w. Matched on every row of 2 graphs (C = 48,
     128). It matters because run-time int8 quantization turns a 1-ulp difference into a whole
-    step (FACTS.md). XNNPACK's RSQRT is an approximation (results within 2 ulps) not modeled."""
+    step (FACTS.md). XNNPACK's own decomposition is formats/litert/xnnpack.rms_norm."""
     x = np.asarray(x, np.float32)
     sq, C = x * x, x.shape[1]  # [N, C]
     full = C - C % 8
@@ -297,6 +307,8 @@ def dynamic_int8_linear(runtime, cache=True):
         wq, ws = weights(w)  # [out, in] integer-valued, [out]
         xq, xs = quantize_act(np.asarray(x, np.float32))  # [N, in], [N]
         acc = exact_int_matmul(xq.astype(np.float32), wq, EXACT_CHUNK[runtime]).astype(np.float32)  # [N, out]
+        if runtime == "xnnpack":  # qd8-f32-qc8w gemm's epilogue: (acc * input scale), then fma with the filter
+            return (acc * xs[:, None]) * ws[None, :]  # scale and a zero bias: a multiply. Every value of a stress FC.
         return acc * (xs[:, None] * ws[None, :])  # [N, out] fp32
     linear.quantized = weights
     return linear
@@ -385,6 +397,12 @@ def simulation(weights, kernels, quant, runtime="xnnpack", offset=0):
         # what feeds a quantized matmul must match to the bit: the float ops before it too
         K["rms_norm"], K["attention"] = rms_norm_builtin, attention_builtin(offset)
         K["rope"], K["rope_tables"] = rope_numpy, rope_tables_litert  # the graph's tables; no FMA
+    if runtime == "xnnpack" and quant not in ("fp16", "fp16-activations") and weights.dtype == np.float32:
+        from .formats.litert import xnnpack
+        from .formats.litert.probe import xnnpack_variant
+
+        if xnnpack_variant()["emulated"]:  # XNNPACK's MEAN and RSQRT, where this CPU runs what xnnpack.py does
+            K["rms_norm"] = xnnpack.rms_norm
     if quant == "int8":
         return QuantizedEmbedding(weights, int8_rows), dict(K, linear=dynamic_int8_linear(runtime, cache))
     if quant == "int8-weight-only":

@@ -76,11 +76,11 @@ class Export(GraphExport):
 
     def runtime_note(self, runtime, simulated):
         """Whether the simulation's float ops are bit-exact on this runtime here (probe.py), or None."""
-        if not simulated or runtime != "builtin":
+        if not simulated:
             return None
-        from .probe import builtin_variant
+        from .probe import builtin_variant, xnnpack_variant
 
-        return builtin_variant()
+        return builtin_variant() if runtime == "builtin" else xnnpack_variant()
 
     def simulate(self, weights, kernels, runtime, offset=0):
         from ...quant import simulation

@@ -5,7 +5,9 @@ the interpreter computes as the build it was measured on: Eigen without FMA, sum
 lanes, BATCH_MATMUL as rounded multiply then rounded add. A different wheel, or one that picks
 kernels by ISA, could compute otherwise. So q3ref writes one-op graphs (MEAN, SOFTMAX,
 BATCH_MATMUL), runs them through the same interpreter on fixed random inputs and compares
-each output with its emulation, bit for bit. The verdict is cached per runtime version and CPU.
+each output with its emulation, bit for bit. XNNPACK (the default delegate) picks microkernels
+by ISA: its MEAN and RSQRT (litert-torch's RMSNorm) are probed the same way against xnnpack.py.
+The verdicts are cached per runtime version and CPU.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ...quant import exp_eigen, lane_sum, matmul_sequential
 
 CACHE = Path(os.environ.get("Q3REF_CACHE", Path.home() / ".cache" / "q3ref")) / "litert_probe.json"
 EMULATED = "eigen-avx-nofma"  # the variant q3ref emulates: 8 lanes, no FMA
+XNNPACK_EMULATED = "xnnpack-avx512f"  # rsum 16 lanes x 2 accumulators, vrsqrt14ps + one Newton step
 
 
 def cpu_id() -> str:
@@ -110,19 +113,53 @@ def probe_kernels() -> dict:
     return out
 
 
-@functools.lru_cache(maxsize=None)
-def builtin_variant() -> dict:
-    """{"variant", "ops", "runtime", "cpu", "emulated"}: probed once per runtime version and CPU."""
+def probe_xnnpack() -> dict:
+    """{op: True if XNNPACK (the default delegate) computes it as xnnpack.py does, bit for bit}."""
+    from ai_edge_litert import schema_py_generated as s
+
+    from . import xnnpack
+
+    rng = np.random.default_rng(0)
+    out = {}
+    ok = True
+    for C in (40, 48, 1024):  # a masked tail, whole 16-blocks, the 0.6B's width
+        x = (rng.standard_normal((32, C)) ** 2 * rng.uniform(0, 1000, (32, 1))).astype(np.float32)
+        opts = s.ReducerOptionsT()
+        opts.keepDims = False
+        got = run_delegated(one_op_graph(s.BuiltinOperator.MEAN, [x.shape], [32],
+                                         (s.BuiltinOptions.ReducerOptions, opts)), [x])
+        ok = ok and bool(np.array_equal(got, xnnpack.mean(x)))
+    out["MEAN"] = ok
+    x = np.exp(rng.uniform(-20, 20, (64, 256))).astype(np.float32)
+    got = run_delegated(one_op_graph(s.BuiltinOperator.RSQRT, [x.shape], x.shape), [x])
+    out["RSQRT"] = xnnpack.available() and bool(np.array_equal(got, xnnpack.rsqrt(x)))
+    return out
+
+
+def run_delegated(graph: bytes, inputs) -> np.ndarray:
+    """One invocation with the default delegate (XNNPACK), as diff's xnnpack runtime runs graphs."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=graph)
+    it.allocate_tensors()
+    for k, x in enumerate(inputs):
+        it.set_tensor(k, x)
+    it.invoke()
+    return it.get_tensor(len(inputs))
+
+
+def _variant(runtime: str, probe, emulated: str) -> dict:
+    """{"variant", "ops", "runtime", "cpu", "emulated"}: probed once per runtime version, CPU and kernel set."""
     from importlib.metadata import version
 
-    key = f"ai-edge-litert {version('ai-edge-litert')} on {cpu_id()}"
+    key = f"ai-edge-litert {version('ai-edge-litert')} {runtime} on {cpu_id()}"
     try:
         cache = json.loads(CACHE.read_text())
     except (OSError, ValueError):
         cache = {}
     if key not in cache:
-        ops = probe_kernels()
-        cache[key] = {"ops": ops, "variant": EMULATED if all(ops.values()) else "unknown"}
+        ops = probe()
+        cache[key] = {"ops": ops, "variant": emulated if all(ops.values()) else "unknown"}
         try:
             CACHE.parent.mkdir(parents=True, exist_ok=True)
             tmp = CACHE.with_name(CACHE.name + f".{os.getpid()}.partial")
@@ -132,4 +169,15 @@ def builtin_variant() -> dict:
             pass  # an unwritable cache only costs a probe next time
     hit = cache[key]
     return {"variant": hit["variant"], "ops": hit["ops"], "runtime": key.split(" on ")[0], "cpu": cpu_id(),
-            "emulated": hit["variant"] == EMULATED}
+            "emulated": hit["variant"] == emulated}
+
+
+@functools.lru_cache(maxsize=None)
+def builtin_variant() -> dict:
+    return _variant("builtin", probe_kernels, EMULATED)
+
+
+@functools.lru_cache(maxsize=None)
+def xnnpack_variant() -> dict:
+    """XNNPACK's RMSNorm ops (MEAN, RSQRT) as formats/litert/xnnpack.py emulates them, or not."""
+    return _variant("xnnpack", probe_xnnpack, XNNPACK_EMULATED)
