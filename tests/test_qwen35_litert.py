@@ -91,27 +91,35 @@ def test_fp32_graph_matches_the_reference_at_every_state(n):
     assert {t["step"] for t in r["taps"]} == {"prefill", "decode"} and r["taps"][-1]["name"] == "logits"
 
 
-@pytest.mark.parametrize("n", [5, 65])
+@pytest.mark.parametrize("n", [5, 17, 65])
 def test_int8_graph_is_explained_by_the_simulation(n):
     """dynamic_wi8_afp32: XNNPACK's dynamic int8 FULLY_CONNECTED and the builtin hybrid depthwise conv
-    (its input quantized as one tensor per call). The simulation lands within 1e-5 of the graph at
-    every stage, where the fp32 reference is 1e-2 and more away."""
+    (its input quantized as one tensor per call), and the norms as XNNPACK runs them. The simulation
+    lands within 1e-5 of the graph at every stage, where the fp32 reference is 1e-2 and more away;
+    on some inputs (17 tokens here) one activation rounding flips (the attention and gating float ops
+    are not XNNPACK's own) and leaves ~1.7e-2, inside the int8 allowance: no divergence either way."""
     r = litert.diff(GRAPHS / "int8.tflite", CKPT, IDS[:n])
-    assert r["precision"] == "int8" and r["first_divergence"] is None
-    assert max(t["rel_err"] for t in r["taps"]) < 1e-5
+    assert r["precision"] == "int8" and r["first_divergence"] is None and r["tolerance"] == 5e-2
     assert min(t["rel_err_fp32"] for t in r["taps"] if t["stage"] in ("q", "core", "logits")) > 1e-3
+    if n != 17:
+        assert max(t["rel_err"] for t in r["taps"]) < 1e-5
 
 
 def test_int8_simulation_needs_the_conv_per_call():
     """Quantizing the conv's input over the whole sequence at once (not per graph call) leaves the
-    decode step off: the per-call scale is part of what the graph computes."""
+    decode step off while the prefill still lands: the per-call scale is part of what the graph computes."""
+    def worst(r, step):
+        return max(t["rel_err"] for t in r["taps"] if t["step"] == step)
+
+    right = litert.diff(GRAPHS / "int8.tflite", CKPT, IDS[:41])
     orig = litert.int8_simulation
     try:
         litert.int8_simulation = lambda calls: orig([sum(calls)])
-        r = litert.diff(GRAPHS / "int8.tflite", CKPT, IDS[:41])
+        wrong = litert.diff(GRAPHS / "int8.tflite", CKPT, IDS[:41])
     finally:
         litert.int8_simulation = orig
-    assert r["first_divergence"]["step"] == "decode"
+    assert worst(right, "prefill") < 1e-5 and worst(right, "decode") < 1e-5
+    assert worst(wrong, "prefill") < 1e-5 and worst(wrong, "decode") > 1e-3
 
 
 def test_planted_defect_is_named(tmp_path):

@@ -30,7 +30,13 @@ from .config import Qwen35Config
 from .model import forward
 from .weights import Qwen35Weights
 
-TOLERANCE = 1e-4  # max |graph - q3ref| / max |q3ref| for an fp32 graph; int8 weights need more
+F32 = np.float32
+# Allowed max |graph - expected| / max |expected| per stage. fp32: measured <= 1.4e-6. int8, against
+# the simulation: <= 6e-7 where every activation rounding lands, but the float ops around the
+# quantized products (attention, SiLU, the gating) are not XNNPACK's own here, and on 2 of 12
+# measured inputs one rounding flipped and left 1.2e-2 .. 1.7e-2 (the fp32 reference is 1e-2 ..
+# 2e-1 away). A defect such as the planted k_norm one leaves 0.9.
+TOLERANCE = {"fp32": 1e-4, "int8": 5e-2}
 NEG = np.float32(-1e38)  # litert-torch's masked value (create_qwen3_5_attention_mask)
 
 
@@ -60,7 +66,18 @@ def int8_simulation(calls):
             start += n
         return np.concatenate(out)  # [T, channels]
 
-    return {"linear": dynamic_int8_linear("xnnpack"), "rows": int8_rows, "conv": conv}
+    sim = {"linear": dynamic_int8_linear("xnnpack"), "rows": int8_rows, "conv": conv}
+    from ..formats.litert import xnnpack
+    from ..formats.litert.probe import xnnpack_variant
+
+    if xnnpack_variant()["emulated"]:  # the norms as XNNPACK runs their decompositions, where probed equal
+        def norm(x, w, eps, plus_one=True):  # [..., n]: the graph holds 1 + w, rounded to fp32, as its weight
+            n = x.shape[-1]
+            w = (F32(1) + w) if plus_one else w
+            return xnnpack.rms_norm(np.asarray(x, F32).reshape(-1, n), w, eps).reshape(x.shape)
+        sim |= {"norm": norm,
+                "l2norm": lambda x, eps=1e-6: xnnpack.l2norm(np.asarray(x, F32).reshape(-1, x.shape[-1]), eps).reshape(x.shape)}
+    return sim
 
 
 def recipe(seg) -> str:
@@ -111,7 +128,7 @@ def mask(positions, cache):
     return np.where(pos <= np.asarray(positions)[None, None, :, None], np.float32(0), NEG).astype(np.float32)
 
 
-def diff(graph: Path, checkpoint: Path, ids, tolerance=TOLERANCE):
+def diff(graph: Path, checkpoint: Path, ids, tolerance=None):
     from ..formats.litert.segments import Segmented
 
     data, source = graph_bytes(Path(graph))
@@ -161,6 +178,7 @@ def diff(graph: Path, checkpoint: Path, ids, tolerance=TOLERANCE):
         forward(w, cfg, ids, full, form="recurrent", sim=sim([n, 1]))
         refs[kind] = (prompt, full)
     basis = "sim" if quant == "int8" else "fp32"
+    tolerance = TOLERANCE[quant] if tolerance is None else tolerance
     rows = []
 
     def row(step, name, got, pick):

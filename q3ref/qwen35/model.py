@@ -68,7 +68,7 @@ def gated_delta_net(x, w, cfg, p, tap, K):  # [T, D] -> [T, D]
 
     q, k, v = np.split(conv, [Hk * dk, 2 * Hk * dk], axis=1)
     q, k, v = q.reshape(T, Hk, dk), k.reshape(T, Hk, dk), tap(p + "v", v.reshape(T, Hv, dv))
-    q, k = l2norm(q), tap(p + "k", l2norm(k))  # [T, Hk, dk] each
+    q, k = K["l2norm"](q), tap(p + "k", K["l2norm"](k))  # [T, Hk, dk] each
     tap(p + "q", q * F32(dk ** -0.5))  # what the delta rule reads (both forms scale q inside)
     rep = Hv // Hk  # each key head serves `rep` consecutive value heads (repeat_interleave)
     q, k = np.repeat(q, rep, axis=1), np.repeat(k, rep, axis=1)  # [T, Hv, dk] each
@@ -77,7 +77,7 @@ def gated_delta_net(x, w, cfg, p, tap, K):  # [T, D] -> [T, D]
     core, state = K["delta"](q, k, v, g, beta)  # [T, Hv, dv], [Hv, dk, dv]
     core = tap(p + "core", core)
     tap(p + "recurrent_state", state)  # [Hv, dk, dv]
-    gated = rms_norm(core, w[a + "norm.weight"], cfg.rms_norm_eps, plus_one=False) * silu(z)  # [T, Hv, dv]
+    gated = K["norm"](core, w[a + "norm.weight"], cfg.rms_norm_eps, plus_one=False) * silu(z)  # [T, Hv, dv]
     gated = tap(p + "gated_norm", gated)
     return K["linear"](gated.reshape(T, Hv * dv), w[a + "out_proj.weight"])  # [T, D]
 
@@ -96,8 +96,8 @@ def attention(x, w, cfg, p, tap, K):  # [T, D] -> [T, D]
     a = p + "self_attn."
     qg = K["linear"](x, w[a + "q_proj.weight"]).reshape(T, H, 2 * Dh)  # [T, H, 2*Dh]: each head's query, then its gate
     q, gate = qg[..., :Dh], qg[..., Dh:].reshape(T, H * Dh)
-    q = rms_norm(q, w[a + "q_norm.weight"], cfg.rms_norm_eps)  # [T, H, Dh]
-    k = rms_norm(K["linear"](x, w[a + "k_proj.weight"]).reshape(T, Hkv, Dh), w[a + "k_norm.weight"], cfg.rms_norm_eps)
+    q = K["norm"](q, w[a + "q_norm.weight"], cfg.rms_norm_eps)  # [T, H, Dh]
+    k = K["norm"](K["linear"](x, w[a + "k_proj.weight"]).reshape(T, Hkv, Dh), w[a + "k_norm.weight"], cfg.rms_norm_eps)
     v = tap(p + "v", K["linear"](x, w[a + "v_proj.weight"]).reshape(T, Hkv, Dh))  # [T, Hkv, Dh]: the V cache rows
     cos, sin = rope_tables(T, cfg)
 
@@ -120,6 +120,7 @@ def attention(x, w, cfg, p, tap, K):  # [T, D] -> [T, D]
 
 
 PLAIN = {"linear": lambda x, W: x @ W.T,  # [N, in], [out, in] -> [N, out]
+         "norm": rms_norm, "l2norm": l2norm,
          "rows": lambda rows: rows,  # the embedding rows looked up, as the graph stores them
          "conv": causal_conv}  # [T + C - 1, channels] (C - 1 rows of history first), [channels, C] -> [T, channels]
 
@@ -138,13 +139,13 @@ def forward(weights, cfg, ids, taps=None, form="chunked", kernels="numba", sim=N
     x = K["rows"](w["embed_tokens.weight"][np.asarray(ids)])  # [T, D]
     for i, kind in enumerate(cfg.layer_types):
         p = f"layers.{i}."
-        h = tap(p + "input_norm", rms_norm(x, w[p + "input_layernorm.weight"], cfg.rms_norm_eps))
+        h = tap(p + "input_norm", K["norm"](x, w[p + "input_layernorm.weight"], cfg.rms_norm_eps))
         h = gated_delta_net(h, w, cfg, p, tap, K) if kind == "linear_attention" else attention(h, w, cfg, p, tap, K)
         x = tap(p + "attn_residual", x + tap(p + "mixer", h))
-        h = tap(p + "post_norm", rms_norm(x, w[p + "post_attention_layernorm.weight"], cfg.rms_norm_eps))
+        h = tap(p + "post_norm", K["norm"](x, w[p + "post_attention_layernorm.weight"], cfg.rms_norm_eps))
         m = p + "mlp."
         act = silu(K["linear"](h, w[m + "gate_proj.weight"])) * K["linear"](h, w[m + "up_proj.weight"])  # [T, F]
         h = K["linear"](act, w[m + "down_proj.weight"])  # [T, D]
         x = tap(p + "out", x + tap(p + "mlp", h))
-    x = tap("norm", rms_norm(x, w["norm.weight"], cfg.rms_norm_eps))
+    x = tap("norm", K["norm"](x, w["norm.weight"], cfg.rms_norm_eps))
     return tap("logits", K["linear"](x[-1:], weights.head())[0])  # [V]: only the last position's
