@@ -91,9 +91,16 @@ class Graph:
         says float16 for Casts whose `to` is float, and ONNX Runtime refuses an output so typed."""
         import onnx
 
-        m = onnx.ModelProto()
-        m.CopyFrom(self.model)
-        m.graph.ClearField("value_info")
+        # Inferred on a skeleton: the nodes, with each initializer declared as an input of its type and
+        # shape but without its values (copying a 600 MB graph to infer on it took 5.8 s of a diff).
+        src, m = self.model, onnx.ModelProto()
+        m.ir_version, m.producer_name = src.ir_version, src.producer_name
+        m.opset_import.extend(src.opset_import)
+        m.graph.node.extend(src.graph.node)
+        m.graph.input.extend(src.graph.input)
+        m.graph.input.extend(onnx.helper.make_tensor_value_info(i.name, i.data_type, list(i.dims))
+                             for i in src.graph.initializer)
+        m.graph.output.extend(src.graph.output)
         try:
             inferred = onnx.shape_inference.infer_shapes(m)
         except Exception:

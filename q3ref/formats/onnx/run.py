@@ -7,6 +7,7 @@ graph output, so a tapped optimized run is neither the optimized run nor the pla
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -15,26 +16,34 @@ from ...errors import Q3RefError
 from .graph import Graph
 
 
+@contextlib.contextmanager
 def with_outputs(g: Graph, tensors):
-    """A copy of the ModelProto with `tensors` appended to the graph's outputs, each typed by
-    shape inference where it can (fp16 graphs have fp16 intermediates), else left untyped."""
+    """The graph's ModelProto with `tensors` appended to its outputs, each typed by shape inference
+    where it can (fp16 graphs have fp16 intermediates), else left untyped; restored on exit. In
+    place: a copy of a 600 MB int8 graph cost 5 s of the full-size diff's 35."""
     import onnx
 
-    m = onnx.ModelProto()
-    m.CopyFrom(g.model)
+    m, tapped = g.model, set(tensors)
+    outputs, value_info = list(m.graph.output), list(m.graph.value_info)
     # A tapped tensor's own value_info must agree with the output type we declare; the fp16
     # converter's may not (Graph.types), so it goes and ORT infers the type from the node.
-    keep = [v for v in m.graph.value_info if v.name not in set(tensors)]
     m.graph.ClearField("value_info")
-    m.graph.value_info.extend(keep)
-    have = {o.name for o in m.graph.output}
+    m.graph.value_info.extend(v for v in value_info if v.name not in tapped)
+    have = {o.name for o in outputs}
     for t in tensors:
-        if t not in have:
-            if g.types.get(t):
-                m.graph.output.append(onnx.helper.make_tensor_value_info(t, g.types[t], None))
-            else:  # a contrib op's output (MatMulNBits...): shape inference stops there; ORT types it itself
-                m.graph.output.append(onnx.ValueInfoProto(name=t))
-    return m
+        if t in have:
+            continue
+        if g.types.get(t):
+            m.graph.output.append(onnx.helper.make_tensor_value_info(t, g.types[t], None))
+        else:  # a contrib op's output (MatMulNBits...): shape inference stops there; ORT types it itself
+            m.graph.output.append(onnx.ValueInfoProto(name=t))
+    try:
+        yield m
+    finally:
+        m.graph.ClearField("output")
+        m.graph.output.extend(outputs)
+        m.graph.ClearField("value_info")
+        m.graph.value_info.extend(value_info)
 
 
 def session(g: Graph, model, optimize=False):
@@ -73,7 +82,11 @@ def feeds(g: Graph, input_ids, mask):
 def run(g: Graph, input_ids, mask, tensors=(), optimize=False) -> dict[str, np.ndarray]:
     """Invoke once; {tensor name: array} for the output and `tensors`, as float32."""
     tensors = [t for t in tensors if t != g.output]
-    sess = session(g, with_outputs(g, tensors) if tensors else g.model, optimize)
+    if tensors:
+        with with_outputs(g, tensors) as model:
+            sess = session(g, model, optimize)
+    else:
+        sess = session(g, g.model, optimize)
     names = [g.output] + tensors
     got = sess.run(names, feeds(g, input_ids, mask))
     return {n: np.asarray(v, np.float32) for n, v in zip(names, got)}

@@ -37,18 +37,20 @@ def dynamic_quantize_linear(x):  # [N, K] -> (q - zero point) integer-valued fp3
 
 def per_tensor_weight(dtype):
     def quantize(w):  # [out, in] -> (q - zp) integer-valued fp32 [out, in], scale
-        q, scale, zp = ort_per_tensor(np.asarray(w, F32).T, dtype)  # B = W^T, as the graph stores it
-        return (q - zp).T.astype(F32), scale
+        # The graph stores B = W^T; per-tensor quantization is elementwise, so W itself gives its transpose.
+        q, scale, zp = ort_per_tensor(w, dtype)
+        return (q - F32(zp)) if zp else q, scale
     return quantize
 
 
 def matmul_integer_linear(dtype, cache=True):
     weights = QuantizedWeights(per_tensor_weight(dtype), cache)
+    chunk = EXACT_CHUNK * (2 if dtype == "int8" else 1)  # |w| <= 127: 512 products of <= 255 * 127 stay below 2^24
 
     def linear(x, w):  # [N, in], [out, in] -> [N, out]
         wq, ws = weights(w)
         xq, xs = dynamic_quantize_linear(x)
-        acc = exact_int_matmul(xq, wq, EXACT_CHUNK).astype(F32)
+        acc = exact_int_matmul(xq, wq, chunk).astype(F32)
         return acc * (xs * ws)
     linear.quantized = weights
     return linear

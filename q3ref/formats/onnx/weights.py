@@ -31,7 +31,7 @@ RANGE = {"int8": (-128, 127), "uint8": (0, 255)}
 
 
 def ort_per_tensor(w, dtype):
-    """quantize_dynamic's weight quantization: w fp32 -> q, scale (fp32), zero point."""
+    """quantize_dynamic's weight quantization: w fp32 -> q (integer-valued fp32), scale (fp32), zero point."""
     w = np.asarray(w, F32)
     rmin, rmax = np.minimum(w.min(), F32(0)), np.maximum(w.max(), F32(0))
     if dtype == "int8":
@@ -45,8 +45,14 @@ def ort_per_tensor(w, dtype):
     else:
         zp = 0 if dtype == "int8" else int(np.round(qmin - rmin / scale64))
         scale = F32(scale64)
-    q = np.clip(np.round(w / scale) + zp, *RANGE[dtype])
-    return q.astype(np.int64), scale, zp
+    # In place, integer-valued fp32, np.rint (np.round's half-to-even, 4x faster here): a 0.6B's 440M
+    # weights took 5 s of a diff with np.round and int64 copies.
+    q = w / scale
+    np.rint(q, out=q)
+    if zp:
+        q += F32(zp)
+    np.clip(q, *RANGE[dtype], out=q)
+    return q, scale, zp
 
 
 def mlas_q4(w, block):
