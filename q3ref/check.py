@@ -167,7 +167,7 @@ def check_hidden_states(g, cfg, probe=None, long=512):
 
     # With one activation scale per tensor, pad rows move every text's scale: padding and mask checks
     # then allow what that explains (a masked-out pad changes the cosine by ~1e-4, an unmasked one by far more).
-    per_tensor = g.precision in ("int8", "uint8")
+    per_tensor = g.per_tensor_activations()
     floor, why = (0.999, " (per-tensor activation scale: pad rows share it)") if per_tensor else (0.9999, "")
     alone = pooled(probe)
     c = cos(alone, pooled(probe, "left", length=len(probe) + 5))

@@ -20,6 +20,8 @@ An Export (formats/<name>/__init__.py) has:
     simulate(weights, kernels, runtime, offset) -> (weights, kernel dict)   that simulation, for model.forward
     read_by(runtime) -> str         how the taps were read, for the report
     check_weights(weights, cfg) -> [row]         quantized weights vs q3ref's quantization
+    per_tensor_activations() -> bool    one activation scale per tensor (a text's embedding then
+                                    depends on its padding and batch: check measures it)
     bridge_checks(cfg) -> [(name, ok, figure, fix)]   what the file itself says about the bridge
                                     (GGUF metadata: pooling, EOS); [] where the file says nothing
 The diff, the checks and the report use only this face.

@@ -125,3 +125,8 @@ class GraphExport:
 
     def bridge_checks(self, cfg=None):
         return []
+
+    def per_tensor_activations(self) -> bool:
+        """Whether the graph quantizes activations with one scale per tensor (so padding rows and
+        batch-mates move a text's embedding): ONNX Runtime's int8/uint8; LiteRT's are per row."""
+        return False

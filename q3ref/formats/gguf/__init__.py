@@ -99,6 +99,9 @@ class Export:
     def check_config(self, cfg):
         return config_problems(self.file.describe(), cfg, "blocks")
 
+    def per_tensor_activations(self):
+        return False  # ggml quantizes a matmul's activations per block of 32 or 256 values
+
     def bridge_checks(self, cfg=None):
         return metadata_checks(self.file, cfg)
 

@@ -86,6 +86,9 @@ class Export(GraphExport):
 
         return simulate(weights, kernels, self.precision, self.graph.embedding_quantized(), self.graph.nbits_block())
 
+    def per_tensor_activations(self):
+        return self.precision in ("int8", "uint8")  # DynamicQuantizeLinear: one scale for the whole input
+
     def check_weights(self, weights, cfg):
         from .weights import check_graph_weights
 
