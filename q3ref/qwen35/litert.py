@@ -54,6 +54,8 @@ def int8_simulation(calls):
     kernel (quant.dynamic_int8_linear); the depthwise conv on the builtin hybrid kernel, its input
     quantized as one tensor per graph call. calls: the token counts of the calls the reference
     covers in one pass (the prefill's, then 1 per decode step), since that scale spans a call."""
+    from ..formats.litert import xnnpack
+    from ..formats.litert.probe import xnnpack_variant
     from ..quant import act_int8_asymmetric_tensor, dynamic_int8_linear, int8_per_channel, int8_rows
     from .model import causal_conv
 
@@ -67,16 +69,14 @@ def int8_simulation(calls):
         return np.concatenate(out)  # [T, channels]
 
     sim = {"linear": dynamic_int8_linear("xnnpack"), "rows": int8_rows, "conv": conv}
-    from ..formats.litert import xnnpack
-    from ..formats.litert.probe import xnnpack_variant
-
     if xnnpack_variant()["emulated"]:  # the norms as XNNPACK runs their decompositions, where probed equal
         def norm(x, w, eps, plus_one=True):  # [..., n]: the graph holds 1 + w, rounded to fp32, as its weight
             n = x.shape[-1]
             w = (F32(1) + w) if plus_one else w
             return xnnpack.rms_norm(np.asarray(x, F32).reshape(-1, n), w, eps).reshape(x.shape)
-        sim |= {"norm": norm,
-                "l2norm": lambda x, eps=1e-6: xnnpack.l2norm(np.asarray(x, F32).reshape(-1, x.shape[-1]), eps).reshape(x.shape)}
+        def l2norm(x, eps=1e-6):  # [..., n]
+            return xnnpack.l2norm(np.asarray(x, F32).reshape(-1, x.shape[-1]), eps).reshape(x.shape)
+        sim |= {"norm": norm, "l2norm": l2norm}
     return sim
 
 
