@@ -151,7 +151,7 @@ def diff(graph: Path, checkpoint: Path, ids, tolerance=None):
     fits = [p for p in prefills if p >= n]
     if not fits:
         raise Q3RefError(f"{n} prompt tokens do not fit the graph's prefill signatures ({prefills})")
-    prefill = Segmented(data, f"prefill_{fits[0]}", custom)
+    prefill = Segmented(data, f"prefill_{fits[0]}", custom, parsed=decode.m)
     T, pad = fits[0], pad_token(prefill)
     if n < T and pad < 0:
         raise Q3RefError(f"the graph has no pad mask: give exactly {T} + 1 token ids")

@@ -8,10 +8,11 @@ subgraphs, with the tensors that cross the cut as its inputs and outputs), which
 interpreter runs with its own kernels, and the custom op itself is computed by a Python function
 (q3ref's reading of the op's documented math). Every other op is the runtime's.
 
-    run(model_bytes, signature, inputs, custom={code: fn}, keep=()) -> (outputs, calls)
+    Segmented(model_bytes, signature, custom={code: fn}).run(inputs, keep=()) -> (outputs, calls, kept)
 
 `calls` lists each custom op's call in graph order: (code, its inputs, its outputs), the arrays
-the diff compares stage by stage. `keep`: more tensor indices to read out of the segments.
+the diff compares stage by stage. `keep`: more tensor indices to read out of the segments
+(`kept`: {index: array}).
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ def custom_codes(model_bytes: bytes) -> list:
 class Segmented:
     """One signature of a graph, cut at its custom ops."""
 
-    def __init__(self, model_bytes: bytes, signature: str, custom: dict):
+    def __init__(self, model_bytes: bytes, signature: str, custom: dict, parsed=None):
+        """parsed: another Segmented's object model of the same bytes (parsing a large graph is slow)."""
         from ai_edge_litert import schema_py_generated as s
         from ai_edge_litert.tools import flatbuffer_utils as fu
 
         self.fu, self.s, self.custom = fu, s, custom
-        self.m = fu.convert_bytearray_to_object(bytearray(model_bytes))
+        self.m = parsed if parsed is not None else fu.convert_bytearray_to_object(bytearray(model_bytes))
         sigs = {d.signatureKey.decode(): d for d in self.m.signatureDefs or []}
         if signature not in sigs:
             raise Q3RefError(f"the graph has no signature {signature!r} (it has {', '.join(sigs)})")
@@ -89,9 +91,9 @@ class Segmented:
         for cut in cuts:
             ops = self.ops[start:cut]
             if ops:
-                made = [o for op in ops for o in op.outputs if o >= 0]
+                made = {o for op in ops for o in op.outputs if o >= 0}
                 read = [i for op in ops for i in op.inputs if i >= 0 and i not in self.const]
-                needs = sorted({i for i in read if i not in set(made)})
+                needs = sorted({i for i in read if i not in made})
                 later = {i for op in self.ops[cut:] for i in op.inputs} | wanted_late
                 gives = sorted({o for o in made if o in later})
                 runner = Interpreter(model_content=self._segment_graph(ops, needs, gives)).get_signature_runner("segment")
@@ -106,6 +108,3 @@ class Segmented:
             start = cut + 1
         return {k: values[i] for k, i in self.outputs.items()}, calls, {i: values[i] for i in keep if i in values}
 
-
-def run(model_bytes, signature, inputs, custom, keep=()):
-    return Segmented(model_bytes, signature, custom).run(inputs, keep)
