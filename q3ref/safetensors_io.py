@@ -13,6 +13,7 @@ import mmap
 import struct
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from .errors import Q3RefError
@@ -70,10 +71,31 @@ def open_tensors(path: Path) -> dict[str, tuple[str, np.ndarray]]:
     return out
 
 
+def widen_bf16(raw: np.ndarray) -> np.ndarray:
+    """bf16 bit patterns [...] -> fp32 [...]. bf16 is the top half of an fp32: shifting left by 16
+    is exact."""
+    return (raw.astype(np.uint32) << 16).view(np.float32)
+
+
+@numba.njit(cache=True, nogil=True)
+def widen_bf16_numba_into(raw, out):
+    """widen_bf16 in one pass, raw [n] uint16 -> out [n] uint32. The NumPy twin makes two fresh
+    arrays per tensor; at 0.6B that was 2.8 s of a 128-token diff's 15 s, this is ~0.4 s. nogil:
+    the weights can upcast while another thread waits on a runtime (diff.py)."""
+    for i in range(raw.size):
+        out[i] = np.uint32(raw[i]) << 16
+
+
+def widen_bf16_numba(raw: np.ndarray) -> np.ndarray:
+    out = np.empty(raw.shape, np.uint32)
+    widen_bf16_numba_into(np.ascontiguousarray(raw).reshape(-1), out.reshape(-1))
+    return out.view(np.float32)
+
+
 def upcast(dtype: str, raw: np.ndarray, to=np.float32) -> np.ndarray:
-    """Storage -> float array. bf16 is the top half of an fp32: shifting left by 16 is exact."""
+    """Storage -> float array."""
     if dtype == "BF16":
-        wide = (raw.astype(np.uint32) << 16).view(np.float32)
+        wide = widen_bf16_numba(raw)
         return wide if to == np.float32 else wide.astype(to)
     return np.asarray(raw, dtype=to)
 

@@ -31,6 +31,13 @@ def rewrite(ckpt, fn, files=None):
     st.write(ckpt / "model.safetensors", out)
 
 
+def test_bf16_widening_kernel_matches_its_numpy_twin():
+    every = np.arange(2**16, dtype=np.uint16).reshape(256, 256)  # NaNs, infinities and subnormals too
+    got, want = st.widen_bf16_numba(every), st.widen_bf16(every)
+    assert got.shape == want.shape and (got.view(np.uint32) == want.view(np.uint32)).all()
+    assert (st.widen_bf16_numba(every[::3, ::2]).view(np.uint32) == st.widen_bf16(every[::3, ::2]).view(np.uint32)).all()
+
+
 def test_bf16_upcast_is_exact():
     x = np.array([1.0, -2.5, 3.140625, 2.0**-100, 65280.0], np.float32)  # all bf16-representable
     assert (st.upcast("BF16", st.bf16_bits(x)) == x).all()
