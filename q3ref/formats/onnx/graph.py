@@ -85,6 +85,16 @@ class Graph:
         return numpy_helper.to_array(self.inits[name], base_dir=str(self.path.parent))
 
     @functools.cached_property
+    def raw_data_spans(self) -> dict[str, tuple[int, int]]:
+        """{initializer: (offset, length)} of the raw bytes stored inline in the file (layout.py)."""
+        from .layout import raw_data_spans
+
+        try:
+            return raw_data_spans(self.path)
+        except (ValueError, IndexError) as e:  # onnx parsed it, so this is q3ref's reader failing
+            raise Q3RefError(f"{self.path}: cannot locate its initializers' bytes ({e})") from None
+
+    @functools.cached_property
     def types(self) -> dict[str, int]:
         """{tensor: TensorProto elem type} by ONNX shape inference (contrib ops may stop it: then {}).
         Inferred from the nodes alone: onnxconverter-common's fp16 conversion leaves value_info that

@@ -46,7 +46,36 @@ def with_outputs(g: Graph, tensors):
         m.graph.value_info.extend(value_info)
 
 
-def session(g: Graph, model, optimize=False):
+def light_copy(g: Graph, model):
+    """`model` (g's ModelProto, extra outputs and all) without the bytes of its inline
+    initializers: each points at its own span of g's file as external data (layout.py)."""
+    import onnx
+
+    m, src, spans = onnx.ModelProto(), model.graph, g.raw_data_spans
+    for f in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
+        setattr(m, f, getattr(model, f))
+    m.opset_import.extend(model.opset_import)
+    m.metadata_props.extend(model.metadata_props)
+    m.functions.extend(model.functions)
+    m.graph.name = src.name
+    for f in ("node", "input", "output", "value_info", "sparse_initializer", "quantization_annotation"):
+        getattr(m.graph, f).extend(getattr(src, f))
+    for t in src.initializer:
+        if t.name not in spans:  # in an .onnx_data file already (same directory), or typed values
+            m.graph.initializer.append(t)
+            continue
+        offset, length = spans[t.name]
+        e = m.graph.initializer.add(name=t.name, data_type=t.data_type, dims=t.dims,
+                                    data_location=onnx.TensorProto.EXTERNAL)
+        for key, value in (("location", g.path.name), ("offset", offset), ("length", length)):
+            e.external_data.add(key=key, value=str(value))
+    return m
+
+
+def session(g: Graph, model=None, optimize=False):
+    """An ORT session of g's own file (model None), or of `model`: g with extra outputs, as a
+    light copy beside g's file, since external data paths resolve beside the model and ORT refuses
+    links out of its directory."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -54,16 +83,16 @@ def session(g: Graph, model, optimize=False):
                                      else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     opts.intra_op_num_threads = os.cpu_count() or 1
     opts.log_severity_level = 3
-    external = any(i.data_location == 1 for i in model.graph.initializer)  # TensorProto.EXTERNAL
-    if not external:
-        return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    # External data paths resolve beside the model, and ORT refuses links out of its directory:
-    # the tapped copy (protobuf only, no weights) sits beside the original while ORT loads it.
+    if model is None:
+        return ort.InferenceSession(str(g.path), opts, providers=["CPUExecutionProvider"])
     path = g.path.parent / f".{g.path.stem}.q3ref-{os.getpid()}.onnx"
     try:
-        path.write_bytes(model.SerializeToString())
+        path.write_bytes(light_copy(g, model).SerializeToString())
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except OSError as e:
+        if not any(i.data_location == 1 for i in model.graph.initializer):  # TensorProto.EXTERNAL
+            # all in one file: the whole tapped graph can go to ORT as bytes, slower but not beside it
+            return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         raise Q3RefError(f"{g.path}: cannot write a tapped copy beside it ({e.strerror}); copy the model "
                          "and its .onnx_data into a writable directory") from None
     finally:
@@ -80,13 +109,14 @@ def feeds(g: Graph, input_ids, mask):
 
 
 def run(g: Graph, input_ids, mask, tensors=(), optimize=False) -> dict[str, np.ndarray]:
-    """Invoke once; {tensor name: array} for the output and `tensors`, as float32."""
+    """Invoke once; {tensor name: array} for the output and `tensors`, as float32. Without
+    `tensors` it is g's own file that runs."""
     tensors = [t for t in tensors if t != g.output]
     if tensors:
         with with_outputs(g, tensors) as model:
             sess = session(g, model, optimize)
     else:
-        sess = session(g, g.model, optimize)
+        sess = session(g, None, optimize)
     names = [g.output] + tensors
     got = sess.run(names, feeds(g, input_ids, mask))
     return {n: np.asarray(v, np.float32) for n, v in zip(names, got)}
