@@ -34,14 +34,19 @@ def parse_ids(spec: str) -> list[int]:
     return ids
 
 
-def add_model_args(p, kernels_flag="--kernels", quant=True):
+def add_model_args(p, kernels_flag="--kernels", quant=True, streaming=False):
     p.add_argument("--weights", metavar="DIR", help="checkpoint directory (config.json, model.safetensors, tokenizer.json)")
     p.add_argument(kernels_flag, dest="kernels", choices=["numba", "numpy"], default="numba",
                    help="q3ref's numba kernels (default) or their plain NumPy twins")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                    help="compute precision (float64: the reference for the reference)")
-    p.add_argument("--streaming", action="store_true",
-                   help="upcast each layer's weights only while it runs (4B/8B in a few GB)")
+    if streaming:  # a one-off of 2-3 forwards: paging in a resident fp32 copy costs more than re-upcasting
+        p.add_argument("--resident", dest="streaming", action="store_false",
+                       help="keep the upcast weights between forwards (default: upcast each layer's weights "
+                            "while it runs, which was faster for a diff at 0.6B on this project's machines)")
+    else:
+        p.add_argument("--streaming", action="store_true",
+                       help="upcast each layer's weights only while it runs (4B/8B in a few GB)")
     if quant:
         p.add_argument("--quant", dest="sim_quant", default="none", metavar="RECIPE",
                        help=f"compute as an export of that recipe would (simulation): LiteRT {', '.join(SIMULATIONS)}; "
@@ -102,7 +107,7 @@ def build_parser():
     p = sub.add_parser("diff", help="find the first layer and stage where an exported graph departs from q3ref")
     p.add_argument("graph", metavar="MODEL")
     add_input_args(p, many=False)
-    add_model_args(p, kernels_flag="--ref-kernels", quant=False)
+    add_model_args(p, kernels_flag="--ref-kernels", quant=False, streaming=True)
     p.add_argument("--quant", choices=["auto", "none"], default="auto",
                    help="auto: expect what q3ref's simulation of the graph's recipe computes; none: the fp32 "
                         "reference, with fixed per-precision limits at quantized stages")

@@ -47,6 +47,10 @@ def print_table(report, console):
     console.print(f"output cosine {out['cos']:.6f} against the fp32 reference; expected: {report['expected']}"
                   + (f", which the graph's output is {out['sim_rel_l2']:.2g} (rel L2) from, against {out['rel_l2']:.2g} "
                      "from the fp32 reference" if "sim_rel_l2" in out else "") + f"; taps read by {report['read_by']}")
+    run = report.get("untapped")
+    if run:
+        console.print(f"the graph as an app runs it ({run['how']}) is {run['rel_l2']:.2g} (rel L2; max |diff| "
+                      f"{run['max_abs']:.2g}) from the tapped run")
     f16 = report["fp16"]
     console.print(f"fp16 headroom (reference taps): tightest at {f16['tightest']}, max|x| fits {f16['min_headroom']:.3g} "
                   "times under 65504" + (f"; [red]{f16['first_overflow']} would overflow fp16[/]" if f16["first_overflow"] else ""))

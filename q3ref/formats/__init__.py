@@ -19,6 +19,9 @@ An Export (formats/<name>/__init__.py) has:
     simulation -> str | None        q3ref's simulation of its recipe (quant.SIMULATIONS), if any
     simulate(weights, kernels, runtime, offset) -> (weights, kernel dict)   that simulation, for model.forward
     read_by(runtime) -> str         how the taps were read, for the report
+    untapped(input_ids, mask, runtime) -> (how, output) | None   the graph run as an app runs it,
+                                    when the tapped run is not that run (ONNX: no extra outputs,
+                                    default optimizations); None where it is
     check_weights(weights, cfg) -> [row]         quantized weights vs q3ref's quantization
     per_tensor_activations() -> bool    one activation scale per tensor (a text's embedding then
                                     depends on its padding and batch: check measures it)

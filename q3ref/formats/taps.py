@@ -126,6 +126,9 @@ class GraphExport:
     def bridge_checks(self, cfg=None):
         return []
 
+    def untapped(self, input_ids, mask, runtime):
+        return None  # LiteRT: the taps are read from the run an app makes
+
     def per_tensor_activations(self) -> bool:
         """Whether the graph quantizes activations with one scale per tensor (so padding rows and
         batch-mates move a text's embedding): ONNX Runtime's int8/uint8; LiteRT's are per row."""

@@ -132,6 +132,9 @@ class Export:
         return ("llama.cpp's graph nodes, " + ("replayed from " + str(self.recording) if runtime == "recorded" else
                 "copied out by its eval callback (llama-cpp-python, 1 thread, flash attention off)"))
 
+    def untapped(self, input_ids, mask, runtime):
+        return None  # the eval callback copies tensors out of the run llama.cpp makes anyway
+
     def runtime_note(self, runtime, simulated):
         """Whether the simulation is ggml-cpu's own arithmetic for the build that ran (known after
         run()): {runtime, cpu, ops: {feature or type: emulated}, emulated}."""
