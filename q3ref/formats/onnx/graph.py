@@ -1,6 +1,6 @@
 """An ONNX graph as q3ref reads it: nodes in order, who makes and who reads each tensor, its
-precision, and a copy with chosen intermediates made into extra outputs. Weights stored as
-external data stay on disk (onnx.load with load_external_data=False)."""
+precision. The weights stay on disk, read when asked: external data (.onnx_data) and the raw
+bytes stored in the .onnx itself (layout.py) alike."""
 
 from __future__ import annotations
 
@@ -19,10 +19,14 @@ class Graph:
     def __init__(self, path):
         import onnx
 
+        from .layout import without_raw_data
+
         self.path = Path(path)
         try:
-            self.model = onnx.load(str(self.path), load_external_data=False)
-        except Exception as e:  # a truncated or foreign file: protobuf's DecodeError, or anything
+            skeleton, self.raw_data_spans = without_raw_data(self.path)  # {initializer: (offset, length)}
+            self.model = onnx.ModelProto()
+            self.model.ParseFromString(skeleton)
+        except Exception as e:  # a truncated or foreign file: the wire format, protobuf's DecodeError, or anything
             raise Q3RefError(f"{self.path}: not a readable ONNX model ({type(e).__name__})") from None
         g = self.model.graph
         if not g.node:
@@ -79,20 +83,18 @@ class Graph:
         return self.inits[name].data_type if name in self.inits else None
 
     def initializer(self, name) -> np.ndarray:
-        """An initializer's values (external data read from beside the model)."""
+        """An initializer's values, read from the file (or from external data beside it)."""
+        import onnx
         from onnx import numpy_helper
 
-        return numpy_helper.to_array(self.inits[name], base_dir=str(self.path.parent))
+        from .layout import read_span
 
-    @functools.cached_property
-    def raw_data_spans(self) -> dict[str, tuple[int, int]]:
-        """{initializer: (offset, length)} of the raw bytes stored inline in the file (layout.py)."""
-        from .layout import raw_data_spans
-
-        try:
-            return raw_data_spans(self.path)
-        except (ValueError, IndexError) as e:  # onnx parsed it, so this is q3ref's reader failing
-            raise Q3RefError(f"{self.path}: cannot locate its initializers' bytes ({e})") from None
+        t = self.inits[name]
+        if name in self.raw_data_spans:
+            t = onnx.TensorProto()
+            t.CopyFrom(self.inits[name])
+            t.raw_data = read_span(self.path, self.raw_data_spans[name])
+        return numpy_helper.to_array(t, base_dir=str(self.path.parent))
 
     @functools.cached_property
     def types(self) -> dict[str, int]:

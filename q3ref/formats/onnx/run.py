@@ -46,10 +46,13 @@ def with_outputs(g: Graph, tensors):
         m.graph.value_info.extend(value_info)
 
 
-def light_copy(g: Graph, model):
-    """`model` (g's ModelProto, extra outputs and all) without the bytes of its inline
-    initializers: each points at its own span of g's file as external data (layout.py)."""
+def light_copy(g: Graph, model, inline=False):
+    """`model` (g's ModelProto, extra outputs and all, parsed without its weights' bytes) whose
+    initializers point at their own spans of g's file as external data (layout.py); or, `inline`,
+    carry those bytes again."""
     import onnx
+
+    from .layout import read_span
 
     m, src, spans = onnx.ModelProto(), model.graph, g.raw_data_spans
     for f in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
@@ -64,6 +67,10 @@ def light_copy(g: Graph, model):
         if t.name not in spans:  # in an .onnx_data file already (same directory), or typed values
             m.graph.initializer.append(t)
             continue
+        if inline:
+            m.graph.initializer.add(name=t.name, data_type=t.data_type, dims=t.dims,
+                                    raw_data=read_span(g.path, spans[t.name]))
+            continue
         offset, length = spans[t.name]
         e = m.graph.initializer.add(name=t.name, data_type=t.data_type, dims=t.dims,
                                     data_location=onnx.TensorProto.EXTERNAL)
@@ -75,7 +82,7 @@ def light_copy(g: Graph, model):
 def session(g: Graph, model=None, optimize=False):
     """An ORT session of g's own file (model None), or of `model`: g with extra outputs, as a
     light copy beside g's file, since external data paths resolve beside the model and ORT refuses
-    links out of its directory."""
+    paths out of its directory, symbolic links included."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -92,7 +99,8 @@ def session(g: Graph, model=None, optimize=False):
     except OSError as e:
         if not any(i.data_location == 1 for i in model.graph.initializer):  # TensorProto.EXTERNAL
             # all in one file: the whole tapped graph can go to ORT as bytes, slower but not beside it
-            return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            whole = light_copy(g, model, inline=True).SerializeToString()
+            return ort.InferenceSession(whole, opts, providers=["CPUExecutionProvider"])
         raise Q3RefError(f"{g.path}: cannot write a tapped copy beside it ({e.strerror}); copy the model "
                          "and its .onnx_data into a writable directory") from None
     finally:
