@@ -112,6 +112,32 @@ def test_missing_external_data_is_named(tmp_path):
     assert r.returncode == 2 and "model.onnx_data" in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
+def test_a_graph_where_no_tapped_copy_can_be_written(monkeypatch, model, tmp_path):
+    """The tapped copy goes beside the graph (its weights are referenced, not copied). Where that
+    directory refuses it, a single-file graph goes to ONNX Runtime whole, as bytes, with the same
+    result; one with an .onnx_data file is a one-line error naming the way out."""
+    import onnx
+    from pathlib import Path
+
+    from q3ref.errors import Q3RefError
+
+    ids = INPUTS["17 tokens"]
+    want = diff(model, open_export(ONNX / "stress_int8.onnx"), ids)
+    write = Path.write_bytes
+
+    def refuse(self, data):
+        if ".q3ref-" in self.name:
+            raise PermissionError(13, "Permission denied")
+        return write(self, data)
+    monkeypatch.setattr(Path, "write_bytes", refuse)
+    got = diff(model, open_export(ONNX / "stress_int8.onnx"), ids)
+    assert [r.get("max_abs") for r in got["taps"]] == [r.get("max_abs") for r in want["taps"]]
+    onnx.save(onnx.load(str(ONNX / "stress.onnx")), str(tmp_path / "model.onnx"), save_as_external_data=True,
+              location="model.onnx_data", size_threshold=0)
+    with pytest.raises(Q3RefError, match="writable directory"):
+        diff(model, open_export(tmp_path / "model.onnx"), ids)
+
+
 @pytest.mark.parametrize("name, kinds, count", [("stress_int8", {"int8", "uint8"}, 22), ("stress_uint8", {"uint8"}, 22),
                                                 ("stress_q4", {"int4"}, 21), ("stress_q4f16", {"int4", "fp16"}, 22),
                                                 ("stress_bnb4", {"nf4"}, 21), ("stress_fp16", {"fp16"}, 22),
@@ -133,18 +159,38 @@ def test_check_weights_names_a_swapped_pair():
         "layers.2.mlp.gate_proj.weight", "layers.2.mlp.up_proj.weight"]
 
 
-def test_initializer_spans_are_the_bytes_onnx_reads():
-    """layout.py finds each inline initializer's raw bytes in the file from the wire format alone; a
-    tapped graph's light copy points ONNX Runtime at them (run.py)."""
+def test_the_file_without_its_weights_is_onnxs_model_without_raw_data():
+    """layout.py splits an .onnx into its protobuf minus every initializer's raw bytes, and where
+    those bytes are, from the wire format alone; onnx's own parse agrees on both halves."""
     import onnx
 
-    from q3ref.formats.onnx.layout import raw_data_spans
+    from q3ref.formats.onnx.layout import without_raw_data
 
     for path in sorted(ONNX.glob("*.onnx")):
-        m, data, spans = onnx.load(str(path), load_external_data=False), path.read_bytes(), raw_data_spans(path)
+        m, data = onnx.load(str(path), load_external_data=False), path.read_bytes()
+        skeleton, spans = without_raw_data(path)
         inline = {t.name: t.raw_data for t in m.graph.initializer if t.HasField("raw_data")}
         assert set(spans) == set(inline) and inline, path.name
         assert all(data[o:o + n] == inline[name] for name, (o, n) in spans.items()), path.name
+        for t in m.graph.initializer:
+            t.ClearField("raw_data")
+        light = onnx.ModelProto()
+        light.ParseFromString(skeleton)
+        assert light == m, path.name
+
+
+def test_per_tensor_kernel_matches_its_numpy_twin():
+    """quantize_dynamic's per-tensor int8/uint8 rounding (formats/onnx/sim.py), Numba against NumPy,
+    ties at .5 steps included. Equal as values: the kernel's -0 + 0 makes +0 where the twin keeps -0,
+    which no integer product can tell apart."""
+    from q3ref.formats.onnx.sim import centered_per_tensor, centered_per_tensor_numba
+
+    rng = np.random.default_rng(1)
+    for w in (rng.standard_normal((33, 70)).astype(np.float32), np.abs(rng.standard_normal((4, 9))).astype(np.float32),
+              (np.arange(-127, 129, dtype=np.float32) / 2).reshape(16, 16)):
+        for dtype in ("int8", "uint8"):
+            (want, ws), (got, gs) = centered_per_tensor(w, dtype), centered_per_tensor_numba(w, dtype)
+            assert ws == gs and (got == want).all(), dtype
 
 
 def test_q4_kernel_matches_its_numpy_twin():

@@ -20,7 +20,7 @@ import numba
 import numpy as np
 
 from ...quant import QuantizedEmbedding, QuantizedWeights, exact_int_matmul
-from .weights import mlas_q4, ort_per_tensor, ort_quantize, ort_scale
+from .weights import RANGE, mlas_q4, ort_per_tensor, ort_quantize, ort_scale
 
 F32 = np.float32
 EXACT_CHUNK = 256  # |x - zp| <= 255 and |w - zp| <= 255: 256 products sum below 2^24, exact in fp32
@@ -36,16 +36,35 @@ def dynamic_quantize_linear(x):  # [N, K] -> (q - zero point) integer-valued fp3
     return np.clip(np.rint(x / scale) + zp, 0, 255) - zp, scale
 
 
-def per_tensor_weight(dtype):
-    def quantize(w):  # [out, in] -> (q - zp) integer-valued fp32 [out, in], scale
-        # The graph stores B = W^T; per-tensor quantization is elementwise, so W itself gives its transpose.
-        q, scale, zp = ort_per_tensor(w, dtype)
-        return (q - F32(zp)) if zp else q, scale
-    return quantize
+# The graph stores B = W^T; per-tensor quantization is elementwise, so W itself gives its transpose.
+def centered_per_tensor(w, dtype):  # [out, in] -> (q - zp) integer-valued fp32 [out, in], scale
+    q, scale, zp = ort_per_tensor(w, dtype)
+    return (q - F32(zp)) if zp else q, scale
 
 
-def matmul_integer_linear(dtype, cache=True):
-    weights = QuantizedWeights(per_tensor_weight(dtype), cache)
+@numba.njit(cache=True, nogil=True)
+def centered_per_tensor_numba_into(w, scale, zp, qmin, qmax, out):
+    """centered_per_tensor's rounding in one pass, w [n] -> out [n]; its twin makes three fresh
+    arrays per weight (0.9 s of each int8 pass over a 0.6B's weights, AMD EPYC)."""
+    z, lo, hi = np.float32(zp), np.float32(qmin), np.float32(qmax)
+    for i in range(w.size):
+        out[i] = min(max(np.rint(w[i] / scale) + z, lo), hi) - z
+
+
+def centered_per_tensor_numba(w, dtype):  # [out, in] -> (q - zp) integer-valued fp32 [out, in], scale
+    w = np.ascontiguousarray(w, F32)
+    scale, zp = ort_scale(w.min(), w.max(), dtype)
+    out = np.empty_like(w)
+    centered_per_tensor_numba_into(w.reshape(-1), scale, zp, *RANGE[dtype], out.reshape(-1))
+    return out, scale
+
+
+CENTERED_PER_TENSOR = {"numba": centered_per_tensor_numba, "numpy": centered_per_tensor}
+
+
+def matmul_integer_linear(dtype, kernels, cache=True):
+    quantize = CENTERED_PER_TENSOR[kernels]
+    weights = QuantizedWeights(lambda w: quantize(w, dtype), cache)
     chunk = EXACT_CHUNK * (2 if dtype == "int8" else 1)  # |w| <= 127: 512 products of <= 255 * 127 stay below 2^24
 
     def linear(x, w):  # [N, in], [out, in] -> [N, out]
@@ -130,5 +149,5 @@ def simulate(weights, kernels, precision, embedding_quantized, block=32):
     from ...kernels import KERNELS
 
     cache = weights.resident
-    linear = nbits_linear(block, kernels, cache) if precision == "q4" else matmul_integer_linear(precision, cache)
+    linear = nbits_linear(block, kernels, cache) if precision == "q4" else matmul_integer_linear(precision, kernels, cache)
     return (PerTensorEmbedding(weights) if embedding_quantized else weights), dict(KERNELS[kernels], linear=linear)
