@@ -1,5 +1,6 @@
 """Shared by the full-size benchmarks: one q3ref command in its own process, timed, with its own
-peak RSS (RUSAGE_CHILDREN would report the largest of all the children so far); and the
+peak RSS (q3ref.bench.peak_rss_gb: VmHWM; RUSAGE_CHILDREN would report the largest of all the
+children so far, and even the child's own ru_maxrss starts at this process's peak); and the
 results file."""
 
 import subprocess
@@ -8,8 +9,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CHILD = ("import resource, sys; from q3ref.cli import main; rc = main(sys.argv[1:]); "
-         "print('peak_rss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(rc)")
+CHILD = ("import sys; from q3ref.cli import main; from q3ref.bench import peak_rss_gb; rc = main(sys.argv[1:]); "
+         "print('peak_rss_gb', peak_rss_gb(), file=sys.stderr); sys.exit(rc)")
 
 
 def q3ref_child(args):
@@ -19,8 +20,8 @@ def q3ref_child(args):
     seconds = time.perf_counter() - t0
     if r.returncode not in (0, 1):
         sys.exit(f"q3ref {args[0]} failed: {r.stderr[-2000:]}")
-    rss_kb = int(next(line.split()[1] for line in r.stderr.splitlines() if line.startswith("peak_rss_kb")))
-    return seconds, rss_kb / 2**20, r.stdout
+    rss_gb = float(next(line.split()[1] for line in r.stderr.splitlines() if line.startswith("peak_rss_gb")))
+    return seconds, rss_gb, r.stdout
 
 
 def append_results(text):
