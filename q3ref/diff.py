@@ -169,8 +169,7 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
     if untapped and out_row and untapped["rel_l2"] > max(FP32_FLOOR, 0.1 * out_row["rel_l2"]):
         notes.append(f"the graph as an app runs it ({untapped['how']}) is {untapped['rel_l2']:.2g} (rel L2) from the "
                      f"tapped run at {g.output_tap}, against {out_row['rel_l2']:.2g} from the fp32 reference: the "
-                     "taps describe the unoptimized run, and the app's fused kernels move the output by a "
-                     "comparable amount")
+                     "taps describe a run the app does not make, and the two differ by a comparable amount")
     probe = g.runtime_note(kernels, bool(sim))  # are the simulated float ops bit-exact on this runtime here?
     if probe and not probe["emulated"]:
         notes.append(f"{kernels} kernels on {probe['cpu']} ({probe['runtime']}) differ from q3ref's emulation "

@@ -49,6 +49,8 @@ def test_correct_graphs_do_not_diverge(model, name, padding, length):
         # <= 3e-7 in fp32 compute; fp16 3e-5 and q4f16 6e-4, where fused ops round in fp16 elsewhere.
         gap = {"fp16": 1e-4, "q4f16": 2e-3}.get(g.precision, 1e-6)
         assert "default graph optimizations" in r["untapped"]["how"] and r["untapped"]["rel_l2"] < gap, r["untapped"]
+        if g.precision == "q4f16":  # its fusions do run: measured 3.9e-4 at the least
+            assert r["untapped"]["rel_l2"] > 1e-5, r["untapped"]
 
 
 @pytest.mark.parametrize("name", list(DEFECTS))
