@@ -7,7 +7,6 @@ graph output, so a tapped optimized run is neither the optimized run nor the pla
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import numpy as np
@@ -16,20 +15,28 @@ from ...errors import Q3RefError
 from .graph import Graph
 
 
-@contextlib.contextmanager
-def with_outputs(g: Graph, tensors):
-    """The graph's ModelProto with `tensors` appended to its outputs, each typed by shape inference
-    where it can (fp16 graphs have fp16 intermediates), else left untyped; restored on exit. In
-    place: a copy of a 600 MB int8 graph cost 5 s of the full-size diff's 35."""
+def tapped_copy(g: Graph, tensors, inline=False):
+    """A new ModelProto: g with `tensors` appended to its outputs, each typed by shape inference
+    where it can (fp16 graphs have fp16 intermediates), else left untyped; its initializers point
+    at their own spans of g's file as external data (layout.py), or, `inline`, carry those bytes.
+    g.model holds no weights' bytes, so the copy is small."""
     import onnx
 
-    m, tapped = g.model, set(tensors)
-    outputs, value_info = list(m.graph.output), list(m.graph.value_info)
+    from .layout import read_span
+
+    src, m, spans, tapped = g.model, onnx.ModelProto(), g.raw_data_spans, set(tensors)
+    for f in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
+        setattr(m, f, getattr(src, f))
+    m.opset_import.extend(src.opset_import)
+    m.metadata_props.extend(src.metadata_props)
+    m.functions.extend(src.functions)
+    m.graph.name = src.graph.name
+    for f in ("node", "input", "output", "sparse_initializer", "quantization_annotation"):
+        getattr(m.graph, f).extend(getattr(src.graph, f))
     # A tapped tensor's own value_info must agree with the output type we declare; the fp16
     # converter's may not (Graph.types), so it goes and ORT infers the type from the node.
-    m.graph.ClearField("value_info")
-    m.graph.value_info.extend(v for v in value_info if v.name not in tapped)
-    have = {o.name for o in outputs}
+    m.graph.value_info.extend(v for v in src.graph.value_info if v.name not in tapped)
+    have = {o.name for o in src.graph.output}
     for t in tensors:
         if t in have:
             continue
@@ -37,52 +44,25 @@ def with_outputs(g: Graph, tensors):
             m.graph.output.append(onnx.helper.make_tensor_value_info(t, g.types[t], None))
         else:  # a contrib op's output (MatMulNBits...): shape inference stops there; ORT types it itself
             m.graph.output.append(onnx.ValueInfoProto(name=t))
-    try:
-        yield m
-    finally:
-        m.graph.ClearField("output")
-        m.graph.output.extend(outputs)
-        m.graph.ClearField("value_info")
-        m.graph.value_info.extend(value_info)
-
-
-def light_copy(g: Graph, model, inline=False):
-    """`model` (g's ModelProto, extra outputs and all, parsed without its weights' bytes) whose
-    initializers point at their own spans of g's file as external data (layout.py); or, `inline`,
-    carry those bytes again."""
-    import onnx
-
-    from .layout import read_span
-
-    m, src, spans = onnx.ModelProto(), model.graph, g.raw_data_spans
-    for f in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
-        setattr(m, f, getattr(model, f))
-    m.opset_import.extend(model.opset_import)
-    m.metadata_props.extend(model.metadata_props)
-    m.functions.extend(model.functions)
-    m.graph.name = src.name
-    for f in ("node", "input", "output", "value_info", "sparse_initializer", "quantization_annotation"):
-        getattr(m.graph, f).extend(getattr(src, f))
-    for t in src.initializer:
+    for t in src.graph.initializer:
         if t.name not in spans:  # in an .onnx_data file already (same directory), or typed values
             m.graph.initializer.append(t)
-            continue
-        if inline:
+        elif inline:
             m.graph.initializer.add(name=t.name, data_type=t.data_type, dims=t.dims,
                                     raw_data=read_span(g.path, spans[t.name]))
-            continue
-        offset, length = spans[t.name]
-        e = m.graph.initializer.add(name=t.name, data_type=t.data_type, dims=t.dims,
-                                    data_location=onnx.TensorProto.EXTERNAL)
-        for key, value in (("location", g.path.name), ("offset", offset), ("length", length)):
-            e.external_data.add(key=key, value=str(value))
+        else:
+            offset, length = spans[t.name]
+            e = m.graph.initializer.add(name=t.name, data_type=t.data_type, dims=t.dims,
+                                        data_location=onnx.TensorProto.EXTERNAL)
+            for key, value in (("location", g.path.name), ("offset", offset), ("length", length)):
+                e.external_data.add(key=key, value=str(value))
     return m
 
 
-def session(g: Graph, model=None, optimize=False):
-    """An ORT session of g's own file (model None), or of `model`: g with extra outputs, as a
-    light copy beside g's file, since external data paths resolve beside the model and ORT refuses
-    paths out of its directory, symbolic links included."""
+def session(g: Graph, tensors=(), optimize=False):
+    """An ORT session of g's own file (no `tensors`), or of g with `tensors` as extra outputs: a
+    tapped copy beside g's file, since external data paths resolve beside the model and ORT
+    refuses paths out of its directory, symbolic links included."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -90,16 +70,16 @@ def session(g: Graph, model=None, optimize=False):
                                      else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     opts.intra_op_num_threads = os.cpu_count() or 1
     opts.log_severity_level = 3
-    if model is None:
+    if not tensors:
         return ort.InferenceSession(str(g.path), opts, providers=["CPUExecutionProvider"])
     path = g.path.parent / f".{g.path.stem}.q3ref-{os.getpid()}.onnx"
     try:
-        path.write_bytes(light_copy(g, model).SerializeToString())
+        path.write_bytes(tapped_copy(g, tensors).SerializeToString())
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except OSError as e:
-        if not any(i.data_location == 1 for i in model.graph.initializer):  # TensorProto.EXTERNAL
+        if not any(i.data_location == 1 for i in g.model.graph.initializer):  # TensorProto.EXTERNAL
             # all in one file: the whole tapped graph can go to ORT as bytes, slower but not beside it
-            whole = light_copy(g, model, inline=True).SerializeToString()
+            whole = tapped_copy(g, tensors, inline=True).SerializeToString()
             return ort.InferenceSession(whole, opts, providers=["CPUExecutionProvider"])
         raise Q3RefError(f"{g.path}: cannot write a tapped copy beside it ({e.strerror}); copy the model "
                          "and its .onnx_data into a writable directory") from None
@@ -120,11 +100,6 @@ def run(g: Graph, input_ids, mask, tensors=(), optimize=False) -> dict[str, np.n
     """Invoke once; {tensor name: array} for the output and `tensors`, as float32. Without
     `tensors` it is g's own file that runs."""
     tensors = [t for t in tensors if t != g.output]
-    if tensors:
-        with with_outputs(g, tensors) as model:
-            sess = session(g, model, optimize)
-    else:
-        sess = session(g, None, optimize)
     names = [g.output] + tensors
-    got = sess.run(names, feeds(g, input_ids, mask))
+    got = session(g, tensors, optimize).run(names, feeds(g, input_ids, mask))
     return {n: np.asarray(v, np.float32) for n, v in zip(names, got)}
