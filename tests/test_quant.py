@@ -63,6 +63,23 @@ def test_int8_rounding_and_error():
     assert s.tolist() == [1.0, 0.0] and err == 0.5  # -0.5 rounds half to even: 0, off by 0.5
 
 
+def test_int8_kernel_matches_its_numpy_twin():
+    """int8 per channel for the simulated matmul, Numba against NumPy, bit for bit: ties at .5
+    steps (a row whose max is 127 has scale 1), an all-zero row, one-value rows, rows spanning
+    six decades."""
+    from q3ref.quant import int8_for_matmul, int8_for_matmul_numba
+
+    rng = np.random.default_rng(2)
+    ties = np.concatenate([[127.0], np.arange(-126.5, 127, 1.0)])[None].astype(np.float32)  # [1, 255]
+    wide = (rng.standard_normal((40, 255)) * 10.0 ** rng.integers(-3, 3, (40, 1))).astype(np.float32)
+    sparse = np.zeros((3, 255), np.float32)
+    sparse[1, 7], sparse[2, 0] = -3e-5, 2.0
+    w = np.concatenate([ties, wide, sparse])  # [44, 255]
+    (want, ws), (got, gs) = int8_for_matmul(w), int8_for_matmul_numba(w)
+    assert np.array_equal(ws, gs) and np.array_equal(got, want)
+    assert np.abs(want[0, 1:]).min() == 0 and sorted(set(want[0].tolist())) == list(range(-126, 128, 2)) + [127]  # halves to even
+
+
 # ---------------------------------------------------------------- simulation against graphs
 from q3ref import model as M  # noqa: E402
 from q3ref.diff import diff  # noqa: E402
