@@ -80,6 +80,24 @@ def test_int8_kernel_matches_its_numpy_twin():
     assert np.abs(want[0, 1:]).min() == 0 and sorted(set(want[0].tolist())) == list(range(-126, 128, 2)) + [127]  # halves to even
 
 
+@pytest.mark.parametrize("block", [4, 32])
+def test_int4_kernel_matches_its_numpy_twin(block):
+    """int4 blockwise, dequantized for the simulated matmul, Numba against NumPy, bit for bit:
+    ties (a block whose max is 7 has scale 1), all-zero blocks (the 1e-9 floor), blocks spanning
+    six decades, whose bf16 scales round both ways."""
+    from q3ref.quant import int4_dequantized, int4_dequantized_numba
+
+    rng = np.random.default_rng(3)
+    ties = np.tile(np.array([7.0, -6.5, 0.5, 1.5, 7.0, 2.5, -0.5, 3.5], np.float32), 32 // 8)[None]  # [1, 32]
+    wide = (rng.standard_normal((30, 32)) * 10.0 ** rng.integers(-3, 3, (30, 1))).astype(np.float32)
+    zero = np.zeros((1, 32), np.float32)
+    w = np.concatenate([ties, wide, zero])  # [32, 32]
+    want, got = int4_dequantized(w, block), int4_dequantized_numba(w, block)
+    assert np.array_equal(got, want)
+    if block == 4:  # blocks [7, -6.5, 0.5, 1.5] and [7, 2.5, -0.5, 3.5] have scale 1: halves to even
+        assert want[0, :8].tolist() == [7, -6, 0, 2, 7, 2, 0, 4]
+
+
 # ---------------------------------------------------------------- simulation against graphs
 from q3ref import model as M  # noqa: E402
 from q3ref.diff import diff  # noqa: E402
