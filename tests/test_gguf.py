@@ -62,6 +62,19 @@ def test_weights_from_a_gguf_run_the_reference(model):
     assert "pass token ids" in cli("embed", "hello", "--weights", GGUF / "base-Q8_0.gguf").stderr
 
 
+@pytest.mark.parametrize("name", ["base-Q4_K_M", "base-Q8_0", "base-Q4_0", "base-BF16", "base-F16"])
+def test_streaming_embedding_rows_are_the_tables_rows(name):
+    """Streaming, a GGUF's embedding rows are dequantized alone (the ONNX simulation reads a
+    table's min and max block by block, and each block used to dequantize the whole table).
+    They must be the whole table's rows: repeated, unsorted ids, the first and last rows."""
+    from q3ref.formats.gguf.weights import GGUFWeights
+
+    ids = np.array([999, 5, 0, 5, 417])
+    whole = GGUFWeights(GGUF / f"{name}.gguf", resident=True)
+    rows = GGUFWeights(GGUF / f"{name}.gguf", resident=False).embed_rows(ids)  # [5, D]
+    assert rows.dtype == np.float32 and np.array_equal(rows, whole["embed_tokens.weight"][ids])
+
+
 # ------------------------------------------------------------------ diff against llama.cpp's nodes
 @pytest.mark.parametrize("name", CORRECT)
 def test_correct_files_show_no_divergence(model, name):

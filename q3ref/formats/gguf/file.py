@@ -76,13 +76,16 @@ class GGUFFile:
         """The stored bytes (quantized types: uint8 [rows, row bytes]) or values (F32/F16)."""
         return np.asarray(self.tensors[self.names[ckpt_name]].data)
 
-    def dequantize(self, ckpt_name) -> np.ndarray:  # -> fp32, the checkpoint's shape
+    def dequantize(self, ckpt_name, rows=None) -> np.ndarray:  # -> fp32, the checkpoint's shape
+        """The tensor, or only its `rows` [n] -> [n, in]: every GGUF type quantizes a row in
+        blocks of its own, so a row is its own bytes (rows of the file's [rows, bytes] array)."""
         import gguf
 
         t = self.tensors[self.names[ckpt_name]]
+        data = np.asarray(t.data) if rows is None else np.asarray(t.data)[np.asarray(rows)]
         if t.tensor_type.name in ("F32", "F16"):
-            return np.asarray(t.data, np.float32)
-        return gguf.quants.dequantize(np.asarray(t.data), t.tensor_type).astype(np.float32)
+            return np.asarray(data, np.float32)
+        return gguf.quants.dequantize(data, t.tensor_type).astype(np.float32)
 
     def vocab(self) -> list[str]:
         return list(self.meta("tokenizer.ggml.tokens", []))

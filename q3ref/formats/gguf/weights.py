@@ -49,8 +49,10 @@ class GGUFWeights:
             self._cache[name] = out
         return out
 
-    def embed_rows(self, ids):  # [N] -> [N, D]
-        return self["embed_tokens.weight"][ids] if self.resident else self.file.dequantize("embed_tokens.weight")[ids].astype(self.dtype)
+    def embed_rows(self, ids):  # [N] -> [N, D]; streaming, only those rows are dequantized
+        if self.resident:
+            return self["embed_tokens.weight"][ids]
+        return self.file.dequantize("embed_tokens.weight", ids).astype(self.dtype)
 
 
 def gguf_name(ckpt_name):
