@@ -80,6 +80,24 @@ def test_int8_kernel_matches_its_numpy_twin():
     assert np.abs(want[0, 1:]).min() == 0 and sorted(set(want[0].tolist())) == list(range(-126, 128, 2)) + [127]  # halves to even
 
 
+def test_fp16_kernel_matches_its_numpy_twin():
+    """fp32 -> fp16 grid, Numba against NumPy's casts: a million bit patterns spread over all 2^32
+    (every exponent, NaN, inf, both signs) and the edges: the largest half, the halfway point to
+    inf, the normal/subnormal border, the smallest subnormal and half of it, ties to even. Equal
+    bits except NaN payloads (any NaN stays NaN); the shape of 0-d, 1-d and strided input is kept."""
+    from q3ref.quant import to_fp16, to_fp16_numpy
+
+    spread = np.arange(0, 2**32, 4099, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    edges = np.array([65504, 65519.996, 65520, 65536, 2**-14, 2**-14 - 2**-25, 2**-14 - 2**-26,
+                      2**-24, 2**-25, 2**-25 + 2**-40, 3 * 2**-25, 1 + 2**-11, 1 + 3 * 2**-11, 0.0], np.float32)
+    for x in (spread, edges, -edges):
+        want, got = to_fp16_numpy(x), to_fp16(x)
+        nan = np.isnan(want)
+        assert np.array_equal(np.isnan(got), nan) and np.array_equal(want.view(np.uint32)[~nan], got.view(np.uint32)[~nan])
+    assert to_fp16(edges)[[2, 8, 9, 10, 11, 12]].tolist() == [np.inf, 0.0, 2**-24, 2**-23, 1.0, 1 + 2**-9]  # ties to even
+    assert to_fp16(np.float32(3.3)).shape == () and to_fp16(spread[:40].reshape(8, 5)[:, ::2]).shape == (8, 3)
+
+
 @pytest.mark.parametrize("block", [4, 32])
 def test_int4_kernel_matches_its_numpy_twin(block):
     """int4 blockwise, dequantized for the simulated matmul, Numba against NumPy, bit for bit:
