@@ -41,14 +41,33 @@ def random_tensor(name: str, shape, seed: int):
         yield x if scale == 1 else x * scale
 
 
+def checkpoint_dir(out) -> Path:
+    """Make `out` for a checkpoint, or say in one line why not. An existing checkpoint directory
+    is written over (that regenerates it); any other non-empty directory or a file is refused."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise Q3RefError(f"--out {out} is a file, not a directory; refusing to write over it")
+    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
+        raise Q3RefError(f"{out} exists and is not a checkpoint directory; refusing to write into it")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a parent is a file, or is not writable
+        raise Q3RefError(f"cannot make the directory {out}: {e.strerror}") from None
+    return out
+
+
+def check_seed(seed) -> int:
+    """NumPy's PCG64 takes seeds 0 .. 2^128 - 1."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 128:
+        raise Q3RefError(f"--seed must be an integer in 0 .. 2^128 - 1, got {seed}")
+    return int(seed)
+
+
 def make_checkpoint(out, cfg: Config, seed=0, tokenizer=None, preset=None, reranker=False):
     """reranker: a Qwen3ForCausalLM checkpoint as the Qwen3-Reranker repos store it: tensor names
     under `model.`, and `lm_head.weight` of its own unless cfg.tie_word_embeddings."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not (out / "config.json").is_file():
-            raise Q3RefError(f"{out} exists and is not a checkpoint directory; refusing to write into it")
-    out.mkdir(parents=True, exist_ok=True)
+    seed = check_seed(seed)
+    out = checkpoint_dir(out)
     shapes = expected_shapes(cfg)
     if reranker and not cfg.tie_word_embeddings:
         shapes["lm_head.weight"] = (cfg.vocab_size, cfg.hidden_size)

@@ -77,6 +77,10 @@ def test_trace_writes_every_tap(tmp_path):
     (["embed", "hi", "--frobnicate"], "unrecognized arguments"),
     (["trace", "hi", "--weights", TINY], "required: --out"),
     (["make-checkpoint", "--preset", "9b", "--out", "/tmp/x"], "unknown preset"),
+    (["make-checkpoint", "--preset", "tiny", "--out", FIXTURES / "transformers/stress.npz"], "is a file, not a directory"),
+    (["make-checkpoint", "--preset", "tiny", "--out", FIXTURES / "transformers/stress.npz" / "x"], "cannot make the directory"),
+    (["make-checkpoint", "--preset", "tiny", "--seed", "-1", "--out", "/tmp/x"], "--seed must be an integer"),
+    (["make-checkpoint", "--preset", "qwen3.5-0.8b", "--seed", "-1", "--out", "/tmp/x"], "--seed must be an integer"),
 ])
 def test_bad_input_is_one_line_exit_2(args, message):
     assert_one_line_error(run(*args), message)

@@ -10,13 +10,11 @@ per-token decay exp(g) near 0.9, so the state remembers tens of tokens, across c
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 
 from .. import safetensors_io
-from ..checkpoint import RANDOM_MARK, random_tensor
-from ..errors import Q3RefError
+from ..checkpoint import RANDOM_MARK, check_seed, checkpoint_dir, random_tensor
 
 # Qwen3.5-0.8B's text decoder (FACTS.md): full attention every 4th layer, the rest GatedDeltaNet.
 PRESET_0_8B = dict(
@@ -69,10 +67,8 @@ def draw(name, shape, seed):  # row chunks of fp32 values
 
 
 def make_checkpoint(out, cfg, seed=0, preset=None, config=None):
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not (out / "config.json").is_file():
-        raise Q3RefError(f"{out} exists and is not a checkpoint directory; refusing to write into it")
-    out.mkdir(parents=True, exist_ok=True)
+    seed = check_seed(seed)
+    out = checkpoint_dir(out)
     specs = {("lm_head.weight" if n == "lm_head.weight" else "model." + n):
              ("BF16", s, lambda n=n, s=s: map(safetensors_io.bf16_bits, draw(n, s, seed)))
              for n, s in expected_shapes(cfg).items()}
