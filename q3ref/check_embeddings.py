@@ -70,13 +70,17 @@ def load_vectors(path) -> np.ndarray:
                 raw = raw["embeddings"]
             elif isinstance(raw, dict) and "data" in raw:
                 raw = [row["embedding"] for row in raw["data"]]
+            elif isinstance(raw, dict):
+                raise Q3RefError(f"{path}: a JSON object needs an \"embeddings\" or a \"data\" key, "
+                                 f"found {sorted(raw)[:5]}")
             v = np.asarray(raw, dtype=np.float64)
     except (ValueError, KeyError, TypeError, OSError) as e:
         raise Q3RefError(f"{path}: cannot read vectors ({str(e).splitlines()[0]})") from None
+    read = f"shape {list(v.shape)}, dtype {v.dtype}"  # as stored, before one vector becomes [1, dim]
     if v.ndim == 1:
         v = v[None, :]
     if v.ndim != 2 or v.shape[0] == 0 or v.shape[1] == 0 or not np.issubdtype(v.dtype, np.number):
-        raise Q3RefError(f"{path}: expected a (texts, dim) array of numbers, got shape {list(v.shape)}")
+        raise Q3RefError(f"{path}: expected a (texts, dim) array of numbers, got {read}")
     return v.astype(np.float64)
 
 

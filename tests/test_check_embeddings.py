@@ -5,6 +5,7 @@ buggy vectors are built from q3ref's traced hidden states or from re-tokenized i
 broken stack would compute them; check-embeddings must name the bug and only that bug."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -128,12 +129,17 @@ def test_cli(model, tmp_path):
     assert err.returncode == 2 and err.stderr.count("\n") == 1 and "4 vectors but 2 texts" in err.stderr
 
 
-@pytest.mark.parametrize("body, msg", [("[[1, 2], [3]]", "cannot read vectors"), ("{}", "expected a (texts, dim)"),
-                                       ("not json", "cannot read vectors")])
+@pytest.mark.parametrize("body, msg", [("[[1, 2], [3]]", "cannot read vectors"), ('{"vectors": []}', "needs an \"embeddings\" or a \"data\" key, found ['vectors']"),
+                                       ("not json", "cannot read vectors"),
+                                       (np.array(["a", "b"]), "got shape [2], dtype <U1")])
 def test_bad_vector_files(tmp_path, body, msg):
-    f = tmp_path / "v.json"
-    f.write_text(body)
-    with pytest.raises(q3ref.Q3RefError, match="cannot read|expected"):
+    if isinstance(body, str):
+        f = tmp_path / "v.json"
+        f.write_text(body)
+    else:
+        f = tmp_path / "v.npy"
+        np.save(f, body)
+    with pytest.raises(q3ref.Q3RefError, match=re.escape(msg)):
         load_vectors(f)
 
 
