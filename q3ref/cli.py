@@ -7,6 +7,7 @@ renamed, so a failed run leaves no half-written file.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -201,11 +202,30 @@ def inputs(args, model, many):
     return labels, ids
 
 
-def atomic_save(path, save):
-    """save(file object) into path.partial, then rename: no half-written output on failure."""
+def check_output(path) -> Path:
+    """An output file's path must be writable as a file: its directory exists, and it is not
+    itself a directory. Checked before the run as well as at the save, so that a long run does
+    not end in an error it could have given at the start."""
     path = Path(path)
     if path.parent and not path.parent.is_dir():
         raise Q3RefError(f"output directory {path.parent} does not exist")
+    if path.is_dir():
+        raise Q3RefError(f"{path} is a directory; give a file name to write to")
+    return path
+
+
+def check_outputs(args):
+    """Every output file option of this command (--out, and --json/--plot where they take a
+    file); make-checkpoint's --out is a directory, checked where it is made."""
+    for opt in ("out", "json", "plot"):
+        value = getattr(args, opt, None)
+        if isinstance(value, str) and args.command != "make-checkpoint":
+            check_output(value)
+
+
+def atomic_save(path, save):
+    """save(file object) into path.partial, then rename: no half-written output on failure."""
+    path = check_output(path)
     tmp = path.with_name(path.name + ".partial")
     try:
         with open(tmp, "wb") as f:
@@ -385,6 +405,20 @@ def diff_qwen35(args, ckpt):
     return 1 if first else 0
 
 
+@contextlib.contextmanager
+def progress_bar(*columns):
+    """A rich progress bar when stderr is a terminal; None otherwise, so that a pipe or a log
+    gets no control characters and an error stays one line (rich's stop writes a newline)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        yield bar
+
+
 def cmd_diff(args):
     from rich.console import Console
 
@@ -402,10 +436,10 @@ def cmd_diff(args):
         g.replay(args.replay)
     model = load_model(args)
     _, ids = inputs(args, model, many=False)
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description:<34}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+    with progress_bar(TextColumn("{task.description:<34}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeElapsedColumn()) as bar:
         tasks = {}
 
         def progress(phase, done, total):
@@ -413,8 +447,8 @@ def cmd_diff(args):
                 tasks[phase] = bar.add_task(phase, total=total)
             bar.update(tasks[phase], completed=done)
 
-        report = diff(model, g, ids[0], args.padding, args.graph_kernels, args.truncate, progress, args.quant,
-                      args.length)
+        report = diff(model, g, ids[0], args.padding, args.graph_kernels, args.truncate, bar and progress,
+                      args.quant, args.length)
     save_report(args, report, plot)
     print_table(report, Console(width=max(Console().width, 120)))
     random_note(model)
@@ -534,7 +568,7 @@ def cmd_make_checkpoint(args):
 
 def cmd_bench(args):
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from . import bench
@@ -543,13 +577,12 @@ def cmd_bench(args):
     if args.seq < 1 or args.batch < 1 or args.runs < 1:
         raise Q3RefError("--seq, --batch and --runs must be positive")
     model = load(args.weights, kernels=args.kernels, resident=not args.streaming)
-    err = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("layer {task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=err, transient=True) as progress:
+    with progress_bar(TextColumn("{task.description}"), BarColumn(), TextColumn("layer {task.completed}/{task.total}"),
+                      TimeElapsedColumn()) as bar:
         def factory(label, total):
-            task = progress.add_task(label, total=total)
-            return lambda done: progress.update(task, completed=done)
-        r = bench.run(model, args.seq, args.batch, args.runs, factory)
+            task = bar.add_task(label, total=total)
+            return lambda done: bar.update(task, completed=done)
+        r = bench.run(model, args.seq, args.batch, args.runs, bar and factory)
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
@@ -580,6 +613,7 @@ COMMANDS = {"embed": cmd_embed, "trace": cmd_trace, "inspect": cmd_inspect, "dif
 def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
+        check_outputs(args)
         return COMMANDS[args.command](args)
     except Q3RefError as e:
         print(f"q3ref: error: {e}", file=sys.stderr)
