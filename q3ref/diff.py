@@ -75,6 +75,9 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
     input_ids, mask = g.place(ids.tolist(), padding, pad_id, truncate, length)
     real = mask[0]
     S = mask.shape[1]
+    if S > cfg.max_position_embeddings:
+        raise Q3RefError(f"{S} positions are more than this model's {cfg.max_position_embeddings} "
+                         "(max_position_embeddings in config.json)")
 
     # The graph first, both its runs, while the process is fresh: the untouched graph's session took
     # 4.7 s after q3ref's forwards against 2.4 s before them (0.6B q4, AMD EPYC).

@@ -102,6 +102,18 @@ def test_bad_onnx_files_are_one_line_errors(tmp_path):
     assert other.returncode == 2 and "does not fit" in other.stderr
 
 
+def test_onnx_runtime_failures_and_too_many_positions_are_one_line_errors(tmp_path):
+    from q3ref.formats.onnx.run import run
+
+    g = open_export(ONNX / "stress.onnx").graph
+    with pytest.raises(q3ref.Q3RefError, match="ONNX Runtime failed on 2 positions: .*Gather"):
+        run(g, np.array([[1, 10 ** 6]]), np.ones((1, 2), bool))  # an id past the table: ORT's Gather refuses it
+    r = cli("diff", ONNX / "stress.onnx", "--ids", "1,2,3", "--weights", STRESS, "--length", "40000",
+            "--json", tmp_path / "out.json")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "40000 positions are more than this model's 32768" in r.stderr and not list(tmp_path.iterdir())
+
+
 def test_missing_external_data_is_named(tmp_path):
     import onnx
 

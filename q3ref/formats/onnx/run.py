@@ -101,5 +101,11 @@ def run(g: Graph, input_ids, mask, tensors=(), optimize=False) -> dict[str, np.n
     `tensors` it is g's own file that runs."""
     tensors = [t for t in tensors if t != g.output]
     names = [g.output] + tensors
-    got = session(g, tensors, optimize).run(names, feeds(g, input_ids, mask))
+    try:
+        got = session(g, tensors, optimize).run(names, feeds(g, input_ids, mask))
+    except Exception as e:  # ORT's own exception classes (Fail, RuntimeException, ...) share no base but Exception
+        if not type(e).__module__.startswith("onnxruntime"):
+            raise
+        raise Q3RefError(f"{g.path}: ONNX Runtime failed on {input_ids.shape[1]} positions: "
+                         f"{str(e).splitlines()[0]}") from None
     return {n: np.asarray(v, np.float32) for n, v in zip(names, got)}
