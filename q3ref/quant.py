@@ -220,7 +220,6 @@ def lane_sum(x, lanes=8, offset=0):  # [..., C] fp32 -> [...] fp32
     (j + offset) % lanes, each lane adds in order, then the lanes are folded in halves (a
     horizontal add). `offset` is where x[..., 0] sits in the kernel's row (the padding before it)."""
     x = np.asarray(x, np.float32)
-    C = x.shape[-1]
     pad = np.zeros(x.shape[:-1] + (offset % lanes,), np.float32)
     x = np.concatenate([pad, x], axis=-1)  # zeros add nothing exactly: the lanes line up as in the kernel
     acc = np.zeros(x.shape[:-1] + (lanes,), np.float32)  # [..., lanes]
