@@ -163,20 +163,42 @@ def dump(path, seeds, taps):
             if not key.split(":", 1)[1].startswith(UNSAVED):
                 arrays[f"{s}/{key}"] = value
     from q3ref.formats.gguf.llama import system_info
-    from q3ref.formats.gguf.run import cpu_name
+    from q3ref.formats.gguf.run import cpu_name, file_digest
 
     arrays["system_info"], arrays["cpu"] = np.array(system_info()), np.array(cpu_name())  # which kernels ran
+    arrays["file_sha256"], arrays["file_name"] = np.array(file_digest(path)), np.array(Path(path).name)  # of what
     kind = "taps" if taps else "out"
     dst = OUT / f"{kind}_{Path(path).stem}.npz"
     np.savez_compressed(dst, **arrays)
     print("wrote", dst)
 
 
+def stamp():
+    """Name the file of each recording made before dump() did (taps_X.npz and out_X.npz are runs
+    of X.gguf, as dump() names them); the recorded values are copied unchanged."""
+    from q3ref.formats.gguf.run import file_digest
+
+    for npz in sorted(OUT.glob("*_*.npz")):
+        gguf_path = OUT / (npz.stem.split("_", 1)[1] + ".gguf")
+        with np.load(npz) as z:
+            if "file_sha256" in z.files:
+                continue
+            arrays = {k: z[k] for k in z.files}
+        arrays["file_sha256"], arrays["file_name"] = np.array(file_digest(gguf_path)), np.array(gguf_path.name)
+        np.savez_compressed(npz, **arrays)
+        print("stamped", npz.name, "with", gguf_path.name)
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--llama-src", required=True, type=Path, help="vendor/llama.cpp of llama-cpp-python's sdist")
+    p.add_argument("--llama-src", type=Path, help="vendor/llama.cpp of llama-cpp-python's sdist")
     p.add_argument("--work", type=Path, default=Path("/tmp/q3ref-gguf"))
+    p.add_argument("--stamp", action="store_true", help="only add file_sha256/file_name to the recordings")
     a = p.parse_args()
+    if a.stamp:
+        return stamp()
+    if a.llama_src is None:
+        p.error("--llama-src is required")
     import gguf
     import llama_cpp  # noqa: F401  (fail now, before converting, if the llama extra is missing)
 

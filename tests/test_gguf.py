@@ -98,6 +98,21 @@ def test_replay_refuses_ids_it_has_no_run_of(model):
         diff(model, g, np.append(ids[:-2], ids[-1]), quant="none")
 
 
+def test_replay_refuses_a_recording_of_another_file(tmp_path):
+    """A base file's runs replayed against the defective file (same embedding table) would show
+    no defect: the recording names its file by sha256. One without that name is held to the
+    file's embedding rows, which tell an F16 file's runs from a Q8_0 file's."""
+    g = open_export(GGUF / "defect_q_norm_ones_1-Q4_K_M.gguf")
+    with pytest.raises(Q3RefError, match="was recorded from base-Q4_K_M.gguf"):
+        g.replay(GGUF / "taps_base-Q4_K_M.npz")
+    z = np.load(GGUF / "taps_base-F16.npz")
+    unnamed = tmp_path / "taps.npz"
+    np.savez(unnamed, **{k: z[k] for k in z.files if not k.startswith("file_")})
+    open_export(GGUF / "base-F16.gguf").replay(unnamed)  # its own file: accepted
+    with pytest.raises(Q3RefError, match="is not a recording of .*base-Q8_0.gguf: its embedding rows"):
+        open_export(GGUF / "base-Q8_0.gguf").replay(unnamed)
+
+
 def test_cli_diff_replays_and_names_the_defect():
     g, ids = replayed("defect_q_norm_ones_1-Q4_K_M")
     r = cli("diff", g.path, "--weights", CKPT, "--replay", g.recording, "--ids", ",".join(map(str, ids)), "--quant", "none")

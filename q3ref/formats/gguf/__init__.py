@@ -66,7 +66,11 @@ class Export:
         return simulate(weights, kernels, self.types(), exact=bool(note and note["emulated"]))
 
     def replay(self, npz_path):
-        """Diff against a recording of llama.cpp's runs instead of running it (runtime "recorded")."""
+        """Diff against a recording of llama.cpp's runs instead of running it (runtime "recorded"),
+        once the recording is shown to be of this file."""
+        from .run import check_recording_is_of
+
+        check_recording_is_of(npz_path, self.file)
         self.recording, self.runtimes = npz_path, ("recorded", "llama.cpp")
 
     def describe(self):

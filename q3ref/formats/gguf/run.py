@@ -1,8 +1,11 @@
 """The graph side of a GGUF diff: llama.cpp's own nodes, from a live run (llama.py, needs
 llama-cpp-python) or from a recording of one (.npz, as scripts/export_gguf.py writes: per run
-"{k}/ids", "{k}/pooled" and "{k}/{indexed node key}")."""
+"{k}/ids", "{k}/pooled" and "{k}/{indexed node key}"; "file_sha256" and "file_name" of the
+GGUF that ran; "system_info" and "cpu" of the build and machine that ran it)."""
 
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 
@@ -42,12 +45,48 @@ def run_live(path, ids):
     return as_taps(*run_llama(path, ids)), system_info(), cpu_name()
 
 
-def recorded_runs(npz_path):
-    """{tuple(ids): (nodes, pooled)} of a recording."""
+def file_digest(path) -> str:
+    """sha256 of a file, read 16 MB at a time (a 0.6B Q8_0 file: about 1 s)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_recording_is_of(npz_path, gguf_file):
+    """A recording diffed against another file would pass that file off as the recorded one (a
+    base file's runs against a defective file with the same embedding table show no defect).
+    Recordings name their file by sha256; one that does not is held to the file's embedding rows
+    for its ids, which are llama.cpp's GET_ROWS of the file's own table, bit for bit."""
+    z = _load(npz_path)
+    if "file_sha256" in z.files:
+        recorded, here = str(z["file_sha256"]), file_digest(gguf_file.path)
+        if recorded != here:
+            name = str(z["file_name"]) if "file_name" in z.files else "another file"
+            raise Q3RefError(f"{npz_path} was recorded from {name} (sha256 {recorded[:12]}), not from "
+                             f"{gguf_file.path} (sha256 {here[:12]}); record this file's runs or run llama.cpp live")
+        return
+    for ids, (nodes, _) in recorded_runs(npz_path).items():
+        rows = next((v for k, v in nodes.items() if k.split(":")[1] == "embd"), None)
+        if rows is None:
+            continue
+        own = gguf_file.dequantize("embed_tokens.weight", np.array(ids))  # [n, D]
+        if not np.array_equal(np.asarray(rows, np.float32).reshape(own.shape), own):
+            raise Q3RefError(f"{npz_path} is not a recording of {gguf_file.path}: its embedding rows for "
+                             f"ids {','.join(map(str, ids[:8]))}... differ from the file's")
+
+
+def _load(npz_path):
     try:
-        z = np.load(npz_path)
+        return np.load(npz_path)
     except (OSError, ValueError) as e:
         raise Q3RefError(f"{npz_path}: not a recording of llama.cpp runs ({e})") from None
+
+
+def recorded_runs(npz_path):
+    """{tuple(ids): (nodes, pooled)} of a recording."""
+    z = _load(npz_path)
     runs = {}
     for run in sorted({k.split("/", 1)[0] for k in z.files if "/" in k}):
         if f"{run}/ids" not in z.files:
