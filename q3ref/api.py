@@ -172,6 +172,9 @@ class Model:
     def similarity(a, b) -> np.ndarray:
         """Cosine similarity matrix (N, M); sentence-transformers' default similarity_fn."""
         a, b = np.atleast_2d(a), np.atleast_2d(b)
+        if a.shape[-1] != b.shape[-1]:
+            raise Q3RefError(f"similarity of {a.shape[-1]}-dim and {b.shape[-1]}-dim vectors: "
+                             "encode both with the same dim")
         a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
         b = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12)
         return a @ b.T
@@ -182,6 +185,9 @@ class Model:
         order, plus 'input_ids'."""
         if isinstance(text_or_ids, str):
             ids = self.tokenize(text_or_ids, prompt_name, instruction, strip=strip)[0]
+        elif any(isinstance(t, str) for t in text_or_ids):
+            raise Q3RefError("trace takes one text or one sequence's token ids; for several texts, "
+                             "call it once per text")
         else:
             ids = text_or_ids
         ids = self.check_ids(ids)

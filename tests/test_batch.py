@@ -60,6 +60,14 @@ def test_bad_dim(model, dim):
         model.encode_ids(seqs()[:1], dim=dim)
 
 
+def test_api_misuse_is_a_q3ref_error(model):
+    a, b = model.encode_ids(seqs()[:2]), model.encode_ids(seqs()[:1], dim=32)
+    with pytest.raises(q3ref.Q3RefError, match="similarity of 48-dim and 32-dim vectors"):
+        model.similarity(a, b)
+    with pytest.raises(q3ref.Q3RefError, match="trace takes one text or one sequence's token ids"):
+        model.trace(["one text", "another"])
+
+
 def test_pool_last_under_mixed_padding():
     hidden = np.arange(2 * 4 * 1, dtype=np.float32).reshape(2, 4, 1)
     mask = np.array([[True, True, False, False], [False, True, True, True]])
