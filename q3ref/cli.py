@@ -594,13 +594,17 @@ def cmd_bench(args):
     rows = [("forward (warm)", f"{r['forward_s']:.2f} s"), ("first forward", f"{r['first_run_s']:.2f} s"),
             ("tokens/s", f"{r['tokens_per_s']:.0f}"), ("work", f"{r['gflop']:.0f} GFLOP"),
             ("achieved", f"{r['achieved_gflops']:.1f} GFLOP/s"),
-            ("NumPy GEMM, same run", f"{r['gemm_gflops']:.1f} GFLOP/s"),
+            ("NumPy GEMM, same run", f"{r['gemm_gflops']:.1f} GFLOP/s (before {r['gemm_before_gflops']:.0f}, "
+                                     f"after {r['gemm_after_gflops']:.0f})"),
             ("achieved / GEMM", f"{r['ratio_to_gemm']:.0%}"), ("peak RSS", f"{r['peak_rss_gb']:.2f} GB"),
             ("kernel compile/load", f"{r['kernel_load_s']:.2f} s")]
     rows += [(f"  {stage}", f"{sec:.2f} s ({sec / r['forward_s']:.0%})") for stage, sec in r["stages_s"].items()]
     for row in rows:
         t.add_row(*row)
     Console().print(t)
+    if r["gemm_spread"] > bench.SPREAD_NOTE:
+        print(f"note: the GEMM rate moved by {r['gemm_spread']:.0%} across the timed forward (a shared or "
+              "throttled machine); the ratio is uncertain by about as much")
     return 0
 
 

@@ -34,3 +34,6 @@ def test_bench_json_report():
     assert rep["seq"] == 16 and rep["forward_s"] > 0 and rep["gemm_gflops"] > 0 and rep["peak_rss_gb"] > 0
     assert set(rep["stages_s"]) <= set(bench.STAGE_OF.values()) and "attention" in rep["stages_s"]
     assert abs(rep["achieved_gflops"] / rep["gemm_gflops"] - rep["ratio_to_gemm"]) < 1e-9
+    before, after = rep["gemm_before_gflops"], rep["gemm_after_gflops"]
+    assert abs(rep["gemm_gflops"] - (before + after) / 2) < 1e-9 * before  # the yardstick brackets the forward
+    assert abs(rep["gemm_spread"] - abs(after - before) / rep["gemm_gflops"]) < 1e-12
