@@ -15,6 +15,7 @@ from .checkpoint import RANDOM_MARK
 from .config import Config
 from .errors import Q3RefError
 from .quant import SIMULATIONS, simulation
+from .qwen35.config import is_qwen35
 from .tokenizer import EOS_ID, Tokenizer, find_tokenizer_file
 from .weights import Weights
 
@@ -65,6 +66,9 @@ class Model:
             self.cfg = self.weights.cfg
         elif not (self.path / "config.json").is_file():
             raise Q3RefError(f"{self.path} is not a checkpoint directory (no config.json)")
+        elif is_qwen35(self.path / "config.json"):
+            raise Q3RefError(f"{self.path} is a Qwen3.5 checkpoint: q3ref reads it with `trace --ids` and "
+                             "`diff` of its LiteRT export; embed, rerank, bench and the rest take Qwen3")
         else:
             self.cfg = Config.from_json(self.path / "config.json")
             self.weights = Weights(self.path, self.cfg, np.dtype(dtype), resident)

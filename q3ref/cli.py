@@ -386,6 +386,14 @@ def diff_qwen35(args, ckpt):
 
     if args.text or not args.ids:
         raise Q3RefError("a Qwen3.5 graph is diffed from token ids (--ids); its tokenizer is not read yet")
+    # Its prefill pads the way LiteRT-LM does and its kernels are the stock interpreter's plus
+    # q3ref's gated_delta_update: these options have nothing to change there, so they are refused.
+    unused = [flag for flag, given in (("--padding", args.padding != "right"), ("--length", args.length is not None),
+                                       ("--truncate", args.truncate), ("--kernels", args.graph_kernels is not None),
+                                       ("--replay", args.replay is not None), ("--plot", args.plot is not None))
+              if given]
+    if unused:
+        raise Q3RefError(f"{', '.join(unused)}: not used by the diff of a Qwen3.5 graph")
     report = diff(Path(args.graph), ckpt, parse_ids(args.ids))
     if args.json:
         atomic_save(args.json, lambda f: f.write(json.dumps(report, indent=2).encode()))

@@ -93,4 +93,9 @@ class Export(GraphExport):
         return check_graph_weights(self.graph, weights, cfg)
 
     def place(self, ids, padding, pad_id, truncate=False, length=None):
+        if length is not None and length != self.seq_len:
+            from ...errors import Q3RefError
+
+            raise Q3RefError(f"--length {length}: this graph's seq_len {self.seq_len} is baked in, and every "
+                             "input is padded to it")
         return place(ids, self.seq_len, padding, pad_id, truncate)
