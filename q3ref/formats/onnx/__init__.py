@@ -19,7 +19,7 @@ from .run import run
 # activation scales), q4 <= 0.12 (4-bit weights), fp16 <= 1.2e-3; planted defects add >= 0.1.
 LOCAL_LIMIT = {"fp32": 1e-4, "fp16": 1e-2, "int8": 5e-2, "uint8": 5e-2, "q4": 0.3, "q4f16": 0.3, "bnb4": 0.3}
 QUANTIZED_STAGES = {"q", "k", "v", "o_proj", "gate", "up", "down"}  # MatMul outputs
-SIMULATED = ("int8", "uint8", "q4")
+SIMULATED = ("int8", "uint8", "q4", "bnb4")
 FP16_STAGES = {"embed", "input_norm", "q_norm", "k_norm", "q_rope", "k_rope", "attn", "attn_residual",
                "post_norm", "act", "out", "norm", "pooled", "embedding"}  # fp16 graphs run these in fp16 too
 
@@ -45,7 +45,7 @@ class Export(GraphExport):
         self.path = self.graph.path
         self.precision = self.graph.precision()
         self.output = self.graph.output
-        # int8/uint8/q4: ONNX Runtime's quantized products simulated (sim.py); fp16 and bnb4 not yet
+        # int8/uint8/q4/bnb4: ONNX Runtime's quantized products simulated (sim.py); fp16 and q4f16 not yet
         self.simulation = f"ONNX Runtime {self.precision}" if self.precision in SIMULATED else None
 
     def summary(self, d):
@@ -91,7 +91,7 @@ class Export(GraphExport):
     def simulate(self, weights, kernels, runtime, offset=0):
         from .sim import simulate
 
-        return simulate(weights, kernels, self.precision, self.graph.embedding_quantized(), self.graph.nbits_block())
+        return simulate(weights, kernels, self.precision, self.graph.embedding_quantized(), self.graph.block_size())
 
     def per_tensor_activations(self):
         return self.precision in ("int8", "uint8")  # DynamicQuantizeLinear: one scale for the whole input

@@ -59,6 +59,22 @@ class Graph:
             return "uint8" if weight_types == {2} else "int8"  # TensorProto.UINT8 = 2, INT8 = 3
         return "fp16" if self.fp16() else "fp32"
 
+    def rope_angle_fp16(self) -> bool:
+        """Whether the graph multiplies position_ids by inv_freq in fp16 (/model/rotary_emb/Mul has
+        an fp16 Constant or an fp16 Cast as input): onnxconverter-common's fp16 converts it unless
+        it is blocked."""
+        mul = next((n for n in self.nodes if n.name == "/model/rotary_emb/Mul"), None)
+        for name in mul.input if mul is not None else ():
+            made = self.producer.get(name)
+            if made is None:
+                continue
+            attrs = {a.name: a for a in made.attribute}
+            if made.op_type == "Constant" and "value" in attrs and attrs["value"].t.data_type == 10:  # FLOAT16
+                return True
+            if made.op_type == "Cast" and "to" in attrs and attrs["to"].i == 10:
+                return True
+        return False
+
     def fp16(self) -> bool:
         matmuls = [n for n in self.nodes if n.op_type in ("MatMul", "MatMulNBits", "Gather")]
         return any(i in self.inits and self.inits[i].data_type == 10 for n in matmuls for i in n.input)  # FLOAT16
@@ -72,12 +88,12 @@ class Graph:
     def embedding_quantized(self) -> bool:
         return self.quantized_embedding() is not None
 
-    def nbits_block(self) -> int:
-        """MatMulNBits' block size (32 unless the graph says otherwise)."""
+    def block_size(self) -> int | None:
+        """The block size of the graph's 4-bit MatMuls (MatMulNBits, MatMulBnb4), None without them."""
         for n in self.nodes:
-            if n.op_type == "MatMulNBits":
-                return next((a.i for a in n.attribute if a.name == "block_size"), 32)
-        return 32
+            if n.op_type in ("MatMulNBits", "MatMulBnb4"):
+                return next(a.i for a in n.attribute if a.name == "block_size")  # required by both ops
+        return None
 
     def initializer_type(self, name) -> int | None:
         return self.inits[name].data_type if name in self.inits else None
