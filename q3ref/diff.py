@@ -138,8 +138,9 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
     M.embed(weights, cfg, ids_real, ones, None, K, local, layers_done("expected, on the graph's inputs"), positions, forced)
     lap("reference (clean + forced)")
 
-    limits = {} if sim else g.limits()  # a simulation is held to the fp32 floor everywhere
+    limits = g.limits(simulated=bool(sim))  # a simulation: the fp32 floor, except where the export says
     rows, first = [], None
+    limit_of = {stage: limits.get(stage, FP32_FLOOR) for stage in [*M.LAYER_TAPS, *M.TOP_TAPS]}
     for name in M.tap_names(cfg):
         layer, stage = (int(name.split(".")[1]), name.split(".")[2]) if name.startswith("layers.") else (None, name)
         row = {"name": name, "layer": layer, "stage": stage}
@@ -184,7 +185,7 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
             "expected": f"simulation of {sim} ({kernels} runtime)" if sim else "fp32 reference",
             "read_by": g.read_by(kernels),
             "padding": padding, "tokens": int(real.sum()), "seq_len": S,
-            "limits": {"quantized stages": max([FP32_FLOOR, *limits.values()]), "other stages": FP32_FLOOR},
+            "limits": {"quantized stages": max(limit_of.values()), "other stages": min(limit_of.values())},
             "taps": rows, "first_divergence": first, "output": {k: out[k] for k in ("cos", "rel_l2", "sim_rel_l2") if k in out},
             "unaligned": [r["name"] for r in rows if not r.get("aligned")], "notes": notes,
             "untapped": untapped, "runtime_kernels": probe, "seconds": seconds}

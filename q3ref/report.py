@@ -41,7 +41,7 @@ def print_table(report, console):
         lim = report["limits"]
         where = (f"{lim['quantized stages']:g} where {report['precision']} weights are read, "
                  f"{lim['other stages']:g} elsewhere" if lim["quantized stages"] != lim["other stages"]
-                 else f"{lim['other stages']:g} rel L2 everywhere, fp32")
+                 else f"{lim['other stages']:g} rel L2 everywhere")
         console.print(f"[green]no divergence[/]: every stage within its limit ({where})")
     out = report["output"]
     console.print(f"output cosine {out['cos']:.6f} against the fp32 reference; expected: {report['expected']}"

@@ -23,7 +23,8 @@ ONNX = FIXTURES / "onnx"
 GRAPHS = FIXTURES / "graphs"
 CORRECT = ["stress", "stress_int8", "stress_uint8", "stress_q4", "stress_fp16", "stress_q4f16", "stress_bnb4"]
 DEFECTS = {"defect_q_norm_ones_1": "layers.1.q_norm", "defect_q_norm_ones_1_int8": "layers.1.q_norm",
-           "defect_q_norm_ones_1_q4": "layers.1.q_norm", "defect_gate_up_swap_2": "layers.2.gate",
+           "defect_q_norm_ones_1_q4": "layers.1.q_norm", "defect_q_norm_ones_1_q4f16": "layers.1.q_norm",
+           "defect_q_norm_ones_1_bnb4": "layers.1.q_norm", "defect_gate_up_swap_2": "layers.2.gate",
            "defect_gate_up_swap_2_int8": "layers.2.gate", "defect_rope_base": "layers.0.q_rope",
            "defect_final_norm_scale": "norm"}
 RNG = np.random.default_rng(11)
@@ -248,8 +249,10 @@ def test_q4_kernel_matches_its_numpy_twin():
         w[0, :16] = 0
         w[1, :16], w[1, 3] = np.float32(0.5), np.float32(-0.5)
         w[2, :16] = np.abs(w[2, :16])
-        want, got = q4_dequantized(w, block), q4_dequantized_numba(w, block)
-        assert (got.view(np.uint32) == want.view(np.uint32)).all(), (rows, cols, block)
+        for fp16_scales in (False, True):  # q4, q4f16
+            want, got = q4_dequantized(w, block, fp16_scales), q4_dequantized_numba(w, block, fp16_scales)
+            assert (got.view(np.uint32) == want.view(np.uint32)).all(), (rows, cols, block, fp16_scales)
+        assert not (q4_dequantized(w, block, True) == q4_dequantized(w, block)).all()  # the flag is read
 
 
 def test_nf4_kernel_matches_its_numpy_twin():
@@ -269,37 +272,53 @@ def test_nf4_kernel_matches_its_numpy_twin():
         assert (got.view(np.uint32) == want.view(np.uint32)).all(), (rows, cols, block)
 
 
-def test_nf4_dequantization_is_onnx_runtimes():
-    """The weights MatMulBnb4 multiplies by, read from ONNX Runtime itself: one of the committed
-    graph's MatMulBnb4 nodes, alone, on an identity input (each output a single product, exact),
-    against q3ref's NF4 round trip of the checkpoint's weight, bit for bit."""
+def weights_onnx_runtime_multiplies_by(graph, op, node_name):
+    """W [out, in] as ONNX Runtime's own kernel for one of the graph's 4-bit MatMul nodes uses it:
+    the node alone on an identity input, each output a single product (exact in fp32; rounded
+    once in an fp16 graph, whose output is fp16)."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from q3ref.formats.onnx.sim import nf4_dequantized_numba
-
-    m = onnx.load(str(ONNX / "stress_bnb4.onnx"))
-    node = next(n for n in m.graph.node if n.op_type == "MatMulBnb4" and "/layers.1/mlp/down_proj" in n.name)
+    m = onnx.load(str(ONNX / f"{graph}.onnx"))
+    node = next(n for n in m.graph.node if n.op_type == op and node_name in n.name)
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     K, N = attrs["K"], attrs["N"]
     inits = [t for t in m.graph.initializer if t.name in node.input[1:]]
-    one = helper.make_node("MatMulBnb4", ["A", *node.input[1:]], ["Y"], domain="com.microsoft", **attrs)
-    graph = helper.make_graph([one], "bnb4", [helper.make_tensor_value_info("A", TensorProto.FLOAT, [K, K])],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [K, N])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)])
+    fp16 = any(t.data_type == TensorProto.FLOAT16 for t in inits)
+    dtype, np_dtype = (TensorProto.FLOAT16, np.float16) if fp16 else (TensorProto.FLOAT, np.float32)
+    one = helper.make_node(op, ["A", *node.input[1:]], ["Y"], domain="com.microsoft", **attrs)
+    g = helper.make_graph([one], op, [helper.make_tensor_value_info("A", dtype, [K, K])],
+                          [helper.make_tensor_value_info("Y", dtype, [K, N])], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)])
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    from_ort = sess.run(None, {"A": np.eye(K, dtype=np.float32)})[0].T  # [N, K] = W [out, in]
+    return sess.run(None, {"A": np.eye(K, dtype=np_dtype)})[0].T.astype(np.float32), attrs["block_size"]
+
+
+@pytest.mark.parametrize("graph, op", [("stress_bnb4", "MatMulBnb4"), ("stress_q4", "MatMulNBits"),
+                                       ("stress_q4f16", "MatMulNBits")])
+def test_4bit_dequantization_is_onnx_runtimes(graph, op):
+    """The weights ONNX Runtime's MatMulBnb4 / MatMulNBits multiply by (read from the kernel itself,
+    above) against q3ref's round trip of the checkpoint's weight, bit for bit: NF4 level x absmax;
+    MLAS' 4-bit blocks; the same with fp16 scales, the output rounded to fp16 (q4f16). Each value
+    exactly; the sign of a zero is not seen."""
+    from q3ref.formats.onnx.sim import nf4_dequantized_numba, q4_dequantized_numba
+    from q3ref.quant import to_fp16
+
+    from_ort, block = weights_onnx_runtime_multiplies_by(graph, op, "/layers.1/mlp/down_proj")
     w = q3ref.Model(STRESS).weights["layers.1.mlp.down_proj.weight"]
-    assert from_ort.shape == w.shape
-    assert (nf4_dequantized_numba(w, attrs["block_size"]).view(np.uint32) == from_ort.view(np.uint32)).all()
+    ours = nf4_dequantized_numba(w, block) if op == "MatMulBnb4" else q4_dequantized_numba(w, block, graph.endswith("f16"))
+    ours = to_fp16(ours) if graph.endswith("f16") else ours
+    # as values: the identity product adds +0 terms, so a weight of -0 comes out +0
+    assert from_ort.shape == w.shape and (ours == from_ort).all() and not np.isnan(from_ort).any()
 
 
-@pytest.mark.parametrize("name", ["stress_int8", "stress_uint8", "stress_q4", "stress_bnb4"])
+@pytest.mark.parametrize("name", ["stress_int8", "stress_uint8", "stress_q4", "stress_bnb4", "stress_q4f16"])
 def test_simulation_explains_onnx_runtime_over_16_inputs(name):
     """diff --quant auto: ONNX Runtime's quantized products simulated (formats/onnx/sim.py). The
-    graph output's distance to the simulation is under a tenth of its distance to the fp32
-    reference, median and worst of 16 random inputs; every stage's local error stays at the fp32 floor."""
+    graph output's distance to the simulation is under 1e-4 of its distance to the fp32 reference
+    (q4f16: 2e-2), median and worst of 16 random inputs; no stage departs (the fp32 floor, 1e-4;
+    q4f16's stages, whose float ops run in fp16: 1e-2)."""
     model = q3ref.Model(STRESS)
     g = open_export(ONNX / f"{name}.onnx")
     ratios = []
@@ -308,7 +327,9 @@ def test_simulation_explains_onnx_runtime_over_16_inputs(name):
         r = diff(model, g, rng.integers(0, 1000, int(rng.integers(5, 40))), quant="auto")
         assert r["first_divergence"] is None and r["expected"].startswith("simulation of ONNX Runtime")
         ratios.append(r["output"]["sim_rel_l2"] / r["output"]["rel_l2"])
-    assert np.median(ratios) <= 0.1 and max(ratios) <= 0.1, ratios
+    # measured (AMD EPYC): <= 7.5e-6 where the float ops are fp32; q4f16 7e-3, its float ops in fp16
+    bound = 0.02 if name.endswith("q4f16") else 1e-4
+    assert np.median(ratios) <= bound and max(ratios) <= bound, ratios
 
 
 @pytest.mark.parametrize("name", ["stress", "stress_q4", "stress_int8", "stress_uint8"])

@@ -15,7 +15,8 @@ An Export (formats/<name>/__init__.py) has:
     float_tensors() -> [key]        every float activation (for the numeric fallback)
     run(input_ids, mask, tensors, runtime) -> {key: array}   one sequence; the output under `output`
     tensor_name(key) -> str
-    limits() -> {stage: rel L2}     local error allowed where its precision explains error
+    limits(simulated) -> {stage: rel L2}   local error allowed where its precision explains error
+                                    (simulated: where the simulation is not the runtime's arithmetic)
     simulation -> str | None        q3ref's simulation of its recipe (quant.SIMULATIONS), if any
     simulate(weights, kernels, runtime, offset) -> (weights, kernel dict)   that simulation, for model.forward
     read_by(runtime) -> str         how the taps were read, for the report

@@ -124,7 +124,9 @@ class Export:
     def tensor_name(self, key):
         return key
 
-    def limits(self):
+    def limits(self, simulated=False):
+        if simulated:
+            return {}  # the simulation is ggml-cpu's arithmetic: the fp32 floor everywhere
         lowest = max((t for t in self.weight_types if t in BITS), key=BITS.index, default="F32")
         limits = {stage: LOCAL_LIMIT[lowest] for stage in QUANTIZED_STAGES}
         limits["embed"] = LOCAL_LIMIT[self.file.type_of("embed_tokens.weight")]

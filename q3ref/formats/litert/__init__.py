@@ -62,8 +62,11 @@ class Export(GraphExport):
     def tensor_name(self, t):
         return self.graph.names[t]
 
-    def limits(self):
-        """Local error allowed per stage: the precision's limit where quantized weights are read."""
+    def limits(self, simulated=False):
+        """Local error allowed per stage: the precision's limit where quantized weights are read;
+        none (the fp32 floor) where the simulation computes what the runtime does."""
+        if simulated:
+            return {}
         g = self.graph
         limits = {stage: LOCAL_LIMIT[self.precision] for stage in QUANTIZED_STAGES}
         table = g.embedding_table()

@@ -10,6 +10,11 @@ of (q_x - zp_x)(q_w - zp_w), cast to float, times (scale_x * scale_w). The embed
 uint8 Gather, dequantized row by row.
 q4 (MatMulNBits, 4-bit blocks, no accuracy_level) and bnb4 (MatMulBnb4, NF4 blocks): the weight
 dequantized block by block (level * absmax for NF4), the product in fp32.
+q4f16: MatMulNBits on fp16 activations with the scales rounded to fp16; ONNX Runtime's CPU kernel
+widens both to fp32, sums in fp32 and rounds the output to fp16. Every other op of such a graph
+also runs in fp16 (RMSNorm's Pow and ReduceMean, RoPE, the residual adds); q3ref rounds each
+tap's output to fp16 but computes inside a stage in fp32, so those stages land within fp16
+rounding (~6e-4), not bit for bit, and the export holds them to the fp16 limit.
 The float ops (RMSNorm's Pow/ReduceMean/Sqrt, Softmax, ...) are q3ref's own: ONNX Runtime's sum in
 another order, ~1 ulp, which is why this is close but not bit-exact.
 """
@@ -19,7 +24,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ...quant import QuantizedEmbedding, QuantizedWeights, exact_int_matmul
+from ...quant import QuantizedEmbedding, QuantizedWeights, exact_int_matmul, to_fp16, to_fp16_numba_into
 from .weights import NF4_BOUNDS, NF4_LEVELS, RANGE, mlas_q4, nf4_blocks, ort_per_tensor, ort_quantize, ort_scale
 
 F32 = np.float32
@@ -76,18 +81,22 @@ def matmul_integer_linear(dtype, kernels, cache=True):
     return linear
 
 
-def q4_dequantized(w, block):  # [out, in] -> [out, in] fp32: MLAS' 4-bit blocks, dequantized
+def q4_dequantized(w, block, fp16_scales=False):  # [out, in] -> [out, in] fp32: MLAS' 4-bit blocks, dequantized
+    """fp16_scales: q4f16, whose levels come from the fp32 scale and whose stored scale is then
+    rounded to fp16 by the fp16 conversion (weights.py)."""
     levels, d = mlas_q4(w, block)  # [out, blocks, block], [out, blocks]
+    d = to_fp16(d) if fp16_scales else d
     full = ((levels - 8).astype(F32) * d[..., None]).reshape(w.shape[0], -1)  # [out, blocks * block]
     return full[:, :w.shape[1]]
 
 
 @numba.njit(cache=True, nogil=True)
-def q4_dequantized_numba_into(w, block, out):
+def q4_dequantized_numba_into(w, block, fp16_scales, out):
     """q4_dequantized one block at a time, w [out, in] -> out [out, in]. The NumPy twin's int64 levels
     and temporaries made a 0.6B's weights 4.8 s per pass; this is one read and one write, ~1.2 s
     (AMD EPYC). Not parallel: Numba's threads beside OpenBLAS's slowed the diff's GEMMs by half."""
     half, minus8, zero = np.float32(8.5), np.float32(-8.0), np.float32(0.0)
+    d32, d16 = np.empty(1, np.float32), np.empty(1, np.float32)  # a scale through to_fp16's kernel
     O, I = w.shape
     for o in range(O):
         for b0 in range(0, I, block):
@@ -98,14 +107,18 @@ def q4_dequantized_numba_into(w, block, out):
                 lo, hi = min(lo, w[o, i]), max(hi, w[o, i])
             d = (hi if abs(hi) > abs(lo) else lo) / minus8  # a tie in |.| takes the negative end
             inv = np.float32(1.0) / d if d != zero else zero
+            if fp16_scales:
+                d32[0] = d
+                to_fp16_numba_into(d32, d32.view(np.uint32), d16, d16.view(np.uint32))
+                d = d16[0]
             for i in range(b0, b1):
                 level = min(15, int(w[o, i] * inv + half))  # >= 0: truncation is C's (int) cast
                 out[o, i] = np.float32(level - 8) * d
 
 
-def q4_dequantized_numba(w, block):  # [out, in] -> [out, in] fp32
+def q4_dequantized_numba(w, block, fp16_scales=False):  # [out, in] -> [out, in] fp32
     out = np.empty(w.shape, F32)
-    q4_dequantized_numba_into(np.ascontiguousarray(w, F32), block, out)
+    q4_dequantized_numba_into(np.ascontiguousarray(w, F32), block, fp16_scales, out)
     return out
 
 
@@ -185,10 +198,16 @@ def simulate(weights, kernels, precision, embedding_quantized, block=None):
     from ...kernels import KERNELS
 
     cache = weights.resident
-    if precision in ("q4", "bnb4"):
-        dequantize = {name: (lambda w, f=f: f(w, block)) for name, f in
-                      (Q4_DEQUANTIZED if precision == "q4" else NF4_DEQUANTIZED).items()}
-        linear = dequantized_linear(dequantize, kernels, cache)
+    if precision in ("q4", "q4f16"):
+        fp16 = precision == "q4f16"
+        linear = dequantized_linear({name: (lambda w, f=f: f(w, block, fp16)) for name, f in Q4_DEQUANTIZED.items()},
+                                    kernels, cache)
+    elif precision == "bnb4":
+        linear = dequantized_linear({name: (lambda w, f=f: f(w, block)) for name, f in NF4_DEQUANTIZED.items()},
+                                    kernels, cache)
     else:
         linear = matmul_integer_linear(precision, kernels, cache)
-    return (PerTensorEmbedding(weights) if embedding_quantized else weights), dict(KERNELS[kernels], linear=linear)
+    K = dict(KERNELS[kernels], linear=linear)
+    if precision == "q4f16":  # every op's output is fp16: MatMulNBits' fp32 sum rounded, the float ops'
+        K["round"] = to_fp16
+    return (PerTensorEmbedding(weights) if embedding_quantized else weights), K
