@@ -69,9 +69,9 @@ class Export(GraphExport):
         return t
 
     def limits(self, simulated=False):
-        """Local error allowed per stage. A graph whose float ops run in fp16 is allowed fp16's limit
-        at every stage, simulated or not (q3ref's float ops are not its fp16 ones); the 4-bit
-        products of an unsimulated one are allowed the precision's limit on top."""
+        """Local error allowed per stage. An fp16 or q4f16 graph is allowed fp16's limit at every
+        stage, simulated or not (where ONNX Runtime rounds to fp16 is not simulated: sim.py); the
+        4-bit products of an unsimulated one are allowed the precision's limit on top."""
         fp16 = self.precision in ("fp16", "q4f16")
         limits = {stage: LOCAL_LIMIT["fp16"] for stage in QUANTIZED_STAGES | FP16_STAGES} if fp16 else {}
         if simulated:

@@ -59,19 +59,16 @@ class Graph:
             return "uint8" if weight_types == {2} else "int8"  # TensorProto.UINT8 = 2, INT8 = 3
         return "fp16" if self.fp16() else "fp32"
 
-    def rope_angle_fp16(self) -> bool:
-        """Whether the graph multiplies position_ids by inv_freq in fp16 (/model/rotary_emb/Mul has
-        an fp16 Constant or an fp16 Cast as input): onnxconverter-common's fp16 converts it unless
-        it is blocked."""
+    def rope_inv_freq_fp16(self) -> bool:
+        """Whether RoPE's inv_freq is an fp16 Constant (an input of /model/rotary_emb/Mul), as
+        onnxconverter-common's fp16 leaves it unless the rotary embedding is blocked. (Its cast
+        of position_ids to fp16 is not a loss: ONNX Runtime drops that Cast pair and multiplies
+        the int64 positions in fp32.)"""
         mul = next((n for n in self.nodes if n.name == "/model/rotary_emb/Mul"), None)
         for name in mul.input if mul is not None else ():
             made = self.producer.get(name)
-            if made is None:
-                continue
-            attrs = {a.name: a for a in made.attribute}
-            if made.op_type == "Constant" and "value" in attrs and attrs["value"].t.data_type == 10:  # FLOAT16
-                return True
-            if made.op_type == "Cast" and "to" in attrs and attrs["to"].i == 10:
+            value = next((a.t for a in made.attribute if a.name == "value"), None) if made is not None else None
+            if made is not None and made.op_type == "Constant" and value is not None and value.data_type == 10:  # FLOAT16
                 return True
         return False
 
