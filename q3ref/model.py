@@ -56,7 +56,9 @@ def forward(weights, cfg: Config, input_ids, mask, kernels="numba", taps=None, p
     dtype = weights.dtype
 
     def tap(name, x):  # record x [N, ...] as [B, T, ...]; hand back the forced value, if any
-        if "round" in K:  # a simulated fp16 runtime rounds every op's output (quant.py)
+        # A simulated fp16 runtime rounds every op's output (quant.py), or only those it names
+        # (ONNX Runtime runs fp16 graphs in fp32 stretches: formats/onnx/sim.py).
+        if "round" in K and ("rounded" not in K or name in K["rounded"]):
             x = K["round"](x)
         if taps is not None:
             taps[name] = x.reshape(B, T, *x.shape[1:])

@@ -330,12 +330,33 @@ def test_4bit_dequantization_is_onnx_runtimes(graph, op):
     assert from_ort.shape == w.shape and (ours == from_ort).all() and not np.isnan(from_ort).any()
 
 
-@pytest.mark.parametrize("name", ["stress_int8", "stress_uint8", "stress_q4", "stress_bnb4", "stress_q4f16"])
+def test_an_fp16_graph_runs_in_fp32_stretches(model):
+    """ONNX Runtime's CPU provider runs most of an fp16 graph in fp32 and rounds to fp16 where an
+    op with an fp16 kernel reads a value; the taps are read through a Cast to fp32, which it fuses
+    with its own cast. Layer 0 of the fp16 stress graph: the residual stream (out) and the MLP
+    (act) are not on the fp16 grid, q and k_rope are; fp16_rounded_taps, read from the session's
+    optimized model, says the same, and the simulation rounds just those."""
+    from q3ref.quant import to_fp16
+
+    g = open_export(ONNX / "stress_fp16.onnx")
+    found, _ = g.align(model.cfg)
+    x, mask = g.place(INPUTS["17 tokens"], "right", 0)
+    stages = ("out", "act", "q", "k_rope")
+    names = [found[f"layers.0.{s}"].tensor for s in stages]
+    got = g.run(x, mask, names)
+    on_grid = {s: bool((to_fp16(got[n]) == got[n]).all()) for s, n in zip(stages, names)}
+    assert on_grid == {"out": False, "act": False, "q": True, "k_rope": True}, on_grid
+    rounded = g.fp16_rounded_taps(model.cfg)
+    assert {f"layers.0.{s}" for s in stages} & rounded == {"layers.0.q", "layers.0.k_rope"}
+
+
+@pytest.mark.parametrize("name", ["stress_int8", "stress_uint8", "stress_q4", "stress_bnb4", "stress_q4f16",
+                                  "stress_fp16"])
 def test_simulation_explains_onnx_runtime_over_16_inputs(name):
     """diff --quant auto: ONNX Runtime's quantized products simulated (formats/onnx/sim.py). The
     graph output's distance to the simulation is under 1e-4 of its distance to the fp32 reference
-    (q4f16: 2e-2), median and worst of 16 random inputs; no stage departs (the fp32 floor, 1e-4;
-    q4f16's stages, where q3ref rounds to fp16 at other places than ONNX Runtime: 1e-2)."""
+    (q4f16: 1e-2; fp16: 0.7 median, under 1 worst), median and worst of 16 random inputs; no stage
+    departs (the fp32 floor, 1e-4; fp16 and q4f16 graphs: FP16_SIM_LIMIT)."""
     model = q3ref.Model(STRESS)
     g = open_export(ONNX / f"{name}.onnx")
     ratios = []
@@ -344,9 +365,10 @@ def test_simulation_explains_onnx_runtime_over_16_inputs(name):
         r = diff(model, g, rng.integers(0, 1000, int(rng.integers(5, 40))), quant="auto")
         assert r["first_divergence"] is None and r["expected"].startswith("simulation of ONNX Runtime")
         ratios.append(r["output"]["sim_rel_l2"] / r["output"]["rel_l2"])
-    # measured (AMD EPYC): <= 7.5e-6; q4f16 7e-3 (its fp16 rounding points are not ORT's)
-    bound = 0.02 if name.endswith("q4f16") else 1e-4
-    assert np.median(ratios) <= bound and max(ratios) <= bound, ratios
+    # measured (AMD EPYC): <= 7.5e-6 where the float ops are fp32; q4f16 <= 5e-3; fp16 0.61 median, 0.94 worst:
+    # its error is fp16 rounding alone, which one value forced from its fp16 copy (input_norm) puts back
+    median, worst = {"stress_q4f16": (0.01, 0.01), "stress_fp16": (0.7, 0.99)}.get(name, (1e-4, 1e-4))
+    assert np.median(ratios) <= median and max(ratios) <= worst, ratios
 
 
 @pytest.mark.parametrize("name", ["stress", "stress_q4", "stress_int8", "stress_uint8"])

@@ -66,9 +66,10 @@ def align(g: Graph, cfg) -> tuple[dict[str, Aligned], list[str]]:
     found["norm"] = Aligned(g.output, "structure")
     if g.rope_inv_freq_fp16():
         notes.append("this graph stores RoPE's inv_freq in fp16 (/model/rotary_emb/Mul): a frequency is off by up "
-                     "to 1.8e-4 rad per position, so q_rope/k_rope drift from the reference as positions grow "
-                     "(0.09 rad at position 512, 1.5 rad at 8192; the stress graph departs from ~600 positions on); "
-                     "keep /model/rotary_emb in fp32 when converting to fp16")
+                     "to 1.8e-4 rad per position, so q_rope/k_rope drift from the fp32 reference as positions grow "
+                     "(0.09 rad at position 512, 1.5 rad at 8192; the stress graph departs from ~600 positions on "
+                     "with --quant none; the simulation stores it in fp16 too); keep /model/rotary_emb in fp32 "
+                     "when converting to fp16")
     if not any(name.startswith("layers.") for name in found):
         notes.append("no /model/layers.{i}/ names: not the TorchScript exporter's layout, so taps are matched numerically")
     return found, notes

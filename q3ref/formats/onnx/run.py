@@ -8,6 +8,7 @@ graph output, so a tapped optimized run is neither the optimized run nor the pla
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -15,11 +16,18 @@ from ...errors import Q3RefError
 from .graph import Graph
 
 
-def tapped_copy(g: Graph, tensors, inline=False):
+FP32_READ = "/q3ref_fp32"  # suffix of an fp16 graph's tap read through a Cast to fp32
+
+
+def tapped_copy(g: Graph, tensors, inline=False, fp32_read=False):
     """A new ModelProto: g with `tensors` appended to its outputs, each typed by shape inference
-    where it can (fp16 graphs have fp16 intermediates), else left untyped; its initializers point
-    at their own spans of g's file as external data (layout.py), or, `inline`, carry those bytes.
-    g.model holds no weights' bytes, so the copy is small."""
+    where it can, else left untyped; its initializers point at their own spans of g's file as
+    external data (layout.py), or, `inline`, carry those bytes. g.model holds no weights' bytes,
+    so the copy is small. fp32_read (fp16 graphs): each tensor is read as Cast(to=float) of it,
+    named t + FP32_READ. ONNX Runtime computes most of an fp16 graph in fp32 (fp16_rounded) and
+    drops a cast pair around such a value, so the read is the value its next op computes with,
+    where an fp16 output would be that value rounded. (Where it also made an fp16 copy for an op
+    with an fp16 kernel, the read is that copy.) The graph's own output is unchanged."""
     import onnx
 
     from .layout import read_span
@@ -40,7 +48,10 @@ def tapped_copy(g: Graph, tensors, inline=False):
     for t in tensors:
         if t in have:
             continue
-        if g.types.get(t):
+        if fp32_read:  # ORT fuses this Cast with its own cast to fp16, where it made one: the fp32 value
+            m.graph.node.append(onnx.helper.make_node("Cast", [t], [t + FP32_READ], to=onnx.TensorProto.FLOAT))
+            m.graph.output.append(onnx.helper.make_tensor_value_info(t + FP32_READ, onnx.TensorProto.FLOAT, None))
+        elif g.types.get(t):
             m.graph.output.append(onnx.helper.make_tensor_value_info(t, g.types[t], None))
         else:  # a contrib op's output (MatMulNBits...): shape inference stops there; ORT types it itself
             m.graph.output.append(onnx.ValueInfoProto(name=t))
@@ -74,12 +85,12 @@ def session(g: Graph, tensors=(), optimize=False):
         return ort.InferenceSession(str(g.path), opts, providers=["CPUExecutionProvider"])
     path = g.path.parent / f".{g.path.stem}.q3ref-{os.getpid()}.onnx"
     try:
-        path.write_bytes(tapped_copy(g, tensors).SerializeToString())
+        path.write_bytes(tapped_copy(g, tensors, fp32_read=g.fp16()).SerializeToString())
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except OSError as e:
         if not any(i.data_location == 1 for i in g.model.graph.initializer):  # TensorProto.EXTERNAL
             # all in one file: the whole tapped graph can go to ORT as bytes, slower but not beside it
-            whole = tapped_copy(g, tensors, inline=True).SerializeToString()
+            whole = tapped_copy(g, tensors, inline=True, fp32_read=g.fp16()).SerializeToString()
             return ort.InferenceSession(whole, opts, providers=["CPUExecutionProvider"])
         raise Q3RefError(f"{g.path}: cannot write a tapped copy beside it ({e.strerror}); copy the model "
                          "and its .onnx_data into a writable directory") from None
@@ -101,11 +112,64 @@ def run(g: Graph, input_ids, mask, tensors=(), optimize=False) -> dict[str, np.n
     `tensors` it is g's own file that runs."""
     tensors = [t for t in tensors if t != g.output]
     names = [g.output] + tensors
+    read = [g.output] + [t + FP32_READ if g.fp16() else t for t in tensors]
     try:
-        got = session(g, tensors, optimize).run(names, feeds(g, input_ids, mask))
+        got = session(g, tensors, optimize).run(read, feeds(g, input_ids, mask))
     except Exception as e:  # ORT's own exception classes (Fail, RuntimeException, ...) share no base but Exception
         if not type(e).__module__.startswith("onnxruntime"):
             raise
         raise Q3RefError(f"{g.path}: ONNX Runtime failed on {input_ids.shape[1]} positions: "
                          f"{str(e).splitlines()[0]}") from None
     return {n: np.asarray(v, np.float32) for n, v in zip(names, got)}
+
+
+# Ops that only move or pick values: ONNX Runtime runs them in fp16 without changing a value, so
+# a value that reaches a MatMul through them keeps the rounding it had.
+LAYOUT_OPS = {"Reshape", "Transpose", "Unsqueeze", "Squeeze", "Expand", "Slice", "Concat", "Gather", "Identity"}
+CAST_PREFIX = "InsertedPrecisionFreeCast_"  # ONNX Runtime's name for the fp32 twin of an fp16 tensor
+
+
+def fp16_rounded(g: Graph) -> set[str]:
+    """The tensors of an fp16 graph whose values ONNX Runtime's CPU provider rounds to fp16 before
+    an op computes with them. Its InsertCastTransformer runs the ops that have no fp16 kernel in
+    fp32 and drops the casts between such neighbours, so an fp16 graph runs in fp32 stretches;
+    where it rounds is read from the session's own optimized model (optimizations off, as the
+    diff runs it; the weights are written beside it and not read back):
+    - a Cast to fp16 that it inserted, whose output an op other than Shape reads;
+    - the output of an op it runs in fp16 itself (MatMulNBits in a q4f16 graph): one whose first
+      input is not an fp32 twin nor made by a Cast to fp32."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="q3ref-ort-") as tmp:
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        opts.add_session_config_entry("session.optimized_model_external_initializers_file_name", "weights.bin")
+        opts.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+        opts.log_severity_level = 3
+        ort.InferenceSession(str(g.path), opts, providers=["CPUExecutionProvider"])
+        m = onnx.load(opts.optimized_model_filepath, load_external_data=False)
+    nodes = list(m.graph.node)
+    producer = {o: n for n in nodes for o in n.output}
+    consumers = {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def cast_to(n, dtype):
+        return n.op_type == "Cast" and any(a.name == "to" and a.i == dtype for a in n.attribute)
+
+    def fp32_input(name):
+        made = producer.get(name)
+        return name.startswith(CAST_PREFIX) or (made is not None and cast_to(made, onnx.TensorProto.FLOAT))
+
+    rounded = {n.output[0] for n in nodes if cast_to(n, onnx.TensorProto.FLOAT16) and n.input[0].startswith(CAST_PREFIX)
+               and any(c.op_type != "Shape" for c in consumers.get(n.output[0], []))}
+    rounded |= {n.output[0] for n in nodes if n.op_type not in LAYOUT_OPS | {"Cast", "Shape", "Constant"} and n.input
+                and not fp32_input(n.input[0]) and n.output[0] in g.producer and not n.output[0].startswith(CAST_PREFIX)
+                and g.producer[n.output[0]].op_type not in ("Shape", "Constant", "ConstantOfShape")
+                and n.input[0] not in g.inits}
+    return rounded

@@ -10,14 +10,15 @@ of (q_x - zp_x)(q_w - zp_w), cast to float, times (scale_x * scale_w). The embed
 uint8 Gather, dequantized row by row.
 q4 (MatMulNBits, 4-bit blocks, no accuracy_level) and bnb4 (MatMulBnb4, NF4 blocks): the weight
 dequantized block by block (level * absmax for NF4), the product in fp32.
-q4f16: MatMulNBits with the scales rounded to fp16, the product summed in fp32. The graph's
-other ops are typed fp16, but ONNX Runtime's CPU provider has no fp16 kernel for most of them
-(Pow, ReduceMean, Sqrt, Softmax, MatMul...): its InsertCastTransformer widens them to fp32 and
-drops the casts between neighbours, so whole stretches run in fp32 and values are rounded to fp16
-only where an op with an fp16 kernel reads them (the session's optimized model shows where: in
-layer 0 of the stress graph, after input_norm, q_norm, k_norm, k_rope and attention's PV
-product; the fp16 graph also after q, k and v). q3ref rounds every tap's output instead, which
-lands within fp16 rounding (<= 6.2e-4 local), not bit for bit; the export holds it to 1e-2.
+fp16 and q4f16 (onnxconverter-common's fp16): the weights in fp16 (clamped) or MatMulNBits with
+fp16 scales. Every op is typed fp16, but ONNX Runtime's CPU provider has no fp16 kernel for most
+(Pow, ReduceMean, Sqrt, Softmax, MatMul...): its InsertCastTransformer runs them in fp32 and
+drops the casts between neighbours, so the graph runs in fp32 stretches and rounds to fp16 only
+where an op with an fp16 kernel reads a value (run.fp16_rounded reads where from the session's
+optimized model: in the stress graphs after q, k, v, q_norm, k_norm, k_rope and attention's PV
+product, not on the residual stream or in the MLP). The simulation rounds those taps only, and
+keeps the graph's fp16 constants: RMSNorm's weight and eps, RoPE's inv_freq and its cos/sin
+tables, attention's scale.
 The float ops (RMSNorm's Pow/ReduceMean/Sqrt, Softmax, ...) are q3ref's own: ONNX Runtime's sum in
 another order, ~1 ulp, which is why this is close but not bit-exact.
 """
@@ -28,7 +29,7 @@ import numba
 import numpy as np
 
 from ...quant import QuantizedEmbedding, QuantizedWeights, exact_int_matmul, to_fp16, to_fp16_numba_into
-from .weights import NF4_BOUNDS, NF4_LEVELS, RANGE, mlas_q4, nf4_blocks, ort_per_tensor, ort_quantize, ort_scale
+from .weights import NF4_BOUNDS, NF4_LEVELS, RANGE, fp16_clamped, mlas_q4, nf4_blocks, ort_per_tensor, ort_quantize, ort_scale
 
 F32 = np.float32
 EXACT_CHUNK = 256  # |x - zp| <= 255 and |w - zp| <= 255: 256 products sum below 2^24, exact in fp32
@@ -195,9 +196,10 @@ class PerTensorEmbedding(QuantizedEmbedding):
         return ((q - zp) * scale).astype(self.dtype)
 
 
-def simulate(weights, kernels, precision, embedding_quantized, block=None):
+def simulate(weights, kernels, precision, embedding_quantized, block=None, rounded=()):
     """(weights, kernel dict) for model.forward computing as ONNX Runtime runs a graph of this
-    precision ("int8", "uint8", "q4", "bnb4"); `block` is MatMulNBits' or MatMulBnb4's."""
+    precision ("int8", "uint8", "q4", "bnb4", "q4f16", "fp16"); `block` is MatMulNBits' or
+    MatMulBnb4's; `rounded`, the taps an fp16 graph rounds to fp16 (Export.fp16_rounded_taps)."""
     from ...kernels import KERNELS
 
     cache = weights.resident
@@ -205,12 +207,37 @@ def simulate(weights, kernels, precision, embedding_quantized, block=None):
         fp16 = precision == "q4f16"
         linear = dequantized_linear({name: (lambda w, f=f: f(w, block, fp16)) for name, f in Q4_DEQUANTIZED.items()},
                                     kernels, cache)
+    elif precision == "fp16":
+        linear = dequantized_linear({name: fp16_clamped for name in Q4_DEQUANTIZED}, kernels, cache)
     elif precision == "bnb4":
         linear = dequantized_linear({name: (lambda w, f=f: f(w, block)) for name, f in NF4_DEQUANTIZED.items()},
                                     kernels, cache)
     else:
         linear = matmul_integer_linear(precision, kernels, cache)
     K = dict(KERNELS[kernels], linear=linear)
-    if precision == "q4f16":  # every tap's output rounded to fp16 (ORT rounds at fewer places: above)
-        K["round"] = to_fp16
+    if precision in ("fp16", "q4f16"):
+        return QuantizedEmbedding(weights, fp16_clamped), fp16_kernels(K, rounded)
     return (PerTensorEmbedding(weights) if embedding_quantized else weights), K
+
+
+def fp16_kernels(K, rounded):
+    """K with an fp16 graph's constants, rounding the taps in `rounded` (the rest stay fp32)."""
+    base_rms_norm, base_attention = K["rms_norm"], K["attention"]
+
+    def rms_norm(x, w, eps):  # [N, C] -> [N, C], in fp32 with the fp16 weight and eps
+        return base_rms_norm(x, to_fp16(w), float(to_fp16(np.float32(eps))))
+
+    def rope_tables(pos, head_dim, theta, dtype=F32):  # [N] -> cos, sin [N, Dh]
+        """inv_freq an fp16 Constant; positions exact (ORT drops their cast to fp16); the tables
+        rounded to fp16 where repeat_kv's Unsqueeze reads them."""
+        inv_freq = to_fp16(F32(1.0) / F32(theta) ** (np.arange(0, head_dim, 2, dtype=F32) / F32(head_dim)))  # [Dh/2]
+        angles = np.asarray(pos, F32)[:, None] * inv_freq[None, :]  # [N, Dh/2]
+        angles = np.concatenate([angles, angles], axis=-1)  # [N, Dh]
+        return to_fp16(np.cos(angles)), to_fp16(np.sin(angles))
+
+    def attention(q, k, v, mask):  # the scores times fp16(Dh^-0.5), not Dh^-0.5: q scaled by their ratio
+        Dh = q.shape[-1]
+        return base_attention(q * F32(to_fp16(F32(Dh ** -0.5)) / F32(Dh ** -0.5)), k, v, mask)
+
+    return dict(K, rms_norm=rms_norm, rope_tables=rope_tables, attention=attention, round=to_fp16,
+                rounded=frozenset(rounded))
