@@ -348,6 +348,10 @@ def test_an_fp16_graph_runs_in_fp32_stretches(model):
     assert on_grid == {"out": False, "act": False, "q": True, "k_rope": True}, on_grid
     rounded = g.fp16_rounded_taps(model.cfg)
     assert {f"layers.0.{s}" for s in stages} & rounded == {"layers.0.q", "layers.0.k_rope"}
+    from q3ref.formats.onnx.run import fp16_rounded
+
+    tables = {"/model/rotary_emb/Mul_1_output_0", "/model/rotary_emb/Mul_2_output_0"}  # cos, sin: sim.py rounds them
+    assert tables <= fp16_rounded(g.graph)
 
 
 @pytest.mark.parametrize("name", ["stress_int8", "stress_uint8", "stress_q4", "stress_bnb4", "stress_q4f16",

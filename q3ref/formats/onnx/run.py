@@ -162,14 +162,12 @@ def fp16_rounded(g: Graph) -> set[str]:
     def cast_to(n, dtype):
         return n.op_type == "Cast" and any(a.name == "to" and a.i == dtype for a in n.attribute)
 
-    def fp32_input(name):
-        made = producer.get(name)
-        return name.startswith(CAST_PREFIX) or (made is not None and cast_to(made, onnx.TensorProto.FLOAT))
-
-    rounded = {n.output[0] for n in nodes if cast_to(n, onnx.TensorProto.FLOAT16) and n.input[0].startswith(CAST_PREFIX)
+    fp16, fp32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+    # a Cast to fp16 that ORT inserted after an fp32 stretch, read by an op that computes
+    rounded = {n.output[0] for n in nodes if cast_to(n, fp16) and n.input[0].startswith(CAST_PREFIX)
                and any(c.op_type != "Shape" for c in consumers.get(n.output[0], []))}
-    rounded |= {n.output[0] for n in nodes if n.op_type not in LAYOUT_OPS | {"Cast", "Shape", "Constant"} and n.input
-                and not fp32_input(n.input[0]) and n.output[0] in g.producer and not n.output[0].startswith(CAST_PREFIX)
-                and g.producer[n.output[0]].op_type not in ("Shape", "Constant", "ConstantOfShape")
-                and n.input[0] not in g.inits}
+    # an op left reading an fp16 activation directly (no cast to fp32 before it) computes in fp16
+    rounded |= {n.output[0] for n in nodes if n.op_type not in LAYOUT_OPS | {"Cast", "Shape"} and n.input
+                and g.types.get(n.input[0]) == fp16 and n.input[0] not in g.inits
+                and not (n.input[0] in producer and cast_to(producer[n.input[0]], fp32))}
     return rounded
