@@ -12,7 +12,7 @@ rest of the forward runs on it: teacher forcing, which the diff uses to measure 
 own error on an exported graph's inputs, apart from the error it inherits.
 Weights are read by their checkpoint names. Projections are K["linear"](x, W) = x @ W.T with W
 stored [out, in]; a quantization simulation (quant.py) swaps in its own product, and an fp16
-one adds K["round"], applied to every tap (op output).
+one adds K["round"], applied to every tap (op output), or to the taps in K["rounded"] only.
 """
 
 from __future__ import annotations

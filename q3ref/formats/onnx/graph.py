@@ -65,12 +65,9 @@ class Graph:
         of position_ids to fp16 is not a loss: ONNX Runtime drops that Cast pair and multiplies
         the int64 positions in fp32.)"""
         mul = next((n for n in self.nodes if n.name == "/model/rotary_emb/Mul"), None)
-        for name in mul.input if mul is not None else ():
-            made = self.producer.get(name)
-            value = next((a.t for a in made.attribute if a.name == "value"), None) if made is not None else None
-            if made is not None and made.op_type == "Constant" and value is not None and value.data_type == 10:  # FLOAT16
-                return True
-        return False
+        made = [self.producer[i] for i in (mul.input if mul else ()) if i in self.producer]
+        constants = [n for n in made if n.op_type == "Constant"]
+        return any(a.name == "value" and a.t.data_type == 10 for c in constants for a in c.attribute)  # FLOAT16
 
     def fp16(self) -> bool:
         matmuls = [n for n in self.nodes if n.op_type in ("MatMul", "MatMulNBits", "Gather")]
