@@ -124,7 +124,7 @@ def quantize(src, dst, variant):
         q.process()
         onnx.save(q.model.model, str(dst))
     elif variant == "fp16":
-        onnx.save(to_fp16(onnx.load(str(src))), str(dst))
+        save(to_fp16(shape_inferred(src)), dst)
     else:
         sys.exit(f"unknown variant {variant}")
 
@@ -137,7 +137,29 @@ def to_fp16(model):
     from onnxconverter_common import float16
 
     casts = [n.name for n in model.graph.node if n.op_type == "Cast"]
-    return float16.convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False, node_block_list=casts)
+    inferred = any(v.type.tensor_type.elem_type for v in model.graph.value_info)  # shape_inferred() did it
+    return float16.convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=inferred,
+                                            node_block_list=casts)
+
+
+def shape_inferred(src):
+    """The model at `src` with its shapes inferred file to file: a 0.6B fp32 graph is 2.4 GB, past
+    what protobuf serializes in memory, so the converter's own inference fails on it (as
+    onnxconverter-common's convert_float_to_float16_model_path does; beside src, where its
+    external data resolves)."""
+    import tempfile
+
+    from onnx.shape_inference import infer_shapes_path
+
+    with tempfile.NamedTemporaryFile(dir=Path(src).parent, suffix=".onnx") as tmp:
+        infer_shapes_path(str(src), tmp.name)
+        return onnx.load(tmp.name)
+
+
+def save(model, dst):
+    """One file when it fits protobuf's 2 GB, else the weights in dst's .onnx_data beside it."""
+    big = sum(t.ByteSize() for t in model.graph.initializer) > 2**31 - 2**26
+    onnx.save(model, str(dst), save_as_external_data=big, location=Path(dst).name + "_data")
 
 
 FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx", "int8_per_channel": "model_int8_pc.onnx",

@@ -29,7 +29,7 @@ import numba
 import numpy as np
 
 from ...quant import QuantizedEmbedding, QuantizedWeights, exact_int_matmul, to_fp16, to_fp16_numba_into
-from .weights import NF4_BOUNDS, NF4_LEVELS, RANGE, fp16_clamped, mlas_q4, nf4_blocks, ort_per_tensor, ort_quantize, ort_scale
+from .weights import NF4_BOUNDS, NF4_LEVELS, RANGE, fp16_clamp, mlas_q4, nf4_blocks, ort_per_tensor, ort_quantize, ort_scale
 
 F32 = np.float32
 EXACT_CHUNK = 256  # |x - zp| <= 255 and |w - zp| <= 255: 256 products sum below 2^24, exact in fp32
@@ -207,8 +207,9 @@ def simulate(weights, kernels, precision, embedding_quantized, block=None, round
         fp16 = precision == "q4f16"
         linear = dequantized_linear({name: (lambda w, f=f: f(w, block, fp16)) for name, f in Q4_DEQUANTIZED.items()},
                                     kernels, cache)
-    elif precision == "fp16":
-        linear = dequantized_linear({name: fp16_clamped for name in Q4_DEQUANTIZED}, kernels, cache)
+    elif precision == "fp16":  # fp32 values on the fp16 grid (to_fp16 is NumPy's cast, 3.5x faster)
+        linear = dequantized_linear({name: (lambda w: to_fp16(fp16_clamp(w))) for name in Q4_DEQUANTIZED},
+                                    kernels, cache)
     elif precision == "bnb4":
         linear = dequantized_linear({name: (lambda w, f=f: f(w, block)) for name, f in NF4_DEQUANTIZED.items()},
                                     kernels, cache)
@@ -216,7 +217,7 @@ def simulate(weights, kernels, precision, embedding_quantized, block=None, round
         linear = matmul_integer_linear(precision, kernels, cache)
     K = dict(KERNELS[kernels], linear=linear)
     if precision in ("fp16", "q4f16"):
-        return QuantizedEmbedding(weights, fp16_clamped), fp16_kernels(K, rounded)
+        return QuantizedEmbedding(weights, lambda rows: to_fp16(fp16_clamp(rows))), fp16_kernels(K, rounded)
     return (PerTensorEmbedding(weights) if embedding_quantized else weights), K
 
 

@@ -103,13 +103,17 @@ def nf4_blocks(w, block):
     return codes.ravel()[:flat.size].astype(np.int64), absmax
 
 
-def fp16_clamped(w):
-    """onnxconverter-common's convert_np_to_float16: |w| clamped into [1e-7, 1e4], then fp16."""
+def fp16_clamp(w):
+    """onnxconverter-common's convert_np_to_float16 before its cast: |w| clamped into [1e-7, 1e4]."""
     w = np.asarray(w, F32)
     a = np.abs(w)
     w = np.where((a > 0) & (a < 1e-7), np.sign(w) * F32(1e-7), w)
-    w = np.where(np.isfinite(w) & (a > 1e4), np.sign(w) * F32(1e4), w)
-    return w.astype(np.float16)
+    return np.where(np.isfinite(w) & (a > 1e4), np.sign(w) * F32(1e4), w)
+
+
+def fp16_clamped(w):
+    """onnxconverter-common's convert_np_to_float16: |w| clamped into [1e-7, 1e4], then fp16."""
+    return fp16_clamp(w).astype(np.float16)
 
 
 def checkpoint_name(node_name):
