@@ -70,17 +70,23 @@ def rms_norm_numba(x, w, eps):
 
 
 # ---------------------------------------------------------------------------- RoPE
-def rope_tables(pos, head_dim, theta, dtype=np.float32):
+def rope_inv_freq(head_dim, theta, dtype=np.float32):  # -> [Dh/2]
+    dtype = np.dtype(dtype)
+    return dtype.type(1.0) / dtype.type(theta) ** (np.arange(0, head_dim, 2, dtype=dtype) / dtype.type(head_dim))
+
+
+def rope_tables(pos, head_dim, theta, dtype=np.float32, inv_freq=None):
     """cos, sin [N, Dh] for integer positions, computed in `dtype` as transformers does.
 
     transformers (Qwen3RotaryEmbedding, default rope): inv_freq = 1 / theta**(arange(0, Dh, 2)/Dh)
     in fp32, angle = position * inv_freq in fp32, then the half-table duplicated:
     emb = cat(freqs, freqs). An fp32 angle at position 30000 is already off by ~1e-3 rad from
     the exact one; that is part of what exported graphs are compared against, so fp32 mode
-    keeps it and fp64 mode ("the reference for the reference") does not.
+    keeps it and fp64 mode ("the reference for the reference") does not. `inv_freq` [Dh/2]: an
+    export's own frequencies in place of rope_inv_freq's (an fp16 graph stores them in fp16).
     """
     dtype = np.dtype(dtype)
-    inv_freq = dtype.type(1.0) / dtype.type(theta) ** (np.arange(0, head_dim, 2, dtype=dtype) / dtype.type(head_dim))  # [Dh/2]
+    inv_freq = rope_inv_freq(head_dim, theta, dtype) if inv_freq is None else inv_freq  # [Dh/2]
     angles = np.asarray(pos, dtype=dtype)[:, None] * inv_freq[None, :]  # [N, Dh/2]
     angles = np.concatenate([angles, angles], axis=-1)  # [N, Dh]
     return np.cos(angles), np.sin(angles)

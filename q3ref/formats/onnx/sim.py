@@ -28,6 +28,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ...kernels import KERNELS, rope_inv_freq, rope_tables as kernel_rope_tables
 from ...quant import QuantizedEmbedding, QuantizedWeights, exact_int_matmul, to_fp16, to_fp16_numba_into
 from .weights import NF4_BOUNDS, NF4_LEVELS, RANGE, fp16_clamp, mlas_q4, nf4_blocks, ort_per_tensor, ort_quantize, ort_scale
 
@@ -163,10 +164,14 @@ def nf4_dequantized_numba(w, block):  # [out, in] -> [out, in] fp32
 NF4_DEQUANTIZED = {"numba": nf4_dequantized_numba, "numpy": nf4_dequantized}
 
 
-def dequantized_linear(dequantize, kernels, cache=True):
-    """MatMulNBits (q4) and MatMulBnb4 (bnb4) on CPU: the weight dequantized to fp32, then an
-    fp32 GEMM (MLAS), which sums in its own order: ~1e-7 from NumPy's."""
-    dequantize = dequantize[kernels]
+def fp16_values(w):  # [...] -> fp32 values of the fp16 conversion's (to_fp16: NumPy's cast, 3.5x faster)
+    return to_fp16(fp16_clamp(w))
+
+
+def dequantized_linear(dequantize, cache=True):
+    """MatMulNBits, MatMulBnb4 and fp16 MatMuls on CPU: the weight dequantized to fp32 (held as
+    fp32: a float16 operand made NumPy convert it on every product), then an fp32 GEMM (MLAS),
+    which sums in its own order: ~1e-7 from NumPy's."""
     weights = QuantizedWeights(dequantize, cache)
 
     def linear(x, w):  # [N, in], [out, in] -> [N, out]
@@ -200,24 +205,19 @@ def simulate(weights, kernels, precision, embedding_quantized, block=None, round
     """(weights, kernel dict) for model.forward computing as ONNX Runtime runs a graph of this
     precision ("int8", "uint8", "q4", "bnb4", "q4f16", "fp16"); `block` is MatMulNBits' or
     MatMulBnb4's; `rounded`, the taps an fp16 graph rounds to fp16 (Export.fp16_rounded_taps)."""
-    from ...kernels import KERNELS
-
     cache = weights.resident
+    q4, nf4 = Q4_DEQUANTIZED[kernels], NF4_DEQUANTIZED[kernels]
     if precision in ("q4", "q4f16"):
-        fp16 = precision == "q4f16"
-        linear = dequantized_linear({name: (lambda w, f=f: f(w, block, fp16)) for name, f in Q4_DEQUANTIZED.items()},
-                                    kernels, cache)
-    elif precision == "fp16":  # fp32 values on the fp16 grid (to_fp16 is NumPy's cast, 3.5x faster)
-        linear = dequantized_linear({name: (lambda w: to_fp16(fp16_clamp(w))) for name in Q4_DEQUANTIZED},
-                                    kernels, cache)
+        linear = dequantized_linear(lambda w: q4(w, block, precision == "q4f16"), cache)
+    elif precision == "fp16":
+        linear = dequantized_linear(fp16_values, cache)
     elif precision == "bnb4":
-        linear = dequantized_linear({name: (lambda w, f=f: f(w, block)) for name, f in NF4_DEQUANTIZED.items()},
-                                    kernels, cache)
+        linear = dequantized_linear(lambda w: nf4(w, block), cache)
     else:
         linear = matmul_integer_linear(precision, kernels, cache)
     K = dict(KERNELS[kernels], linear=linear)
     if precision in ("fp16", "q4f16"):
-        return QuantizedEmbedding(weights, lambda rows: to_fp16(fp16_clamp(rows))), fp16_kernels(K, rounded)
+        return QuantizedEmbedding(weights, fp16_values), fp16_kernels(K, rounded)
     return (PerTensorEmbedding(weights) if embedding_quantized else weights), K
 
 
@@ -231,10 +231,8 @@ def fp16_kernels(K, rounded):
     def rope_tables(pos, head_dim, theta, dtype=F32):  # [N] -> cos, sin [N, Dh]
         """inv_freq an fp16 Constant; positions exact (ORT drops their cast to fp16); the tables
         rounded to fp16 where repeat_kv's Unsqueeze reads them."""
-        inv_freq = to_fp16(F32(1.0) / F32(theta) ** (np.arange(0, head_dim, 2, dtype=F32) / F32(head_dim)))  # [Dh/2]
-        angles = np.asarray(pos, F32)[:, None] * inv_freq[None, :]  # [N, Dh/2]
-        angles = np.concatenate([angles, angles], axis=-1)  # [N, Dh]
-        return to_fp16(np.cos(angles)), to_fp16(np.sin(angles))
+        cos, sin = kernel_rope_tables(pos, head_dim, theta, F32, to_fp16(rope_inv_freq(head_dim, theta)))  # [N, Dh]
+        return to_fp16(cos), to_fp16(sin)
 
     def attention(q, k, v, mask):  # the scores times fp16(Dh^-0.5), not Dh^-0.5: q scaled by their ratio
         Dh = q.shape[-1]
