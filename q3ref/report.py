@@ -51,6 +51,13 @@ def print_table(report, console):
     if run:
         console.print(f"the graph as an app runs it ({run['how']}) is {run['rel_l2']:.2g} (rel L2; max |diff| "
                       f"{run['max_abs']:.2g}) from the tapped run")
+    probe = report.get("runtime_kernels")
+    if probe:  # what the runtime computes here, found by running it (formats/*/probe.py)
+        from rich.markup import escape
+
+        console.print(escape(f"runtime kernels, probed: {probe['runtime']} on {probe['cpu']}: {probe['variant']} "
+                             f"({', '.join(probe['ops'])}), which the simulation ")
+                      + ("emulates" if probe["emulated"] else "[yellow]does not emulate[/]"))
     f16 = report["fp16"]
     console.print(f"fp16 headroom (reference taps): tightest at {f16['tightest']}, max|x| fits {f16['min_headroom']:.3g} "
                   "times under 65504" + (f"; [red]{f16['first_overflow']} would overflow fp16[/]" if f16["first_overflow"] else ""))

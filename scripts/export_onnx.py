@@ -3,7 +3,7 @@ make the quantized variants with ONNX Runtime's own quantizers, called as transf
 quantize script calls them.
 
     /path/to/reference-venv/bin/python scripts/export_onnx.py CKPT_DIR OUT_DIR [--name stress]
-        [--variants fp32,int8,uint8,q4,q4f16,fp16,bnb4,int8_per_channel] [--defect NAME[:LAYER]]
+        [--variants fp32,int8,uint8,q4,q4f16,q4_zp,q8,fp16,bnb4,int8_per_channel] [--defect NAME[:LAYER]]
 
 Needs torch==2.13.0, transformers, onnx, onnxruntime, onnxconverter-common (the reference
 environment; not q3ref dependencies). The graph: transformers' Qwen3Model (fp32, eager
@@ -18,6 +18,10 @@ Variants (file names as the onnx-community set names them):
   uint8              model_uint8.onnx     the same with QUInt8
   q4                 model_q4.onnx        MatMulNBits, block 32, symmetric
   q4f16              model_q4f16.onnx     q4, then fp16
+  q4_zp              model_q4_zp.onnx     MatMulNBitsQuantizer's own defaults: 4 bits, block 128, zero points
+  q8                 model_q8.onnx        MatMulNBits 8 bits, block 32, zero points, accuracy_level 4 (int8
+                                          activations where MLAS has the kernel), as some published
+                                          "int8" files are made (they need onnxruntime >= 1.23)
   fp16               model_fp16.onnx      onnxconverter-common float16, keep_io_types=True
   bnb4               model_bnb4.onnx      MatMulBnb4, NF4, block 64
 
@@ -117,6 +121,13 @@ def quantize(src, dst, variant):
         if variant == "q4f16":
             model = to_fp16(model)
         onnx.save(model, str(dst))
+    elif variant in ("q4_zp", "q8"):
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+        opts = dict(bits=4, block_size=128) if variant == "q4_zp" else dict(bits=8, block_size=32, accuracy_level=4)
+        q = MatMulNBitsQuantizer(onnx.load(str(src)), is_symmetric=False, **opts)
+        q.process()
+        onnx.save(q.model.model, str(dst))
     elif variant == "bnb4":
         from onnxruntime.quantization.matmul_bnb4_quantizer import MatMulBnb4Quantizer
 
@@ -164,6 +175,7 @@ def save(model, dst):
 
 FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx", "int8_per_channel": "model_int8_pc.onnx",
          "uint8": "model_uint8.onnx", "q4": "model_q4.onnx", "q4f16": "model_q4f16.onnx",
+         "q4_zp": "model_q4_zp.onnx", "q8": "model_q8.onnx",
          "fp16": "model_fp16.onnx", "bnb4": "model_bnb4.onnx"}
 
 

@@ -19,6 +19,9 @@ An Export (formats/<name>/__init__.py) has:
                                     (simulated: where the simulation is not the runtime's arithmetic)
     simulation -> str | None        q3ref's simulation of its recipe (quant.SIMULATIONS), if any
     simulate(weights, kernels, runtime, offset) -> (weights, kernel dict)   that simulation, for model.forward
+    runtime_note(runtime, simulated) -> dict | None   which kernels the runtime runs on this CPU,
+                                    found by running one-op graphs (formats/*/probe.py): {"variant",
+                                    "ops", "runtime", "cpu", "emulated"}; None where nothing is probed
     read_by(runtime) -> str         how the taps were read, for the report
     untapped(input_ids, mask, runtime) -> (how, output) | None   the graph run as an app runs it,
                                     when the tapped run is not that run (ONNX: no extra outputs,

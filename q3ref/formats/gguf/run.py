@@ -10,6 +10,7 @@ import hashlib
 import numpy as np
 
 from ...errors import Q3RefError
+from ..cpu import cpu_name
 from .align import node_key, per_head
 
 POOLED = "result_embd_pooled:GET_ROWS"
@@ -28,14 +29,6 @@ def as_taps(nodes: dict, pooled) -> dict[str, np.ndarray]:
             out[key] = v[None]  # [1, T, ...]
     out[POOLED] = np.asarray(pooled, np.float32)[None]  # [1, D]
     return out
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown CPU")
-    except OSError:
-        return "unknown CPU"
 
 
 def run_live(path, ids):

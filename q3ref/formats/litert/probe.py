@@ -13,34 +13,18 @@ The verdicts are cached per runtime version and CPU.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
-import platform
 from pathlib import Path
 
 import numpy as np
 
 from ...quant import exp_eigen, lane_sum, matmul_sequential
+from ..cpu import cpu_id
 
 CACHE = Path(os.environ.get("Q3REF_CACHE", Path.home() / ".cache" / "q3ref")) / "litert_probe.json"
 EMULATED = "eigen-avx-nofma"  # the variant q3ref emulates: 8 lanes, no FMA
 XNNPACK_EMULATED = "xnnpack-avx512f"  # rsum 16 lanes x 2 accumulators, vrsqrt14ps + one Newton step
-
-
-def cpu_id() -> str:
-    """The CPU's model name and ISA flags (lscpu's), hashed: the kernels a runtime picks depend on both."""
-    model, flags = platform.processor() or platform.machine(), ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("", platform.machine()):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model} [{hashlib.sha1(flags.encode()).hexdigest()[:8]}]"
 
 
 def one_op_graph(opcode, in_shapes, out_shape, options=None) -> bytes:

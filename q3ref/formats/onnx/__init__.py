@@ -1,6 +1,6 @@
 """ONNX graphs as torch's TorchScript exporter writes transformers' Qwen3Model (the onnx-community
 layout, scripts/export_onnx.py), and their ONNX Runtime quantizations (int8/uint8 dynamic,
-MatMulNBits q4, fp16).
+MatMulNBits q4/q8 with or without zero points and accuracy_level 4, MatMulBnb4, fp16, q4f16).
 
 graph.py reads the protobuf (external data left on disk), align.py finds each tap by the
 exporter's module names and wiring, run.py runs ONNX Runtime with the taps as extra outputs.
@@ -17,10 +17,12 @@ from .run import run
 # Local relative L2 error a stage that reads quantized weights may add, against the fp32
 # reference. Measured on the committed stress graphs: int8/uint8 <= 2.0e-2 (per-tensor
 # activation scales), q4 <= 0.12 (4-bit weights), fp16 <= 1.2e-3; planted defects add >= 0.1.
-LOCAL_LIMIT = {"fp32": 1e-4, "fp16": 1e-2, "int8": 5e-2, "uint8": 5e-2, "q4": 0.3, "q4f16": 0.3, "bnb4": 0.3}
+LOCAL_LIMIT = {"fp32": 1e-4, "fp16": 1e-2, "int8": 5e-2, "uint8": 5e-2, "q4": 0.3, "q4f16": 0.3, "bnb4": 0.3,
+               "q8": 5e-2, "q8f16": 5e-2, "qmixed": 0.3, "qmixedf16": 0.3}
 FP16_SIM_LIMIT = 2e-3
 QUANTIZED_STAGES = {"q", "k", "v", "o_proj", "gate", "up", "down"}  # MatMul outputs
-SIMULATED = ("int8", "uint8", "q4", "bnb4", "q4f16", "fp16")
+SIMULATED = ("int8", "uint8", "q4", "q8", "bnb4", "q4f16", "q8f16", "fp16")  # not "qmixed": MatMulNBits of two kinds
+FP16 = ("fp16", "q4f16", "q8f16", "qmixedf16")
 FP16_STAGES = {"embed", "input_norm", "q_norm", "k_norm", "q_rope", "k_rope", "attn", "attn_residual",
                "post_norm", "act", "out", "norm", "pooled", "embedding"}  # fp16 graphs run these in fp16 too
 
@@ -47,13 +49,18 @@ class Export(GraphExport):
         self.precision = self.graph.precision()
         self.output = self.graph.output
         # what ONNX Runtime computes for each precision: sim.py
-        self.simulation = f"ONNX Runtime {self.precision}" if self.precision in SIMULATED else None
+        nbits = "; ".join(sorted(str(nb) for nb in self.graph.nbits()))
+        self.simulation = (f"ONNX Runtime {self.precision}" + (f" ({nbits})" if nbits else "")
+                           if self.precision in SIMULATED else None)
 
     def summary(self, d):
         from ..taps import config_line, io_lines, table_and_ops, weight_lines
 
         lines = [f"{d['graph']}: {d['size_mb']} MB, precision {d['precision']}, opset {d['opset']}, "
                  f"{d['producer'] or 'no producer'}, {d['layers']} layers, hidden {d['hidden_size']}, vocab {d['vocab_size']}"]
+        lines += [f"  {nb}" for nb in d["matmul_nbits"]]
+        if d["precision"].startswith("qmixed"):
+            lines.append("  MatMulNBits of more than one kind: diff compares with the fp32 reference, not a simulation")
         lines += io_lines(d) + table_and_ops(d, most=12)
         return lines + config_line(d) + weight_lines(d, "ONNX Runtime's quantizers and onnxconverter-common's fp16, as weights.py computes them")
 
@@ -75,7 +82,7 @@ class Export(GraphExport):
         fp16, and ORT's MLAS sums in its own order: FP16_SIM_LIMIT at every stage (measured
         <= 4.2e-4 on the stress graphs). Unsimulated: fp16's limit at every stage of those
         graphs, and the precision's limit where quantized weights are read."""
-        fp16 = self.precision in ("fp16", "q4f16")
+        fp16 = self.precision in FP16
         if simulated:
             return {stage: FP16_SIM_LIMIT for stage in QUANTIZED_STAGES | FP16_STAGES} if fp16 else {}
         limits = {stage: LOCAL_LIMIT["fp16"] for stage in QUANTIZED_STAGES | FP16_STAGES} if fp16 else {}
@@ -95,14 +102,23 @@ class Export(GraphExport):
         return "ONNX Runtime on CPU, default graph optimizations, no extra outputs", out
 
     def runtime_note(self, runtime, simulated):
-        return None
+        """For MatMulNBits graphs, which product ONNX Runtime runs here (probe.py): CompInt8 or fp32."""
+        nbits = self.graph.nbits()
+        if not simulated or len(nbits) != 1:
+            return None
+        from .probe import nbits_compute
+
+        return nbits_compute(next(iter(nbits)))
 
     def simulate(self, weights, kernels, runtime, offset=0):
         from .sim import simulate
 
-        rounded = self.fp16_rounded_taps(weights.cfg) if self.precision in ("fp16", "q4f16") else ()
+        rounded = self.fp16_rounded_taps(weights.cfg) if self.precision in FP16 else ()
+        nbits = self.graph.nbits()
+        nb = next(iter(nbits)) if len(nbits) == 1 else None
+        compute = self.runtime_note(runtime, True)["variant"] if nb else "fp32"
         return simulate(weights, kernels, self.precision, self.graph.embedding_quantized(), self.graph.block_size(),
-                        rounded)
+                        rounded, nb, "int8" if compute == "CompInt8" else "fp32")
 
     def fp16_rounded_taps(self, cfg) -> set[str]:
         """The taps whose values ONNX Runtime rounds to fp16 before computing on (run.fp16_rounded):

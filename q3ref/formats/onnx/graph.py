@@ -7,12 +7,25 @@ from __future__ import annotations
 import collections
 import functools
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from ...errors import Q3RefError
 
-QUANT_OPS = {"MatMulInteger": "int8", "DynamicQuantizeMatMul": "int8", "MatMulNBits": "q4", "MatMulBnb4": "bnb4"}
+class NBits(NamedTuple):
+    """How a graph's MatMulNBits nodes are quantized and computed: `bits` (4 or 8) per level,
+    `block` weights per scale along the input, `symmetric` (no zero-point input: the zero point is
+    2^(bits-1)), `accuracy_level` (4: ONNX Runtime may quantize the activations to int8 per
+    block, CompInt8; unset or 0: fp32, the onnx-community q4's)."""
+    bits: int
+    block: int
+    symmetric: bool
+    accuracy_level: int
+
+    def __str__(self):
+        return (f"MatMulNBits {self.bits}-bit, blocks of {self.block}, "
+                f"{'symmetric' if self.symmetric else 'zero points'}, accuracy_level {self.accuracy_level}")
 
 
 class Graph:
@@ -52,12 +65,23 @@ class Graph:
         weight_types = {self.inits[n.input[1]].data_type for n in self.nodes
                         if n.op_type in ("MatMulInteger",) and n.input[1] in self.inits}
         if ops["MatMulNBits"]:
-            return "q4f16" if self.fp16() else "q4"
+            kinds = self.nbits()  # more than one (k_quant's 4 and 8 bits, per-layer choices): "qmixed"
+            return f"q{next(iter(kinds)).bits if len(kinds) == 1 else 'mixed'}{'f16' if self.fp16() else ''}"
         if ops["MatMulBnb4"]:
             return "bnb4"
         if ops["MatMulInteger"] or ops["DynamicQuantizeMatMul"]:
             return "uint8" if weight_types == {2} else "int8"  # TensorProto.UINT8 = 2, INT8 = 3
         return "fp16" if self.fp16() else "fp32"
+
+    def nbits(self) -> set[NBits]:
+        """The distinct NBits of the graph's MatMulNBits nodes (one, but for a mixed recipe)."""
+        specs = set()
+        for n in self.nodes:
+            if n.op_type == "MatMulNBits":
+                a = {x.name: x.i for x in n.attribute}
+                specs.add(NBits(a.get("bits", 4), a["block_size"], len(n.input) < 4 or not n.input[3],
+                                a.get("accuracy_level", 0)))
+        return specs
 
     def rope_inv_freq_fp16(self) -> bool:
         """Whether RoPE's inv_freq is an fp16 Constant (an input of /model/rotary_emb/Mul), as
@@ -151,7 +175,8 @@ class Graph:
         return {"graph": str(self.path), "format": "onnx", "size_mb": round(self.path.stat().st_size / 1e6, 2),
                 "external_data": any(i.data_location == onnx.TensorProto.EXTERNAL for i in g.initializer),
                 "inputs": [io(v) for v in g.input if v.name not in self.inits], "outputs": [io(v) for v in g.output],
-                "seq_len": None, "precision": self.precision(), "opset": max(o.version for o in self.model.opset_import),
+                "seq_len": None, "precision": self.precision(), "matmul_nbits": sorted(str(nb) for nb in self.nbits()),
+                "opset": max(o.version for o in self.model.opset_import),
                 "producer": f"{self.model.producer_name} {self.model.producer_version}".strip(),
                 "ops": dict(ops.most_common()), "layers": layers or len(norms),
                 "hidden_size": hidden, "vocab_size": table.dims[0] if table is not None else None,

@@ -8,8 +8,11 @@ DynamicQuantizeLinear, one scale for the whole tensor (all tokens of the sequenc
 (checked against the graph's own DynamicQuantizeLinear outputs); MatMulInteger's exact int32 sum
 of (q_x - zp_x)(q_w - zp_w), cast to float, times (scale_x * scale_w). The embedding table is a
 uint8 Gather, dequantized row by row.
-q4 (MatMulNBits, 4-bit blocks, no accuracy_level) and bnb4 (MatMulBnb4, NF4 blocks): the weight
-dequantized block by block (level * absmax for NF4), the product in fp32.
+q4 / q8 (MatMulNBits, 4- or 8-bit blocks, with or without zero points) and bnb4 (MatMulBnb4, NF4
+blocks): the weight dequantized block by block ((level - zero point) * d; level * absmax for NF4),
+the product in fp32. MatMulNBits with accuracy_level 4 runs MLAS' CompInt8 where MLAS has it
+for the bits, block and CPU (probe.py finds out): the activations quantized to int8 per block,
+integer dot products per block, scaled and summed in fp32 (int8_nbits_linear).
 fp16 and q4f16 (onnxconverter-common's fp16): the weights in fp16 (clamped) or MatMulNBits with
 fp16 scales. Every op is typed fp16, but ONNX Runtime's CPU provider has no fp16 kernel for most
 (Pow, ReduceMean, Sqrt, Softmax, MatMul...): its InsertCastTransformer runs them in fp32 and
@@ -30,7 +33,7 @@ import numpy as np
 
 from ...kernels import KERNELS, rope_inv_freq, rope_tables as kernel_rope_tables
 from ...quant import QuantizedEmbedding, QuantizedWeights, exact_int_matmul, to_fp16, to_fp16_numba_into
-from .weights import NF4_BOUNDS, NF4_LEVELS, RANGE, fp16_clamp, mlas_q4, nf4_blocks, ort_per_tensor, ort_quantize, ort_scale
+from .weights import NF4_BOUNDS, NF4_LEVELS, RANGE, fp16_clamp, mlas_blocks, nf4_blocks, ort_per_tensor, ort_quantize, ort_scale
 
 F32 = np.float32
 EXACT_CHUNK = 256  # |x - zp| <= 255 and |w - zp| <= 255: 256 products sum below 2^24, exact in fp32
@@ -86,21 +89,27 @@ def matmul_integer_linear(dtype, kernels, cache=True):
     return linear
 
 
-def q4_dequantized(w, block, fp16_scales=False):  # [out, in] -> [out, in] fp32: MLAS' 4-bit blocks, dequantized
-    """fp16_scales: q4f16, whose levels come from the fp32 scale and whose stored scale is then
-    rounded to fp16 by the fp16 conversion (weights.py)."""
-    levels, d = mlas_q4(w, block)  # [out, blocks, block], [out, blocks]
+def nbits_dequantized(w, nb, fp16_scales=False, centered=False):  # [out, in] -> [out, in] fp32
+    """MatMulNBits' blocks dequantized, (level - zero point) * d, as MLAS' dequantization; nb:
+    graph.NBits (bits, block, symmetric). fp16_scales: q4f16, whose levels come from the fp32
+    scale and whose stored scale is then rounded to fp16 by the fp16 conversion (weights.py).
+    centered: (level - zero point) only, with d [out, blocks] beside it (the CompInt8 product)."""
+    levels, d, zp = mlas_blocks(w, nb.block, nb.bits, nb.symmetric)  # [out, blocks, block], [out, blocks] x 2
     d = to_fp16(d) if fp16_scales else d
-    full = ((levels - 8).astype(F32) * d[..., None]).reshape(w.shape[0], -1)  # [out, blocks * block]
-    return full[:, :w.shape[1]]
+    c = (levels - zp[..., None]).astype(F32)  # [out, blocks, block]
+    full = (c if centered else c * d[..., None]).reshape(w.shape[0], -1)[:, :w.shape[1]]  # [out, in]
+    return (full, d) if centered else full
 
 
 @numba.njit(cache=True, nogil=True)
-def q4_dequantized_numba_into(w, block, fp16_scales, out):
-    """q4_dequantized one block at a time, w [out, in] -> out [out, in]. The NumPy twin's int64 levels
-    and temporaries made a 0.6B's weights 4.8 s per pass; this is one read and one write, ~1.2 s
-    (AMD EPYC). Not parallel: Numba's threads beside OpenBLAS's slowed the diff's GEMMs by half."""
-    half, minus8, zero = np.float32(8.5), np.float32(-8.0), np.float32(0.0)
+def nbits_dequantized_numba_into(w, block, bits, symmetric, fp16_scales, centered, out, scales):
+    """nbits_dequantized one block at a time, w [out, in] -> out [out, in], scales [out, blocks].
+    The NumPy twin's int64 levels and temporaries made a 0.6B's weights 4.8 s per pass; this is
+    one read and one write, ~1.2 s (AMD EPYC). Not parallel: Numba's threads beside OpenBLAS's
+    slowed the diff's GEMMs by half. C's roundf (half away from zero) of an x >= 0 as
+    weights.roundf does it."""
+    half, zero, one = np.float32(0.5), np.float32(0.0), np.float32(1.0)
+    top, mid = np.float32(2 ** bits - 1), np.float32(2 ** (bits - 1))
     d32, d16 = np.empty(1, np.float32), np.empty(1, np.float32)  # a scale through to_fp16's kernel
     O, I = w.shape
     for o in range(O):
@@ -110,24 +119,34 @@ def q4_dequantized_numba_into(w, block, fp16_scales, out):
             hi = lo
             for i in range(b0, b1):
                 lo, hi = min(lo, w[o, i]), max(hi, w[o, i])
-            d = (hi if abs(hi) > abs(lo) else lo) / minus8  # a tie in |.| takes the negative end
-            inv = np.float32(1.0) / d if d != zero else zero
+            if symmetric:
+                d = (hi if abs(hi) > abs(lo) else lo) / -mid  # a tie in |.| takes the negative end
+                zp = mid
+            else:
+                lo, hi = min(lo, zero), max(hi, zero)
+                d = (hi - lo) / top
+                z = zero - lo / d if d != zero else lo
+                zp = min(np.floor(z) + (one if z - np.floor(z) >= half else zero), top) if z >= zero else zero
+            inv = one / d if d != zero else zero
             if fp16_scales:
                 d32[0] = d
                 to_fp16_numba_into(d32, d32.view(np.uint32), d16, d16.view(np.uint32))
                 d = d16[0]
+            scales[o, b0 // block] = d
             for i in range(b0, b1):
-                level = min(15, int(w[o, i] * inv + half))  # >= 0: truncation is C's (int) cast
-                out[o, i] = np.float32(level - 8) * d
+                x = max(w[o, i] * inv + zp, zero)  # clamped below first: roundf(x < 0) <= 0 anyway
+                level = min(np.floor(x) + (one if x - np.floor(x) >= half else zero), top)
+                out[o, i] = level - zp if centered else (level - zp) * d
 
 
-def q4_dequantized_numba(w, block, fp16_scales=False):  # [out, in] -> [out, in] fp32
-    out = np.empty(w.shape, F32)
-    q4_dequantized_numba_into(np.ascontiguousarray(w, F32), block, fp16_scales, out)
-    return out
+def nbits_dequantized_numba(w, nb, fp16_scales=False, centered=False):  # [out, in] -> [out, in] fp32
+    out, d = np.empty(w.shape, F32), np.empty((w.shape[0], -(-w.shape[1] // nb.block)), F32)  # [out, in], [out, blocks]
+    nbits_dequantized_numba_into(np.ascontiguousarray(w, F32), nb.block, nb.bits, nb.symmetric, fp16_scales,
+                                 centered, out, d)
+    return (out, d) if centered else out
 
 
-Q4_DEQUANTIZED = {"numba": q4_dequantized_numba, "numpy": q4_dequantized}
+NBITS_DEQUANTIZED = {"numba": nbits_dequantized_numba, "numpy": nbits_dequantized}
 
 
 def nf4_dequantized(w, block):  # [out, in] -> [out, in] fp32: MatMulBnb4's NF4 blocks, dequantized
@@ -180,6 +199,38 @@ def dequantized_linear(dequantize, cache=True):
     return linear
 
 
+def int8_blocks(x, block):  # [N, in] -> integer-valued fp32 [N, blocks, block], scale fp32 [N, blocks]
+    """MLAS' CompInt8 activations (QuantizeARow_CompInt8): per row and block of the input,
+    scale = amax / 127 and q = rint(x * (127 / amax)), half to even (127 / amax in one division,
+    not 1 / scale); a partial block padded with zeros."""
+    N, K = x.shape
+    xb = np.pad(np.asarray(x, F32), ((0, 0), (0, -K % block))).reshape(N, -1, block)  # [N, blocks, block]
+    amax = np.abs(xb).max(axis=2)  # [N, blocks]
+    with np.errstate(divide="ignore"):
+        inv = np.where(amax != 0, F32(127) / amax, F32(0))
+    return np.rint(xb * inv[..., None]), amax / F32(127)
+
+
+def int8_nbits_linear(dequantize, block, cache=True):
+    """MatMulNBits with accuracy_level 4 where MLAS has a CompInt8 kernel (probe.py says whether):
+    the activations to int8 per block (int8_blocks), each block's integer dot product with the
+    centered levels (exact: |sum| <= 127 * 255 * 256 < 2^24), times the two scales, summed over
+    the blocks in fp32. MLAS adds the blocks in another order: ~1e-7 from this."""
+    weights = QuantizedWeights(dequantize, cache)
+
+    def linear(x, w):  # [N, in], [out, in] -> [N, out]
+        c, d = weights(w)  # [out, in] integer-valued, [out, blocks]
+        xq, xs = int8_blocks(x, block)  # [N, blocks, block], [N, blocks]
+        K = c.shape[1]
+        y = np.zeros((xq.shape[0], c.shape[0]), F32)  # [N, out]
+        for k in range(d.shape[1]):
+            k0, k1 = k * block, min(k * block + block, K)
+            y += (xq[:, k, :k1 - k0] @ c[:, k0:k1].T) * (xs[:, k, None] * d[None, :, k])  # [N, out]
+        return y
+    linear.quantized = weights
+    return linear
+
+
 class PerTensorEmbedding(QuantizedEmbedding):
     """QuantizedEmbedding whose uint8 scale comes from the whole table (one per tensor): the
     table's min and max are found once, row block by row block, and only the looked-up rows are
@@ -201,22 +252,28 @@ class PerTensorEmbedding(QuantizedEmbedding):
         return ((q - zp) * scale).astype(self.dtype)
 
 
-def simulate(weights, kernels, precision, embedding_quantized, block=None, rounded=()):
+def simulate(weights, kernels, precision, embedding_quantized, block=None, rounded=(), nbits=None, compute="fp32"):
     """(weights, kernel dict) for model.forward computing as ONNX Runtime runs a graph of this
-    precision ("int8", "uint8", "q4", "bnb4", "q4f16", "fp16"); `block` is MatMulNBits' or
-    MatMulBnb4's; `rounded`, the taps an fp16 graph rounds to fp16 (Export.fp16_rounded_taps)."""
+    precision ("int8", "uint8", "q4", "q8", "bnb4", "q4f16", "q8f16", "fp16"); `block` is
+    MatMulBnb4's; `nbits`, MatMulNBits' graph.NBits, run in `compute` ("fp32", or "int8" for
+    CompInt8: probe.py); `rounded`, the taps an fp16 graph rounds to fp16 (Export.fp16_rounded_taps)."""
     cache = weights.resident
-    q4, nf4 = Q4_DEQUANTIZED[kernels], NF4_DEQUANTIZED[kernels]
-    if precision in ("q4", "q4f16"):
-        linear = dequantized_linear(lambda w: q4(w, block, precision == "q4f16"), cache)
+    fp16 = precision in ("fp16", "q4f16", "q8f16")
+    if nbits is not None:
+        nb_dequantized = NBITS_DEQUANTIZED[kernels]
+        if compute == "int8":
+            linear = int8_nbits_linear(lambda w: nb_dequantized(w, nbits, fp16, centered=True), nbits.block, cache)
+        else:
+            linear = dequantized_linear(lambda w: nb_dequantized(w, nbits, fp16), cache)
     elif precision == "fp16":
         linear = dequantized_linear(fp16_values, cache)
     elif precision == "bnb4":
+        nf4 = NF4_DEQUANTIZED[kernels]
         linear = dequantized_linear(lambda w: nf4(w, block), cache)
     else:
         linear = matmul_integer_linear(precision, kernels, cache)
     K = dict(KERNELS[kernels], linear=linear)
-    if precision in ("fp16", "q4f16"):
+    if fp16:
         return QuantizedEmbedding(weights, fp16_values), fp16_kernels(K, rounded)
     return (PerTensorEmbedding(weights) if embedding_quantized else weights), K
 

@@ -7,11 +7,13 @@ checkpoint, as ONNX Runtime's quantizers compute it, bit for bit: what `inspect 
   zero point = round(-min / scale) from the float64 scale. Then q = round(w / scale) + zero point
   with the division in float32, np.round (half to even), clipped to the type's full range. The
   MatMul's B is W transposed ([in, out]); the embedding's Gather table is quantized the same way.
-- MatMulNBitsQuantizer (4 bits, blocks of 32 along the input, symmetric; MLAS in C++; q4f16: the
-  same, then the scales rounded to fp16 by the fp16 conversion): per block
+- MatMulNBitsQuantizer (4 or 8 bits, blocks along the input, symmetric or with zero points;
+  MLAS' BlockwiseQuantizer in C++, mlas_blocks; q4f16: the same, then the scales rounded to fp16
+  by the fp16 conversion). The onnx-community q4 is 4 bits, blocks of 32, symmetric: per block
   d = (the block's max or min, whichever is larger in magnitude; the min on a tie) / -8 in fp32,
-  q = min(15, trunc(w * (1/d) + 8.5)): the Q4_0 formula but for the tie, which bf16 weights
-  meet often. K is padded to a whole block, and the padding is not compared.
+  q = clamp(roundf(w * (1/d) + 8)). The quantizer's own default is asymmetric, and some
+  published "int8" files are its 8-bit blocks. K is padded to a whole block, and the padding is
+  not compared.
 - MatMulBnb4Quantizer (NF4, blocks of 64 over W [out, in] flattened; blockwise_quant_block_bnb4.h):
   absmax per block in fp32, x = w * (1 / absmax) in fp32, the code by NF4's 15 midpoints (a value
   on a midpoint takes the lower code), two codes a byte, the first in the high nibble.
@@ -62,16 +64,36 @@ def ort_quantize(w, scale, zp, dtype):  # fp32 [...] -> integer-valued fp32 [...
     return q
 
 
-def mlas_q4(w, block):
-    """MatMulNBits' symmetric 4-bit blocks: w [out, in] -> levels [out, blocks, block] (0..15), d [out, blocks]."""
+def mlas_blocks(w, block, bits=4, symmetric=True):
+    """MatMulNBits' blocks (MLAS' BlockwiseQuantizer, unsigned levels): w [out, in] ->
+    levels [out, blocks, block] (0 .. 2^bits - 1), d [out, blocks] fp32, zero points [out, blocks].
+    Symmetric: d = (the block's max or min, whichever is larger in magnitude; the min on a tie)
+    / -2^(bits-1), zero point 2^(bits-1). Asymmetric: [min(lo, 0), max(hi, 0)] over 2^bits - 1,
+    zero point roundf(-min / d) clamped. Then q = clamp(roundf(w * (1/d) + zero point)): C's
+    roundf, half away from zero."""
     out_dim, in_dim = w.shape
     padded = -(-in_dim // block) * block
     b = np.pad(np.asarray(w, F32), ((0, 0), (0, padded - in_dim))).reshape(out_dim, -1, block)
     lo, hi = b.min(axis=2), b.max(axis=2)
-    d = np.where(np.abs(hi) > np.abs(lo), hi, lo) / F32(-8)  # a tie in |.| takes the negative end
+    top = F32(2 ** bits - 1)
+    if symmetric:
+        d = np.where(np.abs(hi) > np.abs(lo), hi, lo) / F32(-2 ** (bits - 1))
+        zp = np.full(d.shape, 2 ** (bits - 1), np.int64)
+    else:
+        lo, hi = np.minimum(lo, F32(0)), np.maximum(hi, F32(0))
+        d = (hi - lo) / top
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(d != 0, F32(0) - lo / d, lo)  # >= 0 but for a zero d (then lo = 0)
+        zp = np.clip(roundf(z), 0, top).astype(np.int64)
     with np.errstate(divide="ignore"):
         inv = np.where(d != 0, F32(1) / d, F32(0))
-    return np.minimum(15, np.trunc(b * inv[..., None] + F32(8.5))).astype(np.int64), d
+    return np.clip(roundf(b * inv[..., None] + zp[..., None].astype(F32)), 0, top).astype(np.int64), d, zp
+
+
+def roundf(x):  # C's roundf (half away from zero), fp32 -> fp32; np.round is half to even
+    a = np.abs(x)
+    f = np.floor(a)  # a - f is exact; floor(a + 0.5) is not: 0.5 - 2^-25 + 0.5 rounds up to 1
+    return np.copysign(f + (a - f >= F32(0.5)), x)
 
 
 # NF4's code boundaries: the midpoints between its 16 levels, as ORT's QuantizeOneNF4 compares
@@ -121,6 +143,13 @@ def checkpoint_name(node_name):
     return f"layers.{m[1]}.{m[2]}.{m[3]}.weight" if m else None
 
 
+def unpacked(packed, bits):  # uint8 [...] -> int64 [..., 8 / bits]: MatMulNBits' packing, low bits first
+    packed = np.asarray(packed).astype(np.int64)
+    if bits == 8:
+        return packed[..., None]
+    return np.stack([packed & 15, packed >> 4], axis=-1)
+
+
 def row(name, dtype, q, q_graph, s, s_graph):
     s = np.asarray(s).astype(np.asarray(s_graph).dtype)  # q4f16 stores the scales in fp16, rounded from fp32
     same = q.shape == q_graph.shape
@@ -153,15 +182,20 @@ def check_graph_weights(g, weights) -> list[dict]:
             rows.append(r)
         elif node.op_type == "MatMulNBits" and name:
             attrs = {a.name: a.i for a in node.attribute}
-            if attrs.get("bits") != 4 or len(node.input) > 3:  # a zero-point input: the asymmetric recipe
+            bits, symmetric = attrs.get("bits", 4), len(node.input) < 4 or not node.input[3]
+            if bits not in (4, 8):
                 continue
-            levels, d = mlas_q4(weights[name], attrs["block_size"])
-            packed = g.initializer(node.input[1])  # [out, blocks, block / 2] uint8
-            got = np.stack([packed & 15, packed >> 4], axis=-1).reshape(levels.shape).astype(np.int64)
+            levels, d, zp = mlas_blocks(weights[name], attrs["block_size"], bits, symmetric)
+            got = unpacked(g.initializer(node.input[1]), bits).reshape(levels.shape)  # [out, blocks, block]
             K = weights[name].shape[1]
             keep = np.arange(levels.shape[1] * levels.shape[2]).reshape(levels.shape[1:]) < K  # real values only
-            rows.append(row(name, "int4", levels[:, keep], got[:, keep], d,
-                            g.initializer(node.input[2]).reshape(d.shape)))
+            kind = "int4" if (bits, symmetric) == (4, True) else f"int{bits} blocks" + ("" if symmetric else ", zero points")
+            r = row(name, kind, levels[:, keep], got[:, keep], d,
+                    g.initializer(node.input[2]).reshape(d.shape))
+            if not symmetric:  # zero points packed like the levels, one row of blocks per output
+                zp_graph = unpacked(g.initializer(node.input[3]), bits).reshape(d.shape[0], -1)[:, :d.shape[1]]
+                r["scales_equal"] = r["scales_equal"] and np.array_equal(zp_graph, zp)
+            rows.append(r)
         elif node.op_type == "MatMulBnb4" and name:
             attrs = {a.name: a.i for a in node.attribute}
             if attrs.get("quant_type") != 1:  # 0: FP4, not made by the onnx-community recipe
