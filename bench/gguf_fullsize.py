@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from export_gguf import QUANTS, convert, quantize  # noqa: E402
 from measure import append_results, q3ref_child  # noqa: E402
-from q3ref.formats.gguf.run import cpu_name  # noqa: E402
+from q3ref.formats.cpu import cpu_name  # noqa: E402
 
 TOKENIZER = ROOT / "tests/fixtures/qwen3-tokenizer"
 

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from measure import append_results, q3ref_child  # noqa: E402
-from q3ref.formats.gguf.run import cpu_name  # noqa: E402
+from q3ref.formats.cpu import cpu_name  # noqa: E402
 
 FILES = {"fp32": "stress.onnx", "int8": "stress_int8.onnx", "q4": "stress_q4.onnx"}
 

@@ -23,7 +23,7 @@ from measure import append_results  # noqa: E402
 from q3ref import model as M  # noqa: E402
 from q3ref.diff import metrics  # noqa: E402
 from q3ref.formats import open_export  # noqa: E402
-from q3ref.formats.gguf.run import cpu_name  # noqa: E402
+from q3ref.formats.cpu import cpu_name  # noqa: E402
 
 
 def main():

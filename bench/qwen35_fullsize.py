@@ -88,7 +88,7 @@ def main():
     if not (CKPT / "model.safetensors").is_file():
         subprocess.run([sys.executable, "-m", "q3ref", "make-checkpoint", "--preset", "qwen3.5-0.8b", "--out", CKPT],
                        check=True, cwd=ROOT)
-    from q3ref.formats.gguf.run import cpu_name
+    from q3ref.formats.cpu import cpu_name
 
     tmp = ROOT / "weights/qwen35-bench"
     ids = np.random.default_rng(0).integers(0, 248320, a.tokens)

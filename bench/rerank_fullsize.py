@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import q3ref  # noqa: E402
 from make_reranker_fixtures import BASE, load_card  # noqa: E402
 from q3ref.checkpoint import make_checkpoint, preset_config  # noqa: E402
-from q3ref.formats.gguf.run import cpu_name  # noqa: E402
+from q3ref.formats.cpu import cpu_name  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from measure import append_results  # noqa: E402
