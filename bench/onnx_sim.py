@@ -1,6 +1,6 @@
 """How closely `diff --quant auto` lands on the committed ONNX graphs (formats/onnx/sim.py).
 
-    python bench/onnx_sim.py [--inputs 16]
+    python bench/onnx_sim.py [--inputs 16] [GRAPH.onnx ...]
 
 For each stress graph: the output's distance to the simulation over its distance to the fp32
 reference (median and worst over random inputs of 5..39 tokens), and the worst local error of any
@@ -22,19 +22,21 @@ from q3ref.diff import diff  # noqa: E402
 from q3ref.formats import open_export  # noqa: E402
 from q3ref.formats.onnx import QUANTIZED_STAGES  # noqa: E402
 
-GRAPHS = ["stress_int8", "stress_uint8", "stress_q4", "stress_bnb4", "stress_q4f16", "stress_fp16"]
+GRAPHS = ["stress_int8", "stress_uint8", "stress_q4", "stress_bnb4", "stress_q4f16", "stress_fp16", "stress_q4_zp",
+          "stress_q8"]
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--inputs", type=int, default=16)
+    p.add_argument("graphs", nargs="*", help="other .onnx files of the stress checkpoint (default: the committed ones)")
     a = p.parse_args()
     warnings.simplefilter("ignore")
     model = q3ref.Model(ROOT / "tests/fixtures/stress-checkpoint")
     print("| graph | d_sim/d_ref median | worst | worst local, any stage | at the weight-reading stages | limit |")
     print("|---|---|---|---|---|---|")
-    for name in GRAPHS:
-        g = open_export(ROOT / "tests/fixtures/onnx" / f"{name}.onnx")
+    for path in a.graphs or [ROOT / "tests/fixtures/onnx" / f"{name}.onnx" for name in GRAPHS]:
+        g, name = open_export(path), Path(path).stem
         ratios, local, products, limit = [], 0.0, 0.0, 0.0
         for seed in range(a.inputs):
             rng = np.random.default_rng(seed)
