@@ -3,7 +3,7 @@ make the quantized variants with ONNX Runtime's own quantizers, called as transf
 quantize script calls them.
 
     /path/to/reference-venv/bin/python scripts/export_onnx.py CKPT_DIR OUT_DIR [--name stress]
-        [--variants fp32,int8,uint8,q4,q4f16,q4_zp,q8,fp16,bnb4,int8_per_channel] [--defect NAME[:LAYER]]
+        [--variants fp32,int8,uint8,q4,q4f16,q4_zp,q8,fp16,bnb4,int8_per_channel,past] [--defect NAME[:LAYER]]
 
 Needs torch==2.13.0, transformers, onnx, onnxruntime, onnxconverter-common (the reference
 environment; not q3ref dependencies). The graph: transformers' Qwen3Model (fp32, eager
@@ -24,6 +24,9 @@ Variants (file names as the onnx-community set names them):
                                           "int8" files are made (they need onnxruntime >= 1.23)
   fp16               model_fp16.onnx      onnxconverter-common float16, keep_io_types=True
   bnb4               model_bnb4.onnx      MatMulBnb4, NF4, block 64
+  past               model_past.onnx      fp32 with the past_key_values.{i}.key/value inputs and present.*
+                                          outputs of a with-past export (optimum's names), which an
+                                          embedding bridge feeds empty
 
 --defect plants one known bug (the name says where it starts):
   rope_base          RoPE theta x 100                         -> layers.0.q_rope
@@ -54,6 +57,26 @@ class LastHidden(torch.nn.Module):
     def forward(self, input_ids, attention_mask, position_ids):
         return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                           use_cache=False).last_hidden_state
+
+
+class WithPast(torch.nn.Module):
+    """LastHidden with a KV cache in and out: past_key_values.{i}.key/value [batch, Hkv, past, Dh]
+    inputs, present.{i}.key/value outputs, the attention mask over past + new positions."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, position_ids, *past):
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        for i in range(len(past) // 2):
+            cache.update(past[2 * i], past[2 * i + 1], i)
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         past_key_values=cache, use_cache=True)
+        present = [t for layer in out.past_key_values.layers for t in (layer.keys, layer.values)]
+        return (out.last_hidden_state, *present)
 
 
 def load(ckpt, defect):
@@ -102,6 +125,25 @@ def export_fp32(model, path):
         onnx.save(m, str(path), save_as_external_data=True, location=path.name + "_data")
         for name in torch_files - {path.name + "_data"}:
             (path.parent / name).unlink(missing_ok=True)
+
+
+def export_past(model, path):
+    """WithPast through the same exporter, traced with 2 past positions; the axes named as optimum names them."""
+    cfg = model.config
+    kv = [f"{i}.{t}" for i in range(cfg.num_hidden_layers) for t in ("key", "value")]
+    ids = torch.tensor([[11, 12, 13, 14, 15]], dtype=torch.long)
+    mask = torch.ones((1, 7), dtype=torch.long)
+    pos = torch.arange(2, 7)[None]
+    past = [torch.zeros(1, cfg.num_key_value_heads, 2, cfg.head_dim) for _ in kv]
+    dyn = {"input_ids": {0: "batch_size", 1: "sequence_length"}, "position_ids": {0: "batch_size", 1: "sequence_length"},
+           "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
+           "last_hidden_state": {0: "batch_size", 1: "sequence_length"},
+           **{f"past_key_values.{n}": {0: "batch_size", 2: "past_sequence_length"} for n in kv},
+           **{f"present.{n}": {0: "batch_size", 2: "total_sequence_length"} for n in kv}}
+    torch.onnx.export(WithPast(model), (ids, mask, pos, *past), str(path), dynamo=False, opset_version=18,
+                      input_names=["input_ids", "attention_mask", "position_ids"] + [f"past_key_values.{n}" for n in kv],
+                      output_names=["last_hidden_state"] + [f"present.{n}" for n in kv], dynamic_axes=dyn,
+                      do_constant_folding=True)
 
 
 def quantize(src, dst, variant):
@@ -176,7 +218,7 @@ def save(model, dst):
 FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx", "int8_per_channel": "model_int8_pc.onnx",
          "uint8": "model_uint8.onnx", "q4": "model_q4.onnx", "q4f16": "model_q4f16.onnx",
          "q4_zp": "model_q4_zp.onnx", "q8": "model_q8.onnx",
-         "fp16": "model_fp16.onnx", "bnb4": "model_bnb4.onnx"}
+         "fp16": "model_fp16.onnx", "bnb4": "model_bnb4.onnx", "past": "model_past.onnx"}
 
 
 def main():
@@ -190,9 +232,12 @@ def main():
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     files = {k: out / v.replace("model", a.name, 1) for k, v in FILES.items()}
-    export_fp32(load(a.ckpt, a.defect), files["fp32"])
+    model = load(a.ckpt, a.defect)
+    export_fp32(model, files["fp32"])
     for variant in a.variants.split(","):
-        if variant != "fp32":
+        if variant == "past":
+            export_past(model, files[variant])
+        elif variant != "fp32":
             quantize(files["fp32"], files[variant], variant)
     for variant in a.variants.split(","):
         print(f"wrote {files[variant]} ({files[variant].stat().st_size / 1e6:.2f} MB)")

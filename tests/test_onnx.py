@@ -22,7 +22,7 @@ from conftest import FIXTURES, STRESS
 ONNX = FIXTURES / "onnx"
 GRAPHS = FIXTURES / "graphs"
 CORRECT = ["stress", "stress_int8", "stress_uint8", "stress_q4", "stress_fp16", "stress_q4f16", "stress_bnb4",
-           "stress_q4_zp", "stress_q8"]
+           "stress_q4_zp", "stress_q8", "stress_past"]  # _past: a with-past export, its cache fed empty
 DEFECTS = {"defect_q_norm_ones_1": "layers.1.q_norm", "defect_q_norm_ones_1_int8": "layers.1.q_norm",
            "defect_q_norm_ones_1_q4": "layers.1.q_norm", "defect_q_norm_ones_1_q4f16": "layers.1.q_norm",
            "defect_q_norm_ones_1_bnb4": "layers.1.q_norm", "defect_q_norm_ones_1_q8": "layers.1.q_norm",
@@ -103,7 +103,8 @@ def test_precision_and_config_are_read():
     assert [i["name"] for i in d["inputs"]] == ["input_ids", "attention_mask", "position_ids"]
     assert {n: open_export(ONNX / f"{n}.onnx").precision for n in CORRECT} == {
         "stress": "fp32", "stress_int8": "int8", "stress_uint8": "uint8", "stress_q4": "q4", "stress_fp16": "fp16",
-        "stress_q4f16": "q4f16", "stress_bnb4": "bnb4", "stress_q4_zp": "q4", "stress_q8": "q8"}
+        "stress_q4f16": "q4f16", "stress_bnb4": "bnb4", "stress_q4_zp": "q4", "stress_q8": "q8",
+        "stress_past": "fp32"}
     wrong = open_export(ONNX / "stress.onnx").check_config(q3ref.Model(FIXTURES / "int4-checkpoint").cfg)
     assert any("hidden_size" in p for p in wrong) and any("layers" in p or "vocab" in p for p in wrong), wrong
 
@@ -431,6 +432,23 @@ def test_matmul_nbits_of_two_kinds_are_not_simulated(model, tmp_path):
     r = diff(model, g, INPUTS["17 tokens"], quant="auto")
     assert r["expected"] == "fp32 reference" and r["first_divergence"] is None and r["runtime_kernels"] is None
     assert any("more than one kind" in line for line in g.summary(g.describe()))
+
+
+def test_a_with_past_export_is_fed_an_empty_cache(model):
+    """stress_past.onnx (WithPast through torch's exporter: past_key_values.{i}.key/value in,
+    present.* out) gets [1, Hkv, 0, Dh] caches, as an embedding bridge feeds it; its taps align by
+    structure (k_rope through the Concat with the cache) and its output is the plain graph's."""
+    from q3ref.formats.onnx.run import feeds
+
+    g, plain = open_export(ONNX / "stress_past.onnx"), open_export(ONNX / "stress.onnx")
+    x, mask = g.place(INPUTS["17 tokens"], "right", 0)
+    cache = {n: v.shape for n, v in feeds(g.graph, x, mask).items() if n.startswith("past_key_values.")}
+    assert len(cache) == 2 * model.cfg.num_hidden_layers
+    assert set(cache.values()) == {(1, model.cfg.num_key_value_heads, 0, model.cfg.head_dim)}
+    found, _ = g.align(model.cfg)
+    assert {a.how for a in found.values()} == {"structure"} and len(found) == len(plain.align(model.cfg)[0])
+    a, b = g.run(x, mask)[g.output], plain.run(x, mask)[plain.output]
+    assert np.linalg.norm(a - b) / np.linalg.norm(b) < 1e-6
 
 
 def test_an_fp16_graph_runs_in_fp32_stretches(model):

@@ -8,6 +8,7 @@ exporter names each node by its module path, and ONNX Runtime's quantizers keep 
     q_norm, k_norm /model/layers.{i}/self_attn/{q,k}_norm/Mul_1_output_0 [1, S, H, Dh]
     q_rope         first input of the score MatMul (/self_attn/MatMul)    [1, H, S, Dh]: "heads_first"
     k_rope         its second input, back through repeat_kv's Transpose/Reshape/Expand/Unsqueeze
+                   (and a with-past export's Concat with the cache input)
     attn           the PV MatMul (/self_attn/MatMul_1) forward through Transpose/Reshape: o_proj's input
     o_proj         /model/layers.{i}/self_attn/o_proj/MatMul_output_0
     attn_residual  /model/layers.{i}/Add_output_0
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 from ..taps import Aligned
 from .graph import Graph
+from .run import PAST
 
 NAMES = {  # tap stage -> (tensor name under /model/layers.{i}/, layout)
     "input_norm": ("input_layernorm/Mul_1_output_0", "rows"),
@@ -36,6 +38,18 @@ NAMES = {  # tap stage -> (tensor name under /model/layers.{i}/, layout)
     "out": ("Add_1_output_0", "rows"),
 }
 PASS_THROUGH = {"Transpose", "Reshape", "Expand", "Unsqueeze", "Cast"}  # layout-only ops
+
+
+def cache_concat(g: Graph, t) -> str | None:
+    """In a with-past export, the new keys or values where t is Concat(the cache, new): the cache
+    is a past_key_values input, as it is or through a one-input Concat (layer 0's, as traced)."""
+    n = g.producer.get(t)
+    if n is None or n.op_type != "Concat" or len(n.input) != 2:
+        return None
+    past = n.input[0]
+    while past in g.producer and g.producer[past].op_type == "Concat" and len(g.producer[past].input) == 1:
+        past = g.producer[past].input[0]
+    return n.input[1] if PAST.match(past) else None
 
 
 def align(g: Graph, cfg) -> tuple[dict[str, Aligned], list[str]]:
@@ -53,8 +67,8 @@ def align(g: Graph, cfg) -> tuple[dict[str, Aligned], list[str]]:
         if scores is not None:
             found[f"layers.{i}.q_rope"] = Aligned(scores.input[0], "structure", "heads_first")
             k = scores.input[1]
-            while k in g.producer and g.producer[k].op_type in PASS_THROUGH:
-                k = g.producer[k].input[0]
+            while k in g.producer and (g.producer[k].op_type in PASS_THROUGH or cache_concat(g, k)):
+                k = cache_concat(g, k) or g.producer[k].input[0]
             if k in g.producer and g.producer[k].op_type == "Add":
                 found[f"layers.{i}.k_rope"] = Aligned(k, "structure", "heads_first")
         pv = next((n for n in g.nodes if n.name == p + "self_attn/MatMul_1"), None)

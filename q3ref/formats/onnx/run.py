@@ -8,6 +8,7 @@ graph output, so a tapped optimized run is neither the optimized run nor the pla
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -98,13 +99,27 @@ def session(g: Graph, tensors=(), optimize=False):
         path.unlink(missing_ok=True)
 
 
+PAST = re.compile(r"past_key_values\.\d+\.(key|value)$")  # a with-past export's KV cache inputs (optimum's names)
+
+
 def feeds(g: Graph, input_ids, mask):
-    S = input_ids.shape[1]
+    """input_ids, attention_mask, position_ids as int64, and a with-past export's cache inputs
+    empty, [batch, Hkv, 0, Dh] in their declared type: an embedding is one pass over the text with
+    nothing before it, as transformers.js feeds such a file."""
+    B, S = input_ids.shape
     values = {"input_ids": input_ids, "attention_mask": mask, "position_ids": np.arange(S)[None]}
-    unknown = [n for n in g.inputs if n not in values]
+    unknown = [n for n in g.inputs if n not in values and not PAST.match(n)]
     if unknown:
-        raise Q3RefError(f"{g.path}: graph inputs {unknown} are not input_ids, attention_mask or position_ids")
-    return {n: np.asarray(values[n]).astype(np.int64) for n in g.inputs}
+        raise Q3RefError(f"{g.path}: graph inputs {unknown} are not input_ids, attention_mask, position_ids "
+                         "or past_key_values.N.key/value")
+    out = {n: np.asarray(values[n]).astype(np.int64) for n in g.inputs if n in values}
+    for v in g.model.graph.input:
+        if PAST.match(v.name):
+            dims = [d.dim_value for d in v.type.tensor_type.shape.dim]  # 0 where symbolic
+            shape = [B if k == 0 else d for k, d in enumerate(dims)]  # batch; the past length (symbolic) 0
+            dtype = np.float16 if v.type.tensor_type.elem_type == 10 else np.float32  # FLOAT16
+            out[v.name] = np.zeros(shape, dtype)
+    return out
 
 
 def run(g: Graph, input_ids, mask, tensors=(), optimize=False) -> dict[str, np.ndarray]:
