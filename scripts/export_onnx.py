@@ -24,6 +24,10 @@ Variants (file names as the onnx-community set names them):
                                           "int8" files are made (they need onnxruntime >= 1.23)
   fp16               model_fp16.onnx      onnxconverter-common float16, keep_io_types=True
   bnb4               model_bnb4.onnx      MatMulBnb4, NF4, block 64
+  VARIANT_opt        model_VARIANT_opt.onnx   VARIANT as ONNX Runtime saves it optimized (ORT_ENABLE_EXTENDED,
+                                          optimized_model_filepath), as some published files are: fused
+                                          SimplifiedLayerNormalization, FusedMatMul, MatMulIntegerToFloat;
+                                          fp16 graphs with ORT's own casts inserted
   past               model_past.onnx      fp32 with the past_key_values.{i}.key/value inputs and present.*
                                           outputs of a with-past export (optimum's names), which an
                                           embedding bridge feeds empty
@@ -146,6 +150,19 @@ def export_past(model, path):
                       do_constant_folding=True)
 
 
+def optimized(src):
+    """src as ONNX Runtime saves it after its portable graph optimizations, beside it as *_opt.onnx
+    (src made first: list its variant before VARIANT_opt)."""
+    import onnxruntime as ort
+
+    dst = src.with_name(src.stem + "_opt.onnx")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(dst)
+    ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
+    return dst
+
+
 def quantize(src, dst, variant):
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -237,6 +254,8 @@ def main():
     for variant in a.variants.split(","):
         if variant == "past":
             export_past(model, files[variant])
+        elif variant.endswith("_opt"):
+            files[variant] = optimized(files[variant.removesuffix("_opt")])
         elif variant != "fp32":
             quantize(files["fp32"], files[variant], variant)
     for variant in a.variants.split(","):

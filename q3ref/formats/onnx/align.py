@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from ..taps import Aligned
 from .graph import Graph
-from .run import PAST
+from .run import CAST_PREFIX, PAST
 
 NAMES = {  # tap stage -> (tensor name under /model/layers.{i}/, layout)
     "input_norm": ("input_layernorm/Mul_1_output_0", "rows"),
@@ -38,6 +38,19 @@ NAMES = {  # tap stage -> (tensor name under /model/layers.{i}/, layout)
     "out": ("Add_1_output_0", "rows"),
 }
 PASS_THROUGH = {"Transpose", "Reshape", "Expand", "Unsqueeze", "Cast"}  # layout-only ops
+
+
+def fused_name(name) -> str:
+    """A node's exporter name without the suffixes ONNX Runtime's optimizer appends when it fuses
+    it (a saved optimized graph: "/.../self_attn/MatMul/MatmulTransposeFusion//MatMulScaleFusion/"
+    is the score MatMul, now a FusedMatMul with the scale folded in)."""
+    for suffix in ("/MatmulTransposeFusion/", "/MatMulScaleFusion/"):
+        name = name.split(suffix)[0]
+    return name
+
+
+def made_by(g: Graph, t) -> str | None:
+    return g.producer[t].op_type if t in g.producer else None
 
 
 def cache_concat(g: Graph, t) -> str | None:
@@ -61,20 +74,28 @@ def align(g: Graph, cfg) -> tuple[dict[str, Aligned], list[str]]:
     for i in range(cfg.num_hidden_layers):
         p = f"/model/layers.{i}/"
         for stage, (name, layout) in NAMES.items():
-            if p + name in made:
-                found[f"layers.{i}.{stage}"] = Aligned(p + name, "structure", layout)
-        scores = next((n for n in g.nodes if n.name == p + "self_attn/MatMul"), None)
+            # a graph ONNX Runtime saved optimized from fp16 keeps the name only where an op reads an
+            # fp16 copy (the value that op computes with, as in a graph it optimizes when loading);
+            # elsewhere the value is its fp32 twin
+            for t in (p + name, CAST_PREFIX + p + name):
+                if t in made:
+                    found[f"layers.{i}.{stage}"] = Aligned(t, "structure", layout)
+                    break
+        scores = next((n for n in g.nodes if fused_name(n.name) == p + "self_attn/MatMul"), None)
         if scores is not None:
             found[f"layers.{i}.q_rope"] = Aligned(scores.input[0], "structure", "heads_first")
             k = scores.input[1]
             while k in g.producer and (g.producer[k].op_type in PASS_THROUGH or cache_concat(g, k)):
+                if g.producer[k].input[0] == CAST_PREFIX + k and made_by(g, CAST_PREFIX + k) == "Add":
+                    break  # the fp16 copy of RoPE's Add in a graph ORT saved optimized: what the scores read
                 k = cache_concat(g, k) or g.producer[k].input[0]
-            if k in g.producer and g.producer[k].op_type == "Add":
+            if made_by(g, k) == "Add" or made_by(g, CAST_PREFIX + k) == "Add":
                 found[f"layers.{i}.k_rope"] = Aligned(k, "structure", "heads_first")
-        pv = next((n for n in g.nodes if n.name == p + "self_attn/MatMul_1"), None)
+        pv = next((n for n in g.nodes if fused_name(n.name) == p + "self_attn/MatMul_1"), None)
         if pv is not None:
             t = pv.output[0]
-            while len(g.consumers[t]) == 1 and g.consumers[t][0].op_type in ("Transpose", "Reshape"):
+            while len(g.consumers[t]) == 1 and (g.consumers[t][0].op_type in ("Transpose", "Reshape")
+                                                or t.startswith(CAST_PREFIX)):  # fp32 twin -> its fp16 copy
                 t = g.consumers[t][0].output[0]
             found[f"layers.{i}.attn"] = Aligned(t, "structure", "flat")
     found["norm"] = Aligned(g.output, "structure")

@@ -13,6 +13,12 @@ import numpy as np
 
 from ...errors import Q3RefError
 
+# quantize_dynamic's MatMulInteger, and what ONNX Runtime's optimizer fuses it into in a graph it
+# saved: MatMulIntegerToFloat (with the Cast and the scales' Mul), DynamicQuantizeMatMul (with the
+# activation's DynamicQuantizeLinear too). The weight is input 1 in all three.
+INTEGER_MATMULS = ("MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul")
+
+
 class NBits(NamedTuple):
     """How a graph's MatMulNBits nodes are quantized and computed: `bits` (4 or 8) per level,
     `block` weights per scale along the input, `symmetric` (no zero-point input: the zero point is
@@ -63,13 +69,13 @@ class Graph:
     def precision(self) -> str:
         ops = collections.Counter(n.op_type for n in self.nodes)
         weight_types = {self.inits[n.input[1]].data_type for n in self.nodes
-                        if n.op_type in ("MatMulInteger",) and n.input[1] in self.inits}
+                        if n.op_type in INTEGER_MATMULS and n.input[1] in self.inits}
         if ops["MatMulNBits"]:
             kinds = self.nbits()  # more than one (k_quant's 4 and 8 bits, per-layer choices): "qmixed"
             return f"q{next(iter(kinds)).bits if len(kinds) == 1 else 'mixed'}{'f16' if self.fp16() else ''}"
         if ops["MatMulBnb4"]:
             return "bnb4"
-        if ops["MatMulInteger"] or ops["DynamicQuantizeMatMul"]:
+        if any(ops[op] for op in INTEGER_MATMULS):
             return "uint8" if weight_types == {2} else "int8"  # TensorProto.UINT8 = 2, INT8 = 3
         return "fp16" if self.fp16() else "fp32"
 
@@ -84,14 +90,22 @@ class Graph:
         return specs
 
     def rope_inv_freq_fp16(self) -> bool:
-        """Whether RoPE's inv_freq is an fp16 Constant (an input of /model/rotary_emb/Mul), as
-        onnxconverter-common's fp16 leaves it unless the rotary embedding is blocked. (Its cast
-        of position_ids to fp16 is not a loss: ONNX Runtime drops that Cast pair and multiplies
-        the int64 positions in fp32.)"""
+        """Whether RoPE's inv_freq is an fp16 constant (an input of /model/rotary_emb/Mul), as
+        onnxconverter-common's fp16 leaves it unless the rotary embedding is blocked: a Constant
+        node, or in a graph ONNX Runtime saved optimized, an initializer behind its inserted Cast.
+        (Its cast of position_ids to fp16 is not a loss: ONNX Runtime drops that Cast pair and
+        multiplies the int64 positions in fp32.)"""
         mul = next((n for n in self.nodes if n.name == "/model/rotary_emb/Mul"), None)
-        made = [self.producer[i] for i in (mul.input if mul else ()) if i in self.producer]
-        constants = [n for n in made if n.op_type == "Constant"]
-        return any(a.name == "value" and a.t.data_type == 10 for c in constants for a in c.attribute)  # FLOAT16
+        for t in (mul.input if mul else ()):
+            while t in self.producer and self.producer[t].op_type == "Cast":
+                t = self.producer[t].input[0]
+            made = self.producer.get(t)
+            if made is not None and made.op_type == "Constant":
+                if any(a.name == "value" and a.t.data_type == 10 for a in made.attribute):  # FLOAT16
+                    return True
+            elif self.initializer_type(t) == 10:
+                return True
+        return False
 
     def fp16(self) -> bool:
         matmuls = [n for n in self.nodes if n.op_type in ("MatMul", "MatMulNBits", "Gather")]

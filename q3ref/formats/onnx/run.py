@@ -18,12 +18,17 @@ from .graph import Graph
 
 
 FP32_READ = "/q3ref_fp32"  # suffix of an fp16 graph's tap read through a Cast to fp32
+# Initializers this small are copied into the tapped graph, not pointed at: ONNX Runtime's shape
+# inference cannot read a shape or an axes input from external data, and a graph ORT optimized
+# and saved holds its folded Constants (Unsqueeze axes...) as initializers. onnx's own
+# save_as_external_data keeps tensors under 1 KB inline for the same reason.
+INLINE_BYTES = 1024
 
 
 def tapped_copy(g: Graph, tensors, inline=False, fp32_read=False):
     """A new ModelProto: g with `tensors` appended to its outputs, each typed by shape inference
     where it can, else left untyped; its initializers point at their own spans of g's file as
-    external data (layout.py), or, `inline`, carry those bytes. g.model holds no weights' bytes,
+    external data (layout.py), or, `inline` or under INLINE_BYTES, carry those bytes. g.model holds no weights' bytes,
     so the copy is small. fp32_read (fp16 graphs): each tensor is read as Cast(to=float) of it,
     named t + FP32_READ. ONNX Runtime computes most of an fp16 graph in fp32 (fp16_rounded) and
     drops a cast pair around such a value, so the read is the value its next op computes with,
@@ -59,7 +64,7 @@ def tapped_copy(g: Graph, tensors, inline=False, fp32_read=False):
     for t in src.graph.initializer:
         if t.name not in spans:  # in an .onnx_data file already (same directory), or typed values
             m.graph.initializer.append(t)
-        elif inline:
+        elif inline or spans[t.name][1] <= INLINE_BYTES:
             m.graph.initializer.add(name=t.name, data_type=t.data_type, dims=t.dims,
                                     raw_data=read_span(g.path, spans[t.name]))
         else:

@@ -27,6 +27,8 @@ import re
 
 import numpy as np
 
+from .graph import INTEGER_MATMULS
+
 F32 = np.float32
 MATMUL = re.compile(r"/model/layers\.(\d+)/(self_attn|mlp)/(\w+_proj)/MatMul")
 RANGE = {"int8": (-128, 127), "uint8": (0, 255)}
@@ -150,6 +152,17 @@ def unpacked(packed, bits):  # uint8 [...] -> int64 [..., 8 / bits]: MatMulNBits
     return np.stack([packed & 15, packed >> 4], axis=-1)
 
 
+def integer_matmul_weight_params(node):
+    """(the weight's scale, its zero point) tensor names of an integer MatMul node: quantize_dynamic
+    names them after the weight (MatMulInteger has no scale input); the fused ops take them as inputs."""
+    if node.op_type == "MatMulIntegerToFloat":  # A, B, a_scale, b_scale, a_zero_point, b_zero_point
+        return node.input[3], (node.input[5] if len(node.input) > 5 else "")
+    if node.op_type == "DynamicQuantizeMatMul":  # A, B, b_scale, b_zero_point, bias
+        return node.input[2], (node.input[3] if len(node.input) > 3 else "")
+    base = node.input[1].removesuffix("_quantized")
+    return base + "_scale", base + "_zero_point"
+
+
 def row(name, dtype, q, q_graph, s, s_graph):
     s = np.asarray(s).astype(np.asarray(s_graph).dtype)  # q4f16 stores the scales in fp16, rounded from fp32
     same = q.shape == q_graph.shape
@@ -169,15 +182,15 @@ def check_graph_weights(g, weights) -> list[dict]:
     rows = []
     for node in g.model.graph.node:
         name = checkpoint_name(node.name)
-        if node.op_type == "MatMulInteger" and name:
-            base = node.input[1].removesuffix("_quantized")
+        if node.op_type in INTEGER_MATMULS and name:
             dtype = kinds.get(g.initializer_type(node.input[1]))
             if dtype is None:
                 continue
+            scale_name, zp_name = integer_matmul_weight_params(node)
             q, s, zp = ort_per_tensor(weights[name].T, dtype)  # B = W^T: [in, out]
-            zp_graph = g.initializer(base + "_zero_point")
+            zp_graph = g.initializer(zp_name) if zp_name in g.inits else np.zeros(1, np.int64)  # absent: 0
             same_zp = int(np.asarray(zp_graph).ravel()[0]) == zp
-            r = row(name, dtype, q, g.initializer(node.input[1]).astype(np.int64), s, g.initializer(base + "_scale"))
+            r = row(name, dtype, q, g.initializer(node.input[1]).astype(np.int64), s, g.initializer(scale_name))
             r["scales_equal"] = r["scales_equal"] and same_zp
             rows.append(r)
         elif node.op_type == "MatMulNBits" and name:
