@@ -172,7 +172,7 @@ def check_hidden_states(g, cfg, probe=None, long=512):
     alone = pooled(probe)
     c = cos(alone, pooled(probe, "left", length=len(probe) + 5))
     record("left vs right padding agree (bridge pools the last real token)", c > floor, f"cosine {c:.6f}{why}",
-           "Pool the last real token (attention_mask.flip(1).argmax(1)) and pass position_ids that match.")
+           g.padding_note() or "Pool the last real token (attention_mask.flip(1).argmax(1)) and pass position_ids that match.")
     c = cos(pooled(probe, length=len(probe) + 5), pooled(probe, pad_id=1 if eos != 1 else 2, length=len(probe) + 5))
     record("the mask is honored (pad ids change nothing)", c > floor, f"cosine {c:.6f}{why}",
            "Feed attention_mask so padded positions are never attended to.")
@@ -185,7 +185,8 @@ def check_hidden_states(g, cfg, probe=None, long=512):
            "The graph quantizes each MatMul's input with one scale over the whole tensor (DynamicQuantizeLinear), "
            "so padding rows and the other texts of the batch set every text's scale. Embed texts one at a time "
            "without padding, or batch texts of similar length; or use the q4/fp16 graph, whose activations stay float.")
-    dtypes = [i["dtype"] for i in g.describe()["inputs"]]
+    # a with-past export's cache inputs are float and fed empty (formats/onnx/run.feeds)
+    dtypes = [i["dtype"] for i in g.describe()["inputs"] if not i["name"].startswith("past_key_values.")]
     record("inputs are integer ids, mask and positions", all(d in ("int32", "int64") for d in dtypes), ", ".join(dtypes),
            "Feed the dtypes the graph declares.")
     dim = g.describe()["hidden_size"]

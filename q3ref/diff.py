@@ -74,6 +74,8 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
     pad_id = EOS_ID if EOS_ID < cfg.vocab_size else 0  # the pad token; masked either way
     input_ids, mask = g.place(ids.tolist(), padding, pad_id, truncate, length)
     real = mask[0]
+    if not real[0] and g.padding_note():  # padded on the left, which this file does not support
+        notes.append(g.padding_note())
     S = mask.shape[1]
     if S > cfg.max_position_embeddings:
         raise Q3RefError(f"{S} positions are more than this model's {cfg.max_position_embeddings} "

@@ -14,3 +14,7 @@ ex $S $OUT --name defect_q_norm_ones_1 --defect q_norm_ones:1 --variants fp32,in
 ex $S $OUT --name defect_gate_up_swap_2 --defect gate_up_swap:2 --variants fp32,int8
 ex $S $OUT --name defect_rope_base --defect rope_base --variants fp32
 ex $S $OUT --name defect_final_norm_scale --defect final_norm_scale --variants fp32
+# onnxruntime-genai's model builder (pip install onnxruntime-genai in the same environment)
+"$PY" scripts/export_genai.py $S $OUT/genai_stress_fp32.onnx --precision fp32 2>&1 | grep -E '^(wrote|\{)'
+"$PY" scripts/export_genai.py $S $OUT/genai_stress_int4.onnx --precision int4 2>&1 | grep -E '^(wrote|\{)'
+"$PY" scripts/export_genai.py $S $OUT/genai_defect_q_norm_ones_1_int4.onnx --precision int4 --defect q_norm_ones:1 2>&1 | grep -E '^(wrote|\{)'

@@ -27,7 +27,7 @@ CORRECT = ["stress", "stress_int8", "stress_uint8", "stress_q4", "stress_fp16", 
 DEFECTS = {"defect_q_norm_ones_1": "layers.1.q_norm", "defect_q_norm_ones_1_int8": "layers.1.q_norm",
            "defect_q_norm_ones_1_q4": "layers.1.q_norm", "defect_q_norm_ones_1_q4f16": "layers.1.q_norm",
            "defect_q_norm_ones_1_bnb4": "layers.1.q_norm", "defect_q_norm_ones_1_q8": "layers.1.q_norm",
-           "defect_gate_up_swap_2": "layers.2.gate",
+           "genai_defect_q_norm_ones_1_int4": "layers.1.q_norm", "defect_gate_up_swap_2": "layers.2.gate",
            "defect_gate_up_swap_2_int8": "layers.2.gate", "defect_rope_base": "layers.0.q_rope",
            "defect_final_norm_scale": "norm"}
 RNG = np.random.default_rng(11)
@@ -62,7 +62,8 @@ def test_correct_graphs_do_not_diverge(model, name, padding, length):
 @pytest.mark.parametrize("name", list(DEFECTS))
 def test_defects_are_localized(model, name):
     g = open_export(ONNX / f"{name}.onnx")
-    for padding, length in (("right", None), ("left", 24)):
+    # a genai graph cannot take left padding (its first divergence is then layers.0.attn: test_onnxruntime_genai_graphs)
+    for padding, length in (("right", None), ("right", 24)) if name.startswith("genai") else (("right", None), ("left", 24)):
         r = diff(model, g, INPUTS["17 tokens"], padding, length=length)
         assert r["first_divergence"] is not None and r["first_divergence"]["name"] == DEFECTS[name], (padding, r["first_divergence"])
 
@@ -450,6 +451,32 @@ def test_a_with_past_export_is_fed_an_empty_cache(model):
     assert {a.how for a in found.values()} == {"structure"} and len(found) == len(plain.align(model.cfg)[0])
     a, b = g.run(x, mask)[g.output], plain.run(x, mask)[plain.output]
     assert np.linalg.norm(a - b) / np.linalg.norm(b) < 1e-6
+
+
+@pytest.mark.parametrize("name", ["genai_stress_fp32", "genai_stress_int4"])
+def test_onnxruntime_genai_graphs(model, name):
+    """Graphs from onnxruntime-genai's model builder (scripts/export_genai.py): fused qkv_proj,
+    (Skip)SimplifiedLayerNormalization, GroupQueryAttention with RoPE inside, the key cache fed
+    empty; int4: MatMulNBits at accuracy_level 4 and the embedding in 4-bit blocks
+    (GatherBlockQuantized). Every tap but q_rope and the last layer's out aligns by structure, no
+    stage departs (each within 4e-7 measured), the int4 simulation lands within 2e-6 of the fp32
+    distance at 1 and 17 tokens (0.08 at 40: an int8 level flipped, as test_simulation_explains...
+    describes), its weights are the quantizer's; left padding, which GroupQueryAttention cannot
+    mask, is flagged and explained."""
+    g = open_export(ONNX / f"{name}.onnx")
+    L = model.cfg.num_hidden_layers
+    for label, ids in INPUTS.items():
+        r = diff(model, g, ids, "right", length=48, quant="auto")
+        assert set(r["unaligned"]) == {f"layers.{i}.q_rope" for i in range(L)} | {f"layers.{L - 1}.out"}, r["unaligned"]
+        assert r["first_divergence"] is None, (label, r["first_divergence"])
+        assert {t["how"] for t in r["taps"] if t.get("aligned") and t["stage"] not in ("pooled", "embedding")} == {"structure"}
+        if g.simulation:  # CompInt8: 40 tokens flip an int8 level (0.08 of the fp32 distance; see stress_q8)
+            assert r["output"]["sim_rel_l2"] < (0.2 if len(ids) == 40 else 1e-5) * r["output"]["rel_l2"], r["output"]
+    rows = g.check_weights(model.weights, model.cfg)
+    assert len(rows) == (16 if g.simulation else 0) and all(r["payload_equal"] and r["scales_equal"] for r in rows)
+    left = diff(model, g, INPUTS["17 tokens"], "left", length=24)
+    assert left["first_divergence"]["name"] == "layers.0.attn", left["first_divergence"]
+    assert any("GroupQueryAttention reads attention_mask only as sequence lengths" in n for n in left["notes"])
 
 
 def test_an_fp16_graph_runs_in_fp32_stretches(model):

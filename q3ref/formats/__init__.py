@@ -29,6 +29,7 @@ An Export (formats/<name>/__init__.py) has:
     check_weights(weights, cfg) -> [row]         quantized weights vs q3ref's quantization
     per_tensor_activations() -> bool    one activation scale per tensor (a text's embedding then
                                     depends on its padding and batch: check measures it)
+    padding_note() -> str | None    why this file gives wrong numbers when padded on the left, if it does
     bridge_checks(cfg) -> [(name, ok, figure, fix)]   what the file itself says about the bridge
                                     (GGUF metadata: pooling, EOS); [] where the file says nothing
 The diff, the checks and the report use only this face.

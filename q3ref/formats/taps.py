@@ -126,6 +126,9 @@ class GraphExport:
     def bridge_checks(self, cfg=None):
         return []
 
+    def padding_note(self) -> str | None:
+        return None  # both sides of padding are the bridge's choice
+
     def untapped(self, input_ids, mask, runtime):
         return None  # LiteRT: the taps are read from the run an app makes
 

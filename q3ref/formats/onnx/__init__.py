@@ -59,6 +59,10 @@ class Export(GraphExport):
         lines = [f"{d['graph']}: {d['size_mb']} MB, precision {d['precision']}, opset {d['opset']}, "
                  f"{d['producer'] or 'no producer'}, {d['layers']} layers, hidden {d['hidden_size']}, vocab {d['vocab_size']}"]
         lines += [f"  {nb}" for nb in d["matmul_nbits"]]
+        if d["gather_blocks"]:
+            block, symmetric = d["gather_blocks"]
+            lines.append(f"  embedding table: GatherBlockQuantized, 4-bit, blocks of {block}, "
+                         + ("symmetric" if symmetric else "zero points"))
         if d["precision"].startswith("qmixed"):
             lines.append("  MatMulNBits of more than one kind: diff compares with the fp32 reference, not a simulation")
         lines += io_lines(d) + table_and_ops(d, most=12)
@@ -89,6 +93,8 @@ class Export(GraphExport):
         limits.update({stage: LOCAL_LIMIT[self.precision] for stage in QUANTIZED_STAGES})
         if self.graph.embedding_quantized():
             limits["embed"] = LOCAL_LIMIT["int8"]
+        if self.graph.gather_blocks():
+            limits["embed"] = LOCAL_LIMIT["q4"]
         return limits
 
     def read_by(self, runtime):
@@ -118,7 +124,7 @@ class Export(GraphExport):
         nb = next(iter(nbits)) if len(nbits) == 1 else None
         compute = self.runtime_note(runtime, True)["variant"] if nb else "fp32"
         return simulate(weights, kernels, self.precision, self.graph.embedding_quantized(), self.graph.block_size(),
-                        rounded, nb, "int8" if compute == "CompInt8" else "fp32")
+                        rounded, nb, "int8" if compute == "CompInt8" else "fp32", self.graph.gather_blocks())
 
     def fp16_rounded_taps(self, cfg) -> set[str]:
         """The taps whose values ONNX Runtime rounds to fp16 before computing on (run.fp16_rounded):
@@ -134,6 +140,13 @@ class Export(GraphExport):
             if t in tensors:
                 taps.add(tap)
         return taps
+
+    def padding_note(self):
+        if any(n.op_type == "GroupQueryAttention" for n in self.graph.nodes):
+            return ("this graph's GroupQueryAttention reads attention_mask only as sequence lengths (sum(mask) - 1, "
+                    "onnxruntime-genai's layout), not as a mask per token: a left-padded text attends to the pads "
+                    "before it; pad on the right")
+        return None
 
     def per_tensor_activations(self):
         return self.precision in ("int8", "uint8")  # DynamicQuantizeLinear: one scale for the whole input

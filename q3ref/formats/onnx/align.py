@@ -23,6 +23,7 @@ pooled and embedding are the bridge's (diff pools the graph's norm as sentence-t
 from __future__ import annotations
 
 from ..taps import Aligned
+from .align_genai import align_genai, is_genai
 from .graph import Graph
 from .run import CAST_PREFIX, PAST
 
@@ -67,6 +68,8 @@ def cache_concat(g: Graph, t) -> str | None:
 
 def align(g: Graph, cfg) -> tuple[dict[str, Aligned], list[str]]:
     """({tap name: Aligned}, [notes on what could not be aligned])."""
+    if is_genai(g):
+        return align_genai(g, cfg)
     made = set(g.producer)
     found, notes = {}, []
     if "/model/embed_tokens/Gather_output_0" in made:

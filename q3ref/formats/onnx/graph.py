@@ -89,6 +89,23 @@ class Graph:
                                 a.get("accuracy_level", 0)))
         return specs
 
+    def gather_blocks(self) -> tuple[int, bool] | None:
+        """(block, symmetric) of an embedding table in 4-bit blocks along the hidden dimension (a
+        GatherBlockQuantized reading an initializer, as MatMulNBitsQuantizer's quantize_gather and
+        the genai builder's int4 write it), or None."""
+        for n in self.nodes:
+            if n.op_type == "GatherBlockQuantized":
+                a = {x.name: x.i for x in n.attribute}
+                if a.get("bits", 4) == 4 and a.get("quantize_axis", 1) == 1 and a.get("gather_axis", 0) == 0:
+                    return a["block_size"], len(n.input) < 4 or not n.input[3]
+        return None
+
+    def head_dim(self) -> int | None:
+        """Dh, from the q_norm weight (one value per head dimension): a cache input may leave it
+        symbolic (the genai builder's kv_cache_dim), which an empty cache must still match."""
+        w = next((t for name, t in self.inits.items() if "q_norm" in name and len(t.dims) == 1), None)
+        return int(w.dims[0]) if w is not None else None
+
     def rope_inv_freq_fp16(self) -> bool:
         """Whether RoPE's inv_freq is an fp16 constant (an input of /model/rotary_emb/Mul), as
         onnxconverter-common's fp16 leaves it unless the rotary embedding is blocked: a Constant
@@ -176,11 +193,13 @@ class Graph:
 
         g = self.model.graph
         ops = collections.Counter(n.op_type for n in self.nodes)
-        table = next((self.inits[n.input[0]] for n in self.nodes if n.op_type == "Gather" and n.input[0] in self.inits
+        table = next((self.inits[n.input[0]] for n in self.nodes if n.op_type in ("Gather", "GatherBlockQuantized") and n.input[0] in self.inits
                       and len(self.inits[n.input[0]].dims) == 2), None)
         norms = [n for n in self.nodes if n.name.endswith("post_attention_layernorm/Mul_1")
                  or n.op_type == "SimplifiedLayerNormalization"]
-        layers = len({n.name.split("/")[2] for n in self.nodes if n.name.startswith("/model/layers.")})
+        # layers with attention ("self_attn/" the exporter's, "attn/" the genai builder's, which also
+        # puts its final norm under /model/layers.{L}/)
+        layers = len({n.name.split("/")[2] for n in self.nodes if n.name.startswith("/model/layers.") and "attn/" in n.name})
         hidden = [d.dim_value for d in g.output[0].type.tensor_type.shape.dim][-1] or (table.dims[1] if table else None)
 
         def io(v):
@@ -190,6 +209,7 @@ class Graph:
                 "external_data": any(i.data_location == onnx.TensorProto.EXTERNAL for i in g.initializer),
                 "inputs": [io(v) for v in g.input if v.name not in self.inits], "outputs": [io(v) for v in g.output],
                 "seq_len": None, "precision": self.precision(), "matmul_nbits": sorted(str(nb) for nb in self.nbits()),
+                "gather_blocks": self.gather_blocks(),
                 "opset": max(o.version for o in self.model.opset_import),
                 "producer": f"{self.model.producer_name} {self.model.producer_version}".strip(),
                 "ops": dict(ops.most_common()), "layers": layers or len(norms),

@@ -121,7 +121,7 @@ def feeds(g: Graph, input_ids, mask):
     for v in g.model.graph.input:
         if PAST.match(v.name):
             dims = [d.dim_value for d in v.type.tensor_type.shape.dim]  # 0 where symbolic
-            shape = [B if k == 0 else d for k, d in enumerate(dims)]  # batch; the past length (symbolic) 0
+            shape = [B, dims[1], 0, dims[3] or g.head_dim() or 0]  # [batch, Hkv, no past, Dh]
             dtype = np.float16 if v.type.tensor_type.elem_type == 10 else np.float32  # FLOAT16
             out[v.name] = np.zeros(shape, dtype)
     return out

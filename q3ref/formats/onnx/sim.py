@@ -33,7 +33,7 @@ import numpy as np
 
 from ...kernels import KERNELS, rope_inv_freq, rope_tables as kernel_rope_tables
 from ...quant import QuantizedEmbedding, QuantizedWeights, exact_int_matmul, to_fp16, to_fp16_numba_into
-from .weights import NF4_BOUNDS, NF4_LEVELS, RANGE, fp16_clamp, mlas_blocks, nf4_blocks, ort_per_tensor, ort_quantize, ort_scale
+from .weights import NF4_BOUNDS, NF4_LEVELS, RANGE, fp16_clamp, gather_blocks, mlas_blocks, nf4_blocks, ort_per_tensor, ort_quantize, ort_scale
 
 F32 = np.float32
 EXACT_CHUNK = 256  # |x - zp| <= 255 and |w - zp| <= 255: 256 products sum below 2^24, exact in fp32
@@ -252,11 +252,25 @@ class PerTensorEmbedding(QuantizedEmbedding):
         return ((q - zp) * scale).astype(self.dtype)
 
 
-def simulate(weights, kernels, precision, embedding_quantized, block=None, rounded=(), nbits=None, compute="fp32"):
+def gather_blocks_dequantized(block, symmetric):
+    """GatherBlockQuantized's rows, (level - zero point) * scale in fp32: rows [N, D] -> [N, D]. Rows
+    are quantized independently, so quantizing only the looked-up ones gives the table's values."""
+    def dequantize(rows):
+        q, scale, zp = gather_blocks(rows, block, symmetric)  # [N, D], [N, blocks], [N, blocks] | None
+        D = rows.shape[1]
+        per_value = np.repeat(np.arange(scale.shape[1]), block)[:D]  # each column's block
+        centered = (q - zp[:, per_value]) if zp is not None else q
+        return centered.astype(F32) * scale[:, per_value]
+    return dequantize
+
+
+def simulate(weights, kernels, precision, embedding_quantized, block=None, rounded=(), nbits=None, compute="fp32",
+             gather=None):
     """(weights, kernel dict) for model.forward computing as ONNX Runtime runs a graph of this
     precision ("int8", "uint8", "q4", "q8", "bnb4", "q4f16", "q8f16", "fp16"); `block` is
     MatMulBnb4's; `nbits`, MatMulNBits' graph.NBits, run in `compute` ("fp32", or "int8" for
-    CompInt8: probe.py); `rounded`, the taps an fp16 graph rounds to fp16 (Export.fp16_rounded_taps)."""
+    CompInt8: probe.py); `rounded`, the taps an fp16 graph rounds to fp16 (Export.fp16_rounded_taps);
+    `gather`, Graph.gather_blocks() of a table in 4-bit blocks."""
     cache = weights.resident
     fp16 = precision in ("fp16", "q4f16", "q8f16")
     if nbits is not None:
@@ -275,6 +289,8 @@ def simulate(weights, kernels, precision, embedding_quantized, block=None, round
     K = dict(KERNELS[kernels], linear=linear)
     if fp16:
         return QuantizedEmbedding(weights, fp16_values), fp16_kernels(K, rounded)
+    if gather is not None:
+        return QuantizedEmbedding(weights, gather_blocks_dequantized(*gather)), K
     return (PerTensorEmbedding(weights) if embedding_quantized else weights), K
 
 

@@ -30,7 +30,8 @@ import numpy as np
 from .graph import INTEGER_MATMULS
 
 F32 = np.float32
-MATMUL = re.compile(r"/model/layers\.(\d+)/(self_attn|mlp)/(\w+_proj)/MatMul")
+# the exporter's (self_attn) and the genai builder's (attn, with q/k/v fused into qkv_proj) MatMul names
+MATMUL = re.compile(r"/model/layers\.(\d+)/(self_attn|attn|mlp)/(\w+_proj)/MatMul")
 RANGE = {"int8": (-128, 127), "uint8": (0, 255)}
 
 
@@ -92,6 +93,33 @@ def mlas_blocks(w, block, bits=4, symmetric=True):
     return np.clip(roundf(b * inv[..., None] + zp[..., None].astype(F32)), 0, top).astype(np.int64), d, zp
 
 
+def gather_blocks(w, block, symmetric=True):
+    """MatMulNBitsQuantizer's quantize_gather (NumPy, not MLAS): the embedding table w [V, D] in
+    4-bit blocks along D, per row -> levels [V, D] (signed -8..7, or 0..15 with zero points),
+    scales [V, blocks], zero points [V, blocks] (None when symmetric). Symmetric: scale =
+    (max or min, whichever is larger in magnitude; the min on a tie) / -8, q = round(w / scale),
+    a true division and half to even, clipped; with zero points: [min(lo, 0), max(hi, 0)] / 15.
+    A partial last block is just shorter (no padding)."""
+    w = np.asarray(w, F32)
+    V, D = w.shape
+    q, scales, zps = np.zeros((V, D), np.int64), [], []
+    for b0 in range(0, D, block):
+        x = w[:, b0:b0 + block]
+        lo, hi = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if symmetric:
+                scale = np.where(np.abs(hi) > np.abs(lo), hi, lo) / F32(-8)
+                q[:, b0:b0 + block] = np.where(scale == 0, 0, x / scale).round().clip(-8, 7)
+            else:
+                lo, hi = np.minimum(lo, F32(0)), np.maximum(hi, F32(0))
+                scale = (hi - lo) / F32(15)
+                zp = np.where(scale == 0, 8, -lo / scale).round().clip(0, 15)
+                q[:, b0:b0 + block] = np.where(scale == 0, 8, x / scale + zp).round().clip(0, 15)
+                zps.append(zp[:, 0].astype(np.int64))
+        scales.append(scale[:, 0])
+    return q, np.stack(scales, axis=1), (np.stack(zps, axis=1) if zps else None)
+
+
 def roundf(x):  # C's roundf (half away from zero), fp32 -> fp32; np.round is half to even
     a = np.abs(x)
     f = np.floor(a)  # a - f is exact; floor(a + 0.5) is not: 0.5 - 2^-25 + 0.5 rounds up to 1
@@ -142,7 +170,13 @@ def fp16_clamped(w):
 
 def checkpoint_name(node_name):
     m = MATMUL.match(node_name)
-    return f"layers.{m[1]}.{m[2]}.{m[3]}.weight" if m else None
+    return f"layers.{m[1]}.{'self_attn' if m[2] == 'attn' else m[2]}.{m[3]}.weight" if m else None
+
+
+def checkpoint_weight(weights, name):  # [out, in]; the builder's qkv_proj is q, k and v stacked along out
+    if ".qkv_proj." in name:
+        return np.concatenate([weights[name.replace("qkv_proj", x)] for x in ("q_proj", "k_proj", "v_proj")])
+    return weights[name]
 
 
 def unpacked(packed, bits):  # uint8 [...] -> int64 [..., 8 / bits]: MatMulNBits' packing, low bits first
@@ -173,21 +207,23 @@ def row(name, dtype, q, q_graph, s, s_graph):
             if np.shape(s) == np.shape(s_graph) else None}
 
 
-def check_graph_weights(g, weights) -> list[dict]:
+def check_graph_weights(g, checkpoint) -> list[dict]:
     """[{"weight", "dtype", "payload_equal", "scales_equal", "differing_values", "max_scale_rel_diff"}]
-    for every MatMulInteger, MatMulNBits and quantized embedding table of the graph."""
+    for every MatMulInteger, MatMulNBits and quantized embedding table of the graph (the genai
+    builder's fused qkv_proj against q, k and v stacked)."""
     from onnx import TensorProto
 
     kinds = {TensorProto.INT8: "int8", TensorProto.UINT8: "uint8"}
     rows = []
     for node in g.model.graph.node:
         name = checkpoint_name(node.name)
+        w = checkpoint_weight(checkpoint, name) if name else None  # [out, in]
         if node.op_type in INTEGER_MATMULS and name:
             dtype = kinds.get(g.initializer_type(node.input[1]))
             if dtype is None:
                 continue
             scale_name, zp_name = integer_matmul_weight_params(node)
-            q, s, zp = ort_per_tensor(weights[name].T, dtype)  # B = W^T: [in, out]
+            q, s, zp = ort_per_tensor(w.T, dtype)  # B = W^T: [in, out]
             zp_graph = g.initializer(zp_name) if zp_name in g.inits else np.zeros(1, np.int64)  # absent: 0
             same_zp = int(np.asarray(zp_graph).ravel()[0]) == zp
             r = row(name, dtype, q, g.initializer(node.input[1]).astype(np.int64), s, g.initializer(scale_name))
@@ -198,9 +234,9 @@ def check_graph_weights(g, weights) -> list[dict]:
             bits, symmetric = attrs.get("bits", 4), len(node.input) < 4 or not node.input[3]
             if bits not in (4, 8):
                 continue
-            levels, d, zp = mlas_blocks(weights[name], attrs["block_size"], bits, symmetric)
+            levels, d, zp = mlas_blocks(w, attrs["block_size"], bits, symmetric)
             got = unpacked(g.initializer(node.input[1]), bits).reshape(levels.shape)  # [out, blocks, block]
-            K = weights[name].shape[1]
+            K = w.shape[1]
             keep = np.arange(levels.shape[1] * levels.shape[2]).reshape(levels.shape[1:]) < K  # real values only
             kind = "int4" if (bits, symmetric) == (4, True) else f"int{bits} blocks" + ("" if symmetric else ", zero points")
             r = row(name, kind, levels[:, keep], got[:, keep], d,
@@ -213,25 +249,35 @@ def check_graph_weights(g, weights) -> list[dict]:
             attrs = {a.name: a.i for a in node.attribute}
             if attrs.get("quant_type") != 1:  # 0: FP4, not made by the onnx-community recipe
                 continue
-            codes, absmax = nf4_blocks(weights[name], attrs["block_size"])
+            codes, absmax = nf4_blocks(w, attrs["block_size"])
             packed = g.initializer(node.input[1]).astype(np.int64)
             got = np.stack([packed >> 4, packed & 15], axis=-1).ravel()[:codes.size]
             rows.append(row(name, "nf4", codes, got, absmax, g.initializer(node.input[2]).ravel()))
         elif node.op_type == "MatMul" and name and g.initializer_type(node.input[1]) == TensorProto.FLOAT16:
-            want = fp16_clamped(weights[name].T)  # B = W^T
+            want = fp16_clamped(w.T)  # B = W^T
             have = g.initializer(node.input[1])
             rows.append(row(name, "fp16", want.view(np.uint16), have.view(np.uint16), F32(1), F32(1)))
     fp16_tables = [n.input[0] for n in g.model.graph.node if n.op_type == "Gather" and n.input[0] in g.inits
                    and g.initializer_type(n.input[0]) == TensorProto.FLOAT16 and len(g.inits[n.input[0]].dims) == 2]
     for t in fp16_tables[:1]:  # the fp16 graph's embedding table
-        want = fp16_clamped(weights["embed_tokens.weight"])
+        want = fp16_clamped(checkpoint["embed_tokens.weight"])
         rows.append(row("embed_tokens.weight", "fp16", want.view(np.uint16), g.initializer(t).view(np.uint16), F32(1), F32(1)))
+    gather = g.gather_blocks()
+    node = next((n for n in g.model.graph.node if n.op_type == "GatherBlockQuantized"), None)
+    if gather is not None and node.input[0] in g.inits:
+        q, scale, zp = gather_blocks(checkpoint["embed_tokens.weight"], *gather)
+        r = row("embed_tokens.weight", "int4 blocks" + ("" if gather[1] else ", zero points"), q,
+                g.initializer(node.input[0]).astype(np.int64).reshape(q.shape), scale, g.initializer(node.input[2]))
+        if zp is not None:
+            zp_graph = g.initializer(node.input[3]).astype(np.int64).reshape(q.shape[0], -1)[:, :zp.shape[1]]
+            r["scales_equal"] = r["scales_equal"] and np.array_equal(zp_graph, zp)
+        rows.append(r)
     table = g.quantized_embedding()
     if table is not None:
         dtype = kinds.get(g.initializer_type(table))
         base = table.removesuffix("_quantized")
         if dtype:
-            q, s, zp = ort_per_tensor(weights["embed_tokens.weight"], dtype)
+            q, s, zp = ort_per_tensor(checkpoint["embed_tokens.weight"], dtype)
             r = row("embed_tokens.weight", dtype, q, g.initializer(table).astype(np.int64), s, g.initializer(base + "_scale"))
             r["scales_equal"] = r["scales_equal"] and int(np.asarray(g.initializer(base + "_zero_point")).ravel()[0]) == zp
             rows.append(r)

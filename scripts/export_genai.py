@@ -1,0 +1,63 @@
+"""Export a Qwen3-Embedding checkpoint with onnxruntime-genai's model builder, as a user deploying
+it through onnxruntime-genai would: the hidden states out, no LM head.
+
+    /path/to/reference-venv/bin/python scripts/export_genai.py CKPT_DIR OUT.onnx
+        [--precision fp32|int4] [--defect NAME[:LAYER]] [--context 512]
+
+Needs onnxruntime-genai (its builder needs torch and transformers) besides the reference
+environment. The builder runs (`python -m onnxruntime_genai.models.builder ... --extra_options
+exclude_lm_head=true`) on a copy of the
+checkpoint (transformers' Qwen3ForCausalLM, fp32, with export_onnx.py's --defect planted if any;
+max_position_embeddings set to --context, the length of the cos/sin caches the builder stores,
+to keep a test graph small), then the graph and its weights are saved as one .onnx file.
+int4: the builder's MatMulNBits (its defaults: 4 bits, blocks of 32, accuracy_level 4 on CPU).
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import onnx
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from export_onnx import load  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("ckpt")
+    p.add_argument("out")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "int4"])
+    p.add_argument("--defect")
+    p.add_argument("--context", type=int, default=512)
+    a = p.parse_args()
+    from transformers import Qwen3ForCausalLM
+
+    body = load(a.ckpt, a.defect)  # Qwen3Model, defect planted
+    with tempfile.TemporaryDirectory() as tmp:
+        hf, built = Path(tmp) / "hf", Path(tmp) / "built"
+        config = body.config
+        config.max_position_embeddings = a.context
+        config.architectures = ["Qwen3ForCausalLM"]
+        lm = Qwen3ForCausalLM(config).eval()
+        lm.model.load_state_dict(body.state_dict())
+        lm.save_pretrained(hf)
+        subprocess.run([sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(built),
+                        "-p", a.precision, "-e", "cpu", "-c", str(Path(tmp) / "cache"),
+                        "--extra_options", "exclude_lm_head=true"], check=True, stdout=subprocess.DEVNULL)
+        m = onnx.load(str(built / "model.onnx"))  # its weights from model.onnx.data beside it
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(m, a.out)
+    import onnxruntime_genai
+    import transformers
+    print(f"wrote {a.out} ({Path(a.out).stat().st_size / 1e6:.2f} MB)")
+    print(json.dumps({"torch": torch.__version__, "transformers": transformers.__version__,
+                      "onnxruntime-genai": onnxruntime_genai.__version__}))
+
+
+if __name__ == "__main__":
+    main()
