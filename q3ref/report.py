@@ -14,6 +14,22 @@ def layer_rows(report):
         yield taps[0]["layer"], worst, end, any(t["diverged"] for t in taps)
 
 
+def unaligned_lines(names):
+    """One line per stage: "q_rope at layers 0-27" for a stage no layer has, names otherwise."""
+    by_stage, lines = {}, []
+    for name in names:
+        if name.startswith("layers."):
+            by_stage.setdefault(name.split(".")[2], []).append(int(name.split(".")[1]))
+        else:
+            lines.append(name)
+    for stage, layers in by_stage.items():
+        if len(layers) > 1 and layers == list(range(layers[0], layers[-1] + 1)):
+            lines.append(f"{stage} at layers {layers[0]}-{layers[-1]}")
+        else:
+            lines += [f"layers.{i}.{stage}" for i in layers]
+    return lines
+
+
 def print_table(report, console):
     from rich.table import Table
 
@@ -61,8 +77,8 @@ def print_table(report, console):
     f16 = report["fp16"]
     console.print(f"fp16 headroom (reference taps): tightest at {f16['tightest']}, max|x| fits {f16['min_headroom']:.3g} "
                   "times under 65504" + (f"; [red]{f16['first_overflow']} would overflow fp16[/]" if f16["first_overflow"] else ""))
-    for name in report["unaligned"]:
-        console.print(f"[yellow]not aligned:[/] {name}")
+    for line in unaligned_lines(report["unaligned"]):
+        console.print(f"[yellow]not aligned:[/] {line}")
     for note in report["notes"]:
         console.print(f"[yellow]note:[/] {note}")
 

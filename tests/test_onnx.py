@@ -479,6 +479,12 @@ def test_onnxruntime_genai_graphs(model, name):
     assert any("GroupQueryAttention reads attention_mask only as sequence lengths" in n for n in left["notes"])
 
 
+def test_the_report_groups_a_stage_no_layer_has():
+    r = cli("diff", ONNX / "genai_stress_fp32.onnx", "--ids", "1,2,3,4,5", "--weights", STRESS)
+    lines = [x for x in r.stdout.splitlines() if x.startswith("not aligned:")]
+    assert lines == ["not aligned: q_rope at layers 0-2", "not aligned: layers.2.out"] and r.returncode == 0, r.stdout
+
+
 def test_an_fp16_graph_runs_in_fp32_stretches(model):
     """ONNX Runtime's CPU provider runs most of an fp16 graph in fp32 and rounds to fp16 where an
     op with an fp16 kernel reads a value; the taps are read through a Cast to fp32, which it fuses
