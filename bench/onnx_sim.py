@@ -45,7 +45,7 @@ def main():
             rng = np.random.default_rng(seed)
             r = diff(model, g, rng.integers(0, 1000, int(rng.integers(5, 40))), quant="auto")
             ratios.append(r["output"]["sim_rel_l2"] / r["output"]["rel_l2"])
-            rows = [t for t in r["taps"] if t["local_rel_l2"] is not None]
+            rows = [t for t in r["taps"] if t.get("local_rel_l2") is not None]  # (unaligned taps have none)
             local = max(local, max(t["local_rel_l2"] for t in rows))
             products = max(products, max(t["local_rel_l2"] for t in rows if t["stage"] in QUANTIZED_STAGES))
             limit = max(limit, max(t["limit"] for t in rows))
