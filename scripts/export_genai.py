@@ -2,7 +2,7 @@
 it through onnxruntime-genai would: the hidden states out, no LM head.
 
     /path/to/reference-venv/bin/python scripts/export_genai.py CKPT_DIR OUT.onnx
-        [--precision fp32|int4] [--defect NAME[:LAYER]] [--context 512]
+        [--precision fp32|int4|int8] [--defect NAME[:LAYER]] [--context 512]
 
 Needs onnxruntime-genai (its builder needs torch and transformers) besides the reference
 environment. The builder runs (`python -m onnxruntime_genai.models.builder ... --extra_options
@@ -31,7 +31,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("ckpt")
     p.add_argument("out")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "int4"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "int4", "int8"])
     p.add_argument("--defect")
     p.add_argument("--context", type=int, default=512)
     a = p.parse_args()
