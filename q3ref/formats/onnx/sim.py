@@ -214,7 +214,7 @@ def int8_blocks(x, block):  # [N, in] -> integer-valued fp32 [N, blocks, block],
 def int8_nbits_linear(dequantize, block, cache=True):
     """MatMulNBits with accuracy_level 4 where MLAS has a CompInt8 kernel (probe.py says whether):
     the activations to int8 per block (int8_blocks), each block's integer dot product with the
-    centered levels (exact: |sum| <= 127 * 255 * 256 < 2^24), times the two scales, summed over
+    centered levels (exact in fp32 for blocks up to 512: 127 * 255 * 512 < 2^24), times the two scales, summed over
     the blocks in fp32. MLAS adds the blocks in another order: ~1e-7 from this."""
     weights = QuantizedWeights(dequantize, cache)
 
