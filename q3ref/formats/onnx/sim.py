@@ -264,18 +264,18 @@ def gather_blocks_dequantized(block, symmetric):
     return dequantize
 
 
-def simulate(weights, kernels, precision, embedding_quantized, block=None, rounded=(), nbits=None, compute="fp32",
+def simulate(weights, kernels, precision, embedding_quantized, block=None, rounded=(), nbits=None, compute=None,
              gather=None):
     """(weights, kernel dict) for model.forward computing as ONNX Runtime runs a graph of this
     precision ("int8", "uint8", "q4", "q8", "bnb4", "q4f16", "q8f16", "fp16"); `block` is
-    MatMulBnb4's; `nbits`, MatMulNBits' graph.NBits, run in `compute` ("fp32", or "int8" for
-    CompInt8: probe.py); `rounded`, the taps an fp16 graph rounds to fp16 (Export.fp16_rounded_taps);
+    MatMulBnb4's; `nbits`, MatMulNBits' graph.NBits, run as `compute` (probe.py's variant: "CompInt8"
+    quantizes the activations; otherwise the product is fp32); `rounded`, the taps an fp16 graph rounds to fp16 (Export.fp16_rounded_taps);
     `gather`, Graph.gather_blocks() of a table in 4-bit blocks."""
     cache = weights.resident
     fp16 = precision in ("fp16", "q4f16", "q8f16")
     if nbits is not None:
         nb_dequantized = NBITS_DEQUANTIZED[kernels]
-        if compute == "int8":
+        if compute == "CompInt8":
             linear = int8_nbits_linear(lambda w: nb_dequantized(w, nbits, fp16, centered=True), nbits.block, cache)
         else:
             linear = dequantized_linear(lambda w: nb_dequantized(w, nbits, fp16), cache)
