@@ -3,7 +3,9 @@ layout, scripts/export_onnx.py), and their ONNX Runtime quantizations (int8/uint
 MatMulNBits q4/q8 with or without zero points and accuracy_level 4, MatMulBnb4, fp16, q4f16).
 
 graph.py reads the protobuf (external data left on disk), align.py finds each tap by the
-exporter's module names and wiring, run.py runs ONNX Runtime with the taps as extra outputs.
+exporter's module names and wiring (align_genai.py: onnxruntime-genai's builder's), run.py runs
+ONNX Runtime with the taps as extra outputs, sim.py computes what ORT computes for each recipe,
+probe.py finds which MatMulNBits product this CPU's ORT runs.
 The graph returns last_hidden_state: pooling and normalization are the bridge's (output_tap "norm").
 """
 

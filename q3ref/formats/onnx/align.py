@@ -18,6 +18,9 @@ exporter names each node by its module path, and ONNX Runtime's quantizers keep 
     out            /model/layers.{i}/Add_1_output_0
     norm           the graph output, last_hidden_state
 pooled and embedding are the bridge's (diff pools the graph's norm as sentence-transformers does).
+A graph ONNX Runtime saved after optimizing keeps these names: a FusedMatMul under its fusion
+suffixes (fused_name), and in an fp16 graph the fp32 twin of a tensor (InsertedPrecisionFreeCast_)
+where ORT kept no fp16 copy. onnxruntime-genai's builder has a layout of its own: align_genai.py.
 """
 
 from __future__ import annotations
