@@ -28,6 +28,7 @@ Variants (file names as the onnx-community set names them):
                                           optimized_model_filepath), as some published files are: fused
                                           SimplifiedLayerNormalization, FusedMatMul, MatMulIntegerToFloat;
                                           fp16 graphs with ORT's own casts inserted
+  static24           model_static24.onnx  fp32 with every shape fixed, input_ids [1, 24] (no dynamic axes)
   past               model_past.onnx      fp32 with the past_key_values.{i}.key/value inputs and present.*
                                           outputs of a with-past export (optimum's names), which an
                                           embedding bridge feeds empty
@@ -107,12 +108,14 @@ def load(ckpt, defect):
     return model
 
 
-def export_fp32(model, path):
-    ids = torch.tensor([[11, 12, 13, 14, 15]], dtype=torch.long)
+def export_fp32(model, path, static=None):
+    """static: a fixed [1, static] shape (no dynamic axes), as exports for NPUs and some app
+    runtimes are made."""
+    ids = torch.arange(11, 11 + (static or 5), dtype=torch.long)[None]
     mask = torch.ones_like(ids)
     pos = torch.arange(ids.shape[1])[None]
-    dyn = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
-           "position_ids": {0: "batch", 1: "seq"}, "last_hidden_state": {0: "batch", 1: "seq"}}
+    dyn = None if static else {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
+                               "position_ids": {0: "batch", 1: "seq"}, "last_hidden_state": {0: "batch", 1: "seq"}}
     torch.onnx.export(LastHidden(model), (ids, mask, pos), str(path), dynamo=False, opset_version=18,
                       input_names=["input_ids", "attention_mask", "position_ids"], output_names=["last_hidden_state"],
                       dynamic_axes=dyn, do_constant_folding=True)
@@ -235,7 +238,8 @@ def save(model, dst):
 FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx", "int8_per_channel": "model_int8_pc.onnx",
          "uint8": "model_uint8.onnx", "q4": "model_q4.onnx", "q4f16": "model_q4f16.onnx",
          "q4_zp": "model_q4_zp.onnx", "q8": "model_q8.onnx",
-         "fp16": "model_fp16.onnx", "bnb4": "model_bnb4.onnx", "past": "model_past.onnx"}
+         "fp16": "model_fp16.onnx", "bnb4": "model_bnb4.onnx", "past": "model_past.onnx",
+         "static24": "model_static24.onnx"}
 
 
 def main():
@@ -254,6 +258,8 @@ def main():
     for variant in a.variants.split(","):
         if variant == "past":
             export_past(model, files[variant])
+        elif variant == "static24":
+            export_fp32(model, files[variant], static=24)
         elif variant.endswith("_opt"):
             files[variant] = optimized(files[variant.removesuffix("_opt")])
         elif variant != "fp32":

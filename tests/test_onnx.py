@@ -485,6 +485,27 @@ def test_the_report_groups_a_stage_no_layer_has():
     assert lines == ["not aligned: q_rope at layers 0-2", "not aligned: layers.2.out"] and r.returncode == 0, r.stdout
 
 
+def test_a_static_shape_export_is_padded_to_its_seq_len(model):
+    """stress_static24.onnx (torch's exporter without dynamic axes: input_ids [1, 24]): diff and
+    check pad every input to 24 on either side; a longer input needs --truncate, another --length
+    is refused in one line (both were ONNX Runtime's "invalid dimensions" before)."""
+    from q3ref.check import check_graph
+    from q3ref.errors import Q3RefError
+
+    g = open_export(ONNX / "stress_static24.onnx")
+    assert g.seq_len == 24 and "seq_len 24 (static shapes" in g.summary(g.describe())[0]
+    for padding in ("right", "left"):
+        r = diff(model, g, INPUTS["17 tokens"], padding)
+        assert r["seq_len"] == 24 and r["tokens"] == 17 and r["first_divergence"] is None and r["unaligned"] == []
+    with pytest.raises(Q3RefError, match="the graph takes 24"):
+        diff(model, g, INPUTS["40 tokens"], "right")
+    assert diff(model, g, INPUTS["40 tokens"], "right", truncate=True)["tokens"] == 24
+    with pytest.raises(Q3RefError, match="static-shape export"):
+        diff(model, g, INPUTS["17 tokens"], "right", length=48)
+    results = check_graph(g, model.cfg)
+    assert len(results) == 4 and all(ok for _, ok, _, _ in results), results
+
+
 def test_an_fp16_graph_runs_in_fp32_stretches(model):
     """ONNX Runtime's CPU provider runs most of an fp16 graph in fp32 and rounds to fp16 where an
     op with an fp16 kernel reads a value; the taps are read through a Cast to fp32, which it fuses

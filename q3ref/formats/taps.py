@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..tokenizer import EOS_ID
+
 
 @dataclass
 class Aligned:
@@ -111,6 +113,23 @@ def weight_lines(d, recipe) -> list[str]:
              f"({recipe})"]
             + [f"    {r['weight']}: {r['differing_values']} values and scales up to {r['max_scale_rel_diff']:.2g} "
                "(relative) differ: another recipe, other weights, or a re-quantized file" for r in rows if r not in same])
+
+
+def place_fixed(ids, seq_len, padding="right", pad_id=EOS_ID, truncate=False):
+    """ids -> (input_ids [1, S], mask [1, S] bool) padded on one side to a graph's fixed seq_len
+    (a LiteRT graph's, a static-shape ONNX graph's)."""
+    from ..api import pad
+    from ..errors import Q3RefError
+
+    ids = list(ids)
+    if len(ids) > seq_len:
+        if not truncate:
+            raise Q3RefError(f"input has {len(ids)} tokens, the graph takes {seq_len} (seq_len is baked into "
+                             "the graph); shorten it, or pass --truncate to keep the first tokens and the last")
+        ids = ids[: seq_len - 1] + ids[-1:]  # keep the input's last token (its EOS) last
+    if padding not in ("left", "right"):
+        raise Q3RefError(f"--padding must be left or right, got {padding!r}")
+    return pad([ids], padding, pad_id, seq_len)  # [1, S] each
 
 
 class GraphExport:

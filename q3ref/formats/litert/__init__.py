@@ -7,10 +7,10 @@ kernels compute as q3ref emulates them, weights.py checks quantized weights bit 
 
 from __future__ import annotations
 
-from ..taps import GraphExport
+from ..taps import GraphExport, place_fixed
 from .align import align
 from .graph import Graph
-from .run import place, run
+from .run import run
 
 # Local relative L2 error a stage that reads quantized weights may add, per precision.
 # Measured on the bundled graphs: dynamic_int8 <= 1.3e-2, weight_only_int8 <= 6.7e-3; fp16
@@ -101,4 +101,4 @@ class Export(GraphExport):
 
             raise Q3RefError(f"--length {length}: this graph's seq_len {self.seq_len} is baked in, and every "
                              "input is padded to it")
-        return place(ids, self.seq_len, padding, pad_id, truncate)
+        return place_fixed(ids, self.seq_len, padding, pad_id, truncate)

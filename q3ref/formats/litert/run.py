@@ -14,23 +14,8 @@ import os
 
 import numpy as np
 
-from ...api import pad
 from ...errors import Q3RefError
 from .graph import NP_DTYPES, Graph
-from ...tokenizer import EOS_ID
-
-
-def place(ids, seq_len, padding="right", pad_id=EOS_ID, truncate=False):
-    """ids -> (input_ids [1, S], mask [1, S] bool) padded on one side to the graph's seq_len."""
-    ids = list(ids)
-    if len(ids) > seq_len:
-        if not truncate:
-            raise Q3RefError(f"input has {len(ids)} tokens, the graph takes {seq_len} (seq_len is baked into "
-                             "the graph); shorten it, or pass --truncate to keep the first tokens and the last")
-        ids = ids[: seq_len - 1] + ids[-1:]  # keep the input's last token (its EOS) last
-    if padding not in ("left", "right"):
-        raise Q3RefError(f"--padding must be left or right, got {padding!r}")
-    return pad([ids], padding, pad_id, seq_len)  # [1, S] each
 
 
 def run(g: Graph, input_ids, mask, tensors=(), kernels="xnnpack") -> dict[int, np.ndarray]:

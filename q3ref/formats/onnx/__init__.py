@@ -11,7 +11,7 @@ The graph returns last_hidden_state: pooling and normalization are the bridge's 
 
 from __future__ import annotations
 
-from ..taps import GraphExport
+from ..taps import GraphExport, place_fixed
 from .align import align
 from .graph import Graph
 from .run import run
@@ -44,11 +44,11 @@ class Export(GraphExport):
     format = "onnx"
     runtimes = ("ort",)
     output_tap = "norm"
-    seq_len = None  # any length: the bridge pads to its batch's longest
-
     def __init__(self, path):
         self.graph = Graph(path)
         self.path = self.graph.path
+        # None: any length, the bridge pads to its batch's longest; a static-shape export fixes it
+        self.seq_len = self.graph.seq_len()
         self.precision = self.graph.precision()
         self.output = self.graph.output
         # what ONNX Runtime computes for each precision: sim.py
@@ -60,7 +60,8 @@ class Export(GraphExport):
         from ..taps import config_line, io_lines, table_and_ops, weight_lines
 
         lines = [f"{d['graph']}: {d['size_mb']} MB, precision {d['precision']}, opset {d['opset']}, "
-                 f"{d['producer'] or 'no producer'}, {d['layers']} layers, hidden {d['hidden_size']}, vocab {d['vocab_size']}"]
+                 f"{d['producer'] or 'no producer'}, {d['layers']} layers, hidden {d['hidden_size']}, vocab {d['vocab_size']}"
+                 + (f", seq_len {d['seq_len']} (static shapes: inputs are padded to it)" if d["seq_len"] else "")]
         lines += [f"  {nb}" for nb in d["matmul_nbits"]]
         if d["gather_blocks"]:
             block, symmetric = d["gather_blocks"]
@@ -163,6 +164,11 @@ class Export(GraphExport):
         from ...api import pad
         from ...errors import Q3RefError
 
+        if self.seq_len is not None:
+            if length is not None and length != self.seq_len:
+                raise Q3RefError(f"--length {length}: this graph's input_ids are [1, {self.seq_len}] (a static-shape "
+                                 "export), and every input is padded to that")
+            return place_fixed(ids, self.seq_len, padding, pad_id, truncate)
         if padding not in ("left", "right"):
             raise Q3RefError(f"--padding must be left or right, got {padding!r}")
         if length is not None and length < len(ids):

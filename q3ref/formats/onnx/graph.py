@@ -100,6 +100,12 @@ class Graph:
                     return a["block_size"], len(n.input) < 4 or not n.input[3]
         return None
 
+    def seq_len(self) -> int | None:
+        """input_ids' sequence length where the export fixed it (a static-shape graph), else None."""
+        v = next((i for i in self.model.graph.input if i.name == "input_ids"), None)
+        dims = list(v.type.tensor_type.shape.dim) if v is not None else []
+        return dims[1].dim_value if len(dims) == 2 and dims[1].dim_value > 0 else None
+
     def head_dim(self) -> int | None:
         """Dh, from the q_norm weight (one value per head dimension): a cache input may leave it
         symbolic (the genai builder's kv_cache_dim), which an empty cache must still match."""
@@ -208,7 +214,7 @@ class Graph:
         return {"graph": str(self.path), "format": "onnx", "size_mb": round(self.path.stat().st_size / 1e6, 2),
                 "external_data": any(i.data_location == onnx.TensorProto.EXTERNAL for i in g.initializer),
                 "inputs": [io(v) for v in g.input if v.name not in self.inits], "outputs": [io(v) for v in g.output],
-                "seq_len": None, "precision": self.precision(), "matmul_nbits": sorted(str(nb) for nb in self.nbits()),
+                "seq_len": self.seq_len(), "precision": self.precision(), "matmul_nbits": sorted(str(nb) for nb in self.nbits()),
                 "gather_blocks": self.gather_blocks(),
                 "opset": max(o.version for o in self.model.opset_import),
                 "producer": f"{self.model.producer_name} {self.model.producer_version}".strip(),
