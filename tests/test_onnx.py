@@ -314,6 +314,19 @@ def test_nbits_recipe_is_the_quantizers():
                 assert sym or (unpacked(zp, bits).reshape(N, -1)[:, :kb] == z).all(), (bits, sym, ties)
 
 
+def test_fp16_values_kernel_matches_its_numpy_twin():
+    """onnxconverter-common's clamp into [1e-7, 1e4] then fp16, Numba against NumPy, bit for bit:
+    magnitudes from 1e-9 to 1e6, +-0, +-inf, NaN, the bounds themselves, past fp16's largest."""
+    from q3ref.formats.onnx.sim import fp16_values, fp16_values_numba
+
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((64, 96)) * rng.choice([1e-9, 1e-8, 1, 100, 1e5, 1e6], (64, 96))).astype(np.float32)
+    w[0, :10] = [0, -0.0, np.inf, -np.inf, np.nan, 1e-7, -1e-8, 1e4, -1e4, 65519]
+    want, got = fp16_values(w), fp16_values_numba(w)
+    assert (got.view(np.uint32) == want.view(np.uint32)).all()
+    assert got[0, 6] == -np.float32(np.float16(1e-7)) and got[1].max() <= np.float32(1e4)
+
+
 def test_nf4_kernel_matches_its_numpy_twin():
     """MatMulBnb4's NF4 round trip (formats/onnx/sim.py), Numba against NumPy, bit for bit: blocks
     across rows (they run over W flattened), a partial last block, an all-zero block, values on

@@ -187,6 +187,33 @@ def fp16_values(w):  # [...] -> fp32 values of the fp16 conversion's (to_fp16: N
     return to_fp16(fp16_clamp(w))
 
 
+@numba.njit(cache=True, nogil=True)
+def fp16_clamp_numba_into(w, out):
+    """fp16_clamp in one pass, w [n] -> out [n]: its twin's twelve whole-array passes (abs, masks,
+    sign, where) took 4.7 s of a 0.6B fp16 diff's 24 s (AMD EPYC)."""
+    tiny, huge, zero = np.float32(1e-7), np.float32(1e4), np.float32(0.0)
+    for i in range(w.size):
+        x = w[i]
+        a = abs(x)
+        if zero < a < tiny:
+            x = tiny if x > zero else -tiny
+        elif huge < a < np.inf:
+            x = huge if x > zero else -huge
+        out[i] = x
+
+
+def fp16_values_numba(w):  # [...] -> fp32 [...]: fp16_values, the clamp in one pass, then to_fp16 in place
+    w = np.ascontiguousarray(w, F32)
+    out = np.empty(w.shape, F32)
+    flat = out.reshape(-1)
+    fp16_clamp_numba_into(w.reshape(-1), flat)
+    to_fp16_numba_into(flat, flat.view(np.uint32), flat, flat.view(np.uint32))  # element by element: in place is safe
+    return out
+
+
+FP16_VALUES = {"numba": fp16_values_numba, "numpy": fp16_values}
+
+
 def dequantized_linear(dequantize, cache=True):
     """MatMulNBits, MatMulBnb4 and fp16 MatMuls on CPU: the weight dequantized to fp32 (held as
     fp32: a float16 operand made NumPy convert it on every product), then an fp32 GEMM (MLAS),
@@ -280,7 +307,7 @@ def simulate(weights, kernels, precision, embedding_quantized, block=None, round
         else:
             linear = dequantized_linear(lambda w: nb_dequantized(w, nbits, fp16), cache)
     elif precision == "fp16":
-        linear = dequantized_linear(fp16_values, cache)
+        linear = dequantized_linear(FP16_VALUES[kernels], cache)
     elif precision == "bnb4":
         nf4 = NF4_DEQUANTIZED[kernels]
         linear = dequantized_linear(lambda w: nf4(w, block), cache)
@@ -288,7 +315,7 @@ def simulate(weights, kernels, precision, embedding_quantized, block=None, round
         linear = matmul_integer_linear(precision, kernels, cache)
     K = dict(KERNELS[kernels], linear=linear)
     if fp16:
-        return QuantizedEmbedding(weights, fp16_values), fp16_kernels(K, rounded)
+        return QuantizedEmbedding(weights, FP16_VALUES[kernels]), fp16_kernels(K, rounded)
     if gather is not None:
         return QuantizedEmbedding(weights, gather_blocks_dequantized(*gather)), K
     return (PerTensorEmbedding(weights) if embedding_quantized else weights), K
