@@ -3,7 +3,7 @@ make the quantized variants with ONNX Runtime's own quantizers, called as transf
 quantize script calls them.
 
     /path/to/reference-venv/bin/python scripts/export_onnx.py CKPT_DIR OUT_DIR [--name stress]
-        [--variants fp32,int8,uint8,q4,q4f16,q4_zp,q8,fp16,bnb4,int8_per_channel,past] [--defect NAME[:LAYER]]
+        [--variants fp32,int8,uint8,q4,q4f16,q4_zp,q8,q2,fp16,bnb4,int8_per_channel,past] [--defect NAME[:LAYER]]
 
 Needs torch==2.13.0, transformers, onnx, onnxruntime, onnxconverter-common (the reference
 environment; not q3ref dependencies). The graph: transformers' Qwen3Model (fp32, eager
@@ -22,6 +22,7 @@ Variants (file names as the onnx-community set names them):
   q8                 model_q8.onnx        MatMulNBits 8 bits, block 32, zero points, accuracy_level 4 (int8
                                           activations where MLAS has the kernel), as some published
                                           "int8" files are made (they need onnxruntime >= 1.23)
+  q2                 model_q2.onnx        MatMulNBits 2 bits, block 32, symmetric, accuracy_level 4
   fp16               model_fp16.onnx      onnxconverter-common float16, keep_io_types=True
   bnb4               model_bnb4.onnx      MatMulBnb4, NF4, block 64
   VARIANT_opt        model_VARIANT_opt.onnx   VARIANT as ONNX Runtime saves it optimized (ORT_ENABLE_EXTENDED,
@@ -183,11 +184,13 @@ def quantize(src, dst, variant):
         if variant == "q4f16":
             model = to_fp16(model)
         onnx.save(model, str(dst))
-    elif variant in ("q4_zp", "q8"):
+    elif variant in ("q4_zp", "q8", "q2"):
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-        opts = dict(bits=4, block_size=128) if variant == "q4_zp" else dict(bits=8, block_size=32, accuracy_level=4)
-        q = MatMulNBitsQuantizer(onnx.load(str(src)), is_symmetric=False, **opts)
+        opts = {"q4_zp": dict(bits=4, block_size=128, is_symmetric=False),
+                "q8": dict(bits=8, block_size=32, accuracy_level=4, is_symmetric=False),
+                "q2": dict(bits=2, block_size=32, accuracy_level=4, is_symmetric=True)}[variant]
+        q = MatMulNBitsQuantizer(onnx.load(str(src)), **opts)
         q.process()
         onnx.save(q.model.model, str(dst))
     elif variant == "bnb4":
@@ -237,7 +240,7 @@ def save(model, dst):
 
 FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx", "int8_per_channel": "model_int8_pc.onnx",
          "uint8": "model_uint8.onnx", "q4": "model_q4.onnx", "q4f16": "model_q4f16.onnx",
-         "q4_zp": "model_q4_zp.onnx", "q8": "model_q8.onnx",
+         "q4_zp": "model_q4_zp.onnx", "q8": "model_q8.onnx", "q2": "model_q2.onnx",
          "fp16": "model_fp16.onnx", "bnb4": "model_bnb4.onnx", "past": "model_past.onnx",
          "static24": "model_static24.onnx"}
 

@@ -21,11 +21,11 @@ from .run import run
 # activation scales), q4 <= 0.12 (4-bit weights; with zero points 0.11, genai int4 0.10), q8 <= 1.1e-2,
 # fp16 <= 1.2e-3; planted defects add >= 0.1. (--quant none: the simulation holds every stage to 1e-4.)
 LOCAL_LIMIT = {"fp32": 1e-4, "fp16": 1e-2, "int8": 5e-2, "uint8": 5e-2, "q4": 0.3, "q4f16": 0.3, "bnb4": 0.3,
-               "q8": 5e-2, "q8f16": 5e-2, "qmixed": 0.3, "qmixedf16": 0.3}
+               "q8": 5e-2, "q8f16": 5e-2, "q2": 1.0, "q2f16": 1.0, "qmixed": 1.0, "qmixedf16": 1.0}
 FP16_SIM_LIMIT = 2e-3
 QUANTIZED_STAGES = {"q", "k", "v", "o_proj", "gate", "up", "down"}  # MatMul outputs
-SIMULATED = ("int8", "uint8", "q4", "q8", "bnb4", "q4f16", "q8f16", "fp16")  # not "qmixed": MatMulNBits of two kinds
-FP16 = ("fp16", "q4f16", "q8f16", "qmixedf16")
+SIMULATED = ("int8", "uint8", "q2", "q4", "q8", "bnb4", "q2f16", "q4f16", "q8f16", "fp16")  # not "qmixed": two kinds
+FP16 = ("fp16", "q2f16", "q4f16", "q8f16", "qmixedf16")
 FP16_STAGES = {"embed", "input_norm", "q_norm", "k_norm", "q_rope", "k_rope", "attn", "attn_residual",
                "post_norm", "act", "out", "norm", "pooled", "embedding"}  # fp16 graphs run these in fp16 too
 
@@ -94,7 +94,7 @@ class Export(GraphExport):
         if simulated:
             return {stage: FP16_SIM_LIMIT for stage in QUANTIZED_STAGES | FP16_STAGES} if fp16 else {}
         limits = {stage: LOCAL_LIMIT["fp16"] for stage in QUANTIZED_STAGES | FP16_STAGES} if fp16 else {}
-        limits.update({stage: LOCAL_LIMIT[self.precision] for stage in QUANTIZED_STAGES})
+        limits.update({stage: LOCAL_LIMIT.get(self.precision, 1.0) for stage in QUANTIZED_STAGES})  # (an unknown bit width: 1)
         if self.graph.embedding_quantized():
             limits["embed"] = LOCAL_LIMIT["int8"]
         if self.graph.gather_blocks():

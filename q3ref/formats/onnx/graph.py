@@ -20,7 +20,7 @@ INTEGER_MATMULS = ("MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatM
 
 
 class NBits(NamedTuple):
-    """How a graph's MatMulNBits nodes are quantized and computed: `bits` (4 or 8) per level,
+    """How a graph's MatMulNBits nodes are quantized and computed: `bits` (2, 4 or 8) per level,
     `block` weights per scale along the input, `symmetric` (no zero-point input: the zero point is
     2^(bits-1)), `accuracy_level` (4: ONNX Runtime may quantize the activations to int8 per
     block, CompInt8; unset or 0: fp32, the onnx-community q4's)."""

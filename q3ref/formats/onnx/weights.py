@@ -181,9 +181,7 @@ def checkpoint_weight(weights, name):  # [out, in]; the builder's qkv_proj is q,
 
 def unpacked(packed, bits):  # uint8 [...] -> int64 [..., 8 / bits]: MatMulNBits' packing, low bits first
     packed = np.asarray(packed).astype(np.int64)
-    if bits == 8:
-        return packed[..., None]
-    return np.stack([packed & 15, packed >> 4], axis=-1)
+    return np.stack([(packed >> (bits * j)) & (2 ** bits - 1) for j in range(8 // bits)], axis=-1)
 
 
 def integer_matmul_weight_params(node):
@@ -232,7 +230,7 @@ def check_graph_weights(g, checkpoint) -> list[dict]:
         elif node.op_type == "MatMulNBits" and name:
             attrs = {a.name: a.i for a in node.attribute}
             bits, symmetric = attrs.get("bits", 4), len(node.input) < 4 or not node.input[3]
-            if bits not in (4, 8):
+            if bits not in (2, 4, 8):
                 continue
             levels, d, zp = mlas_blocks(w, attrs["block_size"], bits, symmetric)
             got = unpacked(g.initializer(node.input[1]), bits).reshape(levels.shape)  # [out, blocks, block]
