@@ -188,8 +188,7 @@ def check_hidden_states(g, cfg, probe=None, long=512):
                "The graph quantizes each MatMul's input with one scale over the whole tensor (DynamicQuantizeLinear), "
                "so padding rows and the other texts of the batch set every text's scale. Embed texts one at a time "
                "without padding, or batch texts of similar length; or use the q4/fp16 graph, whose activations stay float.")
-    # a with-past export's cache inputs are float and fed empty (formats/onnx/run.feeds)
-    dtypes = [i["dtype"] for i in g.describe()["inputs"] if not i["name"].startswith("past_key_values.")]
+    dtypes = [i["dtype"] for i in g.describe()["inputs"] if "role" not in i]  # (a KV cache is float, fed empty)
     record("inputs are integer ids, mask and positions", all(d in ("int32", "int64") for d in dtypes), ", ".join(dtypes),
            "Feed the dtypes the graph declares.")
     dim = g.describe()["hidden_size"]

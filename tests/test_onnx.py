@@ -455,7 +455,8 @@ def test_matmul_nbits_of_two_kinds_are_not_simulated(model, tmp_path):
 def test_a_with_past_export_is_fed_an_empty_cache(model):
     """stress_past.onnx (WithPast through torch's exporter: past_key_values.{i}.key/value in,
     present.* out) gets [1, Hkv, 0, Dh] caches, as an embedding bridge feeds it; its taps align by
-    structure (k_rope through the Concat with the cache) and its output is the plain graph's."""
+    structure (k_rope through the Concat with the cache), its output is the plain graph's, and
+    check passes on it."""
     from q3ref.formats.onnx.run import feeds
 
     g, plain = open_export(ONNX / "stress_past.onnx"), open_export(ONNX / "stress.onnx")
@@ -467,6 +468,10 @@ def test_a_with_past_export_is_fed_an_empty_cache(model):
     assert {a.how for a in found.values()} == {"structure"} and len(found) == len(plain.align(model.cfg)[0])
     a, b = g.run(x, mask)[g.output], plain.run(x, mask)[plain.output]
     assert np.linalg.norm(a - b) / np.linalg.norm(b) < 1e-6
+    from q3ref.check import check_graph
+
+    results = check_graph(g, model.cfg)  # the float cache inputs are not held against "integer inputs"
+    assert all(ok for _, ok, _, _ in results), results
 
 
 @pytest.mark.parametrize("name", ["genai_stress_fp32", "genai_stress_int4"])

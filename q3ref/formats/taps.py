@@ -91,7 +91,8 @@ def graph_summary(d) -> list[str]:
 
 
 def io_lines(d) -> list[str]:
-    return ([f"  input  {i['name']}: {i['dtype']} {i['shape']}" for i in d["inputs"]]
+    return ([f"  input  {i['name']}: {i['dtype']} {i['shape']}" + (f" ({i['role']})" if "role" in i else "")
+             for i in d["inputs"]]
             + [f"  output {o['name']}: {o['dtype']} {o['shape']}" for o in d["outputs"]])
 
 

@@ -209,8 +209,11 @@ class Graph:
         hidden = [d.dim_value for d in g.output[0].type.tensor_type.shape.dim][-1] or (table.dims[1] if table else None)
 
         def io(v):
+            from .run import PAST
+
             return {"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,
-                    "shape": [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim]}
+                    "shape": [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim],
+                    **({"role": "cache, fed empty"} if PAST.match(v.name) else {})}
         return {"graph": str(self.path), "format": "onnx", "size_mb": round(self.path.stat().st_size / 1e6, 2),
                 "external_data": any(i.data_location == onnx.TensorProto.EXTERNAL for i in g.initializer),
                 "inputs": [io(v) for v in g.input if v.name not in self.inits], "outputs": [io(v) for v in g.output],
