@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from ..taps import Aligned
 from .align_genai import align_genai, is_genai
-from .graph import Graph
-from .run import CAST_PREFIX, PAST
+from .graph import PAST, Graph
+from .run import CAST_PREFIX
 
 NAMES = {  # tap stage -> (tensor name under /model/layers.{i}/, layout)
     "input_norm": ("input_layernorm/Mul_1_output_0", "rows"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -17,6 +18,7 @@ from ...errors import Q3RefError
 # saved: MatMulIntegerToFloat (with the Cast and the scales' Mul), DynamicQuantizeMatMul (with the
 # activation's DynamicQuantizeLinear too). The weight is input 1 in all three.
 INTEGER_MATMULS = ("MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul")
+PAST = re.compile(r"past_key_values\.\d+\.(key|value)$")  # a with-past export's KV cache inputs (optimum's names)
 
 
 class NBits(NamedTuple):
@@ -209,8 +211,6 @@ class Graph:
         hidden = [d.dim_value for d in g.output[0].type.tensor_type.shape.dim][-1] or (table.dims[1] if table else None)
 
         def io(v):
-            from .run import PAST
-
             return {"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,
                     "shape": [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim],
                     **({"role": "cache, fed empty"} if PAST.match(v.name) else {})}

@@ -8,13 +8,12 @@ graph output, so a tapped optimized run is neither the optimized run nor the pla
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import Q3RefError
-from .graph import Graph
+from .graph import PAST, Graph
 
 
 FP32_READ = "/q3ref_fp32"  # suffix of an fp16 graph's tap read through a Cast to fp32
@@ -102,9 +101,6 @@ def session(g: Graph, tensors=(), optimize=False):
                          "and its .onnx_data into a writable directory") from None
     finally:
         path.unlink(missing_ok=True)
-
-
-PAST = re.compile(r"past_key_values\.\d+\.(key|value)$")  # a with-past export's KV cache inputs (optimum's names)
 
 
 def feeds(g: Graph, input_ids, mask):
