@@ -7,13 +7,15 @@ checkpoint, as ONNX Runtime's quantizers compute it, bit for bit: what `inspect 
   zero point = round(-min / scale) from the float64 scale. Then q = round(w / scale) + zero point
   with the division in float32, np.round (half to even), clipped to the type's full range. The
   MatMul's B is W transposed ([in, out]); the embedding's Gather table is quantized the same way.
-- MatMulNBitsQuantizer (4 or 8 bits, blocks along the input, symmetric or with zero points;
+- MatMulNBitsQuantizer (2, 4 or 8 bits, blocks along the input, symmetric or with zero points;
   MLAS' BlockwiseQuantizer in C++, mlas_blocks; q4f16: the same, then the scales rounded to fp16
   by the fp16 conversion). The onnx-community q4 is 4 bits, blocks of 32, symmetric: per block
   d = (the block's max or min, whichever is larger in magnitude; the min on a tie) / -8 in fp32,
   q = clamp(roundf(w * (1/d) + 8)). The quantizer's own default is asymmetric, and some
   published "int8" files are its 8-bit blocks. K is padded to a whole block, and the padding is
-  not compared.
+  not compared. onnxruntime-genai's builder fuses q, k and v into one qkv_proj: compared with the
+  three stacked. Its quantize_gather (NumPy, not MLAS) writes an embedding table as
+  GatherBlockQuantized 4-bit blocks along the hidden dimension: gather_blocks.
 - MatMulBnb4Quantizer (NF4, blocks of 64 over W [out, in] flattened; blockwise_quant_block_bnb4.h):
   absmax per block in fp32, x = w * (1 / absmax) in fp32, the code by NF4's 15 midpoints (a value
   on a midpoint takes the lower code), two codes a byte, the first in the high nibble.
