@@ -112,8 +112,10 @@ def weight_lines(d, recipe) -> list[str]:
     kinds = "/".join(sorted({r["dtype"] for r in rows}))
     return ([f"  {kinds} weights: {len(same)}/{len(rows)} bit-identical to q3ref's quantization of the checkpoint "
              f"({recipe})"]
-            + [f"    {r['weight']}: {r['differing_values']} values and scales up to {r['max_scale_rel_diff']:.2g} "
-               "(relative) differ: another recipe, other weights, or a re-quantized file" for r in rows if r not in same])
+            + [f"    {r['weight']}: " + (f"{r['differing_values']} values and scales up to {r['max_scale_rel_diff']:.2g} "
+                                         "(relative) differ" if r["max_scale_rel_diff"] is not None
+                                         else "the payload or the scales have another shape")
+               + ": another recipe, other weights, or a re-quantized file" for r in rows if r not in same])
 
 
 def place_fixed(ids, seq_len, padding="right", pad_id=EOS_ID, truncate=False):

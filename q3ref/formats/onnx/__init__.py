@@ -128,7 +128,7 @@ class Export(GraphExport):
         nb = next(iter(nbits)) if len(nbits) == 1 else None
         compute = self.runtime_note(runtime, True)["variant"] if nb else None  # "unknown": fp32, and the note says so
         return simulate(weights, kernels, self.precision, self.graph.embedding_quantized(), self.graph.block_size(),
-                        rounded, nb, compute, self.graph.gather_blocks())
+                        rounded, nb, compute, self.graph.gather_blocks(), self.graph.integer_per_channel())
 
     def fp16_rounded_taps(self, cfg) -> set[str]:
         """The taps whose values ONNX Runtime rounds to fp16 before computing on (run.fp16_rounded):

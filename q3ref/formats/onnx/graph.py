@@ -81,6 +81,17 @@ class Graph:
             return "uint8" if weight_types == {2} else "int8"  # TensorProto.UINT8 = 2, INT8 = 3
         return "fp16" if self.fp16() else "fp32"
 
+    def integer_per_channel(self) -> bool:
+        """Whether quantize_dynamic quantized the integer MatMuls' weights per channel (per_channel=True:
+        a scale per output column) rather than per tensor."""
+        from .weights import integer_matmul_weight_params
+
+        for n in self.nodes:
+            if n.op_type in INTEGER_MATMULS:
+                scale = integer_matmul_weight_params(n)[0]
+                return scale in self.inits and int(np.prod(self.inits[scale].dims)) > 1
+        return False
+
     def nbits(self) -> set[NBits]:
         """The distinct NBits of the graph's MatMulNBits nodes (one, but for a mixed recipe)."""
         specs = set()

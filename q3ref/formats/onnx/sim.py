@@ -33,7 +33,8 @@ import numpy as np
 
 from ...kernels import KERNELS, rope_inv_freq, rope_tables as kernel_rope_tables
 from ...quant import QuantizedEmbedding, QuantizedWeights, exact_int_matmul, to_fp16, to_fp16_numba_into
-from .weights import NF4_BOUNDS, NF4_LEVELS, RANGE, fp16_clamp, gather_blocks, mlas_blocks, nf4_blocks, ort_per_tensor, ort_quantize, ort_scale
+from .weights import (NF4_BOUNDS, NF4_LEVELS, RANGE, fp16_clamp, gather_blocks, mlas_blocks, nf4_blocks,
+                      ort_per_channel, ort_per_tensor, ort_quantize, ort_scale)
 
 F32 = np.float32
 EXACT_CHUNK = 256  # |x - zp| <= 255 and |w - zp| <= 255: 256 products sum below 2^24, exact in fp32
@@ -75,8 +76,15 @@ def centered_per_tensor_numba(w, dtype):  # [out, in] -> (q - zp) integer-valued
 CENTERED_PER_TENSOR = {"numba": centered_per_tensor_numba, "numpy": centered_per_tensor}
 
 
-def matmul_integer_linear(dtype, kernels, cache=True):
-    quantize = CENTERED_PER_TENSOR[kernels]
+def centered_per_channel(w, dtype):  # [out, in] -> (q - zp) integer-valued fp32 [out, in], scale [out]
+    q, scale, zp = ort_per_channel(w, dtype)
+    return q - zp[:, None].astype(F32), scale
+
+
+def matmul_integer_linear(dtype, kernels, cache=True, per_channel=False):
+    """MatMulInteger: exact integer sums, then times the activation's scale and the weight's (one,
+    or one per output column: quantize_dynamic(per_channel=True), NumPy only)."""
+    quantize = centered_per_channel if per_channel else CENTERED_PER_TENSOR[kernels]
     weights = QuantizedWeights(lambda w: quantize(w, dtype), cache)
     chunk = EXACT_CHUNK * (2 if dtype == "int8" else 1)  # |w| <= 127: 512 products of <= 255 * 127 stay below 2^24
 
@@ -292,12 +300,13 @@ def gather_blocks_dequantized(block, symmetric):
 
 
 def simulate(weights, kernels, precision, embedding_quantized, block=None, rounded=(), nbits=None, compute=None,
-             gather=None):
+             gather=None, per_channel=False):
     """(weights, kernel dict) for model.forward computing as ONNX Runtime runs a graph of this
     precision ("int8", "uint8", "q4", "q8", "bnb4", "q4f16", "q8f16", "fp16"); `block` is
     MatMulBnb4's; `nbits`, MatMulNBits' graph.NBits, run as `compute` (probe.py's variant: "CompInt8"
     quantizes the activations; otherwise the product is fp32); `rounded`, the taps an fp16 graph rounds to fp16 (Export.fp16_rounded_taps);
-    `gather`, Graph.gather_blocks() of a table in 4-bit blocks."""
+    `gather`, Graph.gather_blocks() of a table in 4-bit blocks; `per_channel`, int8/uint8 weights
+    with a scale per output column."""
     cache = weights.resident
     fp16 = precision in ("fp16", "q4f16", "q8f16")
     if nbits is not None:
@@ -312,7 +321,7 @@ def simulate(weights, kernels, precision, embedding_quantized, block=None, round
         nf4 = NF4_DEQUANTIZED[kernels]
         linear = dequantized_linear(lambda w: nf4(w, block), cache)
     else:
-        linear = matmul_integer_linear(precision, kernels, cache)
+        linear = matmul_integer_linear(precision, kernels, cache, per_channel)
     K = dict(KERNELS[kernels], linear=linear)
     if fp16:
         return QuantizedEmbedding(weights, FP16_VALUES[kernels]), fp16_kernels(K, rounded)

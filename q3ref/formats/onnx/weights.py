@@ -44,27 +44,38 @@ def ort_per_tensor(w, dtype):
     return ort_quantize(w, scale, zp, dtype), scale, zp
 
 
+def ort_per_channel(w, dtype):
+    """quantize_dynamic(per_channel=True)'s weights: ort_per_tensor's recipe on each row of W [out, in]
+    (each column of the graph's B = W^T) -> q [out, in] (integer-valued fp32), scale [out], zero point [out]."""
+    w = np.asarray(w, F32)
+    scale, zp = ort_scale(w.min(axis=1), w.max(axis=1), dtype)  # [out] each
+    return ort_quantize(w, scale[:, None], zp[:, None], dtype), scale, zp
+
+
 def ort_scale(wmin, wmax, dtype):
-    """The scale (fp32) and zero point quantize_dynamic derives from a tensor's min and max."""
-    rmin, rmax = np.minimum(F32(wmin), F32(0)), np.maximum(F32(wmax), F32(0))
+    """The scale (fp32) and zero point quantize_dynamic derives from a tensor's min and max; given
+    arrays (one min and max per channel), the arrays of them."""
+    rmin, rmax = np.minimum(np.asarray(wmin, F32), F32(0)), np.maximum(np.asarray(wmax, F32), F32(0))
     if dtype == "int8":
         absmax = np.maximum(np.abs(rmin), np.abs(rmax))
         rmin, rmax, qmin, qmax = -absmax, absmax, -127, 127
     else:
         qmin, qmax = 0, 255
-    scale64 = (np.float64(rmax) - np.float64(rmin)) / np.float64(qmax - qmin)
-    if scale64 < np.finfo(F32).tiny:
-        return F32(1), 0
-    return F32(scale64), 0 if dtype == "int8" else int(np.round(qmin - rmin / scale64))
+    scale64 = (rmax.astype(np.float64) - rmin.astype(np.float64)) / np.float64(qmax - qmin)
+    flat = scale64 < np.finfo(F32).tiny  # an all-zero tensor: scale 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zp = np.where(flat | (dtype == "int8"), 0, np.round(qmin - rmin / scale64)).astype(np.int64)
+    scale = np.where(flat, F32(1), scale64.astype(F32))
+    return (F32(scale), int(zp)) if scale.ndim == 0 else (scale, zp)
 
 
-def ort_quantize(w, scale, zp, dtype):  # fp32 [...] -> integer-valued fp32 [...]
+def ort_quantize(w, scale, zp, dtype):  # fp32 [...] -> integer-valued fp32 [...]; scale, zp scalars or broadcasting
     # In place, integer-valued fp32, np.rint (np.round's half-to-even, 4x faster here): a 0.6B's 440M
     # weights took 5 s of a diff with np.round and int64 copies.
     q = np.asarray(w, F32) / scale
     np.rint(q, out=q)
-    if zp:
-        q += F32(zp)
+    if np.any(zp):
+        q += np.asarray(zp, F32)
     np.clip(q, *RANGE[dtype], out=q)
     return q
 
@@ -223,10 +234,17 @@ def check_graph_weights(g, checkpoint) -> list[dict]:
             if dtype is None:
                 continue
             scale_name, zp_name = integer_matmul_weight_params(node)
-            q, s, zp = ort_per_tensor(w.T, dtype)  # B = W^T: [in, out]
+            s_graph = g.initializer(scale_name)
+            if s_graph.size > 1:  # per_channel=True: a scale per column of B, a row of W
+                q, s, zp = ort_per_channel(w, dtype)
+                q = q.T  # B = W^T: [in, out]
+            else:
+                q, s, zp = ort_per_tensor(w.T, dtype)  # B = W^T: [in, out]
             zp_graph = g.initializer(zp_name) if zp_name in g.inits else np.zeros(1, np.int64)  # absent: 0
-            same_zp = int(np.asarray(zp_graph).ravel()[0]) == zp
-            r = row(name, dtype, q, g.initializer(node.input[1]).astype(np.int64), s, g.initializer(scale_name))
+            same_zp = np.array_equal(np.asarray(zp_graph).astype(np.int64).ravel(), np.ravel(zp)) or (
+                np.size(zp) == 1 and int(np.asarray(zp_graph).ravel()[0]) == zp)
+            r = row(name, dtype + (" per channel" if s_graph.size > 1 else ""), q,
+                    g.initializer(node.input[1]).astype(np.int64), s, s_graph.reshape(np.shape(s)))
             r["scales_equal"] = r["scales_equal"] and same_zp
             rows.append(r)
         elif node.op_type == "MatMulNBits" and name:
