@@ -25,7 +25,6 @@ LOCAL_LIMIT = {"fp32": 1e-4, "fp16": 1e-2, "int8": 5e-2, "uint8": 5e-2, "q4": 0.
 FP16_SIM_LIMIT = 2e-3
 QUANTIZED_STAGES = {"q", "k", "v", "o_proj", "gate", "up", "down"}  # MatMul outputs
 SIMULATED = ("int8", "uint8", "q2", "q4", "q8", "bnb4", "q2f16", "q4f16", "q8f16", "fp16")  # not "qmixed": two kinds
-FP16 = ("fp16", "q2f16", "q4f16", "q8f16", "qmixedf16")
 FP16_STAGES = {"embed", "input_norm", "q_norm", "k_norm", "q_rope", "k_rope", "attn", "attn_residual",
                "post_norm", "act", "out", "norm", "pooled", "embedding"}  # fp16 graphs run these in fp16 too
 
@@ -90,7 +89,7 @@ class Export(GraphExport):
         fp16, and ORT's MLAS sums in its own order: FP16_SIM_LIMIT at every stage (measured
         <= 4.2e-4 on the stress graphs). Unsimulated: fp16's limit at every stage of those
         graphs, and the precision's limit where quantized weights are read."""
-        fp16 = self.precision in FP16
+        fp16 = self.graph.fp16()
         if simulated:
             return {stage: FP16_SIM_LIMIT for stage in QUANTIZED_STAGES | FP16_STAGES} if fp16 else {}
         limits = {stage: LOCAL_LIMIT["fp16"] for stage in QUANTIZED_STAGES | FP16_STAGES} if fp16 else {}
@@ -123,7 +122,7 @@ class Export(GraphExport):
     def simulate(self, weights, kernels, runtime, offset=0):
         from .sim import simulate
 
-        rounded = self.fp16_rounded_taps(weights.cfg) if self.precision in FP16 else ()
+        rounded = self.fp16_rounded_taps(weights.cfg) if self.graph.fp16() else ()
         nbits = self.graph.nbits()
         nb = next(iter(nbits)) if len(nbits) == 1 else None
         compute = self.runtime_note(runtime, True)["variant"] if nb else None  # "unknown": fp32, and the note says so

@@ -53,7 +53,7 @@ def nbits_compute(nb) -> dict:
     variants are MLAS' names for the two products)."""
     import onnxruntime as ort
 
-    from .sim import int8_nbits_linear, dequantized_linear, nbits_dequantized
+    from .sim import dequantized_linear, int8_nbits_linear, nbits_dequantized
 
     rng = np.random.default_rng(0)
     K = 4 * nb.block + nb.block // 2  # whole blocks and a partial one

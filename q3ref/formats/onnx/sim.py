@@ -302,13 +302,13 @@ def gather_blocks_dequantized(block, symmetric):
 def simulate(weights, kernels, precision, embedding_quantized, block=None, rounded=(), nbits=None, compute=None,
              gather=None, per_channel=False):
     """(weights, kernel dict) for model.forward computing as ONNX Runtime runs a graph of this
-    precision ("int8", "uint8", "q4", "q8", "bnb4", "q4f16", "q8f16", "fp16"); `block` is
-    MatMulBnb4's; `nbits`, MatMulNBits' graph.NBits, run as `compute` (probe.py's variant: "CompInt8"
-    quantizes the activations; otherwise the product is fp32); `rounded`, the taps an fp16 graph rounds to fp16 (Export.fp16_rounded_taps);
-    `gather`, Graph.gather_blocks() of a table in 4-bit blocks; `per_channel`, int8/uint8 weights
-    with a scale per output column."""
+    precision (Graph.precision: "int8", "uint8", "q2"/"q4"/"q8", "bnb4", "fp16", "q4f16"...);
+    `block` is MatMulBnb4's; `nbits`, MatMulNBits' graph.NBits, run as `compute` (probe.py's
+    variant: "CompInt8" quantizes the activations; otherwise the product is fp32); `rounded`, the
+    taps an fp16 graph rounds to fp16 (Export.fp16_rounded_taps); `gather`, Graph.gather_blocks()
+    of a table in 4-bit blocks; `per_channel`, int8/uint8 weights with a scale per output column."""
     cache = weights.resident
-    fp16 = precision in ("fp16", "q4f16", "q8f16")
+    fp16 = precision.endswith("16")  # "fp16" and the f16 variants of MatMulNBits: Graph.fp16()
     if nbits is not None:
         nb_dequantized = NBITS_DEQUANTIZED[kernels]
         if compute == "CompInt8":

@@ -228,7 +228,9 @@ def check_graph_weights(g, checkpoint) -> list[dict]:
     rows = []
     for node in g.model.graph.node:
         name = checkpoint_name(node.name)
-        w = checkpoint_weight(checkpoint, name) if name else None  # [out, in]
+        fp16_matmul = node.op_type == "MatMul" and g.initializer_type(node.input[1]) == TensorProto.FLOAT16
+        checked = node.op_type in INTEGER_MATMULS + ("MatMulNBits", "MatMulBnb4") or fp16_matmul
+        w = checkpoint_weight(checkpoint, name) if name and checked else None  # [out, in]; fp32 MatMuls not read
         if node.op_type in INTEGER_MATMULS and name:
             dtype = kinds.get(g.initializer_type(node.input[1]))
             if dtype is None:
@@ -241,8 +243,7 @@ def check_graph_weights(g, checkpoint) -> list[dict]:
             else:
                 q, s, zp = ort_per_tensor(w.T, dtype)  # B = W^T: [in, out]
             zp_graph = g.initializer(zp_name) if zp_name in g.inits else np.zeros(1, np.int64)  # absent: 0
-            same_zp = np.array_equal(np.asarray(zp_graph).astype(np.int64).ravel(), np.ravel(zp)) or (
-                np.size(zp) == 1 and int(np.asarray(zp_graph).ravel()[0]) == zp)
+            same_zp = np.array_equal(np.asarray(zp_graph).astype(np.int64).ravel(), np.ravel(zp))
             r = row(name, dtype + (" per channel" if s_graph.size > 1 else ""), q,
                     g.initializer(node.input[1]).astype(np.int64), s, s_graph.reshape(np.shape(s)))
             r["scales_equal"] = r["scales_equal"] and same_zp
@@ -271,7 +272,7 @@ def check_graph_weights(g, checkpoint) -> list[dict]:
             packed = g.initializer(node.input[1]).astype(np.int64)
             got = np.stack([packed >> 4, packed & 15], axis=-1).ravel()[:codes.size]
             rows.append(row(name, "nf4", codes, got, absmax, g.initializer(node.input[2]).ravel()))
-        elif node.op_type == "MatMul" and name and g.initializer_type(node.input[1]) == TensorProto.FLOAT16:
+        elif fp16_matmul and name:
             want = fp16_clamped(w.T)  # B = W^T
             have = g.initializer(node.input[1])
             rows.append(row(name, "fp16", want.view(np.uint16), have.view(np.uint16), F32(1), F32(1)))
