@@ -21,6 +21,15 @@ tensors llama.cpp computes on them, dumped from its own run. Runs in the referen
    random ids; q3ref.formats.gguf.llama copies out every node of its graph (the capture code is
    q3ref's, the numbers are llama.cpp's). taps_*.npz: the tap nodes for one input; out_*.npz: the
    pooled output for 16 inputs.
+6. Rerankers (rerankers(), first; --only-rerank: nothing else): tests/fixtures/gguf-reranker-checkpoint,
+   a tied Qwen3ForCausalLM stored as the Qwen3-Reranker repos store it (D=64, 2 layers; the same cut
+   tokenizer with "yes" and "no" at 995 and 996, appending nothing; README.md with the
+   "# Qwen3-Reranker" heading the converter looks for), converted to F16 and F32 -> Q8_0 (rank head
+   cls.output, rank pooling, the rerank template), and once more without README.md
+   (unmarked_rerank-Q8_0.gguf: what the converter makes of a reranker it does not recognize).
+   Each pair's ids are llama.cpp's tokenization of the file's rerank template, filled in as
+   llama-server does; llama.cpp runs them with the file's rank pooling (taps_rerank-*: one pair's
+   nodes; out_rerank-*: (P(yes), P(no)) for 16 pairs).
 """
 
 import argparse
@@ -50,12 +59,27 @@ CONFIG = dict(hidden_size=256, num_hidden_layers=2, num_attention_heads=4, num_k
               head_dim=64, intermediate_size=256, vocab_size=VOCAB)
 QUANTS = {"Q8_0": 7, "Q4_0": 2, "Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18}  # llama_ftype values
 SEEDS_TAPS, SEEDS_OUT = (0,), range(100, 116)
+# The reranker: a tied Qwen3ForCausalLM as the Qwen3-Reranker repos store it, small enough to commit
+# (no K-quants: F16 and Q8_0 take rows of any multiple of 32).
+RERANK_CKPT = ROOT / "tests/fixtures/gguf-reranker-checkpoint"
+RERANK_CONFIG = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                     head_dim=32, intermediate_size=128, vocab_size=VOCAB, tie_word_embeddings=True)
+ANSWERS, IM_END = ["yes", "no"], "<|im_end|>"
+PAIRS = [("What is the capital of China?", "The capital of China is Beijing."),
+         ("Explain gravity", "Gravity is a force that attracts two bodies towards each other."),
+         ("什么是机器学习？", "机器学习是人工智能的一个分支。"), ("one character", "x"),
+         *[(f"query {k}", f"document {k}: " + "word " * (3 * k)) for k in range(12)]]
 UNSAVED = ("kq-", "kq_soft_max-", "norm-", "result_output", "norm:")  # big, or not a tap: not committed
 
 
-def tiny_tokenizer():
+def tiny_tokenizer(reranker=False):
+    """The real tokenizer cut to 1000 ids. reranker: "yes" and "no" take ids 995 and 996 (their
+    merges y+es and n+o come along), and the post-processor stays the base tokenizer's ByteLevel
+    one, which appends nothing, as Qwen3-Reranker's does; eos_token is <|im_end|>, as there."""
     tok = json.loads(gzip.decompress(BASE_TOKENIZER.read_bytes()))
-    vocab = {t: i for t, i in tok["model"]["vocab"].items() if i < KEEP}
+    words = ANSWERS if reranker else []
+    vocab = {t: i for t, i in tok["model"]["vocab"].items() if i < KEEP - len(words)}
+    vocab.update({w: KEEP - len(words) + k for k, w in enumerate(words)})
     merges = [m for m in tok["model"]["merges"]
               if (m if isinstance(m, list) else m.split(" "))[0] in vocab
               and (m if isinstance(m, list) else m.split(" "))[1] in vocab
@@ -63,13 +87,15 @@ def tiny_tokenizer():
     tok["model"]["vocab"], tok["model"]["merges"] = vocab, merges
     added = {a["content"]: a for a in tok["added_tokens"]}
     tok["added_tokens"] = [dict(added[s], id=KEEP + k) for k, s in enumerate(SPECIALS)]
-    tok["post_processor"] = {
-        "type": "TemplateProcessing",
-        "single": [{"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}],
-        "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}},
-                 {"Sequence": {"id": "B", "type_id": 1}}, {"SpecialToken": {"id": "<|endoftext|>", "type_id": 1}}],
-        "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [KEEP], "tokens": ["<|endoftext|>"]}}}
-    config = {"add_bos_token": False, "add_prefix_space": False, "bos_token": None, "eos_token": "<|endoftext|>",
+    if not reranker:
+        tok["post_processor"] = {
+            "type": "TemplateProcessing",
+            "single": [{"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}],
+            "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}},
+                     {"Sequence": {"id": "B", "type_id": 1}}, {"SpecialToken": {"id": "<|endoftext|>", "type_id": 1}}],
+            "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [KEEP], "tokens": ["<|endoftext|>"]}}}
+    config = {"add_bos_token": False, "add_prefix_space": False, "bos_token": None,
+              "eos_token": IM_END if reranker else "<|endoftext|>",
               "pad_token": "<|endoftext|>", "model_max_length": 32768, "tokenizer_class": "Qwen2Tokenizer",
               "added_tokens_decoder": {str(KEEP + k): {k2: v for k2, v in added[s].items() if k2 not in ("id",)}
                                        for k, s in enumerate(SPECIALS)}}
@@ -91,6 +117,19 @@ def make_gguf_checkpoint(out: Path):
     (out / "1_Pooling").mkdir(exist_ok=True)
     (out / "1_Pooling/config.json").write_text(json.dumps(
         {"word_embedding_dimension": CONFIG["hidden_size"], "pooling_mode_lasttoken": True}, indent=2))
+
+
+def make_reranker_checkpoint(out: Path):
+    """README.md's first heading is what convert_hf_to_gguf.py looks for to write a rank head
+    (cls.output: the LM head's yes and no rows), rank pooling and the rerank template."""
+    make_checkpoint(out, Config(**RERANK_CONFIG), seed=0, preset="gguf-reranker", reranker=True)
+    cfg = json.loads((out / "config.json").read_text())
+    cfg.update(model_type="qwen3", eos_token_id=KEEP + 2, bos_token_id=KEEP)  # <|im_end|>, as Qwen3-Reranker's
+    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    tok, tok_config = tiny_tokenizer(reranker=True)
+    (out / "tokenizer.json").write_text(json.dumps(tok, ensure_ascii=False))
+    (out / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2) + "\n")
+    (out / "README.md").write_text("# Qwen3-Reranker (random, tiny: q3ref's test checkpoint)\n")
 
 
 def plant(src: Path, dst: Path, defect: str):
@@ -173,6 +212,69 @@ def dump(path, seeds, taps):
     print("wrote", dst)
 
 
+def rerank_ids(path, pairs):
+    """Each pair's ids as llama-server makes them (format_prompt_rerank): the file's "rerank"
+    template filled in, tokenized by llama.cpp with special tokens parsed and none added."""
+    import llama_cpp
+
+    from q3ref.formats.gguf.llama import quiet
+
+    quiet()
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), llama_cpp.llama_model_default_params())
+    template = llama_cpp.llama_model_chat_template(model, b"rerank").decode()
+    vocab = llama_cpp.llama_model_get_vocab(model)
+    out = []
+    for q, d in pairs:
+        text = template.replace("{query}", q).replace("{document}", d).encode()
+        buf = (llama_cpp.llama_token * (len(text) + 8))()
+        n = llama_cpp.llama_tokenize(vocab, text, len(text), buf, len(buf), False, True)
+        out.append(np.array(buf[:n], np.int64))
+    llama_cpp.llama_model_free(model)
+    return out
+
+
+def dump_rerank(path, taps):
+    """taps: one pair's nodes (taps_X.npz); else the scores of every pair (out_X.npz). Each run's
+    "pooled" is what llama_get_embeddings_seq hands back under rank pooling: (P(yes), P(no))."""
+    from q3ref.formats.gguf.llama import run_llama, system_info
+    from q3ref.formats.gguf.run import cpu_name, file_digest
+
+    arrays = {}
+    for k, ids in enumerate(rerank_ids(path, PAIRS[:1] if taps else PAIRS)):
+        nodes, pooled = run_llama(path, ids, capture=taps)
+        arrays[f"pair{k}/ids"], arrays[f"pair{k}/pooled"] = ids, pooled
+        for key, value in nodes.items():
+            if not key.split(":", 1)[1].startswith(UNSAVED):
+                arrays[f"pair{k}/{key}"] = value
+    arrays["system_info"], arrays["cpu"] = np.array(system_info()), np.array(cpu_name())
+    arrays["file_sha256"], arrays["file_name"] = np.array(file_digest(path)), np.array(Path(path).name)
+    arrays["pairs"] = np.array([f"{q}\t{d}" for q, d in (PAIRS[:1] if taps else PAIRS)])
+    dst = OUT / f"{'taps' if taps else 'out'}_{Path(path).stem}.npz"
+    np.savez_compressed(dst, **arrays)
+    print("wrote", dst)
+
+
+def rerankers(llama_src, work):
+    """rerank-{F16,Q8_0}.gguf from the marked checkpoint; unmarked_rerank-Q8_0.gguf from a copy
+    without README.md, which the converter takes for a plain LM: no rank head, no rank pooling, no
+    template (how published GGUFs of Qwen3-based rerankers come to score every document ~0)."""
+    if not (RERANK_CKPT / "model.safetensors").is_file():
+        make_reranker_checkpoint(RERANK_CKPT)
+    convert(llama_src, RERANK_CKPT, OUT / "rerank-F16.gguf", "f16")
+    convert(llama_src, RERANK_CKPT, work / "rerank-F32.gguf", "f32")
+    quantize(work / "rerank-F32.gguf", OUT / "rerank-Q8_0.gguf", QUANTS["Q8_0"])
+    unmarked = work / "ckpt-unmarked"
+    if unmarked.exists():
+        shutil.rmtree(unmarked)
+    shutil.copytree(RERANK_CKPT, unmarked)
+    (unmarked / "README.md").unlink()
+    convert(llama_src, unmarked, work / "unmarked-F32.gguf", "f32")
+    quantize(work / "unmarked-F32.gguf", OUT / "unmarked_rerank-Q8_0.gguf", QUANTS["Q8_0"])
+    for name in ("F16", "Q8_0"):
+        dump_rerank(OUT / f"rerank-{name}.gguf", taps=True)
+        dump_rerank(OUT / f"rerank-{name}.gguf", taps=False)
+
+
 def stamp():
     """Name the file of each recording made before dump() did (taps_X.npz and out_X.npz are runs
     of X.gguf, as dump() names them); the recorded values are copied unchanged."""
@@ -194,6 +296,7 @@ def main():
     p.add_argument("--llama-src", type=Path, help="vendor/llama.cpp of llama-cpp-python's sdist")
     p.add_argument("--work", type=Path, default=Path("/tmp/q3ref-gguf"))
     p.add_argument("--stamp", action="store_true", help="only add file_sha256/file_name to the recordings")
+    p.add_argument("--only-rerank", action="store_true", help="only the reranker files and their recordings")
     a = p.parse_args()
     if a.stamp:
         return stamp()
@@ -204,6 +307,9 @@ def main():
 
     OUT.mkdir(parents=True, exist_ok=True)
     a.work.mkdir(parents=True, exist_ok=True)
+    rerankers(a.llama_src, a.work)
+    if a.only_rerank:
+        return
     if not (CKPT / "model.safetensors").is_file():
         make_gguf_checkpoint(CKPT)
     f32 = a.work / "base-F32.gguf"

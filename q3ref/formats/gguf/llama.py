@@ -18,7 +18,7 @@ from ...errors import Q3RefError
 
 GGML_MAX_DIMS, GGML_MAX_SRC = 4, 10
 F32, F16 = 0, 1  # ggml_type
-POOLING_UNSPECIFIED, FLASH_ATTN_DISABLED = -1, 0
+POOLING_UNSPECIFIED, POOLING_RANK, FLASH_ATTN_DISABLED = -1, 4, 0
 SAME_DATA = {"VIEW", "RESHAPE", "PERMUTE", "TRANSPOSE", "SET_ROWS"}  # another node's values, moved or copied
 
 
@@ -72,7 +72,8 @@ def system_info() -> str:
 
 
 def run_llama(path, ids, capture=True, threads=1, pooling=POOLING_UNSPECIFIED):
-    """ids [T] -> ({node key: [..] float32}, pooled [D]). pooling: the file's own unless given."""
+    """ids [T] -> ({node key: [..] float32}, pooled [D], or [classes] under rank pooling). pooling:
+    the file's own unless given."""
     try:
         import llama_cpp
     except ImportError:
@@ -118,9 +119,11 @@ def run_llama(path, ids, capture=True, threads=1, pooling=POOLING_UNSPECIFIED):
             batch.seq_id[i][0], batch.logits[i] = 0, 1
         if llama_cpp.llama_decode(ctx, batch) != 0:
             raise Q3RefError(f"{path}: llama_decode failed")
-        D = llama_cpp.llama_model_n_embd(model)
+        # rank pooling hands back one value per class (a Qwen3 reranker's: P(yes), P(no)), else the [D] row
+        n_out = (llama_cpp.llama_model_n_cls_out(model) if llama_cpp.llama_pooling_type(ctx) == POOLING_RANK
+                 else llama_cpp.llama_model_n_embd(model))
         ptr = llama_cpp.llama_get_embeddings_seq(ctx, 0)
-        pooled = np.ctypeslib.as_array(ptr, shape=(D,)).astype(np.float32).copy()
+        pooled = np.ctypeslib.as_array(ptr, shape=(n_out,)).astype(np.float32).copy()
     finally:
         llama_cpp.llama_batch_free(batch)
         llama_cpp.llama_free(ctx)
