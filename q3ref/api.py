@@ -156,21 +156,30 @@ class Model:
             raise Q3RefError(f"{self.tokenizer_problem}; reranking needs the model's tokenizer")
         return pair_ids(self.tokenizer, query, document, instruction, max_length or MAX_LENGTH)
 
-    def rerank(self, query, documents, instruction=None, max_length=None, batch_size=8) -> np.ndarray:
-        """P(yes) per document [N], as the card computes it: softmax over the last position's
-        "no" and "yes" logits."""
-        from .rerank import answer_ids, scores
+    def answer_ids(self) -> tuple[int, int]:
+        """(yes, no): the token ids whose LM head rows a reranker reads (rerank.answer_ids)."""
+        from .rerank import answer_ids
 
         if self.kind != "reranker":
             raise Q3RefError(f"{self.path} is an embedding checkpoint (no LM head, no reranker layout); "
-                             "rerank needs a Qwen3-Reranker checkpoint")
+                             "scoring pairs needs a Qwen3-Reranker checkpoint")
+        if self.tokenizer is None:
+            raise Q3RefError(f"{self.tokenizer_problem}; a reranker's yes and no ids come from its tokenizer")
+        return answer_ids(self.tokenizer)
+
+    def rerank(self, query, documents, instruction=None, max_length=None, batch_size=8) -> np.ndarray:
+        """P(yes) per document [N], as the card computes it: softmax over the last position's
+        "no" and "yes" logits."""
+        from .rerank import scores
+
+        yes_no = self.answer_ids()
         documents = [documents] if isinstance(documents, str) else list(documents)
         if not documents:
             raise Q3RefError("no documents to rerank")
         seqs = [self.rerank_ids(query, d, instruction, max_length) for d in documents]
         for s in seqs:
             self.check_ids(s)
-        return scores(self.weights, self.cfg, self.kernels, seqs, answer_ids(self.tokenizer), batch_size)
+        return scores(self.weights, self.cfg, self.kernels, seqs, yes_no, batch_size)
 
     @staticmethod
     def similarity(a, b) -> np.ndarray:

@@ -76,15 +76,16 @@ def _text_difference(tokenizer, body, expected, prompt_name, instruction):
 
 
 # ---------------------------------------------------------------- check MODEL.tflite
-def check_graph(g, cfg, probe=None):
+def check_graph(g, cfg, probe=None, kind=None):
     """Run a suite of bridge checks against a graph; [(name, passed, figure, fix)].
 
-    `probe` is a list of token ids (default: a few ids ending in the EOS, or 0 for tiny vocabularies)."""
+    `probe` is a list of token ids (default: a few ids ending in the EOS, or 0 for tiny vocabularies);
+    `kind` the checkpoint's ("reranker" or "embedding"), when one is given."""
     import numpy as np
 
     from .errors import Q3RefError
 
-    results = list(g.bridge_checks(cfg))  # what the file itself says (a GGUF's metadata)
+    results = list(g.bridge_checks(cfg, kind))  # what the file itself says (a GGUF's metadata)
     if results and (g.output_tap != "embedding" or cfg is None):
         return results  # running the file needs its runtime (llama.cpp): the metadata checks stand alone
     if g.output_tap != "embedding":

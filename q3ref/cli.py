@@ -118,6 +118,9 @@ def build_parser():
                    help="LiteRT: XNNPACK (taps as extra outputs, default) or builtin kernels (taps by "
                         "preserve_all_tensors); ONNX: ort (ONNX Runtime on CPU, the default); GGUF: llama.cpp "
                         "(llama-cpp-python), or recorded with --replay")
+    p.add_argument("--document", metavar="DOC",
+                   help="a reranker's export (rank score): the document of the pair; the text is the query "
+                        "(ids as the Qwen3-Reranker card builds them; --instruction sets its task)")
     p.add_argument("--replay", metavar="RUNS.npz",
                    help="GGUF: diff against a recording of llama.cpp's nodes (scripts/export_gguf.py) instead of "
                         "running llama.cpp; the input must be one of its runs")
@@ -254,8 +257,10 @@ def load_model(args):
 def random_note(model):
     """Said after a successful run, so an error stays a single line."""
     if model.is_random:
-        print(f"note: {model.path} is a random test checkpoint; its vectors are meaningless "
-              "(use the real Qwen3-Embedding weights for real embeddings)", file=sys.stderr)
+        what, real = (("scores", "Qwen3-Reranker weights for real scores") if model.kind == "reranker"
+                      else ("vectors", "Qwen3-Embedding weights for real embeddings"))
+        print(f"note: {model.path} is a random test checkpoint; its {what} are meaningless (use the real {real})",
+              file=sys.stderr)
 
 
 def cmd_embed(args):
@@ -443,7 +448,15 @@ def cmd_diff(args):
             raise Q3RefError(f"--replay: only a GGUF diff replays a recording; {args.graph} is {g.format}")
         g.replay(args.replay)
     model = load_model(args)
-    _, ids = inputs(args, model, many=False)
+    if g.output_tap == "score" and args.text is not None:  # a reranker's export: a pair, as the card builds it
+        if args.document is None:
+            raise Q3RefError(f"{args.graph} scores (query, document) pairs: give the query as the text and "
+                             "--document DOC, or --ids")
+        ids = [model.rerank_ids(args.text, args.document, args.instruction, args.max_length)]
+    elif args.document is not None:
+        raise Q3RefError(f"--document: {args.graph} is not a reranker's export; it embeds one text")
+    else:
+        _, ids = inputs(args, model, many=False)
     from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
     with progress_bar(TextColumn("{task.description:<34}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -484,7 +497,7 @@ def cmd_check_ids(args):
 
 
 def cmd_check(args):
-    from .api import find_weights
+    from .api import find_weights, load
     from .check import check_graph
     from .config import Config
     from .formats import open_export
@@ -492,7 +505,9 @@ def cmd_check(args):
     g = open_export(args.graph)
     cfg = (Config.from_json(find_weights(args.weights) / "config.json")
            if args.weights or not g.bridge_checks() else None)  # a GGUF's metadata checks need no checkpoint
-    results = check_graph(g, cfg)
+    # the checkpoint's kind: a reranker converted as a plain LM says nothing of it in its metadata
+    kind = load(args.weights, resident=False).kind if args.weights and g.bridge_checks() else None
+    results = check_graph(g, cfg, kind=kind)
     for name, ok, figure, fix in results:
         print(f"{'pass' if ok else 'FAIL'}  {name}: {figure}" + ("" if ok else f"\n      fix: {fix}"))
     failed = sum(not ok for _, ok, _, _ in results)

@@ -9,6 +9,8 @@ First divergence: the first tap in forward order whose local error is beyond wha
 precision explains. Against the fp32 reference, only stages that read quantized weights can be
 off by quantization (the export's limits()); against q3ref's simulation of the export's recipe
 (quant="auto") every stage is held to FP32_FLOOR. Nothing here knows which format it holds.
+A reranker's export (output_tap "score") is diffed the same way, through the head's taps
+(model.rank: pooled, logits, score) instead of the embedding, against a reranker checkpoint.
 """
 
 from __future__ import annotations
@@ -42,6 +44,27 @@ def metrics(got, ref):
             "worst_token": int(worst[0]) if len(worst) > 1 else None}
 
 
+def head_ids(model, g, notes):
+    """The (yes, no) ids whose LM head rows a reranker export's score reads: the checkpoint
+    tokenizer's (rerank.answer_ids), or the export's own labels where the checkpoint has no Qwen3
+    tokenizer (a test checkpoint's cut vocabulary). A disagreement between the two is a note."""
+    if model.kind != "reranker":
+        raise Q3RefError(f"{g.path} scores pairs (a reranker's rank head); diff it against the Qwen3-Reranker "
+                         f"checkpoint directory it was converted from; {model.path} is not one")
+    own = g.head_ids()
+    if model.tokenizer is None:
+        if None in own:
+            raise Q3RefError(f"{g.path}: its labels are not tokens of its own vocabulary, and {model.path} has no "
+                             "Qwen3 tokenizer to say which LM head rows are yes and no")
+        notes.append(f"yes/no ids {tuple(own)} are the file's labels ({model.tokenizer_problem})")
+        return tuple(own)
+    ids = model.answer_ids()
+    if tuple(own) != ids:
+        notes.append(f"the file's labels are ids {tuple(own)}; the checkpoint's tokenizer has yes, no = {ids}: "
+                     "the file's rank head reads other rows of the LM head (compared with the checkpoint's below)")
+    return ids
+
+
 def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=None,
          quant="none", length=None) -> dict:
     """quant="auto": the expected value is q3ref's simulation of the graph's recipe on the same
@@ -71,6 +94,11 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
 
     found, notes = g.align(cfg)
     lap("align")
+    # A reranker export (output_tap "score": llama.cpp's rank pooling) ends in the LM head's yes and
+    # no rows and their softmax instead of the embedding; it is diffed against a reranker checkpoint.
+    final_tap = "score" if g.output_tap == "score" else "embedding"
+    yes_no = head_ids(model, g, notes) if final_tap == "score" else None
+    names = M.tap_names(cfg, "rank" if yes_no else "embedding")
     pad_id = EOS_ID if EOS_ID < cfg.vocab_size else 0  # the pad token; masked either way
     input_ids, mask = g.place(ids.tolist(), padding, pad_id, truncate, length)
     real = mask[0]
@@ -85,7 +113,7 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
     # 4.7 s after q3ref's forwards against 2.4 s before them (0.6B q4, AMD EPYC).
     # What the bridge makes from the graph's output (pooling, normalizing): q3ref does it, below.
     bridge = {"norm": {"pooled", "embedding"}, "pooled": {"embedding"}}.get(g.output_tap, set())
-    missing = [name for name in M.tap_names(cfg) if name not in found and name not in bridge]
+    missing = [name for name in names if name not in found and name not in bridge]
     wanted = {a.tensor for a in found.values()}
     if missing:  # numeric fallback: read every float activation, match by value
         wanted |= set(g.float_tensors())
@@ -106,8 +134,14 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
     ids_real = input_ids[:, real]  # [1, T]
     positions = np.arange(S)[None, real]  # [1, T]
     ones = np.ones_like(ids_real, bool)
+
+    def run(weights, K, taps, phase, force=None):  # q3ref's forward to the export's output, taps recorded
+        if yes_no:
+            return M.rank(weights, cfg, ids_real, ones, yes_no, K, taps, layers_done(phase), positions, force)
+        return M.embed(weights, cfg, ids_real, ones, None, K, taps, layers_done(phase), positions, force)
+
     clean = {}
-    M.embed(model.weights, cfg, ids_real, ones, None, model.kernels, clean, layers_done("reference"), positions)
+    run(model.weights, model.kernels, clean, "reference")
     ref = {name: v[0] for name, v in clean.items()}
     lap("reference (clean + forced)")
 
@@ -133,17 +167,17 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
     expected = ref
     if sim:
         sim_taps = {}
-        M.embed(weights, cfg, ids_real, ones, None, K, sim_taps, layers_done(f"simulation ({sim}, {kernels})"), positions)
+        run(weights, K, sim_taps, f"simulation ({sim}, {kernels})")
         expected = {name: v[0] for name, v in sim_taps.items()}
     local = {}
-    forced = {k: v[None] for k, v in graph_taps.items() if k != "embedding"}
-    M.embed(weights, cfg, ids_real, ones, None, K, local, layers_done("expected, on the graph's inputs"), positions, forced)
+    forced = {k: v[None] for k, v in graph_taps.items() if k not in ("embedding", "score")}
+    run(weights, K, local, "expected, on the graph's inputs", forced)
     lap("reference (clean + forced)")
 
     limits = g.limits(simulated=bool(sim))  # a simulation: the fp32 floor, except where the export says
     rows, first = [], None
-    limit_of = {stage: limits.get(stage, FP32_FLOOR) for stage in [*M.LAYER_TAPS, *M.TOP_TAPS]}
-    for name in M.tap_names(cfg):
+    limit_of = {stage: limits.get(stage, FP32_FLOOR) for stage in [*M.LAYER_TAPS, *M.TOP_TAPS, *M.RANK_TAPS]}
+    for name in names:
         layer, stage = (int(name.split(".")[1]), name.split(".")[2]) if name.startswith("layers.") else (None, name)
         row = {"name": name, "layer": layer, "stage": stage}
         if name not in graph_taps:
@@ -165,12 +199,14 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
             first = {"name": name, "layer": layer, "stage": stage, "local_rel_l2": loc["rel_l2"], "limit": limit}
         rows.append({**row, "tensor": g.tensor_name(found[name].tensor), "aligned": True, "how": found[name].how, **glob,
                      "local_rel_l2": loc["rel_l2"], "limit": limit, "diverged": diverged})
-    final = graph_taps["embedding"] if bridge else values[g.output][0]  # [D]
-    out = metrics(final, ref["embedding"])
+    final = graph_taps["embedding"] if bridge else values[g.output][0]  # [D], or [2] for a score
+    out = metrics(final, ref[final_tap])
     if sim:
-        out["sim_rel_l2"] = metrics(final, expected["embedding"])["rel_l2"]
+        out["sim_rel_l2"] = metrics(final, expected[final_tap])["rel_l2"]
+    if yes_no:  # what a user compares: P(yes), the export's against the reference's
+        out.update(p_yes=float(final[0]), p_yes_reference=float(ref["score"][0]))
     lap("compare")
-    head = fp16_headroom(ref, M.tap_names(cfg))
+    head = fp16_headroom(ref, names)
     out_row = next((r for r in rows if r["name"] == g.output_tap and r.get("aligned")), None)
     if untapped and out_row and untapped["rel_l2"] > max(FP32_FLOOR, 0.1 * out_row["rel_l2"]):
         notes.append(f"the graph as an app runs it ({untapped['how']}) is {untapped['rel_l2']:.2g} (rel L2) from the "
@@ -188,6 +224,7 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
             "read_by": g.read_by(kernels),
             "padding": padding, "tokens": int(real.sum()), "seq_len": S,
             "limits": {"quantized stages": max(limit_of.values()), "other stages": min(limit_of.values())},
-            "taps": rows, "first_divergence": first, "output": {k: out[k] for k in ("cos", "rel_l2", "sim_rel_l2") if k in out},
+            "taps": rows, "first_divergence": first,
+            "output": {k: out[k] for k in ("cos", "rel_l2", "sim_rel_l2", "p_yes", "p_yes_reference") if k in out},
             "unaligned": [r["name"] for r in rows if not r.get("aligned")], "notes": notes,
             "untapped": untapped, "runtime_kernels": probe, "seconds": seconds}

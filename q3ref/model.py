@@ -31,15 +31,19 @@ LAYER_TAPS = {
     "gate": "T, F", "up": "T, F", "act": "T, F", "down": "T, D", "out": "T, D",
 }
 TOP_TAPS = {"embed": "T, D", "norm": "T, D", "pooled": "D", "embedding": "dim"}
+# A reranker's head in place of `embedding`: the LM head's (yes, no) rows on the pooled row, and
+# their softmax, (P(yes), P(no)) (llama.cpp's rank pooling keeps both; the card's score is P(yes)).
+RANK_TAPS = {"logits": "2", "score": "2"}
 
 
-def tap_names(cfg: Config) -> list[str]:
-    """All tap names of one forward, in the order they are made."""
+def tap_names(cfg: Config, head="embedding") -> list[str]:
+    """All tap names of one forward, in the order they are made. head: "embedding", or "rank"
+    for a reranker's logits and score."""
     first, *last = TOP_TAPS  # embed before the layers; norm, pooled, embedding after
     names = [first]
     for i in range(cfg.num_hidden_layers):
         names += [f"layers.{i}.{stage}" for stage in LAYER_TAPS]
-    return names + last
+    return names + (last if head == "embedding" else [*last[:-1], *RANK_TAPS])
 
 
 def forward(weights, cfg: Config, input_ids, mask, kernels="numba", taps=None, progress=None,
@@ -173,3 +177,28 @@ def embed(weights, cfg, input_ids, mask, dim=None, kernels="numba", taps=None, p
     if taps is not None:
         taps["embedding"] = out
     return out
+
+
+def rank(weights, cfg, input_ids, mask, yes_no, kernels="numba", taps=None, progress=None,
+         positions=None, force=None):
+    """input_ids, mask [B, T] -> the (yes, no) logits [B, 2]: forward, last-token pool, the head's
+    yes and no rows (weights.head_rows). The `score` tap is their softmax, (P(yes), P(no)), as
+    llama.cpp's rank pooling computes it; the card's log_softmax over (no, yes) gives the same
+    numbers (rerank.py computes it from the logits in float64)."""
+    if not mask.any(axis=1).all():
+        raise Q3RefError("every sequence needs at least one real token")
+    K = KERNELS[kernels] if isinstance(kernels, str) else kernels
+    hidden = forward(weights, cfg, input_ids, mask, K, taps, progress, positions, force)  # [B, T, D]
+
+    def tap(name, x):  # the head's taps carry no T axis: [B, ...]
+        if taps is not None:
+            taps[name] = x
+        if force is not None and name in force:
+            x = np.asarray(force[name], x.dtype).reshape(x.shape)
+        return x
+
+    pooled = tap("pooled", pool_last(hidden, mask))  # [B, D]
+    logits = tap("logits", K["linear"](pooled, weights.head_rows(list(yes_no))))  # [B, 2]: yes, no
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))  # [B, 2]
+    tap("score", e / e.sum(axis=1, keepdims=True))  # [B, 2]: P(yes), P(no)
+    return logits

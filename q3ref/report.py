@@ -63,6 +63,8 @@ def print_table(report, console):
     console.print(f"output cosine {out['cos']:.6f} against the fp32 reference; expected: {report['expected']}"
                   + (f", which the graph's output is {out['sim_rel_l2']:.2g} (rel L2) from, against {out['rel_l2']:.2g} "
                      "from the fp32 reference" if "sim_rel_l2" in out else "") + f"; taps read by {report['read_by']}")
+    if "p_yes" in out:  # a reranker's export: the number its users read
+        console.print(f"P(yes) {out['p_yes']:.6g} from the graph, {out['p_yes_reference']:.6g} from the fp32 reference")
     run = report.get("untapped")
     if run:
         console.print(f"the graph as an app runs it ({run['how']}) is {run['rel_l2']:.2g} (rel L2; max |diff| "

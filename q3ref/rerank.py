@@ -63,7 +63,6 @@ def pair_ids(tokenizer, query, document, instruction=None, max_length=MAX_LENGTH
 def scores(weights, cfg, kernels, seqs, yes_no, batch_size=8) -> np.ndarray:
     """Id lists -> P(yes) [N]: the final hidden state at each sequence's last token times the
     head's yes and no rows, then log_softmax over (no, yes), as the card computes it."""
-    head = weights.head_rows(list(yes_no))  # [2, D]: yes, no
     out = np.zeros(len(seqs))
     order = np.argsort([-len(s) for s in seqs], kind="stable")
     for start in range(0, len(seqs), batch_size):
@@ -71,8 +70,7 @@ def scores(weights, cfg, kernels, seqs, yes_no, batch_size=8) -> np.ndarray:
         from .api import pad
 
         ids, mask = pad([seqs[i] for i in idx], pad_id=0)  # [B, T] each; masked, never read
-        hidden = M.forward(weights, cfg, ids, mask, kernels)  # [B, T, D]
-        logits = M.pool_last(hidden, mask) @ head.T  # [B, 2]: yes, no
+        logits = M.rank(weights, cfg, ids, mask, yes_no, kernels)  # [B, 2]: yes, no
         pair = np.stack([logits[:, 1], logits[:, 0]], axis=1).astype(np.float64)  # [B, 2]: no, yes
         log_p = pair - np.logaddexp(pair[:, :1], pair[:, 1:])  # log_softmax
         out[idx] = np.exp(log_p[:, 1])

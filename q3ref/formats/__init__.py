@@ -6,7 +6,10 @@ An Export (formats/<name>/__init__.py) has:
     path, format, precision         what the file is; precision names its recipe (fp32, dynamic_int8, ...)
     seq_len                         the fixed sequence length, or None when the graph takes any length
     output_tap                      which tap the graph's output is ("embedding"; "pooled" when
-                                    normalizing is the bridge's job; "norm" when pooling is too)
+                                    normalizing is the bridge's job; "norm" when pooling is too;
+                                    "score" for a reranker's (P(yes), P(no)), model.RANK_TAPS)
+    head_ids() -> [int]             where output_tap is "score": the token ids of the LM head rows
+                                    its score reads, in its order (a GGUF's labels, yes and no)
     runtimes                        the ways it can be run (first = default)
     describe() -> dict              inputs, outputs, precision, layer count, sizes
     summary(describe()) -> [str]    inspect's lines for a person
@@ -30,8 +33,10 @@ An Export (formats/<name>/__init__.py) has:
     per_tensor_activations() -> bool    one activation scale per tensor (a text's embedding then
                                     depends on its padding and batch: check measures it)
     padding_note() -> str | None    why this file gives wrong numbers when padded on the left, if it does
-    bridge_checks(cfg) -> [(name, ok, figure, fix)]   what the file itself says about the bridge
-                                    (GGUF metadata: pooling, EOS); [] where the file says nothing
+    bridge_checks(cfg, kind) -> [(name, ok, figure, fix)]   what the file itself says about the bridge
+                                    (GGUF metadata: pooling, EOS; a reranker's rank head and prompt,
+                                    kind: the checkpoint's, "reranker" or "embedding", if known);
+                                    [] where the file says nothing
 The diff, the checks and the report use only this face.
 """
 

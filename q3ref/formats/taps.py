@@ -145,7 +145,7 @@ class GraphExport:
     def check_config(self, cfg):
         return self.graph.check_config(cfg)
 
-    def bridge_checks(self, cfg=None):
+    def bridge_checks(self, cfg=None, kind=None):
         return []
 
     def padding_note(self) -> str | None:

@@ -5,7 +5,8 @@ file.py reads the file and maps its names to the checkpoint's; checks.py names m
 align.py knows which node is which tap; llama.py runs llama.cpp and copies its nodes out; run.py
 hands them over (live, or replayed from a recording); quants.py quantizes as llama-quantize does
 and sim.py computes as llama.cpp's CPU backend does. llama.cpp pools inside (the file's pooling
-type); the bridge normalizes (output_tap "pooled").
+type); the bridge normalizes (output_tap "pooled"). A reranker's file (rank pooling and a rank
+head, cls.output: the LM head's yes and no rows) ends in their softmax (output_tap "score").
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import numpy as np
 from ..taps import config_problems
 from .align import align
 from .checks import metadata_checks
-from .file import GGUFFile
-from .run import POOLED, run_live, run_recorded
+from .file import HEAD_ROWS, POOLING_RANK, GGUFFile
+from .run import OUTPUT, run_live, run_recorded
 
 MAGIC = b"GGUF"
 # Local relative L2 error a quantized stage may add against the fp32 reference, by the lowest-bit
@@ -40,9 +41,8 @@ def open(path):  # noqa: A001  (the face's verb)
 
 class Export:
     format = "gguf"
-    output_tap = "pooled"  # llama.cpp pools; normalizing is the bridge's
     seq_len = None
-    output = POOLED
+    output = OUTPUT
 
     def __init__(self, path):
         self.file = GGUFFile(path)
@@ -54,10 +54,16 @@ class Export:
         self.weight_types = types
         self.precision = self.file.describe()["file_type"]
         self.simulation = f"llama.cpp's {self.precision} (per tensor, from the file)"
+        # llama.cpp pools (normalizing is the bridge's), or, in a reranker's file, scores
+        ranks = self.file.rank_head() is not None and self.file.key("pooling_type") == POOLING_RANK
+        self.output_tap = "score" if ranks else "pooled"
 
     def types(self):
-        """{checkpoint name: ggml type} of every tensor q3ref reads."""
-        return {name: self.file.type_of(name) for name in self.file.names}
+        """{checkpoint name: ggml type} of every tensor q3ref reads (HEAD_ROWS: the rank head)."""
+        types = {name: self.file.type_of(name) for name in self.file.names}
+        if self.file.rank_head() is not None:
+            types[HEAD_ROWS] = self.file.rank_head().tensor_type.name
+        return types
 
     def simulate(self, weights, kernels, runtime, offset=0):
         from .sim import simulate
@@ -90,6 +96,12 @@ class Export:
                  f"  pooling {d['pooling']}, add_eos {d['add_eos']}, add_bos {d['add_bos']}, eos id {d['eos_id']}, "
                  f"pad id {d['pad_id']}",
                  "  tensors: " + ", ".join(f"{k} {v}" for k, v in sorted(d["tensor_types"].items()))]
+        head = d.get("rank_head")
+        if head:
+            ids = self.file.label_ids()
+            lines.append(f"  rank head cls.output ({head['type']}): {head['rows']} rows for labels "
+                         + ", ".join(f"{label!r} (id {i})" for label, i in zip(head["labels"], ids))
+                         + "; llama.cpp's score is the softmax over them, the first one's share")
         lines += config_line(d)
         rows = d.get("quantized_weights") or []
         if rows:
@@ -106,11 +118,15 @@ class Export:
     def per_tensor_activations(self):
         return False  # ggml quantizes a matmul's activations per block of 32 or 256 values
 
-    def bridge_checks(self, cfg=None):
-        return metadata_checks(self.file, cfg)
+    def bridge_checks(self, cfg=None, kind=None):
+        return metadata_checks(self.file, cfg, kind)
+
+    def head_ids(self):
+        """The token ids of the rank head's rows (its labels found in the file's vocabulary)."""
+        return self.file.label_ids()
 
     def align(self, cfg):
-        return align(cfg)
+        return align(cfg, rank=self.output_tap == "score")
 
     def float_tensors(self):
         return []  # every tap is aligned by name; no numeric fallback
@@ -130,6 +146,8 @@ class Export:
         lowest = max((t for t in self.weight_types if t in BITS), key=BITS.index, default="F32")
         limits = {stage: LOCAL_LIMIT[lowest] for stage in QUANTIZED_STAGES}
         limits["embed"] = LOCAL_LIMIT[self.file.type_of("embed_tokens.weight")]
+        if self.file.rank_head() is not None:
+            limits["logits"] = LOCAL_LIMIT[self.file.rank_head().tensor_type.name]
         for stage in FP16_STAGES:
             limits[stage] = LOCAL_LIMIT["F16"]
         return limits
@@ -161,8 +179,15 @@ class Export:
         for name, t in self.types().items():
             if t == "F32":
                 continue
-            mine = QUANTIZERS[t](weights[name])  # uint8 [rows, row bytes]
-            stored = self.file.raw(name).view(np.uint8).reshape(mine.shape)
+            if name == HEAD_ROWS:  # the LM head's rows for the file's labels, in the file's order
+                ids = self.file.label_ids()
+                if None in ids or not ids:
+                    continue  # the labels are not tokens of the file: bridge_checks says so
+                mine, stored = QUANTIZERS[t](weights.head_rows(ids)), np.asarray(self.file.rank_head().data)
+                name = f"cls.output.weight (lm_head rows {', '.join(map(str, ids))})"
+            else:
+                mine, stored = QUANTIZERS[t](weights[name]), self.file.raw(name)  # uint8 [rows, row bytes]
+            stored = stored.view(np.uint8).reshape(mine.shape)
             block = BLOCK_BYTES[t]
             differ = (mine.reshape(-1, block) != stored.reshape(-1, block)).any(axis=1)
             rows.append({"weight": name, "type": t, "blocks": int(differ.size), "differing_blocks": int(differ.sum()),

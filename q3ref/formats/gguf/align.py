@@ -29,11 +29,16 @@ LAYER_NODES = {
     "out": ("l_out-{i}:ADD", "rows"),
 }
 TOP_NODES = {"embed": ("embd:GET_ROWS", "rows"), "norm": ("result_norm:MUL", "rows"),
-             "pooled": ("result_embd_pooled:GET_ROWS", "rows")}
+             "pooled": ("llama_get_embeddings_seq", "rows")}
+# Rank pooling (a reranker's file): the last row, the rank head's matmul and the softmax over it
+# (llama-graph.cpp build_pooling), each one row of one sequence.
+RANK_NODES = {"pooled": ("rank_input:GET_ROWS", "flat"), "logits": ("MUL_MAT:cls.output.weight", "flat"),
+              "score": ("result_embd_pooled:SOFT_MAX", "flat")}
 
 
-def align(cfg):
-    found = {name: Aligned(key, "structure", layout) for name, (key, layout) in TOP_NODES.items()}
+def align(cfg, rank=False):
+    nodes = {**TOP_NODES, **RANK_NODES} if rank else TOP_NODES
+    found = {name: Aligned(key, "structure", layout) for name, (key, layout) in nodes.items()}
     for i in range(cfg.num_hidden_layers):
         for stage, (key, layout) in LAYER_NODES.items():
             found[f"layers.{i}.{stage}"] = Aligned(key.format(i=i), "structure", layout)

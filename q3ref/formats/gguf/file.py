@@ -23,6 +23,11 @@ LAYER_NAMES = {
     "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
 }
 TOP_NAMES = {"token_embd": "embed_tokens", "output_norm": "norm"}
+# A Qwen3 reranker's rank head, as convert_hf_to_gguf.py writes it when it takes the checkpoint for
+# a reranker: the LM head's rows for the classifier labels ("yes", "no"), [2, D]. Not a checkpoint
+# tensor: q3ref makes it from weights.head_rows, and calls it HEAD_ROWS in its type map.
+RANK_HEAD, HEAD_ROWS = "cls.output.weight", "head_rows"
+POOLING_RANK = 4
 # What q3ref reads and quantizes itself (weights.py, quants.py); gguf-py could dequantize more.
 SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K")
 POOLING = {0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}
@@ -87,6 +92,21 @@ class GGUFFile:
             return np.asarray(data, np.float32)
         return gguf.quants.dequantize(data, t.tensor_type).astype(np.float32)
 
+    def rank_head(self):
+        """The rank head tensor, or None."""
+        return self.tensors.get(RANK_HEAD)
+
+    def is_reranker(self) -> bool:
+        """What the file says: a rank head, rank pooling or a rerank template. (A reranker
+        converted as a plain LM says none of it: that takes the checkpoint to tell.)"""
+        return (self.rank_head() is not None or self.key("pooling_type") == POOLING_RANK
+                or self.meta("tokenizer.chat_template.rerank") is not None)
+
+    def label_ids(self) -> list:
+        """The token id of each classifier label (a Qwen3 reranker's "yes", "no"), found by its
+        text in the file's own vocabulary; None where a label is not one token."""
+        return [self.token_id(label) for label in self.meta(f"{self.arch}.classifier.output_labels") or []]
+
     def vocab(self) -> list[str]:
         return list(self.meta("tokenizer.ggml.tokens", []))
 
@@ -116,4 +136,7 @@ class GGUFFile:
             "eos_id": self.meta("tokenizer.ggml.eos_token_id"), "pad_id": self.meta("tokenizer.ggml.padding_token_id"),
             "tensor_types": dict(Counter(t.tensor_type.name for t in self.reader.tensors)),
             "tensors": len(self.tensors),
+            "rank_head": ({"type": self.rank_head().tensor_type.name, "rows": int(self.rank_head().shape[1]),
+                           "labels": list(self.meta(f"{self.arch}.classifier.output_labels") or [])}
+                          if self.rank_head() is not None else None),
         }

@@ -12,22 +12,28 @@ import numpy as np
 from ...errors import Q3RefError
 from ..cpu import cpu_name
 from .align import node_key, per_head
+from .file import RANK_HEAD
 
-POOLED = "result_embd_pooled:GET_ROWS"
+OUTPUT = "llama_get_embeddings_seq"  # what a run hands back: the pooled row [D], or a rank file's [classes]
+RANK_INPUT = "rank_input:GET_ROWS"  # the row rank pooling reads: its GET_ROWS node has no name of its own
 
 
 def as_taps(nodes: dict, pooled) -> dict[str, np.ndarray]:
     """{indexed key: ggml-shaped array} -> {node key: [1, T, ...]}; the first node of a key wins
-    (later ones with the same name and op are norms inside build_norm, not taps)."""
-    out = {}
-    for k, v in nodes.items():
+    (later ones with the same name and op are norms inside build_norm, not taps). The GET_ROWS
+    right before a rank head's matmul is also kept as RANK_INPUT."""
+    out, previous = {}, None
+    for k in sorted(nodes, key=lambda k: int(k.split(":", 1)[0])):  # graph order
         key = node_key(k)
         if key not in out:
-            v = np.asarray(v, np.float32)[0]  # ggml's ne3 = 1: [ne2, ne1, ne0]
+            v = np.asarray(nodes[k], np.float32)[0]  # ggml's ne3 = 1: [ne2, ne1, ne0]
             if not per_head(key):
                 v = v[0]  # a 2-D node: [T, D] (ne2 = 1); per-head nodes are [T, H, Dh], even at T = 1
             out[key] = v[None]  # [1, T, ...]
-    out[POOLED] = np.asarray(pooled, np.float32)[None]  # [1, D]
+        if key == f"MUL_MAT:{RANK_HEAD}" and previous and previous.endswith(":GET_ROWS"):
+            out[RANK_INPUT] = out[previous]  # [1, 1, D]
+        previous = key
+    out[OUTPUT] = np.asarray(pooled, np.float32)[None]  # [1, D] or [1, classes]
     return out
 
 

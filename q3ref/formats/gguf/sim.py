@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...quant import bf16_round, to_fp16
+from .file import HEAD_ROWS
 from .quants import QK_K, QUANTIZERS, first_max_abs
 
 F32 = np.float32
@@ -172,6 +173,18 @@ class SimulatedWeights:
 
     def embed_rows(self, ids):  # rows quantize independently: only the looked-up ones are
         return dequantized(self.inner.embed_rows(ids), self.types["embed_tokens.weight"]).astype(self.dtype)
+
+    def head_rows(self, ids):  # a reranker's rank head: the LM head's rows, as the file holds them
+        key = (HEAD_ROWS, tuple(ids))
+        if key not in self._held:
+            w, t = self.inner.head_rows(ids), self.types.get(HEAD_ROWS, "F32")
+            if t == "F32":
+                self._held[key] = w
+            else:
+                raw = QUANTIZERS[t](w)
+                self._held[key] = dequantize(raw, t, w.shape)
+                self.stored[id(self._held[key])] = (t, raw)
+        return self._held[key]
 
 
 def attention_ggml_exact(q, k, v, mask):  # [B, T, H, Dh], [B, T, Hkv, Dh] x2, [B, T] -> [B, T, H, Dh]
