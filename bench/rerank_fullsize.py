@@ -34,6 +34,15 @@ from measure import append_results  # noqa: E402
 CKPT = ROOT / "weights/random-reranker-0.6b"
 
 
+def make_reranker(ckpt=CKPT):
+    """weights/random-reranker-0.6b on first use: a random Qwen3-Reranker-0.6B with the real tokenizer."""
+    if not (ckpt / "model.safetensors").is_file():
+        make_checkpoint(ckpt, preset_config("0.6b"), 0, BASE / "tokenizer.json.gz", preset="0.6b", reranker=True)
+        (ckpt / "tokenizer.json").write_bytes(gzip.decompress((BASE / "tokenizer.json.gz").read_bytes()))
+        (ckpt / "tokenizer_config.json").write_text((BASE / "tokenizer_config.json").read_text())
+    return ckpt
+
+
 def documents(n, words, seed=0):
     rng = np.random.default_rng(seed)
     vocab = ("gravity force mass planet orbit sun capital city river mountain Beijing China history "
@@ -55,10 +64,7 @@ def main():
     p.add_argument("--docs", type=int, default=16)
     p.add_argument("--words", type=int, default=75)
     a = p.parse_args()
-    if not (CKPT / "model.safetensors").is_file():
-        make_checkpoint(CKPT, preset_config("0.6b"), 0, BASE / "tokenizer.json.gz", preset="0.6b", reranker=True)
-        (CKPT / "tokenizer.json").write_bytes(gzip.decompress((BASE / "tokenizer.json.gz").read_bytes()))
-        (CKPT / "tokenizer_config.json").write_text((BASE / "tokenizer_config.json").read_text())
+    make_reranker()
     query = "What is the capital of China?"
     docs = documents(a.docs, a.words)
     model = q3ref.Model(CKPT)

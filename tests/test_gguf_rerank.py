@@ -184,3 +184,20 @@ def test_diff_input_errors_are_one_line(model, tmp_path):
     r = cli("diff", *base, "--ids", ",".join(map(str, ids)), "--weights", CKPT)
     assert r.returncode == 0 and "P(yes)" in r.stdout and "score" in r.stdout, r.stdout + r.stderr
     assert "its scores are meaningless" in r.stderr
+
+
+def test_q4_K_rank_head_vec_dot_is_llama_cpps_at_full_width():
+    """A Q4_K_M reranker's rank head is Q4_K with 2 rows: never repacked, so one pooled row takes
+    ggml_vec_dot_q4_K_q8_K. Recorded from a full-size random Qwen3-Reranker-0.6B (D=1024) by
+    bench/gguf_rerank_fullsize.py: llama.cpp's input row, its output and the head's bytes. The
+    emulation lands on llama.cpp's two logits to the bit; the plain product (BLAS sums) does not."""
+    from q3ref.formats.gguf import ggml_cpu
+    from q3ref.formats.gguf.sim import act_q8_K_parts, dequantize
+
+    z = np.load(GGUF / "rank_head_Q4_K-0.6b.npz")
+    x, raw = z["x"], z["raw"]
+    shape = (2, x.shape[1])
+    got = ggml_cpu.matmul_q4_K(*act_q8_K_parts(x), *ggml_cpu.q45_K_parts(raw, shape, 4))
+    assert np.array_equal(got, z["logits"]), (got, z["logits"])
+    plain = (act_q8_K_parts(x)[0] * np.repeat(act_q8_K_parts(x)[1], 256, axis=1)) @ dequantize(raw, "Q4_K", shape).T
+    assert not np.array_equal(plain.astype(np.float32), z["logits"])

@@ -238,6 +238,31 @@ def q45_K_parts(raw, shape, bits):
     return scaled, mins, d, dmin
 
 
+def matmul_q4_K(xq, xd, scaled, mins, wd, wdmin):
+    """ggml_vec_dot_q4_K_q8_K (AVX2), one dot per output: what a Q4_K weight whose rows do not come
+    in eights (a reranker's 2-row rank head) gets for fewer than 8 activation rows. Per super-block:
+    8 int32 lanes, lane m taking bytes 4m..4m+3 of each 32-value sub-block, scaled by that
+    sub-block's scale (maddubs, madd), acc = fma(d_x * d_w, float(lane), acc); and 4 lanes of mins,
+    lane c = min[2c] * bsum[2c] + min[2c+1] * bsum[2c+1] over 32-value sub-blocks,
+    acc_m = fma(-(d_x * dmin_w), float(lane), acc_m). Then hsum_float_8(acc) + ((m0 + m2) + (m1 + m3)).
+    Arguments as matmul_q4_K_repack's (q45_K_parts, act_q8_K_parts)."""
+    N, K = xq.shape
+    O = scaled.shape[0]
+    acc, acc_m = np.zeros((N, O, 8), F32), np.zeros((N, O, 4), F32)
+    for i in range(K // 256):
+        blk = slice(256 * i, 256 * i + 256)
+        x = xq[:, blk].astype(F64).reshape(N, 8, 8, 4)  # [N, sub-block, lane, byte]
+        sumi = np.einsum("nslb,oslb->nol", x, scaled[:, blk].astype(F64).reshape(O, 8, 8, 4)).astype(F32)
+        bsum = x.sum(axis=(2, 3)).reshape(N, 4, 2)  # [N, lane, pair]: each sub-block's 32 values, exact
+        mn = mins[:, blk].astype(F64).reshape(O, 4, 2, 32)[..., 0]  # [O, lane, pair]: each sub-block's min
+        prod = np.einsum("ncp,ocp->noc", bsum, mn).astype(F32)  # [N, O, 4]
+        d = xd[:, i][:, None] * wd[None, :, i]  # [N, O]: y.d * fp16(x.d), fp32
+        dmin = -(xd[:, i][:, None] * wdmin[None, :, i])  # [N, O]
+        acc = fma(d[..., None], sumi, acc)
+        acc_m = fma(dmin[..., None], prod, acc_m)
+    return hsum8(acc) + ((acc_m[..., 0] + acc_m[..., 2]) + (acc_m[..., 1] + acc_m[..., 3]))
+
+
 def matmul_q4_K_repack(xq, xd, scaled, mins, wd, wdmin):
     """ggml_gemm/gemv_q4_K_8x8_q8_K (AVX-512BW): the repacked Q4_K path x86 takes when the rows
     come in multiples of 8. Per pair of sub-blocks (64 values), exact integers iacc = sum of

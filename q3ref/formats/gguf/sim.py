@@ -249,8 +249,8 @@ EMULATED_BUILD = ("AVX2", "FMA", "F16C", "AVX512", "AVX512_VNNI", "LLAMAFILE", "
 def exact_type(t, tokens) -> bool:
     """Whether ggml_cpu.py has the matmul llama.cpp takes for weights of type t at this many
     tokens. Not yet: BF16 (the AVX512_BF16 dot product), Q4_0 (its repacked gemm), Q5_K below 8
-    tokens (ggml_vec_dot_q5_K_q8_K). Q4_K is repacked whenever its rows come in eights: every
-    Qwen3 shape."""
+    tokens (ggml_vec_dot_q5_K_q8_K). Q4_K is repacked whenever its rows come in eights (every
+    Qwen3 projection); a reranker's 2-row rank head takes the tiled matmul or vec_dot."""
     return t in ("F32", "F16", "Q8_0", "Q4_K", "Q6_K") or (t == "Q5_K" and tokens >= 8)
 
 
@@ -316,6 +316,9 @@ def simulate(weights, kernels, types, exact=True):
             bits = int(t[1])
             scaled, mins, wd, wdmin = unpacked(w, lambda raw, shape: ggml_cpu.q45_K_parts(raw, shape, bits))
             return ggml_cpu.matmul_tiled(*act_q8_K_parts(x), scaled, wd, mins, wdmin)
+        if t == "Q4_K":  # rows not in eights (a rank head), fewer than 8 tokens: vec_dot
+            parts = unpacked(w, lambda raw, shape: ggml_cpu.q45_K_parts(raw, shape, 4))
+            return ggml_cpu.matmul_q4_K(*act_q8_K_parts(x), *parts)
         act = ACTIVATION[VEC_DOT[t]]
         return act(x) @ w.T
 
