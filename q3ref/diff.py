@@ -124,8 +124,12 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
     # Is the tapped run the run an app gets? Where it is not (ONNX), the untouched graph's output
     # against the tapped run's, over the real tokens.
     deployed = g.untapped(input_ids, mask, kernels)
+
+    def real_rows(v):  # an output [1, S, ...] over the real tokens; a pooled one [1, D] (or a score) as is
+        return v[0][real] if v.ndim > 2 else v[0]
+
     untapped = None if deployed is None else {"how": deployed[0], **{
-        k: v for k, v in metrics(deployed[1][0][real], values[g.output][0][real]).items() if k != "worst_token"}}
+        k: v for k, v in metrics(real_rows(deployed[1]), real_rows(values[g.output])).items() if k != "worst_token"}}
     lap("graph as deployed")
     if progress:
         progress(f"graph ({kernels})", 1, 1)
@@ -203,8 +207,18 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
     out = metrics(final, ref[final_tap])
     if sim:
         out["sim_rel_l2"] = metrics(final, expected[final_tap])["rel_l2"]
-    if yes_no:  # what a user compares: P(yes), the export's against the reference's
-        out.update(p_yes=float(final[0]), p_yes_reference=float(ref["score"][0]))
+    if yes_no:  # what a user compares: P(yes), the export's against the reference's (and as an app runs it),
+        # and its log-odds log P(yes) - log P(no), which still tells scores apart where P(yes) rounds to 1
+        scores = {"": final, "_reference": ref["score"], **({"_deployed": deployed[1][0]} if deployed else {})}
+        for suffix, p in scores.items():
+            p = np.asarray(p, np.float64)
+            odds = float(np.log(p[0]) - np.log(p[1])) if p.min() > 0 else float(np.sign(p[0] - p[1]) * np.inf)
+            out[f"p_yes{suffix}"], out[f"log_odds{suffix}"] = float(p[0]), odds
+        gap, off = out.get("log_odds_deployed", out["log_odds"]) - out["log_odds"], out["log_odds"] - out["log_odds_reference"]
+        if abs(gap) > max(1e-3, 0.1 * abs(off)):  # P(yes) near 1 hides this from the rel L2 below
+            notes.append(f"as an app runs it ({deployed[0]}) the log-odds are {out['log_odds_deployed']:.4g}, against "
+                         f"{out['log_odds']:.4g} in the tapped run and {out['log_odds_reference']:.4g} from the fp32 "
+                         "reference: the taps describe a run the app does not make, and the two differ by a comparable amount")
     lap("compare")
     head = fp16_headroom(ref, names)
     out_row = next((r for r in rows if r["name"] == g.output_tap and r.get("aligned")), None)
@@ -225,6 +239,6 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
             "padding": padding, "tokens": int(real.sum()), "seq_len": S,
             "limits": {"quantized stages": max(limit_of.values()), "other stages": min(limit_of.values())},
             "taps": rows, "first_divergence": first,
-            "output": {k: out[k] for k in ("cos", "rel_l2", "sim_rel_l2", "p_yes", "p_yes_reference") if k in out},
+            "output": {k: v for k, v in out.items() if k != "max_abs" and k != "worst_token"},
             "unaligned": [r["name"] for r in rows if not r.get("aligned")], "notes": notes,
             "untapped": untapped, "runtime_kernels": probe, "seconds": seconds}

@@ -64,7 +64,10 @@ def print_table(report, console):
                   + (f", which the graph's output is {out['sim_rel_l2']:.2g} (rel L2) from, against {out['rel_l2']:.2g} "
                      "from the fp32 reference" if "sim_rel_l2" in out else "") + f"; taps read by {report['read_by']}")
     if "p_yes" in out:  # a reranker's export: the number its users read
-        console.print(f"P(yes) {out['p_yes']:.6g} from the graph, {out['p_yes_reference']:.6g} from the fp32 reference")
+        said = [(k, label) for k, label in (("", "from the graph"), ("_reference", "from the fp32 reference"),
+                                            ("_deployed", "as an app runs it")) if f"p_yes{k}" in out]
+        console.print("P(yes) (log-odds) " + ", ".join(f"{out['p_yes' + k]:.6f} ({out['log_odds' + k]:.4g}) {label}"
+                                                       for k, label in said))
     run = report.get("untapped")
     if run:
         console.print(f"the graph as an app runs it ({run['how']}) is {run['rel_l2']:.2g} (rel L2; max |diff| "

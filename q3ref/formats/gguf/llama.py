@@ -18,7 +18,7 @@ from ...errors import Q3RefError
 
 GGML_MAX_DIMS, GGML_MAX_SRC = 4, 10
 F32, F16 = 0, 1  # ggml_type
-POOLING_UNSPECIFIED, POOLING_RANK, FLASH_ATTN_DISABLED = -1, 4, 0
+POOLING_UNSPECIFIED, POOLING_RANK, FLASH_ATTN_AUTO, FLASH_ATTN_DISABLED = -1, 4, -1, 0
 SAME_DATA = {"VIEW", "RESHAPE", "PERMUTE", "TRANSPOSE", "SET_ROWS"}  # another node's values, moved or copied
 
 
@@ -71,9 +71,10 @@ def system_info() -> str:
     return llama_cpp.llama_print_system_info().decode().strip()
 
 
-def run_llama(path, ids, capture=True, threads=1, pooling=POOLING_UNSPECIFIED):
+def run_llama(path, ids, capture=True, threads=1, pooling=POOLING_UNSPECIFIED, flash_attn=FLASH_ATTN_DISABLED):
     """ids [T] -> ({node key: [..] float32}, pooled [D], or [classes] under rank pooling). pooling:
-    the file's own unless given."""
+    the file's own unless given. capture=False: no eval callback at all; threads=None: llama.cpp's
+    default count; flash_attn=FLASH_ATTN_AUTO: llama.cpp's default (on, on a CPU)."""
     try:
         import llama_cpp
     except ImportError:
@@ -105,11 +106,13 @@ def run_llama(path, ids, capture=True, threads=1, pooling=POOLING_UNSPECIFIED):
     n = len(ids)
     cparams = llama_cpp.llama_context_default_params()
     cparams.n_ctx = cparams.n_batch = cparams.n_ubatch = max(n, 8)
-    cparams.n_threads = cparams.n_threads_batch = threads
+    if threads is not None:
+        cparams.n_threads = cparams.n_threads_batch = threads
     cparams.embeddings = True
     cparams.pooling_type = pooling
-    cparams.flash_attn_type = FLASH_ATTN_DISABLED
-    cparams.cb_eval = cb
+    cparams.flash_attn_type = flash_attn
+    if capture:
+        cparams.cb_eval = cb
     ctx = llama_cpp.llama_init_from_model(model, cparams)
     batch = llama_cpp.llama_batch_init(n, 0, 1)
     try:

@@ -37,6 +37,14 @@ def as_taps(nodes: dict, pooled) -> dict[str, np.ndarray]:
     return out
 
 
+def run_deployed(path, ids):
+    """-> the output of the file run as llama.cpp's defaults run it (flash attention auto, its thread
+    count, no eval callback): what llama-server and llama-embedding return."""
+    from .llama import FLASH_ATTN_AUTO, run_llama
+
+    return run_llama(path, ids, capture=False, threads=None, flash_attn=FLASH_ATTN_AUTO)[1]
+
+
 def run_live(path, ids):
     """-> ({node key: [1, T, ...]}, the build's feature line, this CPU's name)."""
     from .llama import run_llama, system_info
