@@ -57,12 +57,15 @@ def conversion_dir(ckpt: Path, work: Path) -> Path:
     return d
 
 
-def llama_embed_seconds(path, ids, threads=2, repeats=3):
-    """llama.cpp's own time for one embedding of `ids` (its default settings, `threads` threads):
-    the best of `repeats` decodes, the KV cache cleared between them."""
+def llama_decode_seconds(path, ids, pooling=3, threads=2, repeats=3):
+    """llama.cpp's own time for one decode of `ids` with embeddings on (its default settings,
+    `threads` threads; pooling: a llama_pooling_type, -1 for the file's own): the best of `repeats`
+    decodes, the KV cache cleared between them; and what llama_get_embeddings_seq returns (the
+    pooled row, or a rank file's (P(yes), P(no)))."""
     import llama_cpp
+    import numpy as np
 
-    from q3ref.formats.gguf.llama import quiet
+    from q3ref.formats.gguf.llama import POOLING_RANK, quiet
 
     quiet()
     llama_cpp.llama_backend_init()
@@ -70,21 +73,42 @@ def llama_embed_seconds(path, ids, threads=2, repeats=3):
     cp = llama_cpp.llama_context_default_params()
     cp.n_ctx = cp.n_batch = cp.n_ubatch = max(64, len(ids))
     cp.n_threads = cp.n_threads_batch = threads
-    cp.embeddings, cp.pooling_type = True, 3
+    cp.embeddings, cp.pooling_type = True, pooling
     ctx = llama_cpp.llama_init_from_model(model, cp)
     batch = llama_cpp.llama_batch_init(len(ids), 0, 1)
     batch.n_tokens = len(ids)
     for i, tok in enumerate(ids):
         batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.seq_id[i][0], batch.logits[i] = int(tok), i, 1, 0, 1
     best = float("inf")
-    for _ in range(repeats + 1):  # the first warms up
+    for k in range(repeats + 1):  # the first warms up
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
         seconds = timed(lambda: llama_cpp.llama_decode(ctx, batch))
-        best = min(best, seconds) if _ else best
+        best = min(best, seconds) if k else best
+    n = (llama_cpp.llama_model_n_cls_out(model) if llama_cpp.llama_pooling_type(ctx) == POOLING_RANK
+         else llama_cpp.llama_model_n_embd(model))
+    out = np.ctypeslib.as_array(llama_cpp.llama_get_embeddings_seq(ctx, 0), shape=(n,)).copy()
     llama_cpp.llama_batch_free(batch)
     llama_cpp.llama_free(ctx)
     llama_cpp.llama_model_free(model)
-    return best
+    return best, out
+
+
+def make_files(llama_src, hf, work, stem, types):
+    """{type: path}: the checkpoint in `hf` converted (F16, BF16, F32) or quantized from F32 by
+    llama.cpp's own tools, into work/{stem}-{type}.gguf; files already there are kept."""
+    files = {}
+    for t in types:
+        files[t] = work / f"{stem}-{t}.gguf"
+        if files[t].exists():
+            continue
+        if t in ("F16", "BF16", "F32"):
+            convert(llama_src, hf, files[t], t.lower())
+        else:
+            f32 = work / f"{stem}-F32.gguf"
+            if not f32.exists():
+                convert(llama_src, hf, f32, "f32")
+            quantize(f32, files[t], QUANTS[t])
+    return files
 
 
 def timed(f):
@@ -111,22 +135,11 @@ def main():
     a = p.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     hf = conversion_dir(a.weights, a.work)
-    files = {}
-    for t in a.types.split(","):
-        files[t] = a.work / f"random-0.6b-{t}.gguf"
-        if files[t].exists():
-            continue
-        if t in ("F16", "BF16", "F32"):
-            convert(a.llama_src, hf, files[t], t.lower())
-        else:
-            f32 = a.work / "random-0.6b-F32.gguf"
-            if not f32.exists():
-                convert(a.llama_src, hf, f32, "f32")
-            quantize(f32, files[t], QUANTS[t])
+    files = make_files(a.llama_src, hf, a.work, "random-0.6b", a.types.split(","))
     ids = np.append(np.random.default_rng(0).integers(0, 151643, a.tokens - 1), 151643)
     rows = []
     for t, f in files.items():
-        llama_s = llama_embed_seconds(f, ids)
+        llama_s = llama_decode_seconds(f, ids)[0]
         row = {"type": t, "size_gb": f.stat().st_size / 2**30, "llama_s": llama_s}
         for quant in ("auto", "none"):
             s, rss, rep = diff_in_child(f, a.weights, ids, quant)

@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import q3ref  # noqa: E402
-from export_gguf import QUANTS, convert, quantize, rerank_ids  # noqa: E402
-from gguf_fullsize import timed  # noqa: E402
+from export_gguf import rerank_ids  # noqa: E402
+from gguf_fullsize import llama_decode_seconds, make_files  # noqa: E402
 from measure import append_results, q3ref_child  # noqa: E402
 from q3ref.formats.cpu import cpu_name  # noqa: E402
 from q3ref.formats.gguf.file import GGUFFile  # noqa: E402
@@ -50,39 +50,6 @@ def conversion_dir(ckpt: Path, work: Path) -> Path:
             (d / f.name).symlink_to(f.resolve())
     (d / "README.md").write_text("# Qwen3-Reranker (random weights: q3ref's benchmark)\n")
     return d
-
-
-def llama_rank_seconds(path, ids, threads=2, repeats=3):
-    """llama.cpp's own time for one rank-pooled decode of `ids` (the file's pooling, its defaults):
-    the best of `repeats`, the KV cache cleared between them; and the (P(yes), P(no)) it returns."""
-    import llama_cpp
-    import numpy as np
-
-    from q3ref.formats.gguf.llama import quiet
-
-    quiet()
-    llama_cpp.llama_backend_init()
-    model = llama_cpp.llama_model_load_from_file(str(path).encode(), llama_cpp.llama_model_default_params())
-    cp = llama_cpp.llama_context_default_params()
-    cp.n_ctx = cp.n_batch = cp.n_ubatch = max(64, len(ids))
-    cp.n_threads = cp.n_threads_batch = threads
-    cp.embeddings = True
-    ctx = llama_cpp.llama_init_from_model(model, cp)
-    batch = llama_cpp.llama_batch_init(len(ids), 0, 1)
-    batch.n_tokens = len(ids)
-    for i, tok in enumerate(ids):
-        batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.seq_id[i][0], batch.logits[i] = int(tok), i, 1, 0, 1
-    best = float("inf")
-    for k in range(repeats + 1):  # the first warms up
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
-        seconds = timed(lambda: llama_cpp.llama_decode(ctx, batch))
-        best = min(best, seconds) if k else best
-    n = llama_cpp.llama_model_n_cls_out(model)
-    scores = np.ctypeslib.as_array(llama_cpp.llama_get_embeddings_seq(ctx, 0), shape=(n,)).copy()
-    llama_cpp.llama_batch_free(batch)
-    llama_cpp.llama_free(ctx)
-    llama_cpp.llama_model_free(model)
-    return best, scores
 
 
 def record_head(path, ids):
@@ -112,18 +79,7 @@ def main():
     ckpt = make_reranker()
     a.work.mkdir(parents=True, exist_ok=True)
     hf = conversion_dir(ckpt, a.work)
-    files = {}
-    for t in a.types.split(","):
-        files[t] = a.work / f"random-reranker-0.6b-{t}.gguf"
-        if files[t].exists():
-            continue
-        if t in ("F16", "BF16", "F32"):
-            convert(a.llama_src, hf, files[t], t.lower())
-        else:
-            f32 = a.work / "random-reranker-0.6b-F32.gguf"
-            if not f32.exists():
-                convert(a.llama_src, hf, f32, "f32")
-            quantize(f32, files[t], QUANTS[t])
+    files = make_files(a.llama_src, hf, a.work, "random-reranker-0.6b", a.types.split(","))
     doc = documents(1, a.words)[0]
     card = q3ref.Model(ckpt).rerank_ids(QUERY, doc)
     rows = []
@@ -131,7 +87,7 @@ def main():
         server = rerank_ids(f, [(QUERY, doc)])[0].tolist()
         if GGUFFile(f).rank_head().tensor_type.name == "Q4_K":
             record_head(f, server)
-        llama_s, scores = llama_rank_seconds(f, server)
+        llama_s, scores = llama_decode_seconds(f, server, pooling=-1)  # the file's own: rank
         out = Path(str(f) + ".report.json")
         seconds, rss, _ = q3ref_child(["diff", f, QUERY, "--document", doc, "--weights", ckpt, "--kernels", "llama.cpp",
                                        "--json", out])
