@@ -30,6 +30,7 @@ Variants (file names as the onnx-community set names them):
                                           SimplifiedLayerNormalization, FusedMatMul, MatMulIntegerToFloat;
                                           fp16 graphs with ORT's own casts inserted
   static24           model_static24.onnx  fp32 with every shape fixed, input_ids [1, 24] (no dynamic axes)
+  int32              model_int32.onnx     fp32 traced with int32 ids, mask and positions: int32 inputs
   past               model_past.onnx      fp32 with the past_key_values.{i}.key/value inputs and present.*
                                           outputs of a with-past export (optimum's names), which an
                                           embedding bridge feeds empty
@@ -109,12 +110,12 @@ def load(ckpt, defect):
     return model
 
 
-def export_fp32(model, path, static=None):
+def export_fp32(model, path, static=None, dtype=torch.long):
     """static: a fixed [1, static] shape (no dynamic axes), as exports for NPUs and some app
-    runtimes are made."""
-    ids = torch.arange(11, 11 + (static or 5), dtype=torch.long)[None]
+    runtimes are made. dtype: the inputs' (torch.int32: the exporter declares int32 inputs)."""
+    ids = torch.arange(11, 11 + (static or 5), dtype=dtype)[None]
     mask = torch.ones_like(ids)
-    pos = torch.arange(ids.shape[1])[None]
+    pos = torch.arange(ids.shape[1], dtype=dtype)[None]
     dyn = None if static else {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
                                "position_ids": {0: "batch", 1: "seq"}, "last_hidden_state": {0: "batch", 1: "seq"}}
     torch.onnx.export(LastHidden(model), (ids, mask, pos), str(path), dynamo=False, opset_version=18,
@@ -242,7 +243,7 @@ FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx", "int8_per_channel": "m
          "uint8": "model_uint8.onnx", "q4": "model_q4.onnx", "q4f16": "model_q4f16.onnx",
          "q4_zp": "model_q4_zp.onnx", "q8": "model_q8.onnx", "q2": "model_q2.onnx",
          "fp16": "model_fp16.onnx", "bnb4": "model_bnb4.onnx", "past": "model_past.onnx",
-         "static24": "model_static24.onnx"}
+         "static24": "model_static24.onnx", "int32": "model_int32.onnx"}
 
 
 def main():
@@ -263,6 +264,8 @@ def main():
             export_past(model, files[variant])
         elif variant == "static24":
             export_fp32(model, files[variant], static=24)
+        elif variant == "int32":
+            export_fp32(model, files[variant], dtype=torch.int32)
         elif variant.endswith("_opt"):
             files[variant] = optimized(files[variant.removesuffix("_opt")])
         elif variant != "fp32":

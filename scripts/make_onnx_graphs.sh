@@ -9,7 +9,7 @@ OUT=tests/fixtures/onnx
 mkdir -p "$OUT"
 S=tests/fixtures/stress-checkpoint
 ex() { "$PY" scripts/export_onnx.py "$@" 2>&1 | grep -E '^(wrote|\{)'; }
-ex $S $OUT --name stress --variants fp32,int8,uint8,int8_per_channel,q4,q4f16,q4_zp,q8,q2,fp16,bnb4,past,static24,q4_opt,uint8_opt,fp16_opt
+ex $S $OUT --name stress --variants fp32,int8,uint8,int8_per_channel,q4,q4f16,q4_zp,q8,q2,fp16,bnb4,past,static24,int32,q4_opt,uint8_opt,fp16_opt
 ex $S $OUT --name defect_q_norm_ones_1 --defect q_norm_ones:1 --variants fp32,int8,q4,q4f16,q8,bnb4
 ex $S $OUT --name defect_gate_up_swap_2 --defect gate_up_swap:2 --variants fp32,int8
 ex $S $OUT --name defect_rope_base --defect rope_base --variants fp32

@@ -601,3 +601,20 @@ def test_check_measures_the_per_tensor_activation_scale(name):
         assert "DynamicQuantizeLinear" in r.stdout
     else:
         assert r.returncode == 0 and min(cosines) > 0.999999
+
+
+def test_an_export_with_int32_inputs_is_fed_int32(model):
+    """stress_int32.onnx (torch's exporter traced with int32 ids, mask and positions: the graph
+    declares int32 inputs) is fed what it declares; ONNX Runtime refused the int64 feeds q3ref made
+    before ("Unexpected input data type") for diff and check alike. Its taps are the int64 graph's."""
+    from q3ref.check import check_graph
+    from q3ref.formats.onnx.run import feeds
+
+    g, plain = open_export(ONNX / "stress_int32.onnx"), open_export(ONNX / "stress.onnx")
+    x, mask = g.place(INPUTS["17 tokens"], "right", 0)
+    assert {v.dtype for v in feeds(g.graph, x, mask).values()} == {np.dtype(np.int32)}
+    assert {v.dtype for v in feeds(plain.graph, x, mask).values()} == {np.dtype(np.int64)}
+    r, base = diff(model, g, INPUTS["17 tokens"]), diff(model, plain, INPUTS["17 tokens"])
+    assert r["first_divergence"] is None and r["unaligned"] == [] and r["output"] == base["output"]
+    results = check_graph(g, model.cfg)
+    assert all(ok for _, ok, _, _ in results) and any("int32" in figure for _, _, figure, _ in results), results

@@ -104,16 +104,21 @@ def session(g: Graph, tensors=(), optimize=False):
 
 
 def feeds(g: Graph, input_ids, mask):
-    """input_ids, attention_mask, position_ids as int64, and a with-past export's cache inputs
-    empty, [batch, Hkv, 0, Dh] in their declared type: an embedding is one pass over the text with
-    nothing before it, as transformers.js feeds such a file."""
+    """input_ids, attention_mask, position_ids in the type each input declares (int64 as the
+    onnx-community files do; int32 where an export was traced with int32 ids, which ONNX Runtime
+    refuses int64 for), and a with-past export's cache inputs empty, [batch, Hkv, 0, Dh] in their
+    declared type: an embedding is one pass over the text with nothing before it, as
+    transformers.js feeds such a file."""
+    import onnx
+
     B, S = input_ids.shape
     values = {"input_ids": input_ids, "attention_mask": mask, "position_ids": np.arange(S)[None]}
     unknown = [n for n in g.inputs if n not in values and not PAST.match(n)]
     if unknown:
         raise Q3RefError(f"{g.path}: graph inputs {unknown} are not input_ids, attention_mask, position_ids "
                          "or past_key_values.N.key/value")
-    out = {n: np.asarray(values[n]).astype(np.int64) for n in g.inputs if n in values}
+    declared = {v.name: onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type) for v in g.model.graph.input}
+    out = {n: np.asarray(values[n]).astype(declared[n]) for n in g.inputs if n in values}
     for v in g.model.graph.input:
         if PAST.match(v.name):
             dims = [d.dim_value for d in v.type.tensor_type.shape.dim]  # 0 where symbolic
