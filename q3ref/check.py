@@ -1,7 +1,9 @@
-"""check-ids: name, in words, how a bridge's token ids differ from what Qwen3-Embedding expects.
+"""check-ids: name, in words, how a bridge's token ids differ from what Qwen3-Embedding expects,
+or (check_rerank_ids) what a Qwen3-Reranker expects for a (query, document) pair.
 
 Each finding is (what, fix): the fix in one sentence. The expected ids come from q3ref's
-tokenizer (exactly one trailing <|endoftext|>, sentence-transformers' prompts).
+tokenizer (exactly one trailing <|endoftext|>, sentence-transformers' prompts) or from the
+reranker card's recipe (rerank.pair_ids).
 """
 
 from __future__ import annotations
@@ -53,6 +55,58 @@ def check_ids(tokenizer, text, given, prompt_name=None, instruction=None, max_le
     if body != expected:
         findings.append(_text_difference(tokenizer, body, expected, prompt_name, instruction))
     return findings
+
+
+def check_rerank_ids(tokenizer, query, document, given, instruction=None, max_length=None) -> list[tuple[str, str]]:
+    """How a reranker bridge's ids for one pair differ from the card's (rerank.pair_ids): the
+    template's pieces (system turn, empty thinking block), an appended EOS, swapped or
+    re-instructed pairs, truncation that cut the suffix; else the first differing character."""
+    from .rerank import MAX_LENGTH, PREFIX, SUFFIX, format_pair, pair_ids
+
+    max_length = max_length or MAX_LENGTH
+    expected = pair_ids(tokenizer, query, document, instruction, max_length)
+    given = [int(i) for i in given]
+    if given == expected:
+        return []
+    encode = lambda s: tokenizer.hf.encode(s, add_special_tokens=False).ids  # noqa: E731
+    body = expected[len(encode(PREFIX)):len(expected) - len(encode(SUFFIX))]
+    think = "<think>\n\n</think>\n\n"
+    pads = next((k for k, i in enumerate(given) if i != EOS_ID), len(given))  # leading <|endoftext|> ids
+    known = [
+        (given[:-1] == expected and given[-1] in (EOS_ID, IM_END_ID),
+         f"an EOS ({given[-1]}) appended after the template: the score is read at it, not after the empty thinking block",
+         "Tokenize the reranker's pairs without the embedding tokenizer's post-processor; nothing follows '</think>\\n\\n'."),
+        (given == expected[:len(expected) - len(encode(think))],
+         "the empty thinking block '<think>\\n\\n</think>\\n\\n' is missing after '<|im_start|>assistant\\n'",
+         "End every pair with the card's suffix, '<|im_end|>\\n<|im_start|>assistant\\n<think>\\n\\n</think>\\n\\n'."),
+        (given == body,
+         "the chat template is missing: the ids are the '<Instruct>: ...<Query>: ...<Document>: ...' text alone",
+         "Wrap the pair in the card's system turn and user turn, and end it with the assistant turn's empty thinking block."),
+        (given == encode(format_pair(query, document, instruction)) and given != body,
+         "the chat template is missing (and the text is not truncated as the card truncates it)",
+         "Wrap the pair in the card's system turn and user turn, and end it with the assistant turn's empty thinking block."),
+        (given == pair_ids(tokenizer, document, query, instruction, max_length),
+         "query and document are swapped",
+         "Put the query after '<Query>: ' and the document after '<Document>: '."),
+        (instruction is not None and given == pair_ids(tokenizer, query, document, None, max_length),
+         "the default instruction was used, not the one given",
+         "Pass the task's instruction into '<Instruct>: ...'."),
+        (len(given) < len(expected) and given == expected[:len(given)],
+         f"truncated from the right: {len(given)} of {len(expected)} ids, the template's end (and the thinking block) cut",
+         "Truncate the pair's text only (the card cuts '<Instruct>...<Document>: ...' to max_length less the template) "
+         "and keep the suffix."),
+        (0 < pads < len(given) and given[pads:] == expected,
+         f"left padding inside the ids: {pads} <|endoftext|> (151643) before the template",
+         "Pass the pads as masked positions (attention_mask 0), not as ids of the pair."),
+    ]
+    for hit, what, fix in known:
+        if hit:
+            return [(what, fix)]
+    got, want = tokenizer.decode(given), tokenizer.decode(expected)
+    at = next((k for k, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+    return [(f"the pair's ids differ from the card's at character {at}: ids give {got[max(0, at - 16):at + 16]!r}, "
+             f"expected {want[max(0, at - 16):at + 16]!r}",
+             "Build the ids as the card does: prefix + tokens('<Instruct>: {task}\\n<Query>: {query}\\n<Document>: {doc}') + suffix.")]
 
 
 def _text_difference(tokenizer, body, expected, prompt_name, instruction):

@@ -131,8 +131,10 @@ def build_parser():
     p.add_argument("--plot", metavar="errors.png", help="write the error-growth plot")
 
     p = sub.add_parser("check-ids", help="name how a bridge's token ids differ from what the model expects")
-    p.add_argument("--text", required=True)
+    p.add_argument("--text", required=True, help="the text (with --document: the reranker pair's query)")
     p.add_argument("--ids", required=True, metavar="1,2,3", help="the ids your bridge produced for the text")
+    p.add_argument("--document", metavar="DOC", help="a Qwen3-Reranker pair's document: the ids are checked against "
+                                                     "the card's for (text, DOC); --instruction is the reranker's task")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--query", action="store_true")
     g.add_argument("--instruction", metavar="TASK")
@@ -478,7 +480,7 @@ def cmd_diff(args):
 
 def cmd_check_ids(args):
     from .api import find_weights
-    from .check import check_ids
+    from .check import check_ids, check_rerank_ids
     from .tokenizer import Tokenizer, find_tokenizer_file
 
     path = find_weights(args.weights)
@@ -486,8 +488,13 @@ def cmd_check_ids(args):
     if tok_file is None:
         raise Q3RefError(f"{path} has no tokenizer.json; check-ids needs the model's tokenizer")
     tok = Tokenizer(tok_file)
-    findings = check_ids(tok, args.text, parse_ids(args.ids), "query" if args.query else None, args.instruction,
-                         strip=args.strip)
+    if args.document is not None:
+        if args.query or args.strip:
+            raise Q3RefError("--document checks a reranker pair: --query and --strip are the embedder's")
+        findings = check_rerank_ids(tok, args.text, args.document, parse_ids(args.ids), args.instruction)
+    else:
+        findings = check_ids(tok, args.text, parse_ids(args.ids), "query" if args.query else None, args.instruction,
+                             strip=args.strip)
     if not findings:
         print("ok: the ids are exactly what the model expects")
         return 0

@@ -62,3 +62,69 @@ def test_whitespace_convention_is_named(tok):
     found = check_ids(tok, text, tok.encode(text, "query"), "query", strip=True)
     assert len(found) == 1 and found[0][0].startswith("whitespace kept"), found
     assert check_ids(tok, text, tok.encode(text, "query"), "query") == []
+
+
+# ------------------------------------------------------------------ a reranker pair's ids
+QUERY, DOC = "What is the capital of China?", "The capital of China is Beijing."
+SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+
+
+def card(tok, query=QUERY, doc=DOC, task="Given a web search query, retrieve relevant passages that answer the query"):
+    from q3ref.rerank import PREFIX
+
+    return raw(tok, PREFIX) + raw(tok, f"<Instruct>: {task}\n<Query>: {query}\n<Document>: {doc}") + raw(tok, SUFFIX)
+
+
+def test_reranker_pair_ids_of_the_card_pass_and_match_transformers(tok):
+    """The card's ids, built here from its strings, pass; so do the ids transformers made for the
+    committed reranker fixture's pairs (tests/fixtures/transformers/reranker.npz)."""
+    import json
+
+    import numpy as np
+
+    from conftest import FIXTURES
+    from q3ref.check import check_rerank_ids
+
+    assert check_rerank_ids(tok, QUERY, DOC, card(tok)) == []
+    meta = json.loads((FIXTURES / "transformers/reranker.json").read_text())["checkpoints"]["tied"]
+    z = np.load(FIXTURES / "transformers/reranker.npz")
+    ids = [k for k in z.files if k.startswith("tied/") and k.endswith("/input_ids")]
+    assert ids
+    for k in ids:
+        pair = meta["pairs"][int(k.split("/")[1])]
+        assert check_rerank_ids(tok, pair["query"], pair["document"], z[k], pair["instruction"]) == [], pair
+
+
+@pytest.mark.parametrize("bug, make, words", [
+    ("EOS appended", lambda t: card(t) + [151643], "EOS (151643) appended"),
+    ("no think block", lambda t: card(t)[:-4], "thinking block"),
+    ("no template", lambda t: raw(t, f"<Instruct>: Given a web search query, retrieve relevant passages that answer "
+                                     f"the query\n<Query>: {QUERY}\n<Document>: {DOC}"), "chat template is missing"),
+    ("swapped", lambda t: card(t, DOC, QUERY), "swapped"),
+    ("cut from the right", lambda t: card(t)[:40], "truncated from the right"),
+    ("left pads", lambda t: [151643] * 3 + card(t), "left padding"),
+    ("double newline", lambda t: card(t, task="Given a web search query, retrieve relevant passages that answer the "
+                                              "query\n"), "differ from the card's at character"),
+])
+def test_each_reranker_bug_is_named(tok, bug, make, words):
+    from q3ref.check import check_rerank_ids
+
+    findings = check_rerank_ids(tok, QUERY, DOC, make(tok))
+    assert len(findings) == 1 and words in findings[0][0], (bug, findings)
+    assert findings[0][1].endswith(".") and "\n" not in "".join(findings[0])
+
+
+def test_reranker_instruction_and_cli(tok):
+    from q3ref.check import check_rerank_ids
+
+    task = "Find the passage that answers the question"
+    assert check_rerank_ids(tok, QUERY, DOC, card(tok, task=task), task) == []
+    found = check_rerank_ids(tok, QUERY, DOC, card(tok), task)
+    assert "default instruction" in found[0][0]
+    ids = ",".join(map(str, card(tok)[:-4]))
+    r = subprocess.run([sys.executable, "-m", "q3ref", "check-ids", "--text", QUERY, "--document", DOC, "--ids", ids,
+                        "--weights", str(TINY)], capture_output=True, text=True)
+    assert r.returncode == 1 and "thinking block" in r.stdout and "fix:" in r.stdout, r.stdout + r.stderr
+    r = subprocess.run([sys.executable, "-m", "q3ref", "check-ids", "--text", QUERY, "--document", DOC, "--query",
+                        "--ids", ids, "--weights", str(TINY)], capture_output=True, text=True)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
