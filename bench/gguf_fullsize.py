@@ -65,7 +65,8 @@ def llama_decode_seconds(path, ids, pooling=3, threads=2, repeats=3):
     import llama_cpp
     import numpy as np
 
-    from q3ref.formats.gguf.llama import POOLING_RANK, quiet
+    from q3ref.formats.gguf.file import POOLING_RANK
+    from q3ref.formats.gguf.llama import quiet
 
     quiet()
     llama_cpp.llama_backend_init()

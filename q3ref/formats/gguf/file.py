@@ -27,7 +27,7 @@ TOP_NAMES = {"token_embd": "embed_tokens", "output_norm": "norm"}
 # a reranker: the LM head's rows for the classifier labels ("yes", "no"), [2, D]. Not a checkpoint
 # tensor: q3ref makes it from weights.head_rows, and calls it HEAD_ROWS in its type map.
 RANK_HEAD, HEAD_ROWS = "cls.output.weight", "head_rows"
-POOLING_RANK = 4
+POOLING_RANK = 4  # llama_pooling_type's LLAMA_POOLING_TYPE_RANK, as the metadata and the C API both say
 # What q3ref reads and quantizes itself (weights.py, quants.py); gguf-py could dequantize more.
 SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K")
 POOLING = {0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}
@@ -117,7 +117,7 @@ class GGUFFile:
             return None
 
     def describe(self) -> dict:
-        embd = self.tensors.get("token_embd.weight")
+        embd, head = self.tensors.get("token_embd.weight"), self.rank_head()
         n_embd = self.key("embedding_length")
         file_type = self.meta("general.file_type")
         return {
@@ -136,7 +136,7 @@ class GGUFFile:
             "eos_id": self.meta("tokenizer.ggml.eos_token_id"), "pad_id": self.meta("tokenizer.ggml.padding_token_id"),
             "tensor_types": dict(Counter(t.tensor_type.name for t in self.reader.tensors)),
             "tensors": len(self.tensors),
-            "rank_head": ({"type": self.rank_head().tensor_type.name, "rows": int(self.rank_head().shape[1]),
-                           "labels": list(self.meta(f"{self.arch}.classifier.output_labels") or [])}
-                          if self.rank_head() is not None else None),
+            "rank_head": None if head is None else {
+                "type": head.tensor_type.name, "rows": int(head.shape[1]),
+                "labels": list(self.meta(f"{self.arch}.classifier.output_labels") or [])},
         }

@@ -15,10 +15,11 @@ import ctypes
 import numpy as np
 
 from ...errors import Q3RefError
+from .file import POOLING_RANK
 
 GGML_MAX_DIMS, GGML_MAX_SRC = 4, 10
 F32, F16 = 0, 1  # ggml_type
-POOLING_UNSPECIFIED, POOLING_RANK, FLASH_ATTN_AUTO, FLASH_ATTN_DISABLED = -1, 4, -1, 0
+POOLING_UNSPECIFIED, FLASH_ATTN_AUTO, FLASH_ATTN_DISABLED = -1, -1, 0
 SAME_DATA = {"VIEW", "RESHAPE", "PERMUTE", "TRANSPOSE", "SET_ROWS"}  # another node's values, moved or copied
 
 
