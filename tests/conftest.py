@@ -9,6 +9,21 @@ TINY = ROOT / "weights/q3ref-tiny"
 STRESS = FIXTURES / "stress-checkpoint"
 
 
+def cli(*args):
+    """`python -m q3ref ARGS` in its own process: (returncode, stdout, stderr) as a CompletedProcess."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "q3ref", *map(str, args)], capture_output=True, text=True)
+
+
+def one_line_exit_2(r, match):
+    """Bad input: one line on stderr naming `match`, exit 2, no traceback."""
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert match in lines[0], lines[0]
+
+
 def close_report(name, got, ref, rel=0.0, atol=0.0):
     """None when |got - ref| <= atol + rel * max|ref| everywhere, else a readable failure:
     the worst index with both values side by side, like llm.c's test_gpt2."""

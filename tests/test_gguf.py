@@ -2,14 +2,12 @@
 from its run (scripts/export_gguf.py; tests/fixtures/gguf/VERSION says which llama.cpp).
 The checkpoint is tests/fixtures/gguf-checkpoint (D=256, 2 layers, vocabulary cut to 1000)."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import q3ref
-from conftest import FIXTURES, TINY
+from conftest import FIXTURES, TINY, cli, one_line_exit_2
 from gguf_files import rewrite_metadata
 from q3ref.diff import diff
 from q3ref.errors import Q3RefError
@@ -31,10 +29,6 @@ def replayed(name, run="0"):
     g = open_export(GGUF / f"{name}.gguf")
     g.replay(GGUF / f"taps_{name}.npz")
     return g, np.load(GGUF / f"taps_{name}.npz")[f"{run}/ids"]
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "q3ref", *map(str, args)], capture_output=True, text=True)
 
 
 # ------------------------------------------------------------------ reading
@@ -153,12 +147,6 @@ def test_check_names_the_rope_base_given_the_checkpoint():
 
 
 # ------------------------------------------------------------------ bad input: one line, exit 2
-def one_line_exit_2(r, match):
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    assert match in lines[0], lines[0]
-
-
 def test_bad_files_are_one_line_errors(tmp_path):
     raw = (GGUF / "base-Q4_K_M.gguf").read_bytes()
     (tmp_path / "cut.gguf").write_bytes(raw[:len(raw) // 3])

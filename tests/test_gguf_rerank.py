@@ -3,14 +3,12 @@
 (scripts/export_gguf.py, rerankers()). The checkpoint is tests/fixtures/gguf-reranker-checkpoint:
 tied, D=64, 2 layers, the real tokenizer cut to 1000 ids with "yes" and "no" kept (995, 996)."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import q3ref
-from conftest import FIXTURES
+from conftest import FIXTURES, cli, one_line_exit_2
 from gguf_files import rewrite_metadata
 from q3ref import model as M
 from q3ref.diff import diff
@@ -25,10 +23,6 @@ TYPES = ["F16", "Q8_0"]
 @pytest.fixture(scope="module")
 def model():
     return q3ref.Model(CKPT)
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "q3ref", *map(str, args)], capture_output=True, text=True)
 
 
 def replayed(name):
@@ -164,12 +158,6 @@ def test_check_names_a_rerank_template_that_is_not_the_cards(tmp_path):
 
 
 # ------------------------------------------------------------------ bad input: one line, exit 2
-def one_line_exit_2(r, match):
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    assert match in lines[0], lines[0]
-
-
 def test_diff_input_errors_are_one_line(model, tmp_path):
     from q3ref.checkpoint import make_checkpoint
 

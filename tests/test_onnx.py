@@ -8,8 +8,6 @@ stage. The JSON report has the same keys as for a LiteRT graph.
 
 import json
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,7 +15,7 @@ import pytest
 import q3ref
 from q3ref.diff import diff
 from q3ref.formats import open_export
-from conftest import FIXTURES, STRESS
+from conftest import FIXTURES, STRESS, cli
 
 ONNX = FIXTURES / "onnx"
 GRAPHS = FIXTURES / "graphs"
@@ -110,10 +108,6 @@ def test_precision_and_config_are_read():
         "stress_q2": "q2", "stress_int8_pc": "int8", "stress_past": "fp32", "stress_q4_opt": "q4", "stress_uint8_opt": "uint8", "stress_fp16_opt": "fp16"}
     wrong = open_export(ONNX / "stress.onnx").check_config(q3ref.Model(FIXTURES / "int4-checkpoint").cfg)
     assert any("hidden_size" in p for p in wrong) and any("layers" in p or "vocab" in p for p in wrong), wrong
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "q3ref", *map(str, args)], capture_output=True, text=True)
 
 
 def test_json_report_has_the_same_keys_as_litert(tmp_path):

@@ -4,14 +4,12 @@ and checked by sha256, one with a tied head (like 0.6B) and one with lm_head.wei
 
 import hashlib
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import q3ref
-from conftest import FIXTURES, TINY
+from conftest import FIXTURES, TINY, cli, one_line_exit_2
 from q3ref.checkpoint import make_checkpoint, preset_config
 from q3ref.errors import Q3RefError
 
@@ -28,10 +26,6 @@ def reranker(request, tmp_path_factory):
                     BASE_TOKENIZER, preset="tiny", reranker=True)
     assert hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest() == spec["sha256"]
     return name, q3ref.Model(out)
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "q3ref", *map(str, args)], capture_output=True, text=True)
 
 
 def test_checkpoint_is_recognized_and_its_head_read(reranker):
@@ -84,12 +78,6 @@ def test_cli_rerank_json(reranker):
     k = [i for i, p in enumerate(META["checkpoints"][name]["pairs"])
          if p["instruction"] is None and p["query"] == "What is the capital of China?" and p["document"] == "x"][0]
     assert abs(out["scores"][1] - float(Z[f"{name}/{k}/score"])) <= 1e-5
-
-
-def one_line_exit_2(r, match):
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    assert match in lines[0], lines[0]
 
 
 def test_bad_input(reranker):
