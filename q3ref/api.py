@@ -53,7 +53,8 @@ def find_weights(path=None) -> Path:
 
 
 class Model:
-    def __init__(self, path, dtype="float32", kernels="numba", resident=True, quant="none", runtime="xnnpack"):
+    def __init__(self, path, dtype="float32", kernels="numba", resident=True, quant="none", runtime="xnnpack",
+                 flash_attn=True):
         self.path = Path(path)
         if dtype not in ("float32", "float64"):
             raise Q3RefError(f"dtype must be float32 or float64, got {dtype!r}")
@@ -78,10 +79,11 @@ class Model:
         self.quant, self.runtime = quant, runtime
         if quant == "none":
             self.compute = (self.weights, kernels)
-        elif runtime == "llama.cpp":  # a GGUF recipe on llama.cpp's CPU backend (formats/gguf/sim.py)
+        elif runtime == "llama.cpp":  # a GGUF recipe on llama.cpp's CPU backend (formats/gguf/sim.py),
+            # with its default flash attention unless flash_attn=False (-fa off)
             from .formats.gguf.sim import simulate, types_for
 
-            self.compute = simulate(self.weights, kernels, types_for(quant, self.cfg))
+            self.compute = simulate(self.weights, kernels, types_for(quant, self.cfg), flash=flash_attn)
         elif quant in SIMULATIONS and runtime in ("xnnpack", "builtin"):
             self.compute = simulation(self.weights, kernels, quant, runtime)
         else:
@@ -242,6 +244,7 @@ def pad(seqs, side="right", pad_id=EOS_ID, length=None):
     return ids, mask
 
 
-def load(path=None, dtype="float32", kernels="numba", resident=True, quant="none", runtime="xnnpack") -> Model:
+def load(path=None, dtype="float32", kernels="numba", resident=True, quant="none", runtime="xnnpack",
+         flash_attn=True) -> Model:
     """Find the weights (see find_weights) and load them."""
-    return Model(find_weights(path), dtype, kernels, resident, quant, runtime)
+    return Model(find_weights(path), dtype, kernels, resident, quant, runtime, flash_attn)

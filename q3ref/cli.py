@@ -55,6 +55,9 @@ def add_model_args(p, kernels_flag="--kernels", quant=True, streaming=False):
                             "file whose per-tensor types to take")
         p.add_argument("--runtime", choices=["xnnpack", "builtin", "llama.cpp"], default="xnnpack",
                        help="whose run-time arithmetic to simulate (llama.cpp: its CPU backend, AVX-512 build)")
+        p.add_argument("--flash-attn", choices=["on", "off"], default="on",
+                       help="with --runtime llama.cpp: its flash attention on (llama.cpp's default on a CPU) or "
+                            "off (-fa off)")
 
 
 def add_input_args(p, many):
@@ -253,7 +256,8 @@ def load_model(args):
     from .api import load
 
     return load(args.weights, dtype=args.dtype, kernels=args.kernels, resident=not args.streaming,
-                quant=getattr(args, "sim_quant", "none"), runtime=getattr(args, "runtime", "xnnpack"))
+                quant=getattr(args, "sim_quant", "none"), runtime=getattr(args, "runtime", "xnnpack"),
+                flash_attn=getattr(args, "flash_attn", "on") == "on")
 
 
 def random_note(model):

@@ -168,11 +168,17 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
     # offset: the first real token's column in the graph, which sets the lanes of its sums
     weights, K = (g.simulate(model.weights, model.kernels, kernels, offset=int(positions[0, 0])) if sim
                   else (model.weights, model.kernels))
-    expected = ref
+    expected, deployed_simulated = ref, None
     if sim:
         sim_taps = {}
         run(weights, K, sim_taps, f"simulation ({sim}, {kernels})")
         expected = {name: v[0] for name, v in sim_taps.items()}
+        deployed_sim = g.simulate_untapped(model.weights, model.kernels, kernels) if deployed else None
+        if deployed_sim:  # the run an app makes, simulated too (llama.cpp's defaults: flash attention on)
+            dep_taps = {}
+            run(*deployed_sim, dep_taps, f"simulation of the graph as deployed ({kernels})")
+            deployed_simulated = dep_taps[g.output_tap][0]  # [D] or [classes]
+            untapped["sim_rel_l2"] = metrics(real_rows(deployed[1]), deployed_simulated)["rel_l2"]
     local = {}
     forced = {k: v[None] for k, v in graph_taps.items() if k not in ("embedding", "score")}
     run(weights, K, local, "expected, on the graph's inputs", forced)
@@ -209,7 +215,8 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
         out["sim_rel_l2"] = metrics(final, expected[final_tap])["rel_l2"]
     if yes_no:  # what a user compares: P(yes), the export's against the reference's (and as an app runs it),
         # and its log-odds log P(yes) - log P(no), which still tells scores apart where P(yes) rounds to 1
-        scores = {"": final, "_reference": ref["score"], **({"_deployed": deployed[1][0]} if deployed else {})}
+        scores = {"": final, "_reference": ref["score"], **({"_deployed": deployed[1][0]} if deployed else {}),
+                  **({"_deployed_simulated": deployed_simulated} if deployed_simulated is not None else {})}
         for suffix, p in scores.items():
             p = np.asarray(p, np.float64)
             odds = float(np.log(p[0]) - np.log(p[1])) if p.min() > 0 else float(np.sign(p[0] - p[1]) * np.inf)
@@ -218,7 +225,9 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
         if abs(gap) > max(1e-3, 0.1 * abs(off)):  # P(yes) near 1 hides this from the rel L2 below
             notes.append(f"as an app runs it ({deployed[0]}) the log-odds are {out['log_odds_deployed']:.4g}, against "
                          f"{out['log_odds']:.4g} in the tapped run and {out['log_odds_reference']:.4g} from the fp32 "
-                         "reference: the taps describe a run the app does not make, and the two differ by a comparable amount")
+                         "reference: the taps describe a run the app does not make, and the two differ by a comparable amount"
+                         + (f"; q3ref's simulation of the app's run gives {out['log_odds_deployed_simulated']:.4g}"
+                            if "log_odds_deployed_simulated" in out else ""))
     lap("compare")
     head = fp16_headroom(ref, names)
     out_row = next((r for r in rows if r["name"] == g.output_tap and r.get("aligned")), None)
@@ -226,7 +235,9 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
     if untapped and out_row and not yes_no and untapped["rel_l2"] > max(FP32_FLOOR, 0.1 * out_row["rel_l2"]):
         notes.append(f"the graph as an app runs it ({untapped['how']}) is {untapped['rel_l2']:.2g} (rel L2) from the "
                      f"tapped run at {g.output_tap}, against {out_row['rel_l2']:.2g} from the fp32 reference: the "
-                     "taps describe a run the app does not make, and the two differ by a comparable amount")
+                     "taps describe a run the app does not make, and the two differ by a comparable amount"
+                     + (f"; q3ref's simulation of the app's run is {untapped['sim_rel_l2']:.2g} from it"
+                        if "sim_rel_l2" in untapped else ""))
     probe = g.runtime_note(kernels, bool(sim))  # are the simulated float ops bit-exact on this runtime here?
     if probe and not probe["emulated"]:
         notes.append(f"{kernels} kernels on {probe['cpu']} ({probe['runtime']}) differ from q3ref's emulation "

@@ -65,13 +65,15 @@ def print_table(report, console):
                      "from the fp32 reference" if "sim_rel_l2" in out else "") + f"; taps read by {report['read_by']}")
     if "p_yes" in out:  # a reranker's export: the number its users read
         said = [(k, label) for k, label in (("", "from the graph"), ("_reference", "from the fp32 reference"),
-                                            ("_deployed", "as an app runs it")) if f"p_yes{k}" in out]
+                                            ("_deployed", "as an app runs it"),
+                                            ("_deployed_simulated", "q3ref's simulation of that")) if f"p_yes{k}" in out]
         console.print("P(yes) (log-odds) " + ", ".join(f"{out['p_yes' + k]:.6f} ({out['log_odds' + k]:.4g}) {label}"
                                                        for k, label in said))
     run = report.get("untapped")
     if run:
         console.print(f"the graph as an app runs it ({run['how']}) is {run['rel_l2']:.2g} (rel L2; max |diff| "
-                      f"{run['max_abs']:.2g}) from the tapped run")
+                      f"{run['max_abs']:.2g}) from the tapped run"
+                      + (f"; q3ref's simulation of that run is {run['sim_rel_l2']:.2g} from it" if "sim_rel_l2" in run else ""))
     probe = report.get("runtime_kernels")
     if probe:  # what the runtime computes here, found by running it (formats/*/probe.py)
         from rich.markup import escape

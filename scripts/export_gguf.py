@@ -17,10 +17,12 @@ tensors llama.cpp computes on them, dumped from its own run. Runs in the referen
 4. Defects: weights planted in a copy of the checkpoint (q_norm_ones:1, gate_up_swap:1), converted
    and quantized to Q4_K_M the same way; a rope base of 1e4 planted in Q4_K_M's metadata with
    gguf-py's writer (tests/gguf_files.py, which the tests use for the other metadata defects).
-5. Dumps: llama.cpp (llama-cpp-python, one thread, flash attention off) runs each file on seeded
-   random ids; q3ref.formats.gguf.llama copies out every node of its graph (the capture code is
-   q3ref's, the numbers are llama.cpp's). taps_*.npz: the tap nodes for one input; out_*.npz: the
-   pooled output for 16 inputs.
+5. Dumps (dumps(); --only-dumps: nothing else, from the files already here): llama.cpp
+   (llama-cpp-python, one thread, flash attention off) runs each file on seeded random ids;
+   q3ref.formats.gguf.llama copies out every node of its graph (the capture code is q3ref's, the
+   numbers are llama.cpp's). taps_*.npz: the tap nodes for one input (and 1 and 3 tokens);
+   out_*.npz: the pooled output for 16 inputs of 8-24 tokens and two of 64 and 100. Each run also
+   has "deployed": the output with llama.cpp's defaults (flash attention auto, its thread count).
 6. Rerankers (rerankers(), first; --only-rerank: nothing else): tests/fixtures/gguf-reranker-checkpoint,
    a tied Qwen3ForCausalLM stored as the Qwen3-Reranker repos store it (D=64, 2 layers; the same cut
    tokenizer with "yes" and "no" at 995 and 996, appending nothing; README.md with the
@@ -29,7 +31,7 @@ tensors llama.cpp computes on them, dumped from its own run. Runs in the referen
    (unmarked_rerank-Q8_0.gguf: what the converter makes of a reranker it does not recognize).
    Each pair's ids are llama.cpp's tokenization of the file's rerank template, filled in as
    llama-server does; llama.cpp runs them with the file's rank pooling (taps_rerank-*: one pair's
-   nodes; out_rerank-*: (P(yes), P(no)) for 16 pairs).
+   nodes; out_rerank-*: (P(yes), P(no)) for 16 pairs; each with "deployed", as in 5).
 """
 
 import argparse
@@ -187,17 +189,31 @@ def ids_for(seed, vocab=KEEP):
 
 
 SHORT = {"short1": [KEEP], "short3": [17, 400, KEEP]}  # one row and three: llama.cpp's other kernels
+LONG = {"long64": 64, "long100": 100}  # 64 tokens or more: flash attention's tiled kernel
+
+
+def run_ids(s):
+    if s in SHORT:
+        return np.array(SHORT[s])
+    if s in LONG:
+        rng = np.random.default_rng(LONG[s])
+        return np.append(rng.integers(0, KEEP, LONG[s] - 1), KEEP)
+    return ids_for(s)
 
 
 def dump(path, seeds, taps):
+    """Each run: its ids, llama.cpp's output and nodes with flash attention off (pooled, the taps),
+    and its output as llama.cpp's defaults run it (deployed: flash attention auto, on for a CPU)."""
     from q3ref.formats.gguf.llama import run_llama
+    from q3ref.formats.gguf.run import run_deployed
 
     arrays = {}
     for s in seeds:
-        ids = np.array(SHORT[s]) if s in SHORT else ids_for(s)
+        ids = run_ids(s)
         nodes, pooled = run_llama(path, ids, capture=taps)
         arrays[f"{s}/ids"] = ids
         arrays[f"{s}/pooled"] = pooled
+        arrays[f"{s}/deployed"] = run_deployed(path, ids)
         for key, value in nodes.items():
             if not key.split(":", 1)[1].startswith(UNSAVED):
                 arrays[f"{s}/{key}"] = value
@@ -237,12 +253,13 @@ def dump_rerank(path, taps):
     """taps: one pair's nodes (taps_X.npz); else the scores of every pair (out_X.npz). Each run's
     "pooled" is what llama_get_embeddings_seq hands back under rank pooling: (P(yes), P(no))."""
     from q3ref.formats.gguf.llama import run_llama, system_info
-    from q3ref.formats.gguf.run import cpu_name, file_digest
+    from q3ref.formats.gguf.run import cpu_name, file_digest, run_deployed
 
     arrays = {}
     for k, ids in enumerate(rerank_ids(path, PAIRS[:1] if taps else PAIRS)):
         nodes, pooled = run_llama(path, ids, capture=taps)
         arrays[f"pair{k}/ids"], arrays[f"pair{k}/pooled"] = ids, pooled
+        arrays[f"pair{k}/deployed"] = run_deployed(path, ids)  # llama.cpp's defaults, as dump() records
         for key, value in nodes.items():
             if not key.split(":", 1)[1].startswith(UNSAVED):
                 arrays[f"pair{k}/{key}"] = value
@@ -291,15 +308,28 @@ def stamp():
         print("stamped", npz.name, "with", gguf_path.name)
 
 
+def dumps():
+    for name in ("F16", "Q8_0", "Q4_K_M", "Q6_K"):
+        dump(OUT / f"base-{name}.gguf", (*SEEDS_TAPS, *SHORT), taps=True)
+        dump(OUT / f"base-{name}.gguf", (*SEEDS_OUT, *LONG), taps=False)
+    for name in ("BF16", "Q5_K_M", "Q4_0"):
+        dump(OUT / f"base-{name}.gguf", SEEDS_TAPS, taps=True)
+    for f in sorted(OUT.glob("defect_*.gguf")) + [OUT / "meta_rope_base-Q4_K_M.gguf"]:
+        dump(f, SEEDS_TAPS, taps=True)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--llama-src", type=Path, help="vendor/llama.cpp of llama-cpp-python's sdist")
     p.add_argument("--work", type=Path, default=Path("/tmp/q3ref-gguf"))
     p.add_argument("--stamp", action="store_true", help="only add file_sha256/file_name to the recordings")
     p.add_argument("--only-rerank", action="store_true", help="only the reranker files and their recordings")
+    p.add_argument("--only-dumps", action="store_true", help="only the base files' recordings, from the files here")
     a = p.parse_args()
     if a.stamp:
         return stamp()
+    if a.only_dumps:
+        return dumps()
     if a.llama_src is None:
         p.error("--llama-src is required")
     import gguf
@@ -329,13 +359,7 @@ def main():
     # the other metadata defects (no add_eos, mean pooling, <|im_end|> as EOS) are made by the
     # tests with the same function: llama.cpp's numbers are not needed for them
 
-    for name in ("F16", "Q8_0", "Q4_K_M", "Q6_K"):
-        dump(OUT / f"base-{name}.gguf", (*SEEDS_TAPS, *SHORT), taps=True)
-        dump(OUT / f"base-{name}.gguf", SEEDS_OUT, taps=False)
-    for name in ("BF16", "Q5_K_M", "Q4_0"):
-        dump(OUT / f"base-{name}.gguf", SEEDS_TAPS, taps=True)
-    for f in sorted(OUT.glob("defect_*.gguf")) + [OUT / "meta_rope_base-Q4_K_M.gguf"]:
-        dump(f, SEEDS_TAPS, taps=True)
+    dumps()
     from importlib.metadata import version
     commit = subprocess.run(["git", "-C", str(a.llama_src), "log", "-1", "--format=%h %cs"],
                             capture_output=True, text=True).stdout.strip() or "unknown"

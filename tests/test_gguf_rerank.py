@@ -90,27 +90,42 @@ def test_simulation_is_llama_cpps_rank_pooling_on_the_recorded_build(model, name
 
 
 @pytest.mark.parametrize("name", TYPES)
-def test_sixteen_pairs_margins_are_the_simulations(model, name):
+@pytest.mark.parametrize("recorded, flash", [("pooled", False), ("deployed", True)])
+def test_sixteen_pairs_margins_are_the_simulations(model, name, recorded, flash):
     """The random reranker's P(yes) saturates (0.9987..1.0000), so the scores are compared by their
     margin, log P(yes) - log P(no) = logit(yes) - logit(no), which the recorded pair keeps: the
     simulation's is within 1e-6 of llama.cpp's (measured 7e-8 at worst, AMD EPYC), the fp32
-    reference's is off by the quantization (F16 ~2e-3, Q8_0 ~0.1)."""
+    reference's is off by the quantization (F16 ~2e-3, Q8_0 ~0.1). Both runs: flash attention off
+    (the tapped run's "pooled") and llama.cpp's defaults ("deployed": flash attention on; the pairs
+    have 144-218 tokens, so its tiled kernel), simulated without and with it."""
     from q3ref.formats.gguf.sim import simulate
 
     g = open_export(GGUF / f"rerank-{name}.gguf")
     z = np.load(GGUF / f"out_rerank-{name}.npz")
-    W, K = simulate(model.weights, model.kernels, g.types(), exact=True)
+    W, K = simulate(model.weights, model.kernels, g.types(), exact=True, flash=flash)
     to_sim, to_ref = [], []
     for k in range(16):
         ids = z[f"pair{k}/ids"][None]
         ones = np.ones_like(ids, bool)
-        p_yes, p_no = z[f"pair{k}/pooled"].astype(np.float64)
+        p_yes, p_no = z[f"pair{k}/{recorded}"].astype(np.float64)
         margin = np.log(p_yes) - np.log(p_no)
         sim = M.rank(W, model.cfg, ids, ones, (995, 996), K)[0]  # [2]: yes, no logits
         ref = M.rank(model.weights, model.cfg, ids, ones, (995, 996), model.kernels)[0]
         to_sim.append(abs(margin - (sim[0] - sim[1])))
         to_ref.append(abs(margin - (ref[0] - ref[1])))
     assert max(to_sim) < 1e-6 and np.median(to_ref) > 100 * max(to_sim), (to_sim, to_ref)
+
+
+def test_diff_of_a_reranker_simulates_the_app_s_run(model):
+    """The recorded pair (168 tokens) as llama.cpp's defaults run it: flash attention moves Q8_0's
+    log-odds from 6.628 to 6.493 (the fp32 reference's: 6.625); the simulation of that run lands
+    within 1e-5 of it, and the report's note says so."""
+    g, ids = replayed("Q8_0")
+    r = diff(model, g, ids, quant="auto")
+    out = r["output"]
+    assert abs(out["log_odds_deployed"] - out["log_odds"]) > 0.1
+    assert abs(out["log_odds_deployed_simulated"] - out["log_odds_deployed"]) < 1e-5, out
+    assert r["untapped"]["sim_rel_l2"] < 1e-6 and any("simulation of the app's run gives" in n for n in r["notes"])
 
 
 def test_a_swapped_answer_pair_diverges_at_logits(model):

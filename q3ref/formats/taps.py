@@ -154,6 +154,9 @@ class GraphExport:
     def untapped(self, input_ids, mask, runtime):
         return None  # LiteRT: the taps are read from the run an app makes
 
+    def simulate_untapped(self, weights, kernels, runtime):
+        return None  # ONNX's optimized run: its fusions are not simulated
+
     def per_tensor_activations(self) -> bool:
         """Whether the graph quantizes activations with one scale per tensor (so padding rows and
         batch-mates move a text's embedding): ONNX Runtime's int8/uint8; LiteRT's are per row."""

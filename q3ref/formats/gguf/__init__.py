@@ -65,11 +65,11 @@ class Export:
             types[HEAD_ROWS] = self.file.rank_head().tensor_type.name
         return types
 
-    def simulate(self, weights, kernels, runtime, offset=0):
+    def simulate(self, weights, kernels, runtime, offset=0, flash=False):
         from .sim import simulate
 
         note = self.runtime_note(runtime, True)
-        return simulate(weights, kernels, self.types(), exact=bool(note and note["emulated"]))
+        return simulate(weights, kernels, self.types(), exact=bool(note and note["emulated"]), flash=flash)
 
     def replay(self, npz_path):
         """Diff against a recording of llama.cpp's runs instead of running it (runtime "recorded"),
@@ -159,16 +159,21 @@ class Export:
     def untapped(self, input_ids, mask, runtime):
         """The tapped run has flash attention off (so each attention product is a node); llama.cpp's
         default turns it on for a CPU, which computes attention otherwise (ggml-cpu ops.cpp: below 64
-        query tokens an online softmax with V accumulated in fp16, from 64 the tiled kernel). Not
-        emulated: measured and reported instead (on the Q8_0 fixture 0.0093 rel L2 at pooled; on a
-        random 0.6B reranker at Q8_0, log-odds 10.15 against 8.47 with it off)."""
-        if runtime == "recorded":
-            return None  # a recording holds the tapped run only
-        from .run import run_deployed
+        query tokens an online softmax with V accumulated in fp16, from 64 the tiled kernel). That
+        run's output, live or from the recording (None if it holds none for these ids)."""
+        from .run import recorded_deployed, run_deployed
 
-        return ("llama.cpp's defaults: flash attention auto, on for a CPU (-fa off gives the attention the taps "
-                "describe), its thread count, no eval callback",
-                run_deployed(self.path, input_ids[0][mask[0]])[None])  # [1, D] or [1, classes]
+        how = ("llama.cpp's defaults: flash attention auto, on for a CPU (-fa off gives the attention the taps "
+               "describe), its thread count, no eval callback")
+        ids = input_ids[0][mask[0]]
+        if runtime == "recorded":
+            out = recorded_deployed(self.recording, ids)
+            return None if out is None else (how + "; recorded", out[None])
+        return how, run_deployed(self.path, ids)[None]  # [1, D] or [1, classes]
+
+    def simulate_untapped(self, weights, kernels, runtime):
+        """The simulation of untapped()'s run: simulate()'s, with ggml's flash attention."""
+        return self.simulate(weights, kernels, runtime, flash=True)
 
     def runtime_note(self, runtime, simulated):
         """Whether the simulation is ggml-cpu's own arithmetic for the build that ran (known after

@@ -85,23 +85,27 @@ def matmul_q8_0(xq, dx, wq, dw):
     return hsum8(acc)
 
 
-# ------------------------------------------------------------------ RoPE
-def _libm():
+# ------------------------------------------------------------------ the C library's float functions
+def _libm(name):  # the C library's float function `name`, value by value on an array
     import ctypes
     import ctypes.util
 
     lib = ctypes.CDLL(ctypes.util.find_library("m"))
-    for name in ("cosf", "sinf"):
-        getattr(lib, name).restype, getattr(lib, name).argtypes = ctypes.c_float, [ctypes.c_float]
-    return np.frompyfunc(lambda v: lib.cosf(v), 1, 1), np.frompyfunc(lambda v: lib.sinf(v), 1, 1)
+    f = getattr(lib, name)
+    f.restype, f.argtypes = ctypes.c_float, [ctypes.c_float]
+    ufunc = np.frompyfunc(lambda v: f(v), 1, 1)
+    return lambda x: ufunc(np.asarray(x, F32).ravel().astype(float)).astype(F32).reshape(np.shape(x))
 
 
 def cos_sin(angles):  # fp32 -> cosf, sinf (the C library's, value by value)
-    cosf, sinf = _libm()
-    flat = np.asarray(angles, F32).ravel().astype(float)
-    return (cosf(flat).astype(F32).reshape(np.shape(angles)), sinf(flat).astype(F32).reshape(np.shape(angles)))
+    return _libm("cosf")(angles), _libm("sinf")(angles)
 
 
+def libm_expf(x):  # fp32 -> fp32: the C library's expf (scalar code calls it; ggml_v_expf is the SIMD one)
+    return _libm("expf")(x)
+
+
+# ------------------------------------------------------------------ RoPE
 def rope(x, cos, sin):  # [N, Hx, Dh], cos/sin [N, Dh] (halves equal) -> [N, Hx, Dh]: rotate_pairs, NEOX
     half = x.shape[-1] // 2
     x0, x1 = x[..., :half], x[..., half:]
@@ -144,6 +148,90 @@ def softmax(s):  # [..., K] fp32 (masked: -inf), K a multiple of 16 -> [..., K]
 def silu_mul(gate, up):  # ggml_vec_swiglu_f32: x / (1 + expf(-x)) * g
     gate = np.asarray(gate, F32)
     return (gate / (F32(1) + expf(F32(0) - gate))) * np.asarray(up, F32)
+
+
+# ------------------------------------------------------------------ flash attention (llama.cpp's default)
+FA_TILE_Q, FA_TILE_KV = 64, 64  # GGML_FA_TILE_Q, GGML_FA_TILE_KV (ggml-cpu/common.h)
+
+
+def flash_attn(q, k, v, visible, scale):
+    """ggml_compute_forward_flash_attn_ext_f16 (ops.cpp), an F16 KV cache: q [H, T, Dh] fp32,
+    k, v [H, Tk, Dh] fp16 values (each query head's kv head), visible [T, Tk] -> [H, T, Dh].
+    Fewer than 64 query tokens take one_chunk, 64 or more the tiled kernel; each row is computed on
+    its own in both, so how threads split the rows does not matter. (One query token against 512
+    or more cache cells takes a third path, split over the cache, which is not emulated.)"""
+    return (flash_attn_tiled if q.shape[1] >= FA_TILE_Q else flash_attn_one_chunk)(q, k, v, visible, scale)
+
+
+def flash_attn_one_chunk(q, k, v, visible, scale):
+    """Per row, key after key in cache order (masked keys skipped): s = ggml_vec_dot_f16(q as fp16,
+    k) * scale; on a new maximum M the fp16 accumulator is scaled by expf(Mold - M) (ggml_vec_scale_f16:
+    fp32 product, rounded to fp16), else vs = expf(s - M), the C library's expf; then
+    acc = fp16(fma(v, vs, acc)) (ggml_vec_mad_f16) and S = fma(S, ms, vs) (GCC contracts
+    S*ms + vs: the uncontracted sum left 534 of 5632 values off on the committed run). At the end
+    acc in fp32 times 1/S."""
+    from ...quant import to_fp16
+
+    H, T, Dh = q.shape
+    s_all = np.stack([matmul_f16_vec_dot(to_fp16(q[h]), k[h]) for h in range(H)]) * scale  # [H, T, Tk]
+    M = np.full((H, T), -np.inf, F32)  # [H, T] the running maximum
+    S = np.zeros((H, T), F32)  # [H, T] the running sum
+    acc = np.zeros((H, T, Dh), F32)  # [H, T, Dh] fp16 values: VKQ16
+    for ic in range(k.shape[1]):
+        live = np.broadcast_to(visible[:, ic], (H, T))  # [H, T]
+        s = s_all[:, :, ic]  # [H, T]
+        new = live & (s > M)  # [H, T] a new maximum: ms = expf(Mold - s), vs = 1
+        with np.errstate(invalid="ignore"):
+            ms = np.where(new, libm_expf(M - s), F32(1))  # expf(-inf) = 0 at the first key
+            vs = np.where(live & ~new, libm_expf(np.where(live & ~new, s - M, F32(0))), F32(1))
+        acc = np.where(new[..., None], to_fp16(acc * ms[..., None]), acc)
+        acc = np.where(live[..., None], to_fp16(fma(v[:, None, ic], vs[..., None], acc)), acc)
+        S = np.where(live, fma(S, ms, vs), S)
+        M = np.where(new, s, M)
+    inv = np.where(S != 0, F32(1) / np.where(S != 0, S, F32(1)), F32(0))  # [H, T]
+    return acc * inv[..., None]
+
+
+def flash_attn_tiled(q, k, v, visible, scale):
+    """ggml_compute_forward_flash_attn_ext_tiled: per row, the cache in tiles of 64 keys (tiles
+    with no visible key skipped). q stays fp32 and k is widened to fp32; scores by simd_gemm, a
+    chain of fp32 FMAs over Dh in order; * scale, masked keys -inf; M grows to the tile's maximum
+    (acc and S scaled by expf(Mold - M)); the tile's exps by ggml_vec_soft_max_f32 (ggml_v_expf,
+    16-lane sums added to a double), S = float(S + that double); acc += p @ v by simd_gemm, a
+    chain of FMAs over the tile's keys in order. At the end acc times 1/S."""
+    H, T, Dh = q.shape
+    Tk = k.shape[1]
+    M = np.full((H, T), -np.inf, F32)  # [H, T]
+    S = np.zeros((H, T), F32)  # [H, T]
+    acc = np.zeros((H, T, Dh), F32)  # [H, T, Dh] VKQ32
+    for ic in range(0, Tk, FA_TILE_KV):
+        n = min(FA_TILE_KV, Tk - ic)
+        vis = np.zeros((T, FA_TILE_KV), bool)  # [T, 64] the tile padded with masked keys
+        vis[:, :n] = visible[:, ic:ic + n]
+        rows = np.flatnonzero(vis.any(axis=1))  # a row with no visible key here skips the tile
+        if not rows.size:
+            continue
+        kq = np.zeros((H, rows.size, FA_TILE_KV), F32)  # [H, R, 64]
+        for d in range(Dh):
+            kq[..., :n] = fma(q[:, rows, d][..., None], k[:, None, ic:ic + n, d], kq[..., :n])
+        kq = np.where(vis[rows], kq * scale, F32(-np.inf)).astype(F32)
+        Mold = M[:, rows]
+        Mnew = np.maximum(Mold, kq.max(axis=-1))  # [H, R]
+        grow = Mnew > Mold
+        with np.errstate(invalid="ignore"):
+            ms = np.where(grow, libm_expf(np.where(grow, Mold - Mnew, F32(0))), F32(1))  # [H, R]
+        a, s = acc[:, rows] * ms[..., None], S[:, rows] * ms
+        p = expf(kq - Mnew[..., None])  # [H, R, 64]
+        groups = reduce_add16(p.reshape(H, rows.size, -1, 16)).astype(F64)  # [H, R, 4]
+        total = np.zeros(groups.shape[:-1], F64)
+        for g in range(groups.shape[-1]):  # ggml_float sum, group after group
+            total = total + groups[..., g]
+        s = (s.astype(F64) + total).astype(F32)
+        for j in range(n):
+            a = fma(p[..., j][..., None], v[:, None, ic + j], a)
+        acc[:, rows], S[:, rows], M[:, rows] = a, s, Mnew
+    inv = np.where(S != 0, F32(1) / np.where(S != 0, S, F32(1)), F32(0))
+    return acc * inv[..., None]
 
 
 # ------------------------------------------------------------------ K-quant dot products (vec_dot, AVX2 code)

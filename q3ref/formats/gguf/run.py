@@ -1,7 +1,8 @@
 """The graph side of a GGUF diff: llama.cpp's own nodes, from a live run (llama.py, needs
 llama-cpp-python) or from a recording of one (.npz, as scripts/export_gguf.py writes: per run
-"{k}/ids", "{k}/pooled" and "{k}/{indexed node key}"; "file_sha256" and "file_name" of the
-GGUF that ran; "system_info" and "cpu" of the build and machine that ran it)."""
+"{k}/ids", "{k}/pooled" and "{k}/{indexed node key}", and "{k}/deployed", the output of the same
+ids run with llama.cpp's defaults; "file_sha256" and "file_name" of the GGUF that ran;
+"system_info" and "cpu" of the build and machine that ran it)."""
 
 from __future__ import annotations
 
@@ -101,6 +102,15 @@ def recorded_runs(npz_path):
         nodes = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith(run + "/") and k.count(":")}
         runs[tuple(int(i) for i in z[f"{run}/ids"])] = (nodes, z[f"{run}/pooled"])
     return runs
+
+
+def recorded_deployed(npz_path, ids):
+    """-> the recorded output of these ids as llama.cpp's defaults run them, or None."""
+    z = _load(npz_path)
+    for run in sorted({k.split("/", 1)[0] for k in z.files if k.endswith("/deployed")}):
+        if tuple(int(i) for i in z[f"{run}/ids"]) == tuple(int(i) for i in ids):
+            return z[f"{run}/deployed"]
+    return None
 
 
 def run_recorded(npz_path, ids):

@@ -9,8 +9,11 @@ of what the runtime adds:
                                         (the AVX path; the reference path's roundf differs on ties)
     K-quants -> Q8_K                    per 256 values: iscale = -127/max (max: the signed value of
                                         largest |x|), q = min(127, rint(iscale * x)), d = 1/iscale
-Attention with flash attention off: q converted to fp16 for K (the F16 cache), scores * scale in
-fp32, softmax in fp32 with a float64 sum, the probabilities converted to fp16 for V. RMSNorm: sum
+Attention with flash attention off (the tapped run): q converted to fp16 for K (the F16 cache),
+scores * scale in fp32, softmax in fp32 with a float64 sum, the probabilities converted to fp16 for
+V. With it on (llama.cpp's default, simulate(flash=True)): below 64 query tokens an online softmax
+key after key, q in fp16 and V accumulated in fp16; from 64, tiles of 64 keys with q, the
+probabilities and the accumulator in fp32 (ggml_cpu.flash_attn). RMSNorm: sum
 of squares in float64, scale = 1/sqrtf(mean + eps) in fp32, x * scale, then * w (two roundings).
 RoPE: the angle multiplied by theta_scale = base^(-2/Dh) pair after pair, in fp32.
 
@@ -145,6 +148,30 @@ def attention_ggml(q, k, v, mask):  # [B, T, H, Dh], [B, T, Hkv, Dh] x2, [B, T] 
     return out
 
 
+def per_head(q, k, v, mask):  # [T, H, Dh], [T, Hkv, Dh] x2, [T] -> [H, T, Dh] fp32, [H, T, Dh] x2 fp16 values, [T, T]
+    rep = q.shape[1] // k.shape[1]
+    T = q.shape[0]
+    visible = np.tril(np.ones((T, T), dtype=bool)) & mask[None, :] & mask[:, None]  # [T, T]
+    return (np.asarray(q, F32).transpose(1, 0, 2), np.repeat(to_fp16(k), rep, axis=1).transpose(1, 0, 2),
+            np.repeat(to_fp16(v), rep, axis=1).transpose(1, 0, 2), visible)
+
+
+def attention_ggml_flash(q, k, v, mask):  # [B, T, H, Dh], [B, T, Hkv, Dh] x2, [B, T] -> [B, T, H, Dh]
+    """llama.cpp's default attention (flash attention on), plainly: the scores from q rounded to fp16
+    below 64 tokens (one_chunk's K dot) and from fp32 q at 64 or more (tiled), softmax by np.exp,
+    the V product in fp32 (one_chunk's fp16 accumulator is ggml_cpu.flash_attn's alone)."""
+    out = np.zeros_like(q)
+    scale = F32(1.0 / np.sqrt(F32(q.shape[-1])))
+    for b in range(q.shape[0]):
+        qh, kh, vh, visible = per_head(q[b], k[b], v[b], mask[b])
+        if qh.shape[1] < 64:
+            qh = to_fp16(qh)
+        s = np.where(visible, (qh @ kh.transpose(0, 2, 1)) * scale, -np.inf)  # [H, T, T]
+        e = np.exp(s - s.max(axis=-1, keepdims=True))
+        out[b] = ((e / e.sum(axis=-1, keepdims=True)) @ vh).transpose(1, 0, 2)
+    return out
+
+
 # ------------------------------------------------------------------ the simulation
 class SimulatedWeights:
     """The checkpoint's tensors as the GGUF holds them (quantized by quants.py to the file's type
@@ -213,6 +240,18 @@ def attention_ggml_exact(q, k, v, mask):  # [B, T, H, Dh], [B, T, Hkv, Dh] x2, [
     return out
 
 
+def attention_ggml_flash_exact(q, k, v, mask):  # [B, T, H, Dh], [B, T, Hkv, Dh] x2, [B, T] -> [B, T, H, Dh]
+    """attention_ggml_flash with ggml-cpu's own kernels: ggml_cpu.flash_attn (one_chunk below 64
+    tokens, tiled from 64)."""
+    from . import ggml_cpu
+
+    out = np.zeros_like(q)
+    scale = F32(1.0 / np.sqrt(F32(q.shape[-1])))
+    for b in range(q.shape[0]):
+        out[b] = ggml_cpu.flash_attn(*per_head(q[b], k[b], v[b], mask[b]), scale).transpose(1, 0, 2)
+    return out
+
+
 GGUF_TYPES = ("F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K")
 
 
@@ -276,11 +315,12 @@ def emulated(info: str, types, tokens) -> dict:
     return ops
 
 
-def simulate(weights, kernels, types, exact=True):
+def simulate(weights, kernels, types, exact=True, flash=False):
     """(weights, kernel dict) for model.forward that compute as llama.cpp's CPU backend does on
     a GGUF whose tensors have `types` {checkpoint name: ggml type}. exact: ggml-cpu's own kernels
     (ggml_cpu.py, an AVX-512 build); else the plain twins here (BLAS sums, np.exp), which round
-    where the runtime rounds but sum in another order."""
+    where the runtime rounds but sum in another order. flash: flash attention on, llama.cpp's
+    default (the tapped run turns it off, so that each attention product is a node)."""
     from ...kernels import KERNELS, rope_numpy
 
     from . import ggml_cpu
@@ -289,8 +329,8 @@ def simulate(weights, kernels, types, exact=True):
     if not exact:
         def plain(x, w):  # [N, in], [out, in] -> [N, out]
             return ACTIVATION[VEC_DOT[sim.kind(w)]](x) @ w.T
-        return sim, dict(KERNELS[kernels], linear=plain, rms_norm=rms_norm_ggml, attention=attention_ggml,
-                         rope=rope_numpy, rope_tables=rope_tables_ggml)
+        return sim, dict(KERNELS[kernels], linear=plain, rms_norm=rms_norm_ggml, rope=rope_numpy,
+                         attention=attention_ggml_flash if flash else attention_ggml, rope_tables=rope_tables_ggml)
     parts = {}
 
     def unpacked(w, unpack):  # a weight's stored bytes, unpacked once
@@ -322,6 +362,7 @@ def simulate(weights, kernels, types, exact=True):
         act = ACTIVATION[VEC_DOT[t]]
         return act(x) @ w.T
 
-    K = dict(KERNELS[kernels], linear=linear, rms_norm=rms_norm_ggml, attention=attention_ggml_exact,
+    attention = attention_ggml_flash_exact if flash else attention_ggml_exact
+    K = dict(KERNELS[kernels], linear=linear, rms_norm=rms_norm_ggml, attention=attention,
              rope=ggml_cpu.rope, rope_tables=rope_tables_ggml, silu_mul=ggml_cpu.silu_mul)
     return sim, K
