@@ -55,7 +55,7 @@ def add_model_args(p, kernels_flag="--kernels", quant=True, streaming=False):
                             "file whose per-tensor types to take")
         p.add_argument("--runtime", choices=["xnnpack", "builtin", "llama.cpp"], default="xnnpack",
                        help="whose run-time arithmetic to simulate (llama.cpp: its CPU backend, AVX-512 build)")
-        p.add_argument("--flash-attn", choices=["on", "off"], default="on",
+        p.add_argument("--flash-attn", choices=["on", "off"],
                        help="with --runtime llama.cpp: its flash attention on (llama.cpp's default on a CPU) or "
                             "off (-fa off)")
 
@@ -255,9 +255,12 @@ def save_report(args, report, plot):
 def load_model(args):
     from .api import load
 
+    runtime, flash = getattr(args, "runtime", "xnnpack"), getattr(args, "flash_attn", None)
+    if flash and runtime != "llama.cpp":
+        raise Q3RefError(f"--flash-attn is llama.cpp's switch; it takes --runtime llama.cpp, not {runtime}")
     return load(args.weights, dtype=args.dtype, kernels=args.kernels, resident=not args.streaming,
                 quant=getattr(args, "sim_quant", "none"), runtime=getattr(args, "runtime", "xnnpack"),
-                flash_attn=getattr(args, "flash_attn", "on") == "on")
+                flash_attn=flash != "off")
 
 
 def random_note(model):

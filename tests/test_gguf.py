@@ -336,6 +336,7 @@ def test_quant_flag_simulates_a_gguf_recipe_for_embed(model):
     off = cli("embed", "--ids", "5,6,997", "--weights", CKPT, "--quant", "Q6_K", "--runtime", "llama.cpp",
               "--flash-attn", "off")
     assert off.returncode == 0 and off.stdout != r.stdout, off.stderr
+    one_line_exit_2(cli("embed", "--ids", "5,997", "--weights", CKPT, "--flash-attn", "off"), "--runtime llama.cpp")
     one_line_exit_2(cli("embed", "--ids", "5,997", "--weights", TINY, "--quant", "Q4_K",
                         "--runtime", "llama.cpp"), "not a multiple of 256")
     one_line_exit_2(cli("embed", "--ids", "5,997", "--weights", CKPT, "--quant", "Q3_K", "--runtime", "llama.cpp"),
