@@ -16,7 +16,7 @@ from .config import Config
 from .errors import Q3RefError
 from .quant import SIMULATIONS, simulation
 from .qwen35.config import is_qwen35
-from .tokenizer import EOS_ID, Tokenizer, find_tokenizer_file
+from .tokenizer import EOS_ID, Tokenizer, find_tokenizer_file, load_hf
 from .weights import Weights
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -165,9 +165,12 @@ class Model:
         if self.kind != "reranker":
             raise Q3RefError(f"{self.path} is an embedding checkpoint (no LM head, no reranker layout); "
                              "scoring pairs needs a Qwen3-Reranker checkpoint")
-        if self.tokenizer is None:
+        if self.tokenizer is not None:
+            return answer_ids(self.tokenizer)
+        tok = find_tokenizer_file(self.path) if self.path.is_dir() else None
+        if tok is None:
             raise Q3RefError(f"{self.tokenizer_problem}; a reranker's yes and no ids come from its tokenizer")
-        return answer_ids(self.tokenizer)
+        return answer_ids(tok, load_hf(tok))  # one q3ref's Tokenizer refused (no Qwen3 EOS id) still names them
 
     def rerank(self, query, documents, instruction=None, max_length=None, batch_size=8) -> np.ndarray:
         """P(yes) per document [N], as the card computes it: softmax over the last position's

@@ -237,11 +237,12 @@ def check_hidden_states(g, cfg, probe=None, long=512):
     if not fixed:  # (a static-shape graph pads every text to its seq_len, alone: nothing to compare)
         padded, batched = cos(alone, pooled(probe, length=long)), cos(alone, pooled(probe, batch_with=long_text))
         worst = min(padded, batched)
-        record(f"a text's embedding does not depend on its padding or batch ({'per-tensor' if per_tensor else 'no'} "
+        what = "a pair's last-token logits" if g.output_tap == "logits" else "a text's embedding"  # a reranker's: the card's
+        record(f"{what} does not depend on its padding or batch ({'per-tensor' if per_tensor else 'no'} "
                "activation quantization)", worst > 0.9999,
                f"cosine alone vs padded to {long}: {padded:.6f}; alone vs batched with a {long}-token text: {batched:.6f}",
                "The graph quantizes each MatMul's input with one scale over the whole tensor (DynamicQuantizeLinear), "
-               "so padding rows and the other texts of the batch set every text's scale. Embed texts one at a time "
+               "so padding rows and the other texts of the batch set every text's scale. Run texts one at a time "
                "without padding, or batch texts of similar length; or use the q4/fp16 graph, whose activations stay float.")
     dtypes = [i["dtype"] for i in g.describe()["inputs"] if "role" not in i]  # (a KV cache is float, fed empty)
     record("inputs are integer ids, mask and positions", all(d in ("int32", "int64") for d in dtypes), ", ".join(dtypes),

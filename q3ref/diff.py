@@ -52,6 +52,8 @@ def head_ids(model, g, notes):
         raise Q3RefError(f"{g.path} scores pairs (a reranker's rank head); diff it against the Qwen3-Reranker "
                          f"checkpoint directory it was converted from; {model.path} is not one")
     own = g.head_ids()
+    if own is None:  # an export without labels of its own reads every row of the LM head (ONNX's logits)
+        return model.answer_ids()
     if model.tokenizer is None:
         if None in own:
             raise Q3RefError(f"{g.path}: its labels are not tokens of its own vocabulary, and {model.path} has no "
@@ -96,7 +98,7 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
     lap("align")
     # A reranker export (output_tap "score": llama.cpp's rank pooling) ends in the LM head's yes and
     # no rows and their softmax instead of the embedding; it is diffed against a reranker checkpoint.
-    final_tap = "score" if g.output_tap == "score" else "embedding"
+    final_tap = "score" if g.output_tap in ("score", "logits") else "embedding"
     yes_no = head_ids(model, g, notes) if final_tap == "score" else None
     names = M.tap_names(cfg, "rank" if yes_no else "embedding")
     pad_id = EOS_ID if EOS_ID < cfg.vocab_size else 0  # the pad token; masked either way
@@ -112,7 +114,9 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
     # The graph first, both its runs, while the process is fresh: the untouched graph's session took
     # 4.7 s after q3ref's forwards against 2.4 s before them (0.6B q4, AMD EPYC).
     # What the bridge makes from the graph's output (pooling, normalizing): q3ref does it, below.
-    bridge = {"norm": {"pooled", "embedding"}, "pooled": {"embedding"}}.get(g.output_tap, set())
+    # A CausalLM's logits at every position: the card takes the last token's yes and no columns.
+    bridge = {"norm": {"pooled", "embedding"}, "pooled": {"embedding"},
+              "logits": {"pooled", "logits", "score"}}.get(g.output_tap, set())
     missing = [name for name in names if name not in found and name not in bridge]
     wanted = {a.tensor for a in found.values()}
     if missing:  # numeric fallback: read every float activation, match by value
@@ -163,6 +167,16 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
             found[name] = Aligned(found[source].tensor, f"bridge (q3ref {'pools' if name == 'pooled' else 'normalizes'} "
                                                         "the graph's output)")
 
+    def card_score(output):  # [1, S, V] logits -> (yes, no) logits [2] and their softmax [2], as the card does
+        logits = output[0][real][-1][list(yes_no)].astype(np.float32)  # logits[:, -1] at yes and no
+        e = np.exp(logits - logits.max())
+        return logits, e / e.sum()
+
+    if "logits" in bridge:
+        graph_taps["logits"], graph_taps["score"] = card_score(values[g.output])
+        found["logits"] = Aligned(g.output, "bridge (q3ref takes the last token's yes and no logits)")
+        found["score"] = Aligned(g.output, "bridge (q3ref's softmax over them)")
+
     # The expected computation: the fp32 reference, or the simulation of the graph's recipe.
     sim = g.simulation if quant == "auto" else None
     # offset: the first real token's column in the graph, which sets the lanes of its sums
@@ -209,13 +223,14 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
             first = {"name": name, "layer": layer, "stage": stage, "local_rel_l2": loc["rel_l2"], "limit": limit}
         rows.append({**row, "tensor": g.tensor_name(found[name].tensor), "aligned": True, "how": found[name].how, **glob,
                      "local_rel_l2": loc["rel_l2"], "limit": limit, "diverged": diverged})
-    final = graph_taps["embedding"] if bridge else values[g.output][0]  # [D], or [2] for a score
+    final = graph_taps[final_tap] if bridge else values[g.output][0]  # [D], or [2] for a score
     out = metrics(final, ref[final_tap])
     if sim:
         out["sim_rel_l2"] = metrics(final, expected[final_tap])["rel_l2"]
     if yes_no:  # what a user compares: P(yes), the export's against the reference's (and as an app runs it),
         # and its log-odds log P(yes) - log P(no), which still tells scores apart where P(yes) rounds to 1
-        scores = {"": final, "_reference": ref["score"], **({"_deployed": deployed[1][0]} if deployed else {}),
+        as_deployed = None if deployed is None else card_score(deployed[1])[1] if "logits" in bridge else deployed[1][0]
+        scores = {"": final, "_reference": ref["score"], **({"_deployed": as_deployed} if deployed else {}),
                   **({"_deployed_simulated": deployed_simulated} if deployed_simulated is not None else {})}
         for suffix, p in scores.items():
             p = np.asarray(p, np.float64)

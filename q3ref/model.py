@@ -198,7 +198,11 @@ def rank(weights, cfg, input_ids, mask, yes_no, kernels="numba", taps=None, prog
         return x
 
     pooled = tap("pooled", pool_last(hidden, mask))  # [B, D]
-    logits = tap("logits", K["linear"](pooled, weights.head_rows(list(yes_no))))  # [B, 2]: yes, no
+    rows = weights.head_rows(list(yes_no))  # [2, D]
+    # K["rank_head"]: an export whose LM head reads every position (ONNX int8: one activation scale
+    # for the whole sequence), given them all; else the head on the pooled row alone
+    head = K.get("rank_head")
+    logits = tap("logits", head(hidden, mask, rows) if head else K["linear"](pooled, rows))  # [B, 2]: yes, no
     e = np.exp(logits - logits.max(axis=1, keepdims=True))  # [B, 2]
     tap("score", e / e.sum(axis=1, keepdims=True))  # [B, 2]: P(yes), P(no)
     return logits

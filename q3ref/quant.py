@@ -454,6 +454,9 @@ class QuantizedEmbedding:
     def embed_rows(self, ids):  # [N] -> [N, D]
         return self.dequantize_rows(self.inner.embed_rows(ids)).astype(self.dtype)
 
+    def head_rows(self, ids):  # [n] -> [n, D]: a reranker's LM head rows, which the linear kernel quantizes
+        return self.inner.head_rows(ids)
+
 
 def int8_rows(rows):  # [N, D] -> [N, D] fp32: per-row int8, dequantized
     q, scale, _ = int8_per_channel(rows)

@@ -43,17 +43,22 @@ def find_tokenizer_file(path: Path) -> Path | None:
     return None
 
 
+def load_hf(file: Path):
+    """tokenizer.json (or .json.gz) -> the tokenizers library's Tokenizer, unchecked."""
+    from tokenizers import Tokenizer as HFTokenizer
+
+    try:
+        raw = Path(file).read_bytes()
+        text = gzip.decompress(raw).decode() if Path(file).suffix == ".gz" else raw.decode()
+        return HFTokenizer.from_str(text)
+    except Exception as e:  # tokenizers raises plain Exception subclasses on bad JSON
+        raise Q3RefError(f"{file}: cannot load tokenizer ({str(e).splitlines()[0]})") from None
+
+
 class Tokenizer:
     def __init__(self, file: Path):
-        from tokenizers import Tokenizer as HFTokenizer
-
         self.file = Path(file)
-        try:
-            raw = self.file.read_bytes()
-            text = gzip.decompress(raw).decode() if self.file.suffix == ".gz" else raw.decode()
-            self.hf = HFTokenizer.from_str(text)
-        except Exception as e:  # tokenizers raises plain Exception subclasses on bad JSON
-            raise Q3RefError(f"{self.file}: cannot load tokenizer ({str(e).splitlines()[0]})") from None
+        self.hf = load_hf(self.file)
         eos = self.hf.token_to_id(EOS_TOKEN)
         if eos != EOS_ID:
             raise Q3RefError(f"{self.file}: {EOS_TOKEN} has id {eos}, Qwen3 uses {EOS_ID}; "

@@ -35,6 +35,10 @@ Variants (file names as the onnx-community set names them):
                                           outputs of a with-past export (optimum's names), which an
                                           embedding bridge feeds empty
 
+--causal-lm: a reranker (Qwen3ForCausalLM) as onnx-community's Qwen3-Reranker files are laid out:
+model.onnx is the with-past export with logits [batch, seq, vocab] out (the LM head, /lm_head/MatMul,
+after the decoder); the quantized variants are made from it the same way (the LM head's MatMul too).
+
 --defect plants one known bug (the name says where it starts):
   rope_base          RoPE theta x 100                         -> layers.0.q_rope
   q_norm_ones:L      layer L's q_norm weight replaced by ones -> layers.L.q_norm
@@ -49,7 +53,7 @@ from pathlib import Path
 
 import onnx
 import torch
-from transformers import AutoConfig, Qwen3Model
+from transformers import AutoConfig, Qwen3ForCausalLM, Qwen3Model
 
 DEFECTS = ["rope_base", "q_norm_ones", "gate_up_swap", "final_norm_scale"]
 
@@ -86,7 +90,23 @@ class WithPast(torch.nn.Module):
         return (out.last_hidden_state, *present)
 
 
-def load(ckpt, defect):
+class WithPastLM(torch.nn.Module):
+    """A Qwen3ForCausalLM with a KV cache, laid out as the onnx-community reranker files are (optimum's
+    text-generation-with-past): WithPast's decoder, then the LM head, logits [batch, seq, vocab] and
+    present.* out. The modules keep their checkpoint paths (/model/layers.{i}/..., /lm_head/MatMul)."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.model, self.lm_head = lm.model, lm.lm_head
+
+    def forward(self, input_ids, attention_mask, position_ids, *past):
+        hidden, *present = WithPast.forward(self, input_ids, attention_mask, position_ids, *past)
+        return (self.lm_head(hidden), *present)
+
+
+def load(ckpt, defect, causal_lm=False):
+    """The checkpoint in fp32 with eager attention: Qwen3Model, or with causal_lm the whole
+    Qwen3ForCausalLM (a reranker's: its LM head reads the yes/no logits), a defect planted."""
     config = AutoConfig.from_pretrained(ckpt)
     name, _, layer = (defect or "").partition(":")
     if name == "rope_base":
@@ -95,7 +115,9 @@ def load(ckpt, defect):
         config.rope_parameters = params
         if hasattr(config, "rope_theta"):
             config.rope_theta = params["rope_theta"]
-    model = Qwen3Model.from_pretrained(ckpt, config=config, dtype=torch.float32, attn_implementation="eager").eval()
+    cls = Qwen3ForCausalLM if causal_lm else Qwen3Model
+    whole = cls.from_pretrained(ckpt, config=config, dtype=torch.float32, attn_implementation="eager").eval()
+    model = whole.model if causal_lm else whole
     with torch.no_grad():
         if name == "q_norm_ones":
             model.layers[int(layer)].self_attn.q_norm.weight.fill_(1.0)
@@ -107,7 +129,7 @@ def load(ckpt, defect):
             model.norm.weight.mul_(1.25)
         elif name and name != "rope_base":  # rope_base went into the config above
             sys.exit(f"unknown defect {name}; choose from {', '.join(DEFECTS)}")
-    return model
+    return whole
 
 
 def export_fp32(model, path, static=None, dtype=torch.long):
@@ -137,8 +159,11 @@ def export_fp32(model, path, static=None, dtype=torch.long):
 
 
 def export_past(model, path):
-    """WithPast through the same exporter, traced with 2 past positions; the axes named as optimum names them."""
+    """WithPast (WithPastLM for a Qwen3ForCausalLM) through the same exporter, traced with 2 past
+    positions; the axes named as optimum names them."""
     cfg = model.config
+    lm = isinstance(model, Qwen3ForCausalLM)
+    out = "logits" if lm else "last_hidden_state"
     kv = [f"{i}.{t}" for i in range(cfg.num_hidden_layers) for t in ("key", "value")]
     ids = torch.tensor([[11, 12, 13, 14, 15]], dtype=torch.long)
     mask = torch.ones((1, 7), dtype=torch.long)
@@ -146,12 +171,13 @@ def export_past(model, path):
     past = [torch.zeros(1, cfg.num_key_value_heads, 2, cfg.head_dim) for _ in kv]
     dyn = {"input_ids": {0: "batch_size", 1: "sequence_length"}, "position_ids": {0: "batch_size", 1: "sequence_length"},
            "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
-           "last_hidden_state": {0: "batch_size", 1: "sequence_length"},
+           out: {0: "batch_size", 1: "sequence_length"},
            **{f"past_key_values.{n}": {0: "batch_size", 2: "past_sequence_length"} for n in kv},
            **{f"present.{n}": {0: "batch_size", 2: "total_sequence_length"} for n in kv}}
-    torch.onnx.export(WithPast(model), (ids, mask, pos, *past), str(path), dynamo=False, opset_version=18,
+    torch.onnx.export((WithPastLM if lm else WithPast)(model), (ids, mask, pos, *past), str(path), dynamo=False,
+                      opset_version=18,
                       input_names=["input_ids", "attention_mask", "position_ids"] + [f"past_key_values.{n}" for n in kv],
-                      output_names=["last_hidden_state"] + [f"present.{n}" for n in kv], dynamic_axes=dyn,
+                      output_names=[out] + [f"present.{n}" for n in kv], dynamic_axes=dyn,
                       do_constant_folding=True)
 
 
@@ -253,12 +279,14 @@ def main():
     p.add_argument("--name", default="model", help="file name prefix instead of 'model'")
     p.add_argument("--variants", default="fp32,int8,uint8,q4,fp16")
     p.add_argument("--defect")
+    p.add_argument("--causal-lm", action="store_true",
+                   help="a reranker: Qwen3ForCausalLM with past, logits out (the fp32 file is the with-past export)")
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     files = {k: out / v.replace("model", a.name, 1) for k, v in FILES.items()}
-    model = load(a.ckpt, a.defect)
-    export_fp32(model, files["fp32"])
+    model = load(a.ckpt, a.defect, a.causal_lm)
+    (export_past if a.causal_lm else export_fp32)(model, files["fp32"])
     for variant in a.variants.split(","):
         if variant == "past":
             export_past(model, files[variant])

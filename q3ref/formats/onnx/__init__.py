@@ -7,6 +7,8 @@ exporter's module names and wiring (align_genai.py: onnxruntime-genai's builder'
 ONNX Runtime with the taps as extra outputs, sim.py computes what ORT computes for each recipe,
 probe.py finds which MatMulNBits product this CPU's ORT runs.
 The graph returns last_hidden_state: pooling and normalization are the bridge's (output_tap "norm").
+A reranker's CausalLM export returns logits over the vocabulary at every position (output_tap
+"logits"): the last token's yes and no columns and their softmax are the bridge's.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .run import run
 LOCAL_LIMIT = {"fp32": 1e-4, "fp16": 1e-2, "int8": 5e-2, "uint8": 5e-2, "q4": 0.3, "q4f16": 0.3, "bnb4": 0.3,
                "q8": 5e-2, "q8f16": 5e-2, "q2": 1.0, "q2f16": 1.0, "qmixed": 1.0, "qmixedf16": 1.0}
 FP16_SIM_LIMIT = 2e-3
-QUANTIZED_STAGES = {"q", "k", "v", "o_proj", "gate", "up", "down"}  # MatMul outputs
+QUANTIZED_STAGES = {"q", "k", "v", "o_proj", "gate", "up", "down", "logits"}  # MatMul outputs (logits: a reranker's LM head)
 SIMULATED = ("int8", "uint8", "q2", "q4", "q8", "bnb4", "q2f16", "q4f16", "q8f16", "fp16")  # not "qmixed": two kinds
 FP16_STAGES = {"embed", "input_norm", "q_norm", "k_norm", "q_rope", "k_rope", "attn", "attn_residual",
                "post_norm", "act", "out", "norm", "pooled", "embedding"}  # fp16 graphs run these in fp16 too
@@ -50,6 +52,8 @@ class Export(GraphExport):
         self.seq_len = self.graph.seq_len()
         self.precision = self.graph.precision()
         self.output = self.graph.output
+        if self.graph.lm_head() is not None:
+            self.output_tap = "logits"  # a reranker's CausalLM: [batch, seq, vocab]
         # what ONNX Runtime computes for each precision: sim.py
         nbits = "; ".join(sorted(str(nb) for nb in self.graph.nbits()))
         self.simulation = (f"ONNX Runtime {self.precision}" + (f" ({nbits})" if nbits else "")
@@ -150,6 +154,9 @@ class Export(GraphExport):
                     "onnxruntime-genai's layout), not as a mask per token: a left-padded text attends to the pads "
                     "before it; pad on the right")
         return None
+
+    def head_ids(self):
+        return None  # the logits cover the vocabulary: the checkpoint's tokenizer says which are yes and no
 
     def per_tensor_activations(self):
         return self.precision in ("int8", "uint8")  # DynamicQuantizeLinear: one scale for the whole input

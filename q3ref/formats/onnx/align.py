@@ -16,8 +16,10 @@ exporter names each node by its module path, and ONNX Runtime's quantizers keep 
     gate, up, down /model/layers.{i}/mlp/{gate,up,down}_proj/MatMul_output_0
     act            /model/layers.{i}/mlp/Mul_output_0
     out            /model/layers.{i}/Add_1_output_0
-    norm           the graph output, last_hidden_state
-pooled and embedding are the bridge's (diff pools the graph's norm as sentence-transformers does).
+    norm           the graph output, last_hidden_state; in a CausalLM export (a reranker's), the
+                   LM head's input (/model/norm/Mul_1_output_0), the head being /lm_head/MatMul
+pooled and embedding are the bridge's (diff pools the graph's norm as sentence-transformers does);
+so are a reranker's logits and score (the last token's yes and no logits, their softmax).
 A graph ONNX Runtime saved after optimizing keeps these names: a FusedMatMul under its fusion
 suffixes (fused_name), and in an fp16 graph the fp32 twin of a tensor (InsertedPrecisionFreeCast_)
 where ORT kept no fp16 copy. onnxruntime-genai's builder has a layout of its own: align_genai.py.
@@ -104,7 +106,7 @@ def align(g: Graph, cfg) -> tuple[dict[str, Aligned], list[str]]:
                                                 or t.startswith(CAST_PREFIX)):  # fp32 twin -> its fp16 copy
                 t = g.consumers[t][0].output[0]
             found[f"layers.{i}.attn"] = Aligned(t, "structure", "flat")
-    found["norm"] = Aligned(g.output, "structure")
+    found["norm"] = Aligned(g.lm_head_input() or g.output, "structure")
     if g.rope_inv_freq_fp16():
         notes.append("this graph stores RoPE's inv_freq in fp16 (/model/rotary_emb/Mul): a frequency is off by up "
                      "to 1.8e-4 rad per position, so q_rope/k_rope drift from the fp32 reference as positions grow "

@@ -68,6 +68,21 @@ class Graph:
             for i in n.input:
                 self.consumers[i].append(n)
 
+    def lm_head(self):
+        """The LM head's node in a CausalLM export (a reranker's: logits over the vocabulary, its
+        module path /lm_head/, kept by the quantizers), or None for a Qwen3Model export."""
+        heads = [n for n in self.nodes if n.name.startswith("/lm_head/")]
+        return next((n for n in heads if n.op_type in ("MatMul", "MatMulNBits", "MatMulInteger", "MatMulBnb4")), None)
+
+    def lm_head_input(self) -> str | None:
+        """The hidden states the LM head reads (the final norm's output), before any quantization of them."""
+        n = self.lm_head()
+        if n is None:
+            return None
+        t = n.input[0]
+        made = self.producer.get(t)
+        return made.input[0] if made is not None and made.op_type == "DynamicQuantizeLinear" else t
+
     def precision(self) -> str:
         ops = collections.Counter(n.op_type for n in self.nodes)
         weight_types = {self.inits[n.input[1]].data_type for n in self.nodes
@@ -219,7 +234,8 @@ class Graph:
         # layers with attention ("self_attn/" the exporter's, "attn/" the genai builder's, which also
         # puts its final norm under /model/layers.{L}/)
         layers = len({n.name.split("/")[2] for n in self.nodes if n.name.startswith("/model/layers.") and "attn/" in n.name})
-        hidden = [d.dim_value for d in g.output[0].type.tensor_type.shape.dim][-1] or (table.dims[1] if table else None)
+        hidden = (None if self.lm_head() is not None else [d.dim_value for d in g.output[0].type.tensor_type.shape.dim][-1]
+                  ) or (table.dims[1] if table else None)  # a CausalLM's output is vocabulary-wide
 
         def io(v):
             return {"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,

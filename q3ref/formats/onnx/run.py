@@ -112,7 +112,9 @@ def feeds(g: Graph, input_ids, mask):
     import onnx
 
     B, S = input_ids.shape
-    values = {"input_ids": input_ids, "attention_mask": mask, "position_ids": np.arange(S)[None]}
+    # position_ids [B, S]: a [1, S] broadcast over a batch ran on the stress graphs, but ORT's buffer
+    # reuse in a graph with one KV head took its batch of 1 for the batch's ("Shape mismatch")
+    values = {"input_ids": input_ids, "attention_mask": mask, "position_ids": np.tile(np.arange(S), (B, 1))}
     unknown = [n for n in g.inputs if n not in values and not PAST.match(n)]
     if unknown:
         raise Q3RefError(f"{g.path}: graph inputs {unknown} are not input_ids, attention_mask, position_ids "

@@ -266,6 +266,35 @@ def int8_nbits_linear(dequantize, block, cache=True):
     return linear
 
 
+def table_min_max(rows_of, V, step=8192):
+    """(min, max) of a [V, D] table read `step` rows at a time through rows_of(ids) (a 0.6B's fp32
+    table is 620 MB that need not exist at once)."""
+    lo, hi = zip(*((r.min(), r.max()) for r in (rows_of(np.arange(b, min(b + step, V))) for b in range(0, V, step))))
+    return min(lo), max(hi)
+
+
+def integer_rank_head(dtype, weights):
+    """quantize_dynamic's LM head in a reranker's CausalLM graph, for rank(): its weight quantized
+    per tensor, so the scale spans all V rows of the head (found once, row block by row block),
+    though only the yes and no rows are read; its input quantized by one DynamicQuantizeLinear over
+    every position of the sequence (the graph computes logits at all of them); then MatMulInteger's
+    exact sums of the last real position, times the two scales."""
+    scale = []
+
+    def head(hidden, mask, rows):  # [B, T, D], [B, T], [2, D] -> [B, 2]
+        if not scale:
+            scale.append(ort_scale(*table_min_max(weights.head_rows, weights.cfg.vocab_size), dtype))
+        ws, zp = scale[0]
+        wq = ort_quantize(rows, ws, zp, dtype) - F32(zp)  # [2, D] integer-valued
+        out = np.empty((hidden.shape[0], rows.shape[0]), F32)
+        for b in range(hidden.shape[0]):
+            xq, xs = dynamic_quantize_linear(hidden[b])  # [T, D]: the graph's [1, S, D]
+            last = np.flatnonzero(mask[b])[-1]
+            out[b] = exact_int_matmul(xq[last:last + 1], wq, EXACT_CHUNK).astype(F32)[0] * (xs * ws)
+        return out
+    return head
+
+
 class PerTensorEmbedding(QuantizedEmbedding):
     """QuantizedEmbedding whose uint8 scale comes from the whole table (one per tensor): the
     table's min and max are found once, row block by row block, and only the looked-up rows are
@@ -278,10 +307,7 @@ class PerTensorEmbedding(QuantizedEmbedding):
 
     def embed_rows(self, ids):  # [N] -> [N, D]
         if self._scale is None:
-            V = self.inner.cfg.vocab_size
-            blocks = (self.inner.embed_rows(np.arange(b, min(b + 8192, V))) for b in range(0, V, 8192))  # [<=8192, D]
-            lo, hi = zip(*((rows.min(), rows.max()) for rows in blocks))
-            self._scale = ort_scale(min(lo), max(hi), "uint8")
+            self._scale = ort_scale(*table_min_max(self.inner.embed_rows, self.inner.cfg.vocab_size), "uint8")
         scale, zp = self._scale
         q = ort_quantize(self.inner.embed_rows(np.asarray(ids)), scale, zp, "uint8")  # [N, D]
         return ((q - zp) * scale).astype(self.dtype)
@@ -323,6 +349,8 @@ def simulate(weights, kernels, precision, embedding_quantized, block=None, round
     else:
         linear = matmul_integer_linear(precision, kernels, cache, per_channel)
     K = dict(KERNELS[kernels], linear=linear)
+    if precision in ("int8", "uint8") and not per_channel:
+        K["rank_head"] = integer_rank_head(precision, weights)
     if fp16:
         return QuantizedEmbedding(weights, FP16_VALUES[kernels]), fp16_kernels(K, rounded)
     if gather is not None:

@@ -182,11 +182,15 @@ def fp16_clamped(w):
 
 
 def checkpoint_name(node_name):
+    if node_name.startswith("/lm_head/"):  # a reranker's CausalLM graph
+        return "lm_head.weight"
     m = MATMUL.match(node_name)
     return f"layers.{m[1]}.{'self_attn' if m[2] == 'attn' else m[2]}.{m[3]}.weight" if m else None
 
 
 def checkpoint_weight(weights, name):  # [out, in]; the builder's qkv_proj is q, k and v stacked along out
+    if name == "lm_head.weight":  # lm_head.weight, or embed_tokens when tied (0.6B)
+        return weights.head_rows(np.arange(weights.cfg.vocab_size))
     if ".qkv_proj." in name:
         return np.concatenate([weights[name.replace("qkv_proj", x)] for x in ("q_proj", "k_proj", "v_proj")])
     return weights[name]

@@ -1,0 +1,114 @@
+"""ONNX rerankers: a Qwen3ForCausalLM exported as onnx-community's Qwen3-Reranker files are laid out
+(with past, logits over the vocabulary at every position) by torch's TorchScript exporter, and
+quantized by ONNX Runtime's own quantizers, the LM head's MatMul too (scripts/make_onnx_graphs.sh).
+The checkpoint is the GGUF reranker tests' (tied, D=64, 2 layers, "yes"/"no" at ids 995/996); the
+pairs are the ids the card's template gives for 16 (query, document) pairs (out_rerank-F16.npz)."""
+
+import numpy as np
+import pytest
+
+import q3ref
+from conftest import FIXTURES, cli, one_line_exit_2
+from q3ref.diff import diff
+from q3ref.formats import open_export
+
+ONNX = FIXTURES / "onnx"
+CKPT = FIXTURES / "gguf-reranker-checkpoint"
+GRAPHS = ["rerank", "rerank_int8", "rerank_q4"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return q3ref.Model(CKPT)
+
+
+def pair(k):  # [T] the card's ids for pair k (144-218 tokens)
+    return np.load(FIXTURES / "gguf/out_rerank-F16.npz")[f"pair{k}/ids"]
+
+
+def test_a_reranker_graph_is_read_as_one(model):
+    g = open_export(ONNX / "rerank_int8.onnx")
+    d = g.describe()
+    assert g.output_tap == "logits" and g.output == "logits" and g.graph.lm_head().name.startswith("/lm_head/")
+    assert (d["hidden_size"], d["vocab_size"], d["layers"]) == (64, 1000, 2) and not g.check_config(model.cfg)
+    assert g.align(model.cfg)[0]["norm"].tensor == "/model/norm/Mul_1_output_0"  # the LM head's input
+    assert model.answer_ids() == (995, 996)  # from the cut tokenizer q3ref's Tokenizer refuses (no Qwen3 EOS id)
+
+
+@pytest.mark.parametrize("name", GRAPHS)
+@pytest.mark.parametrize("k", [0, 7])
+def test_the_cards_score_is_held_to_the_graph(model, name, k):
+    """The bridge's steps are the card's: the last token's yes and no logits, their softmax. Every tap
+    through logits is aligned, nothing diverges, and where the graph is quantized the simulation lands
+    on it: within 1e-5 at logits end to end (int8's head exactly, given the graph's hidden states: its
+    weight scale spans all 1000 rows and its activation scale every position, integer_rank_head),
+    where the fp32 reference is off by the quantization."""
+    g = open_export(ONNX / f"{name}.onnx")
+    r = diff(model, g, pair(k), quant="auto")
+    taps = {t["name"]: t for t in r["taps"]}
+    assert list(taps)[-3:] == ["pooled", "logits", "score"] and not r["unaligned"] and r["first_divergence"] is None
+    out = r["output"]
+    assert 0.5 < out["p_yes"] < 1 and out["log_odds_deployed"] == pytest.approx(out["log_odds"], abs=1e-4)
+    if name == "rerank":
+        assert taps["logits"]["rel_l2"] < 1e-5 and abs(out["log_odds"] - out["log_odds_reference"]) < 1e-4
+    else:
+        assert taps["logits"]["sim_rel_l2"] < 1e-5 and taps["logits"]["rel_l2"] > 1e-3
+        if name == "rerank_int8":  # given the graph's own hidden states, its head to the bit
+            assert taps["logits"]["local_rel_l2"] == 0.0
+
+
+def test_int8_lm_head_needs_the_whole_heads_scale(model, monkeypatch):
+    """Without integer_rank_head, the head would be quantized from its yes and no rows alone and its
+    input from the last row alone: the simulation would miss the graph at logits and blame the export."""
+    from q3ref.formats import onnx as face
+
+    simulate = face.Export.simulate
+
+    def without(self, *a, **kw):
+        W, K = simulate(self, *a, **kw)
+        return W, {k: v for k, v in K.items() if k != "rank_head"}
+
+    monkeypatch.setattr(face.Export, "simulate", without)
+    r = diff(model, open_export(ONNX / "rerank_int8.onnx"), pair(0), quant="auto")
+    assert r["first_divergence"]["name"] == "logits", r["first_divergence"]
+
+
+@pytest.mark.parametrize("name", ["rerank", "rerank_q4"])
+def test_left_padding_as_the_card_pads_changes_nothing(model, name):
+    """The card tokenizes with padding_side='left' and reads logits[:, -1]; the bridge reads the last
+    real token, so a left-padded pair scores as the unpadded one (the graphs whose activations stay
+    float: int8's one activation scale per tensor is set by pad rows too, which check reports)."""
+    g = open_export(ONNX / f"{name}.onnx")
+    ids = pair(3)
+    alone = diff(model, g, ids, quant="auto")
+    padded = diff(model, g, ids, padding="left", length=len(ids) + 9, quant="auto")
+    assert padded["first_divergence"] is None
+    assert padded["output"]["log_odds"] == pytest.approx(alone["output"]["log_odds"], abs=1e-5)
+
+
+def test_a_planted_defect_is_localized(model):
+    r = diff(model, open_export(ONNX / "defect_q_norm_ones_1_rerank_int8.onnx"), pair(0), quant="auto")
+    assert r["first_divergence"]["name"] == "layers.1.q_norm", r["first_divergence"]
+
+
+def test_inspect_holds_every_quantized_weight_and_the_lm_head_to_the_checkpoint(model):
+    for name in ("rerank_int8", "rerank_q4"):
+        rows = open_export(ONNX / f"{name}.onnx").check_weights(model.weights, model.cfg)
+        head = [r for r in rows if r["weight"] == "lm_head.weight"]
+        assert len(head) == 1 and all(r["payload_equal"] and r["scales_equal"] for r in rows), rows
+
+
+def test_cli_diff_prints_the_score_and_refuses_an_embedding_checkpoint():
+    ids = ",".join(map(str, pair(0)))
+    r = cli("diff", ONNX / "rerank_q4.onnx", "--ids", ids, "--weights", CKPT)
+    assert r.returncode == 0 and "P(yes)" in r.stdout and "no divergence" in r.stdout, r.stderr
+    one_line_exit_2(cli("diff", ONNX / "rerank.onnx", "--ids", ids, "--weights", FIXTURES / "gguf-checkpoint"),
+                    "does not fit")
+
+
+def test_check_names_int8s_shared_activation_scale_for_pairs_too():
+    """The card batches pairs with left padding: in the int8 graph every pair's logits then depend on
+    the batch (one activation scale per tensor); the q4 graph passes every check."""
+    r = cli("check", ONNX / "rerank_int8.onnx", "--weights", CKPT)
+    assert r.returncode == 1 and "FAIL  a pair's last-token logits does not depend on its padding or batch" in r.stdout, r.stdout
+    assert cli("check", ONNX / "rerank_q4.onnx", "--weights", CKPT).returncode == 0
