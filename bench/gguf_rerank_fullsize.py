@@ -99,17 +99,21 @@ def main():
              f"The pair: {QUERY!r} and a {a.words}-word document. llama.cpp rank: one decode with the file's rank "
              "pooling, 2 threads, its defaults, best of 3. diff: one `q3ref diff --kernels llama.cpp` process "
              "(llama.cpp's graph once more with every node copied out, 1 thread, flash attention off; q3ref's "
-             "clean, simulated and teacher-forced runs), wall time and peak RSS.\n",
+             "clean, simulated and teacher-forced runs; llama.cpp's default run, flash attention on, and q3ref's "
+             "simulation of it), wall time and peak RSS.\n",
              "| file | size | ids: llama-server's = the card's | tokens | llama.cpp rank | diff | peak RSS | "
-             "first divergence | worst local (sim) | P(yes) llama.cpp / sim rel L2 of score / fp32 reference |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "first divergence | worst local (sim) | P(yes) llama.cpp / sim rel L2 of score / fp32 reference | "
+             "log-odds: tapped run / app's run (flash attention) / q3ref's simulation of it / fp32 reference |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    nan = float("nan")
     for t, size, same, n, llama_s, scores, s, rss, rep in rows:
         worst = max(r["local_rel_l2"] for r in rep["taps"] if r.get("aligned"))
         fd = rep["first_divergence"]
         out = rep["output"]
         lines.append(f"| {t} | {size:.2f} GB | {same} | {n} | {llama_s:.2f} s | {s:.1f} s | {rss:.2f} GB | "
                      f"{fd['name'] if fd else 'none'} | {worst:.2g} | {scores[0]:.6g} / {out.get('sim_rel_l2', float('nan')):.2g} "
-                     f"/ {out['p_yes_reference']:.6g} |")
+                     f"/ {out['p_yes_reference']:.6g} | {out['log_odds']:.6g} / {out.get('log_odds_deployed', nan):.6g} / "
+                     f"{out.get('log_odds_deployed_simulated', nan):.6g} / {out['log_odds_reference']:.6g} |")
     append_results("\n".join(lines) + "\n")
 
 

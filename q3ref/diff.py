@@ -187,12 +187,14 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
         sim_taps = {}
         run(weights, K, sim_taps, f"simulation ({sim}, {kernels})")
         expected = {name: v[0] for name, v in sim_taps.items()}
-        deployed_sim = g.simulate_untapped(model.weights, model.kernels, kernels) if deployed else None
+        deployed_sim = g.simulate_untapped((weights, K)) if deployed else None
         if deployed_sim:  # the run an app makes, simulated too (llama.cpp's defaults: flash attention on)
+            lap("reference (clean + forced)")
             dep_taps = {}
             run(*deployed_sim, dep_taps, f"simulation of the graph as deployed ({kernels})")
             deployed_simulated = dep_taps[g.output_tap][0]  # [D] or [classes]
             untapped["sim_rel_l2"] = metrics(real_rows(deployed[1]), deployed_simulated)["rel_l2"]
+            lap("simulation of the graph as deployed")
     local = {}
     forced = {k: v[None] for k, v in graph_taps.items() if k not in ("embedding", "score")}
     run(weights, K, local, "expected, on the graph's inputs", forced)

@@ -154,7 +154,7 @@ class GraphExport:
     def untapped(self, input_ids, mask, runtime):
         return None  # LiteRT: the taps are read from the run an app makes
 
-    def simulate_untapped(self, weights, kernels, runtime):
+    def simulate_untapped(self, simulated):
         return None  # ONNX's optimized run: its fusions are not simulated
 
     def per_tensor_activations(self) -> bool:

@@ -65,11 +65,11 @@ class Export:
             types[HEAD_ROWS] = self.file.rank_head().tensor_type.name
         return types
 
-    def simulate(self, weights, kernels, runtime, offset=0, flash=False):
+    def simulate(self, weights, kernels, runtime, offset=0):
         from .sim import simulate
 
         note = self.runtime_note(runtime, True)
-        return simulate(weights, kernels, self.types(), exact=bool(note and note["emulated"]), flash=flash)
+        return simulate(weights, kernels, self.types(), exact=bool(note and note["emulated"]))
 
     def replay(self, npz_path):
         """Diff against a recording of llama.cpp's runs instead of running it (runtime "recorded"),
@@ -171,9 +171,12 @@ class Export:
             return None if out is None else (how + "; recorded", out[None])
         return how, run_deployed(self.path, ids)[None]  # [1, D] or [1, classes]
 
-    def simulate_untapped(self, weights, kernels, runtime):
-        """The simulation of untapped()'s run: simulate()'s, with ggml's flash attention."""
-        return self.simulate(weights, kernels, runtime, flash=True)
+    def simulate_untapped(self, simulated):
+        """simulate()'s (weights, kernels) -> the simulation of untapped()'s run: the same weights
+        (quantized once: a second copy took a full-size diff from 6.4 to 9.6 GB), ggml's flash attention."""
+        from .sim import with_flash_attention
+
+        return with_flash_attention(simulated)
 
     def runtime_note(self, runtime, simulated):
         """Whether the simulation is ggml-cpu's own arithmetic for the build that ran (known after

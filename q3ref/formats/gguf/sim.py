@@ -315,6 +315,14 @@ def emulated(info: str, types, tokens) -> dict:
     return ops
 
 
+def with_flash_attention(simulated):
+    """(weights, kernels) of simulate() -> the same weights (quantized once) with ggml's flash
+    attention, llama.cpp's default, in place of the attention without it."""
+    weights, K = simulated
+    return weights, dict(K, attention={attention_ggml_exact: attention_ggml_flash_exact,
+                                       attention_ggml: attention_ggml_flash}[K["attention"]])
+
+
 def simulate(weights, kernels, types, exact=True, flash=False):
     """(weights, kernel dict) for model.forward that compute as llama.cpp's CPU backend does on
     a GGUF whose tensors have `types` {checkpoint name: ggml type}. exact: ggml-cpu's own kernels
@@ -329,8 +337,9 @@ def simulate(weights, kernels, types, exact=True, flash=False):
     if not exact:
         def plain(x, w):  # [N, in], [out, in] -> [N, out]
             return ACTIVATION[VEC_DOT[sim.kind(w)]](x) @ w.T
-        return sim, dict(KERNELS[kernels], linear=plain, rms_norm=rms_norm_ggml, rope=rope_numpy,
-                         attention=attention_ggml_flash if flash else attention_ggml, rope_tables=rope_tables_ggml)
+        K = dict(KERNELS[kernels], linear=plain, rms_norm=rms_norm_ggml, attention=attention_ggml,
+                 rope=rope_numpy, rope_tables=rope_tables_ggml)
+        return with_flash_attention((sim, K)) if flash else (sim, K)
     parts = {}
 
     def unpacked(w, unpack):  # a weight's stored bytes, unpacked once
@@ -362,7 +371,6 @@ def simulate(weights, kernels, types, exact=True, flash=False):
         act = ACTIVATION[VEC_DOT[t]]
         return act(x) @ w.T
 
-    attention = attention_ggml_flash_exact if flash else attention_ggml_exact
-    K = dict(KERNELS[kernels], linear=linear, rms_norm=rms_norm_ggml, attention=attention,
+    K = dict(KERNELS[kernels], linear=linear, rms_norm=rms_norm_ggml, attention=attention_ggml_exact,
              rope=ggml_cpu.rope, rope_tables=rope_tables_ggml, silu_mul=ggml_cpu.silu_mul)
-    return sim, K
+    return with_flash_attention((sim, K)) if flash else (sim, K)
