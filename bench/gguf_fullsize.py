@@ -151,15 +151,18 @@ def main():
     lines = [f"\n## GGUF full size: random 0.6B, {a.tokens} tokens ({datetime.date.today()})\n",
              f"{cpu}, {platform.machine()}; llama-cpp-python's llama.cpp. llama.cpp embed: 2 threads, its defaults, "
              "best of 3. diff: one `q3ref diff --kernels llama.cpp` process (llama.cpp's graph run once more with "
-             "every node copied out, 1 thread, flash attention off; q3ref's clean and teacher-forced runs), "
+             "every node copied out, 1 thread, flash attention off; q3ref's clean and teacher-forced runs; with "
+             "--quant auto also llama.cpp's default run, flash attention on, and q3ref's simulation of it), "
              "wall time and peak RSS of that process.\n",
-             "| file | size | llama.cpp embed | diff --quant auto (exact simulation) | peak RSS | diff --quant none | peak RSS | output rel L2 to sim / to fp32 |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| file | size | llama.cpp embed | diff --quant auto (exact simulation) | peak RSS | diff --quant none | peak RSS | "
+             "output rel L2 to sim / to fp32 | app's run (flash attention) rel L2 to the tapped run / to q3ref's simulation of it |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         (sa, ra, rep), (sn, rn, _) = r["auto"], r["none"]
-        out = rep["output"]
+        out, run = rep["output"], rep.get("untapped") or {}
         lines.append(f"| {r['type']} | {r['size_gb']:.2f} GB | {r['llama_s']:.2f} s | {sa:.1f} s | {ra:.2f} GB | "
-                     f"{sn:.1f} s | {rn:.2f} GB | {out.get('sim_rel_l2', float('nan')):.2g} / {out['rel_l2']:.2g} |")
+                     f"{sn:.1f} s | {rn:.2f} GB | {out.get('sim_rel_l2', float('nan')):.2g} / {out['rel_l2']:.2g} | "
+                     f"{run.get('rel_l2', float('nan')):.2g} / {run.get('sim_rel_l2', float('nan')):.2g} |")
     append_results("\n".join(lines) + "\n")
 
 

@@ -210,7 +210,8 @@ EXACT = ["base-F16", "base-Q8_0", "base-Q6_K", "base-Q5_K_M", "base-Q4_K_M"]
 def test_simulation_is_llama_cpps_arithmetic_on_the_recorded_build(model, name, run):
     """Recorded on an AVX-512 VNNI build (the recording says which): every tap of the simulation
     equals llama.cpp's to the bit, given the same inputs (local 0) and end to end (global 0),
-    for 1, 3 and 8+ tokens (each takes other kernels: vec_dot, gemv, tinyBLAS, tiled)."""
+    for 1, 3 and 8+ tokens (each takes other kernels: vec_dot, gemv, tinyBLAS, tiled); so does
+    the simulation of the run with llama.cpp's defaults (flash attention on), recorded beside it."""
     g, ids = replayed(name, run)
     r = diff(model, g, ids, quant="auto")
     assert r["runtime_kernels"]["emulated"], r["runtime_kernels"]
@@ -218,6 +219,7 @@ def test_simulation_is_llama_cpps_arithmetic_on_the_recorded_build(model, name, 
     assert max(t["local_rel_l2"] for t in r["taps"]) == 0.0
     assert max(t["sim_rel_l2"] for t in r["taps"]) == 0.0 and r["output"]["sim_rel_l2"] == 0.0
     assert r["output"]["rel_l2"] > 0  # while the fp32 reference is off by the quantization
+    assert r["untapped"]["sim_rel_l2"] == 0.0, r["untapped"]  # and llama.cpp's default run (flash attention on)
 
 
 @pytest.mark.parametrize("name", ["base-BF16", "base-Q4_0"])
