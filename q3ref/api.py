@@ -154,9 +154,20 @@ class Model:
         """The exact ids the Qwen3-Reranker card's transformers usage feeds for one pair (rerank.py)."""
         from .rerank import MAX_LENGTH, pair_ids
 
-        if self.tokenizer is None:
-            raise Q3RefError(f"{self.tokenizer_problem}; reranking needs the model's tokenizer")
-        return pair_ids(self.tokenizer, query, document, instruction, max_length or MAX_LENGTH)
+        return pair_ids(self.pair_vocabulary(), query, document, instruction, max_length or MAX_LENGTH)
+
+    def pair_vocabulary(self):
+        """What a reranker's pairs and yes/no ids are read from (.hf, .file): q3ref's Tokenizer, or
+        the tokenizer file it refused for want of Qwen3's EOS id (a test checkpoint's cut
+        vocabulary): a reranker's pairs append no EOS, and its words tokenize all the same."""
+        from types import SimpleNamespace
+
+        if self.tokenizer is not None:
+            return self.tokenizer
+        tok = find_tokenizer_file(self.path) if self.path.is_dir() else None
+        if tok is None:
+            raise Q3RefError(f"{self.tokenizer_problem}; a reranker's pairs and yes/no ids come from its tokenizer")
+        return SimpleNamespace(hf=load_hf(tok), file=tok)
 
     def answer_ids(self) -> tuple[int, int]:
         """(yes, no): the token ids whose LM head rows a reranker reads (rerank.answer_ids)."""
@@ -165,12 +176,7 @@ class Model:
         if self.kind != "reranker":
             raise Q3RefError(f"{self.path} is an embedding checkpoint (no LM head, no reranker layout); "
                              "scoring pairs needs a Qwen3-Reranker checkpoint")
-        if self.tokenizer is not None:
-            return answer_ids(self.tokenizer)
-        tok = find_tokenizer_file(self.path) if self.path.is_dir() else None
-        if tok is None:
-            raise Q3RefError(f"{self.tokenizer_problem}; a reranker's yes and no ids come from its tokenizer")
-        return answer_ids(tok, load_hf(tok))  # one q3ref's Tokenizer refused (no Qwen3 EOS id) still names them
+        return answer_ids(self.pair_vocabulary())
 
     def rerank(self, query, documents, instruction=None, max_length=None, batch_size=8) -> np.ndarray:
         """P(yes) per document [N], as the card computes it: softmax over the last position's
@@ -184,7 +190,10 @@ class Model:
         seqs = [self.rerank_ids(query, d, instruction, max_length) for d in documents]
         for s in seqs:
             self.check_ids(s)
-        return scores(self.weights, self.cfg, self.kernels, seqs, yes_no, batch_size)
+        if self.quant != "none":  # a runtime scores each request alone (llama.cpp groups K-quant rows by four)
+            batch_size = 1
+        weights, kernels = self.compute  # the reference, or a runtime's simulation (quant, runtime)
+        return scores(weights, self.cfg, kernels, seqs, yes_no, batch_size)
 
     @staticmethod
     def similarity(a, b) -> np.ndarray:

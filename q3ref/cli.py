@@ -94,6 +94,11 @@ def build_parser():
     p.add_argument("--max-length", type=int, metavar="N", help="the card's limit (default 8192 tokens per pair)")
     p.add_argument("--json", action="store_true", help='print {"model", "query", "scores", "input_ids"}')
     p.add_argument("--kernels", choices=["numba", "numpy"], default="numba")
+    p.add_argument("--quant", dest="sim_quant", default="none", metavar="FILE.gguf|TYPE",
+                   help="score as llama.cpp would with this GGUF's per-tensor types (or one ggml type for every "
+                        "matrix): the scores llama-server's /rerank returns, without llama.cpp (needs --runtime llama.cpp)")
+    p.add_argument("--runtime", choices=["llama.cpp"], help="whose arithmetic --quant simulates")
+    p.add_argument("--flash-attn", choices=["on", "off"], help="llama.cpp's flash attention (default on, as its own)")
 
     p = sub.add_parser("trace", help="write every intermediate tensor (tap) of one input to .npz")
     add_input_args(p, many=False)
@@ -300,7 +305,12 @@ def cmd_embed(args):
 def cmd_rerank(args):
     from .api import load
 
-    model = load(args.weights, kernels=args.kernels)
+    if (args.sim_quant != "none") != (args.runtime == "llama.cpp"):
+        raise Q3RefError("rerank simulates a runtime with --quant FILE.gguf|TYPE and --runtime llama.cpp, both or neither")
+    if args.flash_attn and args.runtime != "llama.cpp":
+        raise Q3RefError("--flash-attn is llama.cpp's switch; it takes --runtime llama.cpp")
+    model = load(args.weights, kernels=args.kernels, quant=args.sim_quant, runtime=args.runtime or "xnnpack",
+                 flash_attn=args.flash_attn != "off")
     scores = model.rerank(args.query, args.documents, args.instruction, args.max_length)
     if args.json:
         ids = [model.rerank_ids(args.query, d, args.instruction, args.max_length) for d in args.documents]

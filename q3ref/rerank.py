@@ -31,12 +31,10 @@ def format_pair(query: str, document: str, instruction=None) -> str:
     return f"<Instruct>: {instruction or DEFAULT_INSTRUCTION}\n<Query>: {query}\n<Document>: {document}"
 
 
-def answer_ids(tokenizer, hf=None) -> tuple[int, int]:
+def answer_ids(tokenizer) -> tuple[int, int]:
     """(yes, no): the ids of the single tokens "yes" and "no" in this tokenizer (9693 and 2152 in
-    Qwen3's), looked up and checked, not assumed. hf: the tokenizers library's object for a file
-    q3ref's Tokenizer refused (then `tokenizer` is that file): a reranker appends no EOS, so a
-    vocabulary without Qwen3's EOS id (a test checkpoint's cut one) still says which are yes and no."""
-    hf, file = (tokenizer.hf, tokenizer.file) if hf is None else (hf, tokenizer)
+    Qwen3's), looked up and checked, not assumed. (Its .hf and .file: Model.pair_vocabulary.)"""
+    hf, file = tokenizer.hf, tokenizer.file
     ids = []
     for word in ("yes", "no"):
         i = hf.token_to_id(word)

@@ -50,9 +50,12 @@ def load_hf(file: Path):
     try:
         raw = Path(file).read_bytes()
         text = gzip.decompress(raw).decode() if Path(file).suffix == ".gz" else raw.decode()
-        return HFTokenizer.from_str(text)
+        hf = HFTokenizer.from_str(text)
     except Exception as e:  # tokenizers raises plain Exception subclasses on bad JSON
         raise Q3RefError(f"{file}: cannot load tokenizer ({str(e).splitlines()[0]})") from None
+    hf.no_truncation()  # a file's own truncation or padding settings would cut or pad what q3ref encodes
+    hf.no_padding()
+    return hf
 
 
 class Tokenizer:
@@ -63,8 +66,6 @@ class Tokenizer:
         if eos != EOS_ID:
             raise Q3RefError(f"{self.file}: {EOS_TOKEN} has id {eos}, Qwen3 uses {EOS_ID}; "
                              "this is not a Qwen3 tokenizer")
-        self.hf.no_truncation()
-        self.hf.no_padding()
         # Does the file's own post-processor append the EOS? Reported, never relied on.
         self.template_appends_eos = self.hf.encode("a").ids[-1:] == [EOS_ID]
 

@@ -204,3 +204,33 @@ def test_q4_K_rank_head_vec_dot_is_llama_cpps_at_full_width():
     assert np.array_equal(got, z["logits"]), (got, z["logits"])
     plain = (act_q8_K_parts(x)[0] * np.repeat(act_q8_K_parts(x)[1], 256, axis=1)) @ dequantize(raw, "Q4_K", shape).T
     assert not np.array_equal(plain.astype(np.float32), z["logits"])
+
+
+@pytest.mark.parametrize("flash, recorded", [(True, "deployed"), (False, "pooled")])
+def test_rerank_with_the_files_recipe_gives_llama_cpps_scores(model, flash, recorded):
+    """rerank --quant FILE.gguf --runtime llama.cpp: from the pair's text (the cut tokenizer read for
+    its vocabulary), the score llama.cpp returned for that file, with its default flash attention
+    or -fa off. P(yes) saturates, so compared as log-odds: within 1e-5 of llama.cpp's (P(yes) within
+    3e-8 on these four pairs, AMD EPYC), where the reference's are off by the quantization."""
+    z = np.load(GGUF / "out_rerank-Q8_0.npz")
+    sim = q3ref.Model(CKPT, quant=str(GGUF / "rerank-Q8_0.gguf"), runtime="llama.cpp", flash_attn=flash)
+
+    def odds(p):
+        return np.log(p) - np.log1p(-p)
+
+    for k in range(4):
+        query, document = str(z["pairs"][k]).split("\t")
+        assert sim.rerank_ids(query, document) == z[f"pair{k}/ids"].tolist()
+        p_yes, p_no = z[f"pair{k}/{recorded}"].astype(np.float64)
+        want = np.log(p_yes) - np.log(p_no)
+        got, ref = odds(sim.rerank(query, [document])[0]), odds(model.rerank(query, [document])[0])
+        assert abs(got - want) < 1e-5 and abs(ref - want) > 1e-3, (k, got, ref, want)
+
+
+def test_rerank_cli_takes_a_gguf_recipe():
+    z = np.load(GGUF / "out_rerank-Q8_0.npz")
+    query, document = str(z["pairs"][0]).split("\t")
+    r = cli("rerank", query, document, "--weights", CKPT, "--quant", GGUF / "rerank-Q8_0.gguf", "--runtime", "llama.cpp")
+    assert r.returncode == 0 and f"{float(z['pair0/deployed'][0]):.6f}" in r.stdout, (r.stdout, r.stderr)
+    one_line_exit_2(cli("rerank", query, document, "--weights", CKPT, "--quant", GGUF / "rerank-Q8_0.gguf"),
+                    "both or neither")

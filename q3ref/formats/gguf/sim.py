@@ -257,7 +257,8 @@ GGUF_TYPES = ("F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K")
 
 def types_for(quant, cfg) -> dict:
     """--quant for --runtime llama.cpp: a ggml type for every matrix (norms stay F32, as
-    convert_hf_to_gguf writes them), or the per-tensor types of a .gguf file."""
+    convert_hf_to_gguf writes them; a reranker's rank head too, HEAD_ROWS), or the per-tensor
+    types of a .gguf file."""
     from ...errors import Q3RefError
     from ...weights import expected_shapes
 
@@ -269,7 +270,8 @@ def types_for(quant, cfg) -> dict:
         missing = [n for n in shapes if n not in f.names]
         if missing:
             raise Q3RefError(f"{quant}: no tensor for {missing[0]}; its types cannot stand for this checkpoint's")
-        return {n: f.type_of(n) for n in shapes}
+        head = f.rank_head()  # a reranker's cls.output: the LM head's yes and no rows
+        return {n: f.type_of(n) for n in shapes} | ({HEAD_ROWS: head.tensor_type.name} if head is not None else {})
     if quant not in GGUF_TYPES:
         raise Q3RefError(f"--quant with --runtime llama.cpp takes one of {', '.join(GGUF_TYPES)} or a .gguf file, "
                          f"not {quant!r}")
@@ -278,7 +280,7 @@ def types_for(quant, cfg) -> dict:
     if narrow:
         raise Q3RefError(f"--quant {quant}: {narrow[0]} has rows of {shapes[narrow[0]][1]} values, "
                          f"not a multiple of {block} (llama-quantize would fall back to another type)")
-    return {n: quant if len(s) == 2 else "F32" for n, s in shapes.items()}
+    return {n: quant if len(s) == 2 else "F32" for n, s in shapes.items()} | {HEAD_ROWS: quant}  # (a reranker's head)
 
 
 # The build ggml_cpu.py emulates: these features on in llama_print_system_info's line.
