@@ -202,11 +202,11 @@ def test_quantizers_handle_all_zero_and_constant_blocks():
 
 
 # ------------------------------------------------------------------ the simulation against llama.cpp
-EXACT = ["base-F16", "base-Q8_0", "base-Q6_K", "base-Q5_K_M", "base-Q4_K_M"]
+EXACT = ["base-F16", "base-BF16", "base-Q8_0", "base-Q6_K", "base-Q5_K_M", "base-Q4_K_M"]
 
 
 @pytest.mark.parametrize("name, run", [(n, "0") for n in EXACT] + [
-    (n, r) for n in ("base-F16", "base-Q8_0", "base-Q6_K", "base-Q4_K_M") for r in ("short1", "short3")])
+    (n, r) for n in ("base-F16", "base-BF16", "base-Q8_0", "base-Q6_K", "base-Q4_K_M") for r in ("short1", "short3")])
 def test_simulation_is_llama_cpps_arithmetic_on_the_recorded_build(model, name, run):
     """Recorded on an AVX-512 VNNI build (the recording says which): every tap of the simulation
     equals llama.cpp's to the bit, given the same inputs (local 0) and end to end (global 0),
@@ -222,9 +222,9 @@ def test_simulation_is_llama_cpps_arithmetic_on_the_recorded_build(model, name, 
     assert r["untapped"]["sim_rel_l2"] == 0.0, r["untapped"]  # and llama.cpp's default run (flash attention on)
 
 
-@pytest.mark.parametrize("name", ["base-BF16", "base-Q4_0"])
-def test_types_not_emulated_say_so_and_stay_close(model, name):
-    g, ids = replayed(name)
+@pytest.mark.parametrize("name, run", [("base-Q4_0", "0"), ("base-Q5_K_M", "short3")])
+def test_types_not_emulated_say_so_and_stay_close(model, name, run):
+    g, ids = replayed(name, run)
     r = diff(model, g, ids, quant="auto")
     assert not r["runtime_kernels"]["emulated"] and any("approximate" in n for n in r["notes"]), r["notes"]
     assert r["output"]["sim_rel_l2"] < 0.5 * r["output"]["rel_l2"]
@@ -313,6 +313,8 @@ def test_an_unemulated_build_gets_the_plain_kernels():
     ops = emulated(avx2, {"Q8_0"}, 10)
     assert not emulated(avx2, {"Q5_K"}, 3)["Q5_K matmul"] and emulated(avx2, {"Q5_K"}, 8)["Q5_K matmul"]
     assert ops["AVX2"] and not ops["AVX512"] and not all(ops.values())
+    no_bf16 = "CPU : AVX2 = 1 | FMA = 1 | F16C = 1 | AVX512 = 1 | AVX512_VNNI = 1 | LLAMAFILE = 1 | REPACK = 1 |"
+    assert not emulated(no_bf16, {"BF16"}, 10)["BF16 matmul"] and emulated(no_bf16, {"F16"}, 10)["F16 matmul"]
     g, ids = replayed("base-Q8_0")
     g.run(*g.place(list(ids), "right", 0), runtime="recorded")
     g.build = avx2

@@ -2,11 +2,12 @@
 
 llama-cpp-python builds llama.cpp for the CPU it is installed on (GGML_NATIVE), so on the
 AVX-512 machines q3ref runs on, these are the code paths (ggml/src/ggml-cpu):
-- F16 and Q8_0 matmuls with two or more rows go to llamafile's tinyBLAS (llamafile/sgemm.cpp):
+- F16, BF16 and Q8_0 matmuls with two or more rows go to llamafile's tinyBLAS (llamafile/sgemm.cpp):
   F16: 16 fp32 lanes, lane t sums a[16l+t]*b[16l+t] over l with FMA (the product of two fp16
   values is exact in fp32, so FMA = multiply then add), then _mm512_reduce_add_ps (GCC's tree:
   8+8, 4+4, 2+2, 1+1). Q8_0: 8 lanes, lane t the exact integer sum of bytes 4t..4t+3 of a
   block, acc = fma(d_w*d_x, sum, acc) block after block, then hsum(__m256) (4+4, 2+2, 1+1).
+  BF16 (an AVX512_BF16 build): 16 lanes of VDPBF16PS over 32 values at a time, then the same reduce.
 - exp (softmax, SiLU): ggml_v_expf, a degree-5 polynomial after a ln2 range reduction, FMA.
 - softmax: per row, exp(x - max) 16 at a time, each group's sum by _mm512_reduce_add_ps added
   to a double; then every value times (float)(1/sum).
@@ -64,6 +65,38 @@ def matmul_f16_vec_dot(x, w):  # fp16-valued fp32 [N, K], [O, K] -> [N, O]: ggml
         acc += x[:, None, l:l + 64].reshape(N, 1, 4, 16) * w[None, :, l:l + 64].reshape(1, -1, 4, 16)
     pair = acc[:, :, :2] + acc[:, :, 2:]
     total = reduce_add16(pair[:, :, 0] + pair[:, :, 1]).astype(F64)
+    for l in range(full, K):
+        total = total + (x[:, None, l] * w[None, :, l]).astype(F64)
+    return total.astype(F32)
+
+
+def dpbf16(acc, a, b):  # [..., 16] fp32, bf16-valued [..., 32] x2 -> [..., 16]: VDPBF16PS
+    """Lane t adds a[2t+1]*b[2t+1], then a[2t]*b[2t], rounding after each (Intel's pseudo-code; a
+    product of two bf16 values is exact in fp32). One rounding of both, or the even pair first,
+    left 222 and 359 of 5632 values off the recorded BF16 q projection."""
+    a2, b2 = a.reshape(*a.shape[:-1], 16, 2), b.reshape(*b.shape[:-1], 16, 2)
+    return (acc + a2[..., 1] * b2[..., 1]) + a2[..., 0] * b2[..., 0]
+
+
+def matmul_bf16(x, w):  # bf16-valued fp32 [N, K], [O, K] -> [N, O]: tinyBLAS<32, __m512, __m512bh> (AVX512_BF16)
+    N, K = x.shape
+    acc = np.zeros((N, w.shape[0], 16), F32)
+    for l in range(0, K, 32):
+        acc = dpbf16(acc, x[:, None, l:l + 32], w[None, :, l:l + 32])
+    return reduce_add16(acc)
+
+
+def matmul_bf16_vec_dot(x, w):  # bf16-valued fp32 [N, K], [O, K] -> [N, O]: ggml_vec_dot_bf16 (AVX512_BF16)
+    """The one-row product: two accumulators over 64-value steps (the first 32 values, the next
+    32), each reduced by _mm512_reduce_add_ps and added to a double; the values past the last full
+    step are added to it one by one."""
+    N, K = x.shape
+    full = K - K % 64
+    c = np.zeros((2, N, w.shape[0], 16), F32)
+    for l in range(0, full, 64):
+        for h in range(2):
+            c[h] = dpbf16(c[h], x[:, None, l + 32 * h:l + 32 * h + 32], w[None, :, l + 32 * h:l + 32 * h + 32])
+    total = reduce_add16(c[0]).astype(F64) + reduce_add16(c[1]).astype(F64)
     for l in range(full, K):
         total = total + (x[:, None, l] * w[None, :, l]).astype(F64)
     return total.astype(F32)

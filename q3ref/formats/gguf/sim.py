@@ -289,10 +289,13 @@ EMULATED_BUILD = ("AVX2", "FMA", "F16C", "AVX512", "AVX512_VNNI", "LLAMAFILE", "
 
 def exact_type(t, tokens) -> bool:
     """Whether ggml_cpu.py has the matmul llama.cpp takes for weights of type t at this many
-    tokens. Not yet: BF16 (the AVX512_BF16 dot product), Q4_0 (its repacked gemm), Q5_K below 8
-    tokens (ggml_vec_dot_q5_K_q8_K). Q4_K is repacked whenever its rows come in eights (every
-    Qwen3 projection); a reranker's 2-row rank head takes the tiled matmul or vec_dot."""
-    return t in ("F32", "F16", "Q8_0", "Q4_K", "Q6_K") or (t == "Q5_K" and tokens >= 8)
+    tokens. Not yet: Q4_0 (its repacked gemm), Q5_K below 8 tokens (ggml_vec_dot_q5_K_q8_K).
+    Q4_K is repacked whenever its rows come in eights (every Qwen3 projection); a reranker's 2-row
+    rank head takes the tiled matmul or vec_dot. BF16's needs an AVX512_BF16 build (TYPE_NEEDS)."""
+    return t in ("F32", "F16", "BF16", "Q8_0", "Q4_K", "Q6_K") or (t == "Q5_K" and tokens >= 8)
+
+
+TYPE_NEEDS = {"BF16": "AVX512_BF16"}  # a type's emulated kernel: the build feature it is compiled with
 
 
 def build_features(info: str) -> dict:
@@ -313,7 +316,8 @@ def emulated(info: str, types, tokens) -> dict:
     features = build_features(info)
     ops = {f: features.get(f, False) for f in EMULATED_BUILD}
     ops.update({f"no {f}": not features.get(f, False) for f in EMULATED_OFF})
-    ops.update({f"{t} matmul": exact_type(t, tokens) for t in sorted(set(types))})
+    ops.update({f"{t} matmul": exact_type(t, tokens) and (t not in TYPE_NEEDS or features.get(TYPE_NEEDS[t], False))
+                for t in sorted(set(types))})
     return ops
 
 
@@ -353,6 +357,8 @@ def simulate(weights, kernels, types, exact=True, flash=False):
         t = sim.kind(w)
         if t == "F16":  # tinyBLAS for two rows or more, ggml's vec_dot for one
             return (ggml_cpu.matmul_f16 if x.shape[0] >= 2 else ggml_cpu.matmul_f16_vec_dot)(to_fp16(x), w)
+        if t == "BF16":  # the same split (an AVX512_BF16 build: emulated() says so)
+            return (ggml_cpu.matmul_bf16 if x.shape[0] >= 2 else ggml_cpu.matmul_bf16_vec_dot)(bf16_round(x)[0], w)
         if t == "Q8_0":
             return ggml_cpu.matmul_q8_0(*act_q8_0_parts(x), *unpacked(w, q8_0_parts))
         if t == "Q6_K":
