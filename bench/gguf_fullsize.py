@@ -3,6 +3,7 @@
     python -m q3ref make-checkpoint --preset 0.6b --seed 0 --out weights/random-0.6b
     PYTHON=/path/to/ref/python   # torch, transformers, gguf, llama-cpp-python
     $PYTHON bench/gguf_fullsize.py weights/random-0.6b --llama-src DIR [--tokens 32] [--types F16,Q8_0,Q4_K_M]
+    $PYTHON bench/gguf_fullsize.py weights/random-0.6b --llama-src DIR --record-vec-dot Q5_K_M
 
 Converts the random 0.6B checkpoint with llama.cpp's convert_hf_to_gguf.py (the real Qwen3
 tokenizer, last-token pooling) and quantizes it with llama.cpp's quantizer into weights/ (git-ignored).
@@ -126,6 +127,27 @@ def diff_in_child(gguf, ckpt, ids, quant):
     return seconds, rss, json.loads(out.read_text())
 
 
+def record_vec_dot(path, weight="blk.0.attn_k.weight", rows=16, tokens=3):
+    """llama.cpp's one matmul of `weight` on a few tokens (below 8 rows a K-quant weight takes
+    ggml's vec_dot) with its input, its first `rows` outputs and those rows' stored bytes, into
+    tests/fixtures/gguf/vec_dot_{type}-0.6b.npz: a few KB holding the emulation to llama.cpp at
+    full width (four 256-value super-blocks a row, where the fixture files have one)."""
+    from q3ref.formats.gguf.file import GGUFFile
+    from q3ref.formats.gguf.llama import run_llama, system_info
+    from q3ref.formats.gguf.run import as_taps, file_digest
+
+    ids = np.append(np.random.default_rng(1).integers(0, 151643, tokens - 1), 151643)
+    taps = as_taps(*run_llama(path, ids))
+    t = next(t for t in GGUFFile(path).reader.tensors if t.name == weight)
+    raw = np.asarray(t.data).view(np.uint8).reshape(int(t.shape[1]), -1)[:rows]  # [rows, bytes per row]
+    out = ROOT / f"tests/fixtures/gguf/vec_dot_{t.tensor_type.name}-0.6b.npz"
+    np.savez_compressed(out, x=taps["attn_norm-0:MUL"][0], y=taps[f"MUL_MAT:{weight}"][0][:, :rows], raw=raw,
+                        width=np.array(int(t.shape[0])), system_info=np.array(system_info()),
+                        cpu=np.array(cpu_name()), file_sha256=np.array(file_digest(path)),
+                        file_name=np.array(Path(path).name))
+    print("wrote", out)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("weights", type=Path)
@@ -133,9 +155,12 @@ def main():
     p.add_argument("--tokens", type=int, default=32)
     p.add_argument("--types", default="F16,Q8_0,Q4_K_M")
     p.add_argument("--work", type=Path, default=ROOT / "weights/gguf-0.6b")
+    p.add_argument("--record-vec-dot", metavar="TYPE", help="only record_vec_dot() of this file type (Q5_K_M)")
     a = p.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     hf = conversion_dir(a.weights, a.work)
+    if a.record_vec_dot:
+        return record_vec_dot(make_files(a.llama_src, hf, a.work, "random-0.6b", [a.record_vec_dot])[a.record_vec_dot])
     files = make_files(a.llama_src, hf, a.work, "random-0.6b", a.types.split(","))
     ids = np.append(np.random.default_rng(0).integers(0, 151643, a.tokens - 1), 151643)
     rows = []

@@ -133,7 +133,6 @@ class Export:
 
     def run(self, input_ids, mask, tensors=(), runtime="llama.cpp"):
         ids = input_ids[0][mask[0]]
-        self.tokens = len(ids)
         taps, self.build, self.cpu = run_recorded(self.recording, ids) if runtime == "recorded" else run_live(self.path, ids)
         return taps
 
@@ -185,7 +184,7 @@ class Export:
 
         if not simulated or self.build is None:
             return None
-        ops = emulated(self.build, set(self.types().values()), self.tokens)
+        ops = emulated(self.build, set(self.types().values()))
         return {"variant": "ggml-cpu", "runtime": f"llama.cpp ({self.build})", "cpu": self.cpu,
                 "ops": ops, "emulated": all(ops.values())}
 

@@ -384,6 +384,27 @@ def matmul_q4_K(xq, xd, scaled, mins, wd, wdmin):
     return hsum8(acc) + ((acc_m[..., 0] + acc_m[..., 2]) + (acc_m[..., 1] + acc_m[..., 3]))
 
 
+def matmul_q5_K(xq, xd, scaled, mins, wd, wdmin):
+    """ggml_vec_dot_q5_K_q8_K (AVX2), one dot per output: what Q5_K weights get for fewer than 8
+    activation rows. The 8 int32 lanes as matmul_q4_K's (lane m: bytes 4m..4m+3 of each 32-value
+    sub-block, scaled), acc = fma(d_x * d_w, float(lane), acc); the mins are one exact integer per
+    super-block, sum of min * bsum over its 8 sub-blocks, added to a scalar: summs = fma(-(d_x *
+    dmin_w), float(that), summs) (GCC contracts summs += dmin * ...: uncontracted, 20 of 48
+    values of the full-width recording were off). Then hsum_float_8(acc) + summs."""
+    N, K = xq.shape
+    O = scaled.shape[0]
+    acc, summs = np.zeros((N, O, 8), F32), np.zeros((N, O), F32)
+    for i in range(K // 256):
+        blk = slice(256 * i, 256 * i + 256)
+        x = xq[:, blk].astype(F64).reshape(N, 8, 8, 4)  # [N, sub-block, lane, byte]
+        sumi = np.einsum("nslb,oslb->nol", x, scaled[:, blk].astype(F64).reshape(O, 8, 8, 4)).astype(F32)
+        mn = mins[:, blk].astype(F64).reshape(O, 8, 32)[..., 0]  # [O, sub-block]: each one's min
+        s2 = (x.sum(axis=(2, 3)) @ mn.T).astype(F32)  # [N, O]: exact integers
+        acc = fma((xd[:, i][:, None] * wd[None, :, i])[..., None], sumi, acc)
+        summs = fma(-(xd[:, i][:, None] * wdmin[None, :, i]), s2, summs)
+    return hsum8(acc) + summs
+
+
 def matmul_q4_K_repack(xq, xd, scaled, mins, wd, wdmin):
     """ggml_gemm/gemv_q4_K_8x8_q8_K (AVX-512BW): the repacked Q4_K path x86 takes when the rows
     come in multiples of 8. Per pair of sub-blocks (64 values), exact integers iacc = sum of

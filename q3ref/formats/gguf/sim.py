@@ -287,12 +287,12 @@ def types_for(quant, cfg) -> dict:
 EMULATED_BUILD = ("AVX2", "FMA", "F16C", "AVX512", "AVX512_VNNI", "LLAMAFILE", "REPACK")
 
 
-def exact_type(t, tokens) -> bool:
-    """Whether ggml_cpu.py has the matmul llama.cpp takes for weights of type t at this many
-    tokens. Not yet: Q4_0 (its repacked gemm), Q5_K below 8 tokens (ggml_vec_dot_q5_K_q8_K).
-    Q4_K is repacked whenever its rows come in eights (every Qwen3 projection); a reranker's 2-row
-    rank head takes the tiled matmul or vec_dot. BF16's needs an AVX512_BF16 build (TYPE_NEEDS)."""
-    return t in ("F32", "F16", "BF16", "Q8_0", "Q4_K", "Q6_K") or (t == "Q5_K" and tokens >= 8)
+def exact_type(t) -> bool:
+    """Whether ggml_cpu.py has the matmuls llama.cpp takes for weights of type t (at any number
+    of tokens: vec_dot, tinyBLAS, tiled or repacked). Not yet: Q4_0 (its repacked gemm). Q4_K is repacked whenever its rows come in eights
+    (every Qwen3 projection); a reranker's 2-row rank head takes the tiled matmul or vec_dot.
+    BF16's needs an AVX512_BF16 build (TYPE_NEEDS)."""
+    return t in ("F32", "F16", "BF16", "Q8_0", "Q4_K", "Q5_K", "Q6_K")
 
 
 TYPE_NEEDS = {"BF16": "AVX512_BF16"}  # a type's emulated kernel: the build feature it is compiled with
@@ -311,12 +311,12 @@ def build_features(info: str) -> dict:
 EMULATED_OFF = ("AMX_INT8",)  # ggml's AMX kernels would take the quantized matmuls instead
 
 
-def emulated(info: str, types, tokens) -> dict:
+def emulated(info: str, types) -> dict:
     """Whether ggml_cpu.py computes what this build computes, feature by feature and type by type."""
     features = build_features(info)
     ops = {f: features.get(f, False) for f in EMULATED_BUILD}
     ops.update({f"no {f}": not features.get(f, False) for f in EMULATED_OFF})
-    ops.update({f"{t} matmul": exact_type(t, tokens) and (t not in TYPE_NEEDS or features.get(TYPE_NEEDS[t], False))
+    ops.update({f"{t} matmul": exact_type(t) and (t not in TYPE_NEEDS or features.get(TYPE_NEEDS[t], False))
                 for t in sorted(set(types))})
     return ops
 
@@ -373,9 +373,10 @@ def simulate(weights, kernels, types, exact=True, flash=False):
             bits = int(t[1])
             scaled, mins, wd, wdmin = unpacked(w, lambda raw, shape: ggml_cpu.q45_K_parts(raw, shape, bits))
             return ggml_cpu.matmul_tiled(*act_q8_K_parts(x), scaled, wd, mins, wdmin)
-        if t == "Q4_K":  # rows not in eights (a rank head), fewer than 8 tokens: vec_dot
-            parts = unpacked(w, lambda raw, shape: ggml_cpu.q45_K_parts(raw, shape, 4))
-            return ggml_cpu.matmul_q4_K(*act_q8_K_parts(x), *parts)
+        if t in ("Q4_K", "Q5_K"):  # fewer than 8 tokens (Q4_K: rows not in eights, a rank head): vec_dot
+            bits = int(t[1])
+            parts = unpacked(w, lambda raw, shape: ggml_cpu.q45_K_parts(raw, shape, bits))
+            return (ggml_cpu.matmul_q4_K if bits == 4 else ggml_cpu.matmul_q5_K)(*act_q8_K_parts(x), *parts)
         act = ACTIVATION[VEC_DOT[t]]
         return act(x) @ w.T
 
