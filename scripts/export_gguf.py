@@ -312,9 +312,8 @@ def dumps():
     for name in ("F16", "Q8_0", "Q4_K_M", "Q6_K"):
         dump(OUT / f"base-{name}.gguf", (*SEEDS_TAPS, *SHORT), taps=True)
         dump(OUT / f"base-{name}.gguf", (*SEEDS_OUT, *LONG), taps=False)
-    for name in ("BF16", "Q5_K_M"):  # 1 and 3 tokens too: their one-row and few-row kernels
+    for name in ("BF16", "Q5_K_M", "Q4_0"):  # 1 and 3 tokens too: their one-row and few-row kernels
         dump(OUT / f"base-{name}.gguf", (*SEEDS_TAPS, *SHORT), taps=True)
-    dump(OUT / "base-Q4_0.gguf", SEEDS_TAPS, taps=True)
     for f in sorted(OUT.glob("defect_*.gguf")) + [OUT / "meta_rope_base-Q4_K_M.gguf"]:
         dump(f, SEEDS_TAPS, taps=True)
 

@@ -103,7 +103,8 @@ def matmul_bf16_vec_dot(x, w):  # bf16-valued fp32 [N, K], [O, K] -> [N, O]: ggm
 
 
 def matmul_q8_0(xq, dx, wq, dw):
-    """Q8_0 x Q8_0 by tinyBLAS_Q0_AVX (ggml_vec_dot_q8_0_q8_0, for one row, sums the same way):
+    """Q8_0 x Q8_0 by tinyBLAS_Q0_AVX (ggml_vec_dot_q8_0_q8_0, for one row, sums the same way; so
+    do both for Q4_0 weights, levels less 8, whose rows do not come in eights):
     integer-valued fp32 xq [N, K], wq [O, K], block scales
     (fp16 values) dx [N, K/32], dw [O, K/32] -> [N, O]."""
     N, K = xq.shape
@@ -116,6 +117,26 @@ def matmul_q8_0(xq, dx, wq, dw):
         d = dw[None, :, b] * dx[:, None, b]  # [N, O] fp32 (exact: fp16 x fp16)
         acc = fma(d[..., None], s, acc)
     return hsum8(acc)
+
+
+def q4_0_parts(raw, shape):  # stored Q4_0 bytes -> levels less 8, integer-valued fp32 [O, K]; d [O, K/32]
+    b = raw.reshape(-1, 18)
+    d = np.ascontiguousarray(b[:, :2]).view(np.float16).astype(F32).reshape(shape[0], -1)
+    qs = b[:, 2:].astype(np.int16)
+    return (np.concatenate([qs & 0xF, qs >> 4], axis=1) - 8).reshape(shape).astype(F32), d
+
+
+def matmul_q4_0_repack(xq, dx, wq, dw):
+    """ggml_gemm/gemv_q4_0_8x8_q8_0 (x86, arch/x86/repack.cpp): Q4_0 weights whose rows come in
+    eights, repacked. Per 32-value block one exact integer sum of (level - 8) * q8, then
+    acc = fma(float(sum), d_w * d_x, acc) block after block: no lanes to reduce (each lane of the
+    kernel is an output). Arguments as matmul_q8_0's (q4_0_parts, act_q8_0_parts)."""
+    N, K = xq.shape
+    acc = np.zeros((N, wq.shape[0]), F32)
+    for b in range(K // 32):
+        s = xq[:, 32 * b:32 * b + 32] @ wq[:, 32 * b:32 * b + 32].T  # [N, O] exact (|sum| < 2^15)
+        acc = fma(s, dw[None, :, b] * dx[:, b, None], acc)
+    return acc
 
 
 # ------------------------------------------------------------------ the C library's float functions

@@ -288,11 +288,11 @@ EMULATED_BUILD = ("AVX2", "FMA", "F16C", "AVX512", "AVX512_VNNI", "LLAMAFILE", "
 
 
 def exact_type(t) -> bool:
-    """Whether ggml_cpu.py has the matmuls llama.cpp takes for weights of type t (at any number
-    of tokens: vec_dot, tinyBLAS, tiled or repacked). Not yet: Q4_0 (its repacked gemm). Q4_K is repacked whenever its rows come in eights
-    (every Qwen3 projection); a reranker's 2-row rank head takes the tiled matmul or vec_dot.
-    BF16's needs an AVX512_BF16 build (TYPE_NEEDS)."""
-    return t in ("F32", "F16", "BF16", "Q8_0", "Q4_K", "Q5_K", "Q6_K")
+    """Whether ggml_cpu.py has the matmuls llama.cpp takes for weights of type t, at any number
+    of tokens (vec_dot, tinyBLAS, tiled or repacked: Q4_0 and Q4_K are repacked whenever their
+    rows come in eights, every Qwen3 projection; a reranker's 2-row rank head is not). BF16's
+    needs an AVX512_BF16 build (TYPE_NEEDS)."""
+    return t in ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K")
 
 
 TYPE_NEEDS = {"BF16": "AVX512_BF16"}  # a type's emulated kernel: the build feature it is compiled with
@@ -361,6 +361,9 @@ def simulate(weights, kernels, types, exact=True, flash=False):
             return (ggml_cpu.matmul_bf16 if x.shape[0] >= 2 else ggml_cpu.matmul_bf16_vec_dot)(bf16_round(x)[0], w)
         if t == "Q8_0":
             return ggml_cpu.matmul_q8_0(*act_q8_0_parts(x), *unpacked(w, q8_0_parts))
+        if t == "Q4_0":  # repacked when its rows come in eights (every Qwen3 projection)
+            kernel = ggml_cpu.matmul_q4_0_repack if w.shape[0] % 8 == 0 else ggml_cpu.matmul_q8_0
+            return kernel(*act_q8_0_parts(x), *unpacked(w, ggml_cpu.q4_0_parts))
         if t == "Q6_K":
             L, sc, wd = unpacked(w, ggml_cpu.q6_K_parts)
             if x.shape[0] >= 8:  # ggml-cpu's tiled K-quant matmul; fewer rows go to vec_dot
