@@ -241,10 +241,120 @@ plt.xlabel("tap (forward order)"); plt.legend(); plt.show()
 print("share explained, worst tap:", min(t["explained"] for t in rows))'''),
 ]
 
+NB4 = [
+    new_markdown_cell("# Why llama.cpp's numbers differ: a GGUF, diffed\n\nThe committed GGUFs were written by "
+                      "llama.cpp's own converter and quantizer from a small random checkpoint, and llama.cpp's runs of "
+                      "them were recorded (`scripts/export_gguf.py`), so this notebook needs no llama.cpp: every diff "
+                      "replays a recording. With llama-cpp-python installed, drop `replay` and llama.cpp runs live."),
+    new_code_cell('''import io, pathlib
+import numpy as np
+import matplotlib.pyplot as plt
+import q3ref
+from IPython.display import Image, display
+from rich.console import Console
+from q3ref import model as M
+from q3ref.diff import diff
+from q3ref.formats import open_export
+from q3ref.report import print_table, plot
+
+ROOT = pathlib.Path.cwd() if (pathlib.Path.cwd() / "weights").is_dir() else pathlib.Path.cwd().parent
+GGUF = ROOT / "tests/fixtures/gguf"
+model = q3ref.load(ROOT / "tests/fixtures/gguf-checkpoint")  # D=256, 2 layers, a cut vocabulary
+console = Console(width=120)
+
+
+def show(fig):
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    display(Image(buf.getvalue()))
+
+
+def replayed(name, run="0"):  # the file, with llama.cpp's recorded nodes as its graph side
+    g = open_export(GGUF / f"{name}.gguf")
+    g.replay(GGUF / f"taps_{name}.npz")
+    return g, np.load(GGUF / f"taps_{name}.npz")[f"{run}/ids"]'''),
+    new_markdown_cell("## What the file says about itself\n\n`check` reads the metadata bugs GGUF users meet "
+                      "(pooling, EOS, add_eos); `inspect --weights` holds every quantized tensor byte for byte to "
+                      "q3ref's own quantization of the checkpoint (llama-quantize's recipes)."),
+    new_code_cell('''g = open_export(GGUF / "base-Q4_K_M.gguf")
+for line in g.summary({**g.describe(), "quantized_weights": g.check_weights(model.weights, model.cfg)}):
+    print(line)
+for name, ok, figure, fix in g.bridge_checks(model.cfg):
+    print("pass" if ok else "FAIL", name, "|", figure)'''),
+    new_markdown_cell("## The diff: llama.cpp's nodes against the fp32 reference and the simulation\n\n"
+                      "The expected computation is q3ref's simulation of llama.cpp's CPU backend for this file "
+                      "(`formats/gguf/sim.py`, ggml-cpu's kernels in `ggml_cpu.py`): it lands on llama.cpp to the bit, "
+                      "while the fp32 reference is off by the 4-bit weights."),
+    new_code_cell('''g, ids = replayed("base-Q4_K_M")
+r = diff(model, g, ids, quant="auto")
+print_table(r, console)'''),
+    new_code_cell('''rows = [t for t in r["taps"] if t.get("aligned")]
+plt.figure(figsize=(9, 3))
+plt.semilogy([t["rel_l2"] for t in rows], "o-", label="llama.cpp vs fp32 reference")
+plt.semilogy([max(t["sim_rel_l2"], 1e-9) for t in rows], "s-", label="llama.cpp vs q3ref's simulation (1e-9: equal)")
+plt.xticks(range(len(rows)), [t["name"] for t in rows], rotation=90, fontsize=6)
+plt.legend(); plt.tight_layout(); plt.show()'''),
+    new_markdown_cell("## A defect the output cosine hides\n\nLayer 1's q_norm weight replaced by ones before "
+                      "conversion: the output cosine is what a 4-bit file shows anyway; the diff names the stage."),
+    new_code_cell('''g, ids = replayed("defect_q_norm_ones_1-Q4_K_M")
+bad = diff(model, g, ids, quant="auto")
+print("output cosine", round(bad["output"]["cos"], 4), "| first divergence", bad["first_divergence"])
+show(plot(bad))'''),
+    new_markdown_cell("## llama.cpp's default run is not the tapped run\n\nTo copy every attention product out, the "
+                      "tapped run turns flash attention off. llama.cpp's default (auto) turns it on for a CPU, and that "
+                      "changes the numbers by about as much as Q8_0 does. Each recorded run also holds its output "
+                      "with llama.cpp's defaults; q3ref simulates both runs (`ggml_cpu.flash_attn`)."),
+    new_code_cell('''g = open_export(GGUF / "base-Q8_0.gguf")
+z = np.load(GGUF / "out_base-Q8_0.npz")
+from q3ref.formats.gguf.sim import simulate
+tapped = simulate(model.weights, model.kernels, g.types())
+default = simulate(model.weights, model.kernels, g.types(), flash=True)
+rows = []
+for run in sorted({k.split("/")[0] for k in z.files if "/" in k}, key=lambda r: len(z[f"{r}/ids"])):
+    ids = z[f"{run}/ids"][None]
+    ones = np.ones_like(ids, bool)
+    off, on = (M.normalize(z[f"{run}/{k}"][None])[0] for k in ("pooled", "deployed"))
+    ref = M.embed(model.weights, model.cfg, ids, ones, None, model.kernels)[0]
+    sim_on = M.embed(*default[:1], model.cfg, ids, ones, None, default[1])[0]
+    d = lambda a, b: np.linalg.norm(a - b) / np.linalg.norm(b)
+    rows.append((ids.shape[1], d(on, off), d(off, ref), d(on, sim_on)))
+n, gap, quant, sim = map(np.array, zip(*rows))
+plt.figure(figsize=(7, 3))
+plt.semilogy(gap, "o", label="default run vs tapped run (flash attention on vs off)")
+plt.semilogy(quant, "s", label="tapped run vs fp32 reference (the Q8_0 file)")
+plt.semilogy(np.maximum(sim, 1e-9), "^", label="default run vs q3ref's simulation of it (1e-9: equal)")
+plt.xticks(range(len(n)), n); plt.xlabel("tokens (64 and more: the tiled kernel)"); plt.legend(fontsize=7)
+plt.tight_layout(); plt.show()'''),
+    new_markdown_cell("## A reranker, scored as llama.cpp scores it\n\nA Qwen3-Reranker converted by llama.cpp has a rank "
+                      "head (the LM head's yes and no rows) and rank pooling. `rerank --quant FILE.gguf --runtime llama.cpp` "
+                      "scores a pair as llama-server's /rerank would, from text, without llama.cpp. P(yes) saturates for "
+                      "this random reranker, so the scores are compared as log-odds."),
+    new_code_cell('''RCKPT = ROOT / "tests/fixtures/gguf-reranker-checkpoint"
+ref = q3ref.load(RCKPT)
+sim = q3ref.Model(RCKPT, quant=str(GGUF / "rerank-Q8_0.gguf"), runtime="llama.cpp")
+z = np.load(GGUF / "out_rerank-Q8_0.npz")
+odds = lambda p: np.log(p) - np.log1p(-p)
+got, mine, fp32 = [], [], []
+for k in range(8):
+    query, document = str(z["pairs"][k]).split("\\t")
+    p_yes, p_no = z[f"pair{k}/deployed"].astype(float)
+    got.append(np.log(p_yes) - np.log(p_no))
+    mine.append(odds(sim.rerank(query, [document])[0]))
+    fp32.append(odds(ref.rerank(query, [document])[0]))
+got, mine, fp32 = map(np.array, (got, mine, fp32))
+plt.figure(figsize=(6, 3))
+plt.semilogy(np.abs(fp32 - got), "s", label="fp32 reference")
+plt.semilogy(np.abs(mine - got), "x", label="q3ref, simulating the file")
+plt.xlabel("pair"); plt.ylabel("|log-odds - llama.cpp's|"); plt.legend(); plt.tight_layout(); plt.show()
+print("llama.cpp's log-odds:", got.round(3))'''),
+]
+
 
 def main():
     for name, cells in (("01_qwen3_embedding_walkthrough", NB1), ("02_diffing_a_litert_export", NB2),
-                        ("03_quantization_anatomy", NB3)):
+                        ("03_quantization_anatomy", NB3), ("04_diffing_a_gguf", NB4)):
+        for i, cell in enumerate(cells):
+            cell.id = f"{name[:2]}-{i:02d}"  # nbformat draws random ids: fixed ones keep a rewrite byte-identical
         nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                                 "language": "python"}})
         nbformat.write(nb, ROOT / f"notebooks/{name}.ipynb")

@@ -1,4 +1,4 @@
-"""Execute the three notebooks top to bottom (nbclient); any error fails the test."""
+"""Execute the notebooks top to bottom (nbclient); any error fails the test."""
 
 import nbformat
 import pytest
@@ -9,8 +9,8 @@ from conftest import ROOT
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-def test_there_are_three_notebooks():
-    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03"]
+def test_there_are_four_notebooks():
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
