@@ -123,6 +123,12 @@ class Model:
         return ids.astype(np.int64)
 
     # ------------------------------------------------------------------ embeddings
+    def runtime_batch(self, batch_size):
+        """Sequences per forward: a simulated runtime computes each text alone, as a server runs a
+        request (llama.cpp groups K-quant activation rows by four, so a padded batch's rows
+        would round otherwise: up to 3e-3 off on the Q4_K_M fixture); the reference batches."""
+        return 1 if self.quant != "none" else max(1, int(batch_size))
+
     def encode_ids(self, ids_list, dim=None, batch_size=8, progress=None) -> np.ndarray:
         """Token id lists -> (N, dim) float32 unit vectors. Sequences are batched by length
         (right-padded with the EOS id, masked) and returned in input order."""
@@ -131,9 +137,10 @@ class Model:
                              "it does not embed")
         M.check_dim(dim, self.cfg.hidden_size)
         seqs = [self.check_ids(s) for s in ids_list]
+        batch_size = self.runtime_batch(batch_size)
         order = np.argsort([-len(s) for s in seqs], kind="stable")
         out = np.zeros((len(seqs), dim or self.cfg.hidden_size), dtype=np.float32)
-        for start in range(0, len(seqs), max(1, int(batch_size))):
+        for start in range(0, len(seqs), batch_size):
             idx = order[start:start + batch_size]
             # Pad values are masked and never reach a real row; 0 exists in every vocabulary.
             ids, mask = pad([seqs[i] for i in idx], pad_id=0)  # [B, T] each
@@ -190,8 +197,7 @@ class Model:
         seqs = [self.rerank_ids(query, d, instruction, max_length) for d in documents]
         for s in seqs:
             self.check_ids(s)
-        if self.quant != "none":  # a runtime scores each request alone (llama.cpp groups K-quant rows by four)
-            batch_size = 1
+        batch_size = self.runtime_batch(batch_size)
         weights, kernels = self.compute  # the reference, or a runtime's simulation (quant, runtime)
         return scores(weights, self.cfg, kernels, seqs, yes_no, batch_size)
 

@@ -339,10 +339,11 @@ def test_quant_flag_simulates_a_gguf_recipe_for_embed(model):
            False: q3ref.Model(CKPT, quant=quant, runtime="llama.cpp", flash_attn=False)}
     from q3ref import model as M
 
-    for run in ("100", "107", "long64"):
-        for flash, recorded in ((True, "deployed"), (False, "pooled")):
-            got = sim[flash].encode_ids([z[f"{run}/ids"]])[0]
-            assert np.array_equal(got, M.normalize(z[f"{run}/{recorded}"][None])[0]), (run, flash)
+    runs = ("100", "107", "long64")
+    for flash, recorded in ((True, "deployed"), (False, "pooled")):  # several texts: each computed alone
+        got = sim[flash].encode_ids([z[f"{run}/ids"] for run in runs])
+        for run, row in zip(runs, got):
+            assert np.array_equal(row, M.normalize(z[f"{run}/{recorded}"][None])[0]), (run, flash)
     r = cli("embed", "--ids", "5,6,997", "--weights", CKPT, "--quant", "Q6_K", "--runtime", "llama.cpp")
     assert r.returncode == 0, r.stderr
     off = cli("embed", "--ids", "5,6,997", "--weights", CKPT, "--quant", "Q6_K", "--runtime", "llama.cpp",
