@@ -124,9 +124,10 @@ class Model:
 
     # ------------------------------------------------------------------ embeddings
     def runtime_batch(self, batch_size):
-        """Sequences per forward: a simulated runtime computes each text alone, as a server runs a
-        request (llama.cpp groups K-quant activation rows by four, so a padded batch's rows
-        would round otherwise: up to 3e-3 off on the Q4_K_M fixture); the reference batches."""
+        """Sequences per forward: a simulated runtime computes each text alone, as llama.cpp computes
+        a lone request (its repacked K-quant matmuls round rows in groups of four otherwise than the
+        rest, so where a text's rows fall in a batch moves them: a padded batch was up to 3e-3 off
+        on the Q4_K_M fixture); the reference batches."""
         return 1 if self.quant != "none" else max(1, int(batch_size))
 
     def encode_ids(self, ids_list, dim=None, batch_size=8, progress=None) -> np.ndarray:
