@@ -241,7 +241,10 @@ def to_fp16(model):
 
     casts = [n.name for n in model.graph.node if n.op_type == "Cast"]
     inferred = any(v.type.tensor_type.elem_type for v in model.graph.value_info)  # shape_inferred() did it
-    return float16.convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=inferred,
+    # A with-past graph keeps no fp32 io: with its cache inputs kept fp32, the converter leaves an fp16
+    # Unsqueeze on them that ONNX Runtime refuses to load; its cache, logits and present go fp16.
+    past = any(i.name.startswith("past_key_values.") for i in model.graph.input)
+    return float16.convert_float_to_float16(model, keep_io_types=not past, disable_shape_infer=inferred,
                                             node_block_list=casts)
 
 

@@ -17,7 +17,7 @@ ex $S $OUT --name defect_final_norm_scale --defect final_norm_scale --variants f
 # a reranker (Qwen3ForCausalLM with past, logits out, as onnx-community's Qwen3-Reranker files): the
 # GGUF tests' reranker checkpoint (D=64, tied, "yes"/"no" at 995/996)
 R=tests/fixtures/gguf-reranker-checkpoint
-ex $R $OUT --name rerank --causal-lm --variants fp32,int8,uint8,q4,q8
+ex $R $OUT --name rerank --causal-lm --variants fp32,int8,uint8,q4,q8,fp16,q4f16
 ex $R $OUT --name defect_q_norm_ones_1_rerank --causal-lm --defect q_norm_ones:1 --variants int8
 rm "$OUT/defect_q_norm_ones_1_rerank.onnx"  # the fp32 graph int8 is made from: not a test graph
 # onnxruntime-genai's model builder (pip install onnxruntime-genai in the same environment)

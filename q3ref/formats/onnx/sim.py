@@ -358,6 +358,16 @@ def simulate(weights, kernels, precision, embedding_quantized, block=None, round
     return (PerTensorEmbedding(weights) if embedding_quantized else weights), K
 
 
+def fp16_rank_head(linear):
+    """An fp16 graph's LM head (a reranker's): an fp16 MatMul, which ONNX Runtime runs in fp32 and
+    whose output it rounds to fp16, on the pooled row."""
+    from ...model import pool_last
+
+    def head(hidden, mask, rows):  # [B, T, D], [B, T], [2, D] -> [B, 2]
+        return to_fp16(linear(pool_last(hidden, mask), rows))
+    return head
+
+
 def fp16_kernels(K, rounded):
     """K with an fp16 graph's constants, rounding the taps in `rounded` (the rest stay fp32)."""
     base_rms_norm, base_attention = K["rms_norm"], K["attention"]
@@ -376,4 +386,4 @@ def fp16_kernels(K, rounded):
         return base_attention(q * F32(to_fp16(F32(Dh ** -0.5)) / F32(Dh ** -0.5)), k, v, mask)
 
     return dict(K, rms_norm=rms_norm, rope_tables=rope_tables, attention=attention, round=to_fp16,
-                rounded=frozenset(rounded))
+                rounded=frozenset(rounded), rank_head=fp16_rank_head(K["linear"]))
