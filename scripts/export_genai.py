@@ -1,5 +1,6 @@
 """Export a Qwen3-Embedding checkpoint with onnxruntime-genai's model builder, as a user deploying
-it through onnxruntime-genai would: the hidden states out, no LM head.
+it through onnxruntime-genai would: the hidden states out, no LM head (--causal-lm: a reranker,
+its LM head kept, logits out).
 
     /path/to/reference-venv/bin/python scripts/export_genai.py CKPT_DIR OUT.onnx
         [--precision fp32|int4|int8] [--defect NAME[:LAYER]] [--context 512]
@@ -34,21 +35,28 @@ def main():
     p.add_argument("--precision", default="fp32", choices=["fp32", "int4", "int8"])
     p.add_argument("--defect")
     p.add_argument("--context", type=int, default=512)
+    p.add_argument("--causal-lm", action="store_true",
+                   help="a reranker: the checkpoint's own Qwen3ForCausalLM, LM head kept (logits out)")
     a = p.parse_args()
     from transformers import Qwen3ForCausalLM
 
-    body = load(a.ckpt, a.defect)  # Qwen3Model, defect planted
     with tempfile.TemporaryDirectory() as tmp:
         hf, built = Path(tmp) / "hf", Path(tmp) / "built"
-        config = body.config
-        config.max_position_embeddings = a.context
-        config.architectures = ["Qwen3ForCausalLM"]
-        lm = Qwen3ForCausalLM(config).eval()
-        lm.model.load_state_dict(body.state_dict())
+        if a.causal_lm:
+            lm = load(a.ckpt, a.defect, causal_lm=True)  # its LM head (tied or not) as the checkpoint has it
+            lm.config.max_position_embeddings = a.context
+        else:
+            body = load(a.ckpt, a.defect)  # Qwen3Model, defect planted
+            config = body.config
+            config.max_position_embeddings = a.context
+            config.architectures = ["Qwen3ForCausalLM"]
+            lm = Qwen3ForCausalLM(config).eval()
+            lm.model.load_state_dict(body.state_dict())
         lm.save_pretrained(hf)
+        extra = [] if a.causal_lm else ["--extra_options", "exclude_lm_head=true"]
         subprocess.run([sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(built),
-                        "-p", a.precision, "-e", "cpu", "-c", str(Path(tmp) / "cache"),
-                        "--extra_options", "exclude_lm_head=true"], check=True, stdout=subprocess.DEVNULL)
+                        "-p", a.precision, "-e", "cpu", "-c", str(Path(tmp) / "cache"), *extra],
+                       check=True, stdout=subprocess.DEVNULL)
         m = onnx.load(str(built / "model.onnx"))  # its weights from model.onnx.data beside it
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         onnx.save(m, a.out)

@@ -24,3 +24,4 @@ rm "$OUT/defect_q_norm_ones_1_rerank.onnx"  # the fp32 graph int8 is made from: 
 "$PY" scripts/export_genai.py $S $OUT/genai_stress_fp32.onnx --precision fp32 2>&1 | grep -E '^(wrote|\{)'
 "$PY" scripts/export_genai.py $S $OUT/genai_stress_int4.onnx --precision int4 2>&1 | grep -E '^(wrote|\{)'
 "$PY" scripts/export_genai.py $S $OUT/genai_defect_q_norm_ones_1_int4.onnx --precision int4 --defect q_norm_ones:1 2>&1 | grep -E '^(wrote|\{)'
+"$PY" scripts/export_genai.py $R $OUT/genai_rerank_int4.onnx --precision int4 --causal-lm 2>&1 | grep -E '^(wrote|\{)'

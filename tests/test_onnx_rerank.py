@@ -138,3 +138,17 @@ def test_check_names_int8s_shared_activation_scale_for_pairs_too():
     r = cli("check", ONNX / "rerank_int8.onnx", "--weights", CKPT)
     assert r.returncode == 1 and "FAIL  a pair's last-token logits does not depend on its padding or batch" in r.stdout, r.stdout
     assert cli("check", ONNX / "rerank_q4.onnx", "--weights", CKPT).returncode == 0
+
+
+def test_genai_int4_reranker_with_a_tied_head(model):
+    """onnxruntime-genai's builder keeps a reranker's LM head (int4, accuracy_level 4) and, the
+    embeddings being tied, reads the embedding table from the head's MatMulNBits weight through a
+    Reshape: those are MLAS' blocks, not quantize_gather's (which were 0.32 off at worst). Every
+    aligned stage lands given the graph's inputs; end to end CompInt8's level flips drift (~1e-2)."""
+    g = open_export(ONNX / "genai_rerank_int4.onnx")
+    assert g.output_tap == "logits" and g.graph.gather_shares_lm_head()
+    assert any("tied LM head" in line for line in g.summary(g.describe()))
+    r = diff(model, g, pair(0), quant="auto")
+    taps = {t["name"]: t for t in r["taps"] if t.get("aligned")}
+    assert r["first_divergence"] is None and {"embed", "logits", "score"} <= set(taps)
+    assert max(t["local_rel_l2"] for t in taps.values()) < 1e-6 < 0.1 < taps["logits"]["rel_l2"]

@@ -69,7 +69,8 @@ class Export(GraphExport):
         if d["gather_blocks"]:
             block, symmetric = d["gather_blocks"]
             lines.append(f"  embedding table: GatherBlockQuantized, 4-bit, blocks of {block}, "
-                         + ("symmetric" if symmetric else "zero points"))
+                         + ("symmetric" if symmetric else "zero points")
+                         + (" (the tied LM head's MatMulNBits weight)" if self.graph.gather_shares_lm_head() else ""))
         if d["precision"].startswith("qmixed"):
             lines.append("  MatMulNBits of more than one kind: diff compares with the fp32 reference, not a simulation")
         lines += io_lines(d) + table_and_ops(d, most=12)
@@ -131,7 +132,12 @@ class Export(GraphExport):
         nb = next(iter(nbits)) if len(nbits) == 1 else None
         compute = self.runtime_note(runtime, True)["variant"] if nb else None  # "unknown": fp32, and the note says so
         return simulate(weights, kernels, self.precision, self.graph.embedding_quantized(), self.graph.block_size(),
-                        rounded, nb, compute, self.graph.gather_blocks(), self.graph.integer_per_channel())
+                        rounded, nb, compute, self.gather(), self.graph.integer_per_channel())
+
+    def gather(self):
+        """(block, symmetric, shares_lm_head) of a 4-bit embedding table, or None."""
+        blocks = self.graph.gather_blocks()
+        return None if blocks is None else (*blocks, self.graph.gather_shares_lm_head())
 
     def fp16_rounded_taps(self, cfg) -> set[str]:
         """The taps whose values ONNX Runtime rounds to fp16 before computing on (run.fp16_rounded):

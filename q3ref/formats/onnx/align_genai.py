@@ -6,7 +6,8 @@ q/k/v into one qkv_proj MatMul and a Split, runs RMSNorm as (Skip)SimplifiedLaye
 whose 4th output is the residual sum, and attention as GroupQueryAttention with RoPE inside it
 (do_rotary: its cos/sin caches are initializers):
 
-    embed          /model/embed_tokens/Gather/output_0
+    embed          /model/embed_tokens/Gather/output_0 (GatherBlockQuantized/output_0 in 4 bits; with a
+                   tied LM head kept, it reads the head's 4-bit blocks through a Reshape)
     input_norm     /model/layers.{i}/input_layernorm/output_0
     q, k, v        /model/layers.{i}/attn/qkv_proj/Split/output_{0,1,2}  [1, S, Hx*Dh]: "flat"
                    (or the q_proj/k_proj/v_proj MatMul outputs where they are apart)
@@ -21,7 +22,8 @@ whose 4th output is the residual sum, and attention as GroupQueryAttention with 
     act            /model/layers.{i}/mlp/Mul/output_0
     out            the next layer's input_layernorm/output_3; the last layer's has no tensor (the
                    final norm, /model/layers.{L}/final_norm_layernorm, returns the norm only)
-    norm           the graph output (hidden_states)
+    norm           the graph output (hidden_states); with the LM head kept (a reranker's), its
+                   input, the final norm's output_0
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def align_genai(g: Graph, cfg) -> tuple[dict[str, Aligned], list[str]]:
             found[tap] = Aligned(tensor, "structure", layout)
 
     put("embed", "/model/embed_tokens/Gather/output_0")
+    put("embed", "/model/embed_tokens/GatherBlockQuantized/output_0")  # int4, or a tied LM head's 4-bit blocks
     L = cfg.num_hidden_layers
     for i in range(L):
         p, tap = f"/model/layers.{i}/", f"layers.{i}."
@@ -67,7 +70,7 @@ def align_genai(g: Graph, cfg) -> tuple[dict[str, Aligned], list[str]]:
             put(tap + x, p + f"mlp/{x}_proj/MatMul/output_0")
         put(tap + "act", p + "mlp/Mul/output_0")
         put(tap + "out", f"/model/layers.{i + 1}/input_layernorm/output_3")
-    found["norm"] = Aligned(g.output, "structure")
+    found["norm"] = Aligned(g.lm_head_input() or g.output, "structure")  # a reranker's: the LM head's input
     notes = ["onnxruntime-genai's layout: RoPE runs inside GroupQueryAttention, so q_rope has no tensor (k_rope "
              f"is the key cache it returns); the final norm does not return its residual sum, so layers.{L - 1}.out "
              "has none either"]

@@ -128,6 +128,17 @@ class Graph:
                     return a["block_size"], len(n.input) < 4 or not n.input[3]
         return None
 
+    def gather_shares_lm_head(self) -> bool:
+        """Whether the 4-bit embedding table is the LM head's own MatMulNBits weight, read through a
+        Reshape (the genai builder's int4 with tied embeddings): then its values are MatMulNBits'
+        blocks, not quantize_gather's."""
+        head = self.lm_head()
+        for n in self.nodes:
+            if n.op_type == "GatherBlockQuantized" and head is not None:
+                made = self.producer.get(n.input[0])
+                return made is not None and made.op_type == "Reshape" and made.input[0] in head.input
+        return False
+
     def seq_len(self) -> int | None:
         """input_ids' sequence length where the export fixed it (a static-shape graph), else None."""
         v = next((i for i in self.model.graph.input if i.name == "input_ids"), None)
