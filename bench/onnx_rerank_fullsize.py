@@ -50,14 +50,15 @@ def main():
         s, rss, _ = q3ref_child(["diff", str(graph), "--weights", str(ckpt), "--ids", ",".join(map(str, ids)),
                                  "--json", str(report)])
         rep = json.loads(report.read_text())
-        rows.append((v, graph.stat().st_size / 2**30, s, rss, rep))
+        data = graph.with_name(graph.name + "_data")  # an fp32 graph's weights, beside it
+        rows.append((v, (graph.stat().st_size + (data.stat().st_size if data.exists() else 0)) / 2**30, s, rss, rep))
         print(v, s, rss, rep["first_divergence"], rep["output"], flush=True)
     lines = [f"\n## ONNX reranker full size: random Qwen3-Reranker-0.6B, one pair ({datetime.date.today()})\n",
              f"{cpu_name()}. torch's exporter (a CausalLM with past, logits out) and ONNX Runtime's quantizers; the "
              f"pair {QUERY!r} and a {a.words}-word document, {len(ids)} tokens, the card's ids. diff: one `q3ref "
              "diff` process (the tapped graph, the untouched graph as an app runs it, q3ref's clean, simulated and "
              "teacher-forced runs), wall time and peak RSS.\n",
-             "| graph | .onnx size | diff | peak RSS | first divergence | worst local | logits rel L2 to sim / to fp32 | "
+             "| graph | size | diff | peak RSS | first divergence | worst local | logits rel L2 to sim / to fp32 | "
              "log-odds graph / fp32 reference |",
              "|---|---|---|---|---|---|---|---|"]
     for v, size, s, rss, rep in rows:

@@ -143,8 +143,12 @@ def export_fp32(model, path, static=None, dtype=torch.long):
     torch.onnx.export(LastHidden(model), (ids, mask, pos), str(path), dynamo=False, opset_version=18,
                       input_names=["input_ids", "attention_mask", "position_ids"], output_names=["last_hidden_state"],
                       dynamic_axes=dyn, do_constant_folding=True)
-    # torch writes a model over protobuf's 2 GB limit with one external file per tensor: gather
-    # them into one model.onnx_data beside it, as the onnx-community files are laid out
+    gather_external_data(path)
+
+
+def gather_external_data(path):
+    """torch writes a model over protobuf's 2 GB limit with one external file per tensor: gather
+    them into one model.onnx_data beside it, as the onnx-community files are laid out."""
     torch_files = {d.value for t in onnx.load(str(path), load_external_data=False).graph.initializer
                    for d in t.external_data if d.key == "location"}
     m = onnx.load(str(path))
@@ -179,6 +183,7 @@ def export_past(model, path):
                       input_names=["input_ids", "attention_mask", "position_ids"] + [f"past_key_values.{n}" for n in kv],
                       output_names=[out] + [f"present.{n}" for n in kv], dynamic_axes=dyn,
                       do_constant_folding=True)
+    gather_external_data(path)
 
 
 def optimized(src):
