@@ -17,6 +17,7 @@ import numpy as np
 
 from .errors import Q3RefError
 from .formats.gguf.sim import GGUF_TYPES
+from .formats.taps import SCORING_OUTPUTS
 from .quant import SIMULATIONS
 
 
@@ -467,7 +468,7 @@ def cmd_diff(args):
             raise Q3RefError(f"--replay: only a GGUF diff replays a recording; {args.graph} is {g.format}")
         g.replay(args.replay)
     model = load_model(args)
-    if g.output_tap == "score" and args.text is not None:  # a reranker's export: a pair, as the card builds it
+    if g.output_tap in SCORING_OUTPUTS and args.text is not None:  # a reranker's export: a pair, as the card builds it
         if args.document is None:
             raise Q3RefError(f"{args.graph} scores (query, document) pairs: give the query as the text and "
                              "--document DOC, or --ids")

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import model as M
 from .errors import Q3RefError
-from .formats.taps import Aligned, numeric_align, to_tap
+from .formats.taps import SCORING_OUTPUTS, Aligned, numeric_align, to_tap
 from .quant import fp16_headroom
 from .tokenizer import EOS_ID
 
@@ -96,9 +96,9 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
 
     found, notes = g.align(cfg)
     lap("align")
-    # A reranker export (output_tap "score": llama.cpp's rank pooling) ends in the LM head's yes and
-    # no rows and their softmax instead of the embedding; it is diffed against a reranker checkpoint.
-    final_tap = "score" if g.output_tap in ("score", "logits") else "embedding"
+    # A reranker export (SCORING_OUTPUTS) ends in the LM head's yes and no rows and their softmax
+    # instead of the embedding; it is diffed against a reranker checkpoint.
+    final_tap = "score" if g.output_tap in SCORING_OUTPUTS else "embedding"
     yes_no = head_ids(model, g, notes) if final_tap == "score" else None
     names = M.tap_names(cfg, "rank" if yes_no else "embedding")
     pad_id = EOS_ID if EOS_ID < cfg.vocab_size else 0  # the pad token; masked either way

@@ -128,6 +128,10 @@ def test_cli_diff_prints_the_score_and_refuses_an_embedding_checkpoint():
     ids = ",".join(map(str, pair(0)))
     r = cli("diff", ONNX / "rerank_q4.onnx", "--ids", ids, "--weights", CKPT)
     assert r.returncode == 0 and "P(yes)" in r.stdout and "no divergence" in r.stdout, r.stderr
+    query, document = str(np.load(FIXTURES / "gguf/out_rerank-F16.npz")["pairs"][0]).split("\t")
+    text = cli("diff", ONNX / "rerank_q4.onnx", query, "--document", document, "--weights", CKPT)
+    n = len(pair(0))  # the card's ids for that pair
+    assert text.returncode == 0 and f"{n}/{n} tokens" in text.stdout and "P(yes)" in text.stdout, text.stderr
     one_line_exit_2(cli("diff", ONNX / "rerank.onnx", "--ids", ids, "--weights", FIXTURES / "gguf-checkpoint"),
                     "does not fit")
 

@@ -9,6 +9,10 @@ import numpy as np
 
 from ..tokenizer import EOS_ID
 
+# A reranker's export ends in its score: llama.cpp's rank pooling ("score"), or a CausalLM's logits
+# over the vocabulary ("logits"), of which the bridge takes the yes and no columns.
+SCORING_OUTPUTS = ("score", "logits")
+
 
 @dataclass
 class Aligned:
