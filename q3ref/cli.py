@@ -128,7 +128,8 @@ def build_parser():
                         "preserve_all_tensors); ONNX: ort (ONNX Runtime on CPU, the default); GGUF: llama.cpp "
                         "(llama-cpp-python), or recorded with --replay")
     p.add_argument("--document", metavar="DOC",
-                   help="a reranker's export (rank score): the document of the pair; the text is the query "
+                   help="a reranker's export (a GGUF's rank score, an ONNX CausalLM's logits): the document of "
+                        "the pair; the text is the query "
                         "(ids as the Qwen3-Reranker card builds them; --instruction sets its task)")
     p.add_argument("--replay", metavar="RUNS.npz",
                    help="GGUF: diff against a recording of llama.cpp's nodes (scripts/export_gguf.py) instead of "
