@@ -31,7 +31,8 @@ tensors llama.cpp computes on them, dumped from its own run. Runs in the referen
    (unmarked_rerank-Q8_0.gguf: what the converter makes of a reranker it does not recognize).
    Each pair's ids are llama.cpp's tokenization of the file's rerank template, filled in as
    llama-server does; llama.cpp runs them with the file's rank pooling (taps_rerank-*: one pair's
-   nodes; out_rerank-*: (P(yes), P(no)) for 16 pairs; each with "deployed", as in 5).
+   nodes; out_rerank-*: (P(yes), P(no)) for 16 pairs; each with "deployed", as in 5); rerank-Q4_0.gguf's
+   scores only.
 """
 
 import argparse
@@ -290,6 +291,9 @@ def rerankers(llama_src, work):
     for name in ("F16", "Q8_0"):
         dump_rerank(OUT / f"rerank-{name}.gguf", taps=True)
         dump_rerank(OUT / f"rerank-{name}.gguf", taps=False)
+    # Q4_0: its projections are repacked (rows in eights), its 2-row rank head is not (vec_dot); scores only
+    quantize(work / "rerank-F32.gguf", OUT / "rerank-Q4_0.gguf", QUANTS["Q4_0"])
+    dump_rerank(OUT / "rerank-Q4_0.gguf", taps=False)
 
 
 def stamp():

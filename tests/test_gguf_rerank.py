@@ -89,7 +89,7 @@ def test_simulation_is_llama_cpps_rank_pooling_on_the_recorded_build(model, name
     assert any("the file's labels" in n for n in r["notes"])  # where the yes/no ids came from
 
 
-@pytest.mark.parametrize("name", TYPES)
+@pytest.mark.parametrize("name", [*TYPES, "Q4_0"])  # Q4_0: its 2-row rank head is not repacked (vec_dot)
 @pytest.mark.parametrize("recorded, flash", [("pooled", False), ("deployed", True)])
 def test_sixteen_pairs_margins_are_the_simulations(model, name, recorded, flash):
     """The random reranker's P(yes) saturates (0.9987..1.0000), so the scores are compared by their
