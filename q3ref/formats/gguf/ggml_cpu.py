@@ -23,6 +23,8 @@ once to fp32: one double rounding in ~2^29 cases can differ from the hardware.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 F32, F64 = np.float32, np.float64
@@ -140,7 +142,9 @@ def matmul_q4_0_repack(xq, dx, wq, dw):
 
 
 # ------------------------------------------------------------------ the C library's float functions
+@functools.cache
 def _libm(name):  # the C library's float function `name`, value by value on an array
+    """Loaded once per name: find_library runs ldconfig, and one_chunk asks for expf key after key."""
     import ctypes
     import ctypes.util
 
@@ -187,14 +191,19 @@ def expf(x):  # fp32 -> fp32: ggml_v_expf (AVX-512)
     return np.where(np.isneginf(x), F32(0), out).astype(F32)
 
 
-def softmax(s):  # [..., K] fp32 (masked: -inf), K a multiple of 16 -> [..., K]
-    mx = s.max(axis=-1, keepdims=True)
-    mx = np.where(np.isfinite(mx), mx, F32(0))
-    e = expf(s - mx)
+def soft_max_sum(e):  # [..., K] fp32 exps, K a multiple of 16 -> [...] float64: ggml_vec_soft_max_f32's sum
     groups = reduce_add16(e.reshape(*e.shape[:-1], -1, 16)).astype(F64)  # [..., K/16]
     total = np.zeros(groups.shape[:-1], F64)
     for g in range(groups.shape[-1]):  # sum += (ggml_float)group, in order
         total = total + groups[..., g]
+    return total
+
+
+def softmax(s):  # [..., K] fp32 (masked: -inf), K a multiple of 16 -> [..., K]
+    mx = s.max(axis=-1, keepdims=True)
+    mx = np.where(np.isfinite(mx), mx, F32(0))
+    e = expf(s - mx)
+    total = soft_max_sum(e)
     inv = (1.0 / np.where(total > 0, total, 1.0)).astype(F32)
     return e * inv[..., None]
 
@@ -215,6 +224,10 @@ def flash_attn(q, k, v, visible, scale):
     its own in both, so how threads split the rows does not matter. (One query token against 512
     or more cache cells takes a third path, split over the cache, which is not emulated.)"""
     return (flash_attn_tiled if q.shape[1] >= FA_TILE_Q else flash_attn_one_chunk)(q, k, v, visible, scale)
+
+
+def normalized(acc, S):  # [H, T, Dh], [H, T] -> [H, T, Dh]: acc * S_inv, S_inv = S == 0 ? 0 : 1/S
+    return acc * np.where(S != 0, F32(1) / np.where(S != 0, S, F32(1)), F32(0))[..., None]
 
 
 def flash_attn_one_chunk(q, k, v, visible, scale):
@@ -242,8 +255,7 @@ def flash_attn_one_chunk(q, k, v, visible, scale):
         acc = np.where(live[..., None], to_fp16(fma(v[:, None, ic], vs[..., None], acc)), acc)
         S = np.where(live, fma(S, ms, vs), S)
         M = np.where(new, s, M)
-    inv = np.where(S != 0, F32(1) / np.where(S != 0, S, F32(1)), F32(0))  # [H, T]
-    return acc * inv[..., None]
+    return normalized(acc, S)
 
 
 def flash_attn_tiled(q, k, v, visible, scale):
@@ -276,16 +288,11 @@ def flash_attn_tiled(q, k, v, visible, scale):
             ms = np.where(grow, libm_expf(np.where(grow, Mold - Mnew, F32(0))), F32(1))  # [H, R]
         a, s = acc[:, rows] * ms[..., None], S[:, rows] * ms
         p = expf(kq - Mnew[..., None])  # [H, R, 64]
-        groups = reduce_add16(p.reshape(H, rows.size, -1, 16)).astype(F64)  # [H, R, 4]
-        total = np.zeros(groups.shape[:-1], F64)
-        for g in range(groups.shape[-1]):  # ggml_float sum, group after group
-            total = total + groups[..., g]
-        s = (s.astype(F64) + total).astype(F32)
+        s = (s.astype(F64) + soft_max_sum(p)).astype(F32)
         for j in range(n):
             a = fma(p[..., j][..., None], v[:, None, ic + j], a)
         acc[:, rows], S[:, rows], M[:, rows] = a, s, Mnew
-    inv = np.where(S != 0, F32(1) / np.where(S != 0, S, F32(1)), F32(0))
-    return acc * inv[..., None]
+    return normalized(acc, S)
 
 
 # ------------------------------------------------------------------ K-quant dot products (vec_dot, AVX2 code)

@@ -160,11 +160,13 @@ def attention_ggml_flash(q, k, v, mask):  # [B, T, H, Dh], [B, T, Hkv, Dh] x2, [
     """llama.cpp's default attention (flash attention on), plainly: the scores from q rounded to fp16
     below 64 tokens (one_chunk's K dot) and from fp32 q at 64 or more (tiled), softmax by np.exp,
     the V product in fp32 (one_chunk's fp16 accumulator is ggml_cpu.flash_attn's alone)."""
+    from .ggml_cpu import FA_TILE_Q
+
     out = np.zeros_like(q)
     scale = F32(1.0 / np.sqrt(F32(q.shape[-1])))
     for b in range(q.shape[0]):
         qh, kh, vh, visible = per_head(q[b], k[b], v[b], mask[b])
-        if qh.shape[1] < 64:
+        if qh.shape[1] < FA_TILE_Q:
             qh = to_fp16(qh)
         s = np.where(visible, (qh @ kh.transpose(0, 2, 1)) * scale, -np.inf)  # [H, T, T]
         e = np.exp(s - s.max(axis=-1, keepdims=True))
