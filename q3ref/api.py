@@ -4,7 +4,6 @@ tokenize / trace."""
 from __future__ import annotations
 
 import glob
-import json
 import os
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 
 from . import model as M
 from .checkpoint import RANDOM_MARK
-from .config import Config
+from .config import Config, read_config
 from .errors import Q3RefError
 from .quant import SIMULATIONS, simulation
 from .qwen35.config import is_qwen35
@@ -73,6 +72,16 @@ class Model:
         else:
             self.cfg = Config.from_json(self.path / "config.json")
             self.weights = Weights(self.path, self.cfg, np.dtype(dtype), resident)
+        tok = find_tokenizer_file(self.path) if self.path.is_dir() else None
+        self.tokenizer, self.tokenizer_problem = None, f"{self.path} has no tokenizer.json"
+        if tok:  # a tokenizer that is not Qwen3's leaves the model usable with token ids
+            try:
+                self.tokenizer = Tokenizer(tok)
+            except Q3RefError as e:
+                self.tokenizer_problem = str(e)
+        raw = read_config(self.path / "config.json") if self.path.is_dir() else {}
+        self.is_random = RANDOM_MARK in raw  # bundled or generated test weights
+        self.kind = checkpoint_kind(self.path, self.weights, raw, self.tokenizer)
         self.kernels = kernels
         # What encode/trace compute with: the reference itself, or a simulation of a LiteRT
         # recipe (quant.py) on the runtime's activation quantization.
@@ -83,22 +92,12 @@ class Model:
             # with its default flash attention unless flash_attn=False (-fa off)
             from .formats.gguf.sim import simulate, types_for
 
-            self.compute = simulate(self.weights, kernels, types_for(quant, self.cfg), flash=flash_attn)
+            self.compute = simulate(self.weights, kernels, types_for(quant, self.cfg, self.kind == "reranker"), flash=flash_attn)
         elif quant in SIMULATIONS and runtime in ("xnnpack", "builtin"):
             self.compute = simulation(self.weights, kernels, quant, runtime)
         else:
             raise Q3RefError(f"--quant must be none or one of {', '.join(SIMULATIONS)} with --runtime xnnpack or "
                              f"builtin (or a GGUF type with --runtime llama.cpp), got {quant!r}, {runtime!r}")
-        tok = find_tokenizer_file(self.path) if self.path.is_dir() else None
-        self.tokenizer, self.tokenizer_problem = None, f"{self.path} has no tokenizer.json"
-        if tok:  # a tokenizer that is not Qwen3's leaves the model usable with token ids
-            try:
-                self.tokenizer = Tokenizer(tok)
-            except Q3RefError as e:
-                self.tokenizer_problem = str(e)
-        raw = json.loads((self.path / "config.json").read_text()) if self.path.is_dir() else {}
-        self.is_random = RANDOM_MARK in raw  # bundled or generated test weights
-        self.kind = checkpoint_kind(self.path, self.weights, raw, self.tokenizer)
 
     def __repr__(self):
         return f"q3ref.Model({str(self.path)!r}, D={self.cfg.hidden_size}, L={self.cfg.num_hidden_layers})"
@@ -162,7 +161,7 @@ class Model:
         """The exact ids the Qwen3-Reranker card's transformers usage feeds for one pair (rerank.py)."""
         from .rerank import MAX_LENGTH, pair_ids
 
-        return pair_ids(self.pair_vocabulary(), query, document, instruction, max_length or MAX_LENGTH)
+        return pair_ids(self.pair_vocabulary(), query, document, instruction, MAX_LENGTH if max_length is None else max_length)
 
     def pair_vocabulary(self):
         """What a reranker's pairs and yes/no ids are read from (.hf, .file): q3ref's Tokenizer, or

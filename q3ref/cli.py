@@ -27,8 +27,9 @@ class Parser(argparse.ArgumentParser):
 
 
 def parse_ids(spec: str) -> list[int]:
-    try:
-        ids = [int(t) for t in spec.replace(" ", "").split(",") if t != ""]
+    spec = spec.replace(" ", "")
+    try:  # a trailing comma is forgiven; an empty item inside ("1,,2") may be a lost id
+        ids = [int(t) for t in spec.removesuffix(",").split(",")] if spec not in ("", ",") else []
     except ValueError:
         raise Q3RefError(f"--ids takes comma-separated integers, got {spec!r}") from None
     if not ids:
@@ -390,11 +391,10 @@ def cmd_inspect(args):
         d["config_check"] = g.check_config(model.cfg)
         if not d["config_check"]:
             d["quantized_weights"] = g.check_weights(model.weights, model.cfg)
-    if args.json:
-        print(json.dumps(d, indent=2, default=str))
-        return 0
-    print("\n".join(g.summary(d)))
-    return 0
+    print(json.dumps(d, indent=2, default=str) if args.json else "\n".join(g.summary(d)))
+    # with --weights, a gate: 1 when the file is not this checkpoint's, or its weights are not its recipe's
+    differs = d.get("config_check") or not all(r["equal"] for r in d.get("quantized_weights") or [])
+    return 1 if differs else 0
 
 
 def qwen35_checkpoint(weights):
@@ -610,6 +610,10 @@ def cmd_make_checkpoint(args):
     cfg = preset_config(args.preset)
     if args.tokenizer and not Path(args.tokenizer).is_file():
         raise Q3RefError(f"tokenizer file {args.tokenizer} does not exist")
+    if args.tokenizer:  # before anything is written: a file the tokenizers library cannot read is one line
+        from .tokenizer import load_hf
+
+        load_hf(Path(args.tokenizer))
     out = make_checkpoint(args.out, cfg, args.seed, args.tokenizer, preset=args.preset)
     print(f"wrote random {args.preset} checkpoint (seed {args.seed}) to {out}")
     return 0

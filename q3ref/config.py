@@ -21,6 +21,23 @@ from pathlib import Path
 from .errors import Q3RefError
 
 
+def read_config(path) -> dict:
+    """A config.json's object, or one line naming what is wrong with the file (every reader of a
+    user's config.json comes through here: Qwen3's, Qwen3.5's and the random-checkpoint mark)."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise Q3RefError(f"config: {path} not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise Q3RefError(f"config: {path} is not valid JSON ({e})") from None
+    except OSError as e:
+        raise Q3RefError(f"config: {path}: cannot read ({e.strerror})") from None
+    if not isinstance(d, dict):
+        raise Q3RefError(f"config: {path} does not hold a JSON object")
+    return d
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     hidden_size: int  # D
@@ -72,16 +89,7 @@ class Config:
 
     @classmethod
     def from_json(cls, path) -> "Config":
-        path = Path(path)
-        try:
-            d = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise Q3RefError(f"config: {path} not found") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise Q3RefError(f"config: {path} is not valid JSON ({e})") from None
-        if not isinstance(d, dict):
-            raise Q3RefError(f"config: {path} does not hold a JSON object")
-        return cls.from_dict(d)
+        return cls.from_dict(read_config(path))
 
     def to_dict(self) -> dict:
         """Published-dialect config.json content (what transformers also reads)."""

@@ -55,8 +55,9 @@ def pair_ids(tokenizer, query, document, instruction=None, max_length=MAX_LENGTH
     room = max_length - len(prefix) - len(suffix)
     head = encode(format_pair(query, "", instruction))  # everything before the document
     if len(head) >= room:
-        raise Q3RefError(f"the instruction and query take {len(head)} tokens of the {room} the {max_length}-token "
-                         "limit leaves for them and the document: no room for the document")
+        raise Q3RefError(f"a max length of {max_length} tokens leaves no room for the document: the card's prompt "
+                         f"around the pair takes {len(prefix) + len(suffix)} and the instruction and query "
+                         f"{len(head)}")
     body = encode(format_pair(query, document, instruction))[:room]  # truncation='longest_first'
     return prefix + body + suffix
 

@@ -90,6 +90,9 @@ def test_trace_writes_every_tap(tmp_path):
     (["make-checkpoint", "--preset", "tiny", "--out", FIXTURES / "transformers/stress.npz" / "x"], "cannot make the directory"),
     (["make-checkpoint", "--preset", "tiny", "--seed", "-1", "--out", "/tmp/x"], "--seed must be an integer"),
     (["make-checkpoint", "--preset", "qwen3.5-0.8b", "--seed", "-1", "--out", "/tmp/x"], "--seed must be an integer"),
+    (["embed", "--ids", "1,,2", "--weights", TINY], "--ids takes comma-separated integers, got '1,,2'"),
+    (["make-checkpoint", "--preset", "tiny", "--out", "/tmp/q3ref-never-made",
+      "--tokenizer", FIXTURES / "stress-checkpoint/config.json"], "cannot load tokenizer"),
 ])
 def test_bad_input_is_one_line_exit_2(args, message):
     assert_one_line_error(run(*args), message)
@@ -121,3 +124,34 @@ def test_make_checkpoint_is_deterministic(tmp_path):
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
     r = run("embed", "--ids", "5,6,7", "--weights", a)
     assert r.returncode == 0, r.stderr
+
+
+def test_a_config_json_that_is_not_json_is_one_line(tmp_path):
+    (tmp_path / "config.json").write_text("{")
+    for args in (["embed", "--ids", "1,2"], ["inspect", FIXTURES / "onnx/stress_int8.onnx"]):
+        assert_one_line_error(run(*args, "--weights", tmp_path), "is not valid JSON")
+
+
+def test_a_replayed_array_that_is_not_a_recording_is_one_line(tmp_path):
+    np.save(tmp_path / "v.npy", np.zeros((3, 4), np.float32))
+    np.savez(tmp_path / "none.npz", v=np.zeros(3))
+    np.savez(tmp_path / "half.npz", **{"r0/ids": np.array([1, 2])})
+    for name, message in (("v.npy", "one array, not an .npz of runs"), ("none.npz", "(no run in it)"),
+                          ("half.npz", "run r0 has no ids or no pooled output")):
+        r = run("diff", FIXTURES / "gguf/base-Q8_0.gguf", "--ids", "1,2", "--weights", FIXTURES / "gguf-checkpoint",
+                "--replay", tmp_path / name)
+        assert_one_line_error(r, message)
+
+
+def test_inspect_with_weights_is_a_gate():
+    """inspect --weights exits 1 when the file is not the checkpoint's or a weight is not its
+    recipe's quantization (a planted gate/up swap), 0 when every weight is bit-identical."""
+    for graph, weights, status in ((FIXTURES / "onnx/stress_int8.onnx", STRESS, 0),
+                                   (FIXTURES / "onnx/defect_gate_up_swap_2_int8.onnx", STRESS, 1),
+                                   (FIXTURES / "graphs/defect_gate_up_swap_2_int8.tflite", STRESS, 1),
+                                   (FIXTURES / "gguf/base-Q4_K_M.gguf", FIXTURES / "gguf-checkpoint", 0),
+                                   (FIXTURES / "gguf/defect_gate_up_swap_1-Q4_K_M.gguf", FIXTURES / "gguf-checkpoint", 1),
+                                   (FIXTURES / "gguf/rerank-Q8_0.gguf", STRESS, 1)):
+        r = run("inspect", graph, "--weights", weights)
+        assert r.returncode == status and "Traceback" not in r.stderr, (graph.name, r.returncode, r.stderr)
+        assert ("DISAGREES" in r.stdout) == (weights == STRESS and graph.suffix == ".gguf"), r.stdout

@@ -234,3 +234,14 @@ def test_rerank_cli_takes_a_gguf_recipe():
     assert r.returncode == 0 and f"{float(z['pair0/deployed'][0]):.6f}" in r.stdout, (r.stdout, r.stderr)
     one_line_exit_2(cli("rerank", query, document, "--weights", CKPT, "--quant", GGUF / "rerank-Q8_0.gguf"),
                     "both or neither")
+    # the file's types must be this checkpoint's conversion's, rank head included
+    one_line_exit_2(cli("rerank", query, document, "--weights", CKPT, "--quant", GGUF / "unmarked_rerank-Q8_0.gguf",
+                        "--runtime", "llama.cpp"), "has no rank head (cls.output.weight): it is not a reranker's")
+    one_line_exit_2(cli("rerank", query, document, "--weights", CKPT, "--quant", GGUF / "base-Q8_0.gguf",
+                        "--runtime", "llama.cpp"), "is [1000, 256] in the file and [1000, 64] in this checkpoint")
+    one_line_exit_2(cli("embed", "--ids", "1,2", "--weights", FIXTURES / "gguf-checkpoint", "--quant",
+                        GGUF / "rerank-Q8_0.gguf", "--runtime", "llama.cpp"), "the file is another model's conversion")
+    one_line_exit_2(cli("embed", "--ids", "1,2", "--weights", FIXTURES / "stress-checkpoint", "--quant",
+                        GGUF / "rerank-Q8_0.gguf", "--runtime", "llama.cpp"), "no tensor for layers.2.input_layernorm")
+    one_line_exit_2(cli("rerank", query, document, "--weights", CKPT, "--max-length", "0"),
+                    "a max length of 0 tokens leaves no room for the document")

@@ -29,7 +29,8 @@ An Export (formats/<name>/__init__.py) has:
     untapped(input_ids, mask, runtime) -> (how, output) | None   the graph run as an app runs it,
                                     when the tapped run is not that run (ONNX: no extra outputs,
                                     default optimizations); None where it is
-    check_weights(weights, cfg) -> [row]         quantized weights vs q3ref's quantization
+    check_weights(weights, cfg) -> [row]         quantized weights vs q3ref's quantization; every row
+                                    has "weight" and "equal" (bit for bit), and figures of its format's own
     per_tensor_activations() -> bool    one activation scale per tensor (a text's embedding then
                                     depends on its padding and batch: check measures it)
     padding_note() -> str | None    why this file gives wrong numbers when padded on the left, if it does

@@ -112,7 +112,7 @@ def weight_lines(d, recipe) -> list[str]:
     rows = d.get("quantized_weights") or []
     if not rows:
         return []
-    same = [r for r in rows if r["payload_equal"] and r["scales_equal"]]
+    same = [r for r in rows if r["equal"]]
     kinds = "/".join(sorted({r["dtype"] for r in rows}))
     return ([f"  {kinds} weights: {len(same)}/{len(rows)} bit-identical to q3ref's quantization of the checkpoint "
              f"({recipe})"]

@@ -5,10 +5,10 @@ value heads of dk / dv, conv kernel C."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import read_config
 from ..errors import Q3RefError
 
 
@@ -38,7 +38,7 @@ class Qwen35Config:
 
     @classmethod
     def from_json(cls, path: Path) -> "Qwen35Config":
-        return cls.from_dict(json.loads(Path(path).read_text()), path)
+        return cls.from_dict(read_config(path), path)
 
     @classmethod
     def from_dict(cls, d: dict, path="config") -> "Qwen35Config":
@@ -58,5 +58,6 @@ class Qwen35Config:
 
 
 def is_qwen35(config_json: Path) -> bool:
-    d = json.loads(Path(config_json).read_text())
-    return d.get("text_config", d).get("model_type", d.get("model_type", "")).startswith("qwen3_5")
+    d = read_config(config_json)
+    text = d.get("text_config") if isinstance(d.get("text_config"), dict) else d
+    return str(text.get("model_type", d.get("model_type", ""))).startswith("qwen3_5")

@@ -77,6 +77,9 @@ class GGUFFile:
     def type_of(self, ckpt_name) -> str:
         return self.tensors[self.names[ckpt_name]].tensor_type.name
 
+    def shape_of(self, ckpt_name) -> tuple:  # the checkpoint's order: ggml's ne reversed
+        return tuple(int(n) for n in reversed(self.tensors[self.names[ckpt_name]].shape))
+
     def raw(self, ckpt_name) -> np.ndarray:
         """The stored bytes (quantized types: uint8 [rows, row bytes]) or values (F32/F16)."""
         return np.asarray(self.tensors[self.names[ckpt_name]].data)

@@ -87,9 +87,12 @@ def check_recording_is_of(npz_path, gguf_file):
 
 def _load(npz_path):
     try:
-        return np.load(npz_path)
+        z = np.load(npz_path)
     except (OSError, ValueError) as e:
         raise Q3RefError(f"{npz_path}: not a recording of llama.cpp runs ({e})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):  # a lone .npy array
+        raise Q3RefError(f"{npz_path}: not a recording of llama.cpp runs (one array, not an .npz of runs)")
+    return z
 
 
 def recorded_runs(npz_path):
@@ -97,8 +100,8 @@ def recorded_runs(npz_path):
     z = _load(npz_path)
     runs = {}
     for run in sorted({k.split("/", 1)[0] for k in z.files if "/" in k}):
-        if f"{run}/ids" not in z.files:
-            raise Q3RefError(f"{npz_path}: run {run} has no ids")
+        if f"{run}/ids" not in z.files or f"{run}/pooled" not in z.files:
+            raise Q3RefError(f"{npz_path}: run {run} has no ids or no pooled output")
         nodes = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith(run + "/") and k.count(":")}
         runs[tuple(int(i) for i in z[f"{run}/ids"])] = (nodes, z[f"{run}/pooled"])
     return runs
@@ -117,6 +120,8 @@ def run_recorded(npz_path, ids):
     """-> like run_live, from the recording (which carries the build and CPU it was made on)."""
     runs = recorded_runs(npz_path)
     key = tuple(int(i) for i in ids)
+    if not runs:
+        raise Q3RefError(f"{npz_path}: not a recording of llama.cpp runs (no run in it)")
     if key not in runs:
         raise Q3RefError(f"{npz_path} holds no run of these ids; it has runs of {len(runs)} inputs, "
                          f"e.g. --ids {','.join(map(str, next(iter(runs))))}")

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...quant import bf16_round, to_fp16
-from .file import HEAD_ROWS
+from .file import HEAD_ROWS, RANK_HEAD
 from .quants import QK_K, QUANTIZERS, first_max_abs
 
 F32 = np.float32
@@ -257,10 +257,11 @@ def attention_ggml_flash_exact(q, k, v, mask):  # [B, T, H, Dh], [B, T, Hkv, Dh]
 GGUF_TYPES = ("F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K")
 
 
-def types_for(quant, cfg) -> dict:
+def types_for(quant, cfg, reranker=False) -> dict:
     """--quant for --runtime llama.cpp: a ggml type for every matrix (norms stay F32, as
     convert_hf_to_gguf writes them; a reranker's rank head too, HEAD_ROWS), or the per-tensor
-    types of a .gguf file."""
+    types of a .gguf file: a conversion of this checkpoint (its shapes), with a rank head for a
+    reranker's."""
     from ...errors import Q3RefError
     from ...weights import expected_shapes
 
@@ -271,8 +272,15 @@ def types_for(quant, cfg) -> dict:
         f = GGUFFile(quant)
         missing = [n for n in shapes if n not in f.names]
         if missing:
-            raise Q3RefError(f"{quant}: no tensor for {missing[0]}; its types cannot stand for this checkpoint's")
+            raise Q3RefError(f"{quant}: no tensor for {missing[0]}; the file is another model's conversion")
+        other = next((n for n in shapes if f.shape_of(n) != tuple(shapes[n])), None)
+        if other:
+            raise Q3RefError(f"{quant}: {other} is {list(f.shape_of(other))} in the file and {list(shapes[other])} "
+                             "in this checkpoint; the file is another model's conversion")
         head = f.rank_head()  # a reranker's cls.output: the LM head's yes and no rows
+        if reranker and head is None:
+            raise Q3RefError(f"{quant} has no rank head ({RANK_HEAD}): it is not a reranker's conversion, and "
+                             "its types say nothing of the head this checkpoint scores with")
         return {n: f.type_of(n) for n in shapes} | ({HEAD_ROWS: head.tensor_type.name} if head is not None else {})
     if quant not in GGUF_TYPES:
         raise Q3RefError(f"--quant with --runtime llama.cpp takes one of {', '.join(GGUF_TYPES)} or a .gguf file, "

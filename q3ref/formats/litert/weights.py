@@ -31,7 +31,7 @@ def graph_weight_map(g, found, cfg) -> dict[str, tuple[int, list[str]]]:
 def check_graph_weights(g, weights, cfg) -> list[dict]:
     """Compare every quantized weight in the graph (int8 per channel, int4 blockwise) with
     q3ref's quantization of the checkpoint: [{"weight", "dtype", "payload_equal", "scales_equal",
-    "differing_values", "max_scale_rel_diff"}]."""
+    "equal", "differing_values", "max_scale_rel_diff"}]."""
     found, _ = align(g, cfg)
     rows = []
     for label, (t, names) in graph_weight_map(g, found, cfg).items():
@@ -48,9 +48,9 @@ def check_graph_weights(g, weights, cfg) -> list[dict]:
         else:
             continue
         same_shape = layout_ok and q.shape == q_graph.shape and s.shape == s_graph.shape
-        rows.append({"weight": label, "dtype": dtype,
-                     "payload_equal": bool(same_shape and np.array_equal(q, q_graph)),
-                     "scales_equal": bool(same_shape and np.array_equal(s, s_graph)),
+        payload, scales = bool(same_shape and np.array_equal(q, q_graph)), bool(same_shape and np.array_equal(s, s_graph))
+        rows.append({"weight": label, "dtype": dtype, "payload_equal": payload, "scales_equal": scales,
+                     "equal": payload and scales,
                      "differing_values": int((q != q_graph).sum()) if q.shape == q_graph.shape else None,
                      "max_scale_rel_diff": float(np.abs(s / s_graph - 1).max()) if s.shape == s_graph.shape else None})
     return rows

@@ -215,15 +215,15 @@ def integer_matmul_weight_params(node):
 def row(name, dtype, q, q_graph, s, s_graph):
     s = np.asarray(s).astype(np.asarray(s_graph).dtype)  # q4f16 stores the scales in fp16, rounded from fp32
     same = q.shape == q_graph.shape
-    return {"weight": name, "dtype": dtype, "payload_equal": bool(same and np.array_equal(q, q_graph)),
-            "scales_equal": bool(np.shape(s) == np.shape(s_graph) and np.array_equal(s, s_graph)),
+    payload, scales = bool(same and np.array_equal(q, q_graph)), bool(np.shape(s) == np.shape(s_graph) and np.array_equal(s, s_graph))
+    return {"weight": name, "dtype": dtype, "payload_equal": payload, "scales_equal": scales, "equal": payload and scales,
             "differing_values": int((q != q_graph).sum()) if same else None,
             "max_scale_rel_diff": float(np.max(np.abs(np.asarray(s_graph) / np.asarray(s) - 1)))
             if np.shape(s) == np.shape(s_graph) else None}
 
 
 def check_graph_weights(g, checkpoint) -> list[dict]:
-    """[{"weight", "dtype", "payload_equal", "scales_equal", "differing_values", "max_scale_rel_diff"}]
+    """[{"weight", "dtype", "payload_equal", "scales_equal", "equal", "differing_values", "max_scale_rel_diff"}]
     for every MatMulInteger, MatMulNBits and quantized embedding table of the graph (the genai
     builder's fused qkv_proj against q, k and v stacked)."""
     from onnx import TensorProto
