@@ -107,8 +107,8 @@ def build_parser():
     add_model_args(p)
     p.add_argument("--dim", type=int, metavar="N", help="MRL dimension of the final 'embedding' tap")
     p.add_argument("--out", required=True, metavar="trace.npz")
-    p.add_argument("--delta-rule", choices=["chunked", "recurrent"], default="chunked",
-                   help="Qwen3.5: the GatedDeltaNet state update's form (transformers' prefill: chunked)")
+    p.add_argument("--delta-rule", choices=["chunked", "recurrent"],
+                   help="Qwen3.5: the GatedDeltaNet state update's form (default: chunked, transformers' prefill)")
 
     p = sub.add_parser("inspect", help="describe an exported model (.tflite, .onnx, .gguf) and check it against a checkpoint")
     p.add_argument("graph", metavar="MODEL")
@@ -211,6 +211,8 @@ def inputs(args, model, many):
         raise Q3RefError("give either a text or --ids, not both")
     if id_specs and (args.query or args.instruction is not None):
         raise Q3RefError("--query/--instruction apply to text; --ids are used verbatim")
+    if not texts and (args.strip or args.max_length is not None):
+        raise Q3RefError("--strip/--max-length apply to text; --ids are used verbatim")
     prompt = "query" if args.query else None
     ids = model.tokenize(texts, prompt, args.instruction, args.max_length, args.strip) if texts else []
     ids += [parse_ids(s) for s in id_specs]
@@ -333,6 +335,12 @@ def trace_qwen35(args, path):
 
     if not args.ids:
         raise Q3RefError("a Qwen3.5 checkpoint is traced from token ids (--ids); its tokenizer is not read yet")
+    unused = [flag for flag, given in (("--quant", args.sim_quant != "none"), ("--flash-attn", args.flash_attn),
+                                       ("--dim", args.dim is not None), ("--dtype float64", args.dtype != "float32"))
+              if given]
+    if unused:  # taken silently, they would promise numbers this trace does not compute
+        raise Q3RefError(f"{', '.join(unused)}: not used by the trace of a Qwen3.5 checkpoint (fp32 reference, every tap)")
+    args.delta_rule = args.delta_rule or "chunked"
     cfg = Qwen35Config.from_json(path / "config.json")
     weights = Qwen35Weights(path, cfg)
     ids = parse_ids(args.ids)
@@ -355,6 +363,8 @@ def cmd_trace(args):
     path = find_weights(args.weights)
     if path.is_dir() and (path / "config.json").is_file() and is_qwen35(path / "config.json"):
         return trace_qwen35(args, path)
+    if args.delta_rule:
+        raise Q3RefError("--delta-rule is Qwen3.5's (its GatedDeltaNet layers); a Qwen3 checkpoint has none")
     model = load_model(args)
     _, ids = inputs(args, model, many=False)
     taps = model.trace(ids[0], dim=args.dim)

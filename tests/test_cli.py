@@ -91,6 +91,7 @@ def test_trace_writes_every_tap(tmp_path):
     (["make-checkpoint", "--preset", "tiny", "--seed", "-1", "--out", "/tmp/x"], "--seed must be an integer"),
     (["make-checkpoint", "--preset", "qwen3.5-0.8b", "--seed", "-1", "--out", "/tmp/x"], "--seed must be an integer"),
     (["embed", "--ids", "1,,2", "--weights", TINY], "--ids takes comma-separated integers, got '1,,2'"),
+    (["embed", "--ids", "1,2", "--strip", "--weights", TINY], "--strip/--max-length apply to text"),
     (["make-checkpoint", "--preset", "tiny", "--out", "/tmp/q3ref-never-made",
       "--tokenizer", FIXTURES / "stress-checkpoint/config.json"], "cannot load tokenizer"),
 ])

@@ -122,6 +122,13 @@ def test_cli_trace(tmp_path):
     r = subprocess.run([sys.executable, "-m", "q3ref", "trace", "--ids", "1,999", "--weights", CKPT, "--out", out],
                        capture_output=True, text=True)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "outside the vocabulary" in r.stderr
+    # flags that would promise numbers this trace does not compute are refused, not dropped
+    r = subprocess.run([sys.executable, "-m", "q3ref", "trace", "--ids", "1,2", "--weights", CKPT, "--out", out,
+                        "--quant", "int8"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--quant: not used by the trace of a Qwen3.5 checkpoint" in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, "-m", "q3ref", "trace", "--ids", "1,2", "--weights", FIXTURES / "stress-checkpoint",
+                        "--out", out, "--delta-rule", "recurrent"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--delta-rule is Qwen3.5's" in r.stderr, r.stderr
 
 
 def test_preset_has_the_shapes_of_transformers_model():
