@@ -167,13 +167,14 @@ def embed(weights, cfg, input_ids, mask, dim=None, kernels="numba", taps=None, p
     check_dim(dim, cfg.hidden_size)
     if not mask.any(axis=1).all():
         raise Q3RefError("every sequence needs at least one real token")
-    hidden = forward(weights, cfg, input_ids, mask, kernels, taps, progress, positions, force)  # [B, T, D]
+    K = KERNELS[kernels] if isinstance(kernels, str) else kernels
+    hidden = forward(weights, cfg, input_ids, mask, K, taps, progress, positions, force)  # [B, T, D]
     pooled = pool_last(hidden, mask)  # [B, D]
     if taps is not None:
         taps["pooled"] = pooled
     if force is not None and "pooled" in force:
         pooled = np.asarray(force["pooled"], pooled.dtype).reshape(pooled.shape)  # [B, D]
-    out = normalize(pooled, dim)  # [B, dim]
+    out = K.get("normalize", normalize)(pooled, dim)  # [B, dim]: a simulation may bring the graph's own
     if taps is not None:
         taps["embedding"] = out
     return out

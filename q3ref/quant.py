@@ -179,13 +179,19 @@ def act_int8_asymmetric(x):  # [N, K] fp32 -> integer values minus zero point [N
 
 
 def act_int8_asymmetric_builtin(x):  # [N, K] fp32 -> integer values minus zero point [N, K], scale [N]
-    """Builtin kernels' asymmetric per-row quantization (their int4 blockwise products use it):
-    XNNPACK's scale, zp = roundf(-128 - min / scale) (halves away from zero: a row with
-    min = -max has -0.5 there and gets -1, where XNNPACK's rint gives 0),
-    q = clip(roundf(x * (1 / scale)) + zp, -128, 127). Each choice here was measured on int4
-    graphs: a division, rint, or rounding after adding zp each leave rows off."""
+    """Builtin kernels' asymmetric per-row quantization (their int4 blockwise products use it,
+    tensor_utils' AsymmetricQuantizeFloats row by row): the fp32 scale (max - min) / 255; the zero
+    point in double, from whichever end of the range is nearer, rounded half away, clamped
+    (an fp32 roundf(-128 - min / scale) left a row with min = -max at 0 where the kernel has -1:
+    115 values of one q row off, 1 input of 16); q = clip(roundf(x * (1 / scale)) + zp, -128, 127).
+    Each choice here was measured on int4 graphs: a division, rint, a double scale, or rounding
+    after adding zp each leave rows off."""
     lo, hi, scale, safe = row_range(x)
-    zp = np.clip(round_half_away(np.float32(-128) - lo / safe), -128, 127)  # [N]
+    rmin, rmax = lo.astype(np.float64), hi.astype(np.float64)  # [N]
+    sd = np.where(rmax > rmin, (rmax - rmin) / 255.0, 1.0)  # [N]
+    from_min, from_max = -128 - rmin / sd, 127 - rmax / sd  # [N]
+    zp = np.where(128 + np.abs(rmin / sd) < 127 + np.abs(rmax / sd), from_min, from_max)  # [N]
+    zp = np.where(rmax > rmin, np.clip(round_half_away(zp), -128, 127), 0)  # [N]
     inv = np.float32(1) / safe  # [N]
     q = np.clip(round_half_away(x * inv[:, None]) + zp[:, None], -128, 127)  # [N, K]
     return q - zp[:, None], scale
@@ -272,6 +278,56 @@ def exp_eigen(x):  # fp32 -> fp32
     with np.errstate(over="ignore", invalid="ignore"):
         y = np.ldexp(y, np.clip(m, -200, 200).astype(np.int32)).astype(f)
     return np.where(x < f(-104), f(0), np.maximum(y, x))
+
+
+def logistic_eigen(x):  # fp32 -> fp32
+    """Eigen's scalar_logistic_op<float> packet path, which TFLite's builtin LOGISTIC calls
+    (optimized_ops::Logistic), as this build runs it (no FMA, as exp_eigen): exp(x/2) by Cephes'
+    reduction and a degree-5 polynomial, 2^m by building the exponent bits, squared, then
+    e / (1 + e); x < -104 gives 0, x is first clipped to 16.6355324. Measured bit-exact on 44001
+    values through the interpreter (probe.py's LOGISTIC graph; 1/(1+exp(-x)) differs on 62% of them).
+    Eigen runs a tensor's last size % 8 values through its scalar path (libm's expf); a Qwen3
+    MLP width is a multiple of 8, so only the packet path is emulated."""
+    f = np.float32
+    x = np.asarray(x, f)
+
+    def madd(a, b, c):  # pmadd without FMA: a rounded multiply, then a rounded add
+        return (np.asarray(a, f) * np.asarray(b, f)).astype(f) + np.asarray(c, f)
+
+    half = np.minimum(x, f(16.6355324)) * f(0.5)  # exp(x) = exp(x/2)^2: 2^m stays normal
+    m = np.floor(madd(half, f(1.44269504088896341), f(0.5)))
+    r = madd(m, f(-0.693359375), half)
+    r = madd(m, f(2.12194440e-4), r)
+    r2 = r * r
+    p_even = madd(r2, f(4.1898667812347412109375e-2), f(0.49999141693115234375))
+    p_odd = madd(r2, f(8.33471305668354034423828125e-3), f(0.16666877269744873046875))
+    p = madd(r2, madd(r, p_odd, p_even), r + f(1))
+    two_m = (np.clip(m + f(127), 0, 255).astype(np.int32) << 23).view(f)  # pldexp_fast: 2^m as bits
+    e = p * two_m
+    e = e * e
+    with np.errstate(invalid="ignore"):
+        return np.where(x < f(-104), f(0), e / (f(1) + e)).astype(f)
+
+
+def silu_mul_builtin(gate, up):  # [N, F] x2 -> [N, F]
+    """litert-torch's SwiGLU as the builtin kernels run it: LOGISTIC(gate) (logistic_eigen), then
+    two MULs, gate * that, times up, each rounded to fp32."""
+    gate, up = np.asarray(gate, np.float32), np.asarray(up, np.float32)
+    return (gate * logistic_eigen(gate)) * up
+
+
+def normalize_builtin(x, dim=None):  # [B, D] -> [B, dim]
+    """litert-torch's L2 normalization as the builtin kernels run it: ABS, MUL (|x|*|x|), SUM in
+    order (one rounded add after another: measured on 40 inputs, where 8 or 16 lanes and NumPy's
+    sum each missed more than half), SQRT, MAXIMUM with 1e-12, DIV. An MRL dim is the bridge's,
+    after the graph: model.normalize."""
+    from .model import normalize
+
+    if dim is not None:
+        return normalize(x, dim)
+    sq = np.abs(np.asarray(x, np.float32)) * np.abs(np.asarray(x, np.float32))  # [B, D]
+    total = np.cumsum(sq, axis=-1, dtype=np.float32)[..., -1:]  # [B, 1]: a sequential fp32 sum
+    return x / np.maximum(np.sqrt(total), np.float32(1e-12))  # [B, D]
 
 
 def matmul_sequential(a, b):  # [..., M, K] @ [..., K, N] -> [..., M, N] fp32
@@ -429,7 +485,10 @@ def dynamic_int4_linear(block, runtime, kernels="numba", cache=True):
     activations quantized per row asymmetrically (both runtimes; they round differently), each
     block's integer sum times its scale, summed over blocks, times the activation scale. The product runs as one fp32 GEMM
     of the integer activations with the dequantized weights: int4 x bf16 scale x 8-bit activation
-    is exact in fp32, so only the sum's rounding order differs from the kernel's (~1 ulp)."""
+    is exact in fp32. The builtin kernel (EvalBlockwise4Bit) sums in another order, block by block,
+    with the zero point's share apart (sum(q * k * s) - zp * sum(k * s)); those partial sums stayed
+    exact too: the same bits on every q, gate and down value of both int4 graphs over 16 inputs
+    (2.1M values) and on random 0.6B widths."""
     weights = QuantizedWeights(lambda w: INT4_DEQUANTIZED[kernels](w, block), cache)  # [out, in] fp32, exact
     quantize_act = ACT_QUANT_INT4[runtime]
 
@@ -494,6 +553,8 @@ def simulation(weights, kernels, quant, runtime="xnnpack", offset=0):
     if runtime == "builtin" and quant not in ("fp16", "fp16-activations") and weights.dtype == np.float32:
         # what feeds a quantized matmul must match to the bit: the float ops before it too
         K["rms_norm"], K["attention"] = rms_norm_builtin, attention_builtin(offset)
+        K["silu_mul"] = silu_mul_builtin  # LOGISTIC as Eigen computes it: 1 ulp here flips activation levels
+        K["normalize"] = normalize_builtin  # the graph's own L2 normalization, its SUM in order
         K["rope"], K["rope_tables"] = rope_numpy, rope_tables_litert  # the graph's tables; no FMA
     if runtime == "xnnpack" and quant not in ("fp16", "fp16-activations") and weights.dtype == np.float32:
         from .formats.litert import xnnpack

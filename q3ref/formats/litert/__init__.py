@@ -2,7 +2,8 @@
 
 graph.py reads the flatbuffer, align.py finds each tap's tensor, run.py runs the interpreter
 (XNNPACK with taps as extra outputs, or the builtin kernels), probe.py tells whether the builtin
-kernels compute as q3ref emulates them, weights.py checks quantized weights bit for bit.
+kernels compute as q3ref emulates them, weights.py checks quantized weights bit for bit, rope.py
+reads the RoPE tables the graph carries.
 """
 
 from __future__ import annotations
@@ -86,9 +87,15 @@ class Export(GraphExport):
         return builtin_variant() if runtime == "builtin" else xnnpack_variant()
 
     def simulate(self, weights, kernels, runtime, offset=0):
+        from ...kernels import rope_numpy
         from ...quant import simulation
+        from .rope import graph_tables, tables_from
 
-        return simulation(weights, kernels, self.simulation, runtime, offset)
+        w, K = simulation(weights, kernels, self.simulation, runtime, offset)
+        tables = graph_tables(self.graph, weights.cfg) if weights.dtype == "float32" else None
+        if tables is not None:  # the graph's own cos and sin, rotated by MUL, MUL, SUB as the graph does
+            K.update(rope_tables=tables_from(*tables), rope=rope_numpy)
+        return w, K
 
     def check_weights(self, weights, cfg):
         from .weights import check_graph_weights

@@ -4,7 +4,7 @@ The builtin-kernel simulation (quant.rms_norm_builtin, attention_builtin) is bit
 the interpreter computes as the build it was measured on: Eigen without FMA, sums in 8 fp32
 lanes, BATCH_MATMUL as rounded multiply then rounded add. A different wheel, or one that picks
 kernels by ISA, could compute otherwise. So q3ref writes one-op graphs (MEAN, SOFTMAX,
-BATCH_MATMUL), runs them through the same interpreter on fixed random inputs and compares
+BATCH_MATMUL, LOGISTIC), runs them through the same interpreter on fixed random inputs and compares
 each output with its emulation, bit for bit. XNNPACK (the default delegate) picks microkernels
 by ISA: its MEAN and RSQRT (litert-torch's RMSNorm) are probed the same way against xnnpack.py.
 The verdicts are cached per runtime version and CPU.
@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ...quant import exp_eigen, lane_sum, matmul_sequential
+from ...quant import exp_eigen, lane_sum, logistic_eigen, matmul_sequential
 from ..cpu import cpu_id
 
 CACHE = Path(os.environ.get("Q3REF_CACHE", Path.home() / ".cache" / "q3ref")) / "litert_probe.json"
 EMULATED = "eigen-avx-nofma"  # the variant q3ref emulates: 8 lanes, no FMA
 XNNPACK_EMULATED = "xnnpack-avx512f"  # rsum 16 lanes x 2 accumulators, vrsqrt14ps + one Newton step
+PROBES = 2  # the probe set's revision (2: LOGISTIC): a cached verdict from another set is probed again
 
 
 def one_op_graph(opcode, in_shapes, out_shape, options=None) -> bytes:
@@ -94,6 +95,9 @@ def probe_kernels() -> dict:
     got = run_builtin(one_op_graph(s.BuiltinOperator.BATCH_MATMUL, [a.shape, b.shape], (1, 24, 12),
                                    (s.BuiltinOptions.BatchMatMulOptions, bm_opts)), [a, b])
     out["BATCH_MATMUL"] = bool(np.array_equal(got, matmul_sequential(a, b)))
+    z = np.concatenate([x.ravel(), np.linspace(-110, 20, 4096, dtype=np.float32)])[None, :]  # both clips
+    got = run_builtin(one_op_graph(s.BuiltinOperator.LOGISTIC, [z.shape], z.shape), [z])
+    out["LOGISTIC"] = bool(np.array_equal(got, logistic_eigen(z)))
     return out
 
 
@@ -136,10 +140,12 @@ def _variant(runtime: str, probe, emulated: str) -> dict:
     """{"variant", "ops", "runtime", "cpu", "emulated"}: probed once per runtime version, CPU and kernel set."""
     from importlib.metadata import version
 
-    key = f"ai-edge-litert {version('ai-edge-litert')} {runtime} on {cpu_id()}"
+    key = f"ai-edge-litert {version('ai-edge-litert')} {runtime} on {cpu_id()}, probes {PROBES}"
     try:
         cache = json.loads(CACHE.read_text())
     except (OSError, ValueError):
+        cache = {}
+    if not isinstance(cache, dict):  # a cache file some other writer left: probe again
         cache = {}
     if key not in cache:
         ops = probe()
