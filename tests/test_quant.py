@@ -201,16 +201,19 @@ def test_rope_tables_are_the_graphs_only_when_they_are_the_configs():
 def test_probe_finds_the_builtin_kernels_and_would_see_another(monkeypatch):
     """The probe runs one-op graphs through the interpreter: on this runtime each equals q3ref's
     emulation bit for bit; with a 16-lane sum or FMA in the emulation (what an AVX-512 or FMA
-    build would compute) the same probe reports those ops as not emulated."""
+    build would compute), a textbook sigmoid or a float product, the same probe reports those ops
+    as not emulated."""
     from q3ref import quant
     from q3ref.formats.litert import probe as litert_probe
 
-    assert litert_probe.probe_kernels() == {"MEAN": True, "SOFTMAX": True, "BATCH_MATMUL": True, "LOGISTIC": True}
+    ops = ("MEAN", "SOFTMAX", "BATCH_MATMUL", "LOGISTIC", "FULLY_CONNECTED")
+    assert litert_probe.probe_kernels() == dict.fromkeys(ops, True)
     monkeypatch.setattr(litert_probe, "lane_sum", lambda x, lanes=8, offset=0: quant.lane_sum(x, 16, offset))
     monkeypatch.setattr(litert_probe, "matmul_sequential", lambda a, b: np.matmul(a, b))
     monkeypatch.setattr(litert_probe, "logistic_eigen", lambda x: (1 / (1 + np.exp(-x.astype(np.float64)))).astype(np.float32))
+    monkeypatch.setattr(litert_probe, "dynamic_int8_linear", lambda *a, **k: lambda x, w: x @ w.T)  # float, no int8
     got = litert_probe.probe_kernels()
-    assert got == {"MEAN": False, "SOFTMAX": False, "BATCH_MATMUL": False, "LOGISTIC": False}, got
+    assert got == dict.fromkeys(ops, False), got
 
 
 def test_builtin_attention_is_bit_exact_on_the_graph():

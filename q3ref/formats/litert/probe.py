@@ -4,7 +4,7 @@ The builtin-kernel simulation (quant.rms_norm_builtin, attention_builtin) is bit
 the interpreter computes as the build it was measured on: Eigen without FMA, sums in 8 fp32
 lanes, BATCH_MATMUL as rounded multiply then rounded add. A different wheel, or one that picks
 kernels by ISA, could compute otherwise. So q3ref writes one-op graphs (MEAN, SOFTMAX,
-BATCH_MATMUL, LOGISTIC), runs them through the same interpreter on fixed random inputs and compares
+BATCH_MATMUL, LOGISTIC, a hybrid int8 FULLY_CONNECTED), runs them through the same interpreter on fixed random inputs and compares
 each output with its emulation, bit for bit. XNNPACK (the default delegate) picks microkernels
 by ISA: its MEAN and RSQRT (litert-torch's RMSNorm) are probed the same way against xnnpack.py.
 The verdicts are cached per runtime version and CPU.
@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ...quant import exp_eigen, lane_sum, logistic_eigen, matmul_sequential
+from ...quant import dynamic_int8_linear, exp_eigen, int8_per_channel, lane_sum, logistic_eigen, matmul_sequential
 from ..cpu import cpu_id
 
 CACHE = Path(os.environ.get("Q3REF_CACHE", Path.home() / ".cache" / "q3ref")) / "litert_probe.json"
 EMULATED = "eigen-avx-nofma"  # the variant q3ref emulates: 8 lanes, no FMA
 XNNPACK_EMULATED = "xnnpack-avx512f"  # rsum 16 lanes x 2 accumulators, vrsqrt14ps + one Newton step
-PROBES = 2  # the probe set's revision (2: LOGISTIC): a cached verdict from another set is probed again
+PROBES = 3  # the probe set's revision (2: LOGISTIC, 3: hybrid FULLY_CONNECTED): a cached verdict from another set is probed again
 
 
 def one_op_graph(opcode, in_shapes, out_shape, options=None) -> bytes:
@@ -60,6 +60,40 @@ def one_op_graph(opcode, in_shapes, out_shape, options=None) -> bytes:
     code.builtinCode, code.deprecatedBuiltinCode, code.version = opcode, min(opcode, 127), 1
     m = s.ModelT()
     m.version, m.operatorCodes, m.subgraphs, m.buffers, m.description = 3, [code], [sg], buffers, "q3ref probe"
+    return bytes(fu.convert_object_to_bytearray(m))
+
+
+def hybrid_fc_graph(x_shape, w_q, w_scale) -> bytes:
+    """A .tflite with one hybrid FULLY_CONNECTED as litert-torch's dynamic_int8 writes it: fp32
+    input [N, K], int8 weights [O, K] with a scale per output channel, no bias, keep_num_dims,
+    symmetric run-time input quantization."""
+    from ai_edge_litert import schema_py_generated as s
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+
+    (N, K), O = x_shape, w_q.shape[0]
+    tensors = []
+    for shape, kind, buf, name in (((N, K), s.TensorType.FLOAT32, 0, "in0"), ((N, O), s.TensorType.FLOAT32, 0, "out"),
+                                   ((O, K), s.TensorType.INT8, 1, "w")):  # the output next to the input, as run_builtin reads it
+        t = s.TensorT()
+        t.shape, t.type, t.buffer, t.name = list(shape), kind, buf, name
+        tensors.append(t)
+    q = s.QuantizationParametersT()
+    q.scale, q.zeroPoint, q.quantizedDimension = [float(v) for v in w_scale], [0] * O, 0
+    tensors[2].quantization = q
+    weights = s.BufferT()
+    weights.data = np.frombuffer(np.ascontiguousarray(w_q, np.int8).tobytes(), np.uint8)
+    opts = s.FullyConnectedOptionsT()
+    opts.keepNumDims, opts.asymmetricQuantizeInputs = True, False
+    op = s.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, [0, 2, -1], [1]
+    op.builtinOptionsType, op.builtinOptions = s.BuiltinOptions.FullyConnectedOptions, opts
+    sg = s.SubGraphT()
+    sg.tensors, sg.inputs, sg.outputs, sg.operators = tensors, [0], [1], [op]
+    code = s.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.FULLY_CONNECTED
+    code.version = 5
+    m = s.ModelT()
+    m.version, m.operatorCodes, m.subgraphs, m.buffers, m.description = 3, [code], [sg], [s.BufferT(), weights], "q3ref probe"
     return bytes(fu.convert_object_to_bytearray(m))
 
 
@@ -98,6 +132,13 @@ def probe_kernels() -> dict:
     z = np.concatenate([x.ravel(), np.linspace(-110, 20, 4096, dtype=np.float32)])[None, :]  # both clips
     got = run_builtin(one_op_graph(s.BuiltinOperator.LOGISTIC, [z.shape], z.shape), [z])
     out["LOGISTIC"] = bool(np.array_equal(got, logistic_eigen(z)))
+    # the hybrid int8 FULLY_CONNECTED (its run-time quantization and rescale), at a width past
+    # one exact fp32 chunk of the emulation and a row count that is no multiple of 4 or 8
+    a = (rng.standard_normal((13, 1100)) * rng.uniform(0.1, 30, (13, 1))).astype(np.float32)
+    w_q, w_scale, _ = int8_per_channel(rng.standard_normal((40, 1100)).astype(np.float32))
+    got = run_builtin(hybrid_fc_graph(a.shape, w_q, w_scale), [a])
+    want = dynamic_int8_linear("builtin", "numpy", cache=False)(a, (w_q.astype(np.float32) * w_scale[:, None]))
+    out["FULLY_CONNECTED"] = bool(np.array_equal(got, want))
     return out
 
 
