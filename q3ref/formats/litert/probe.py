@@ -25,7 +25,7 @@ from ..cpu import cpu_id
 CACHE = Path(os.environ.get("Q3REF_CACHE", Path.home() / ".cache" / "q3ref")) / "litert_probe.json"
 EMULATED = "eigen-avx-nofma"  # the variant q3ref emulates: 8 lanes, no FMA
 XNNPACK_EMULATED = "xnnpack-avx512f"  # rsum 16 lanes x 2 accumulators, vrsqrt14ps + one Newton step
-PROBES = 3  # the probe set's revision (2: LOGISTIC, 3: hybrid FULLY_CONNECTED): a cached verdict from another set is probed again
+PROBES = 5  # the probe set's revision (2: LOGISTIC, 3: builtin FULLY_CONNECTED, 4: XNNPACK's, 5: its LOGISTIC): a cached verdict from another set is probed again
 
 
 def one_op_graph(opcode, in_shapes, out_shape, options=None) -> bytes:
@@ -162,6 +162,17 @@ def probe_xnnpack() -> dict:
     x = np.exp(rng.uniform(-20, 20, (64, 256))).astype(np.float32)
     got = run_delegated(one_op_graph(s.BuiltinOperator.RSQRT, [x.shape], x.shape), [x])
     out["RSQRT"] = xnnpack.available() and bool(np.array_equal(got, xnnpack.rsqrt(x)))
+    z = np.concatenate([(rng.standard_normal(20000) * 4), np.linspace(-110, 110, 4001)]).astype(np.float32)[None, :]
+    got = run_delegated(one_op_graph(s.BuiltinOperator.LOGISTIC, [z.shape], z.shape), [z])
+    out["LOGISTIC"] = bool(np.array_equal(got, xnnpack.sigmoid(z)))
+    ok = True  # its dynamic FULLY_CONNECTED (qd8 activations, the epilogue's order), three shapes
+    for N, K in ((13, 1100), (64, 48), (7, 3072)):
+        a = (rng.standard_normal((N, K)) * rng.uniform(0.1, 30, (N, 1))).astype(np.float32)
+        w_q, w_scale, _ = int8_per_channel(rng.standard_normal((40, K)).astype(np.float32))
+        got = run_delegated(hybrid_fc_graph(a.shape, w_q, w_scale), [a])
+        want = dynamic_int8_linear("xnnpack", "numpy", cache=False)(a, w_q.astype(np.float32) * w_scale[:, None])
+        ok = ok and bool(np.array_equal(got, want))
+    out["FULLY_CONNECTED"] = ok
     return out
 
 
@@ -210,5 +221,6 @@ def builtin_variant() -> dict:
 
 @functools.lru_cache(maxsize=None)
 def xnnpack_variant() -> dict:
-    """XNNPACK's RMSNorm ops (MEAN, RSQRT) as formats/litert/xnnpack.py emulates them, or not."""
+    """XNNPACK's RMSNorm ops (MEAN, RSQRT) and LOGISTIC as formats/litert/xnnpack.py emulates them,
+    and its dynamic FULLY_CONNECTED as quant.dynamic_int8_linear('xnnpack') does, or not."""
     return _variant("xnnpack", probe_xnnpack, XNNPACK_EMULATED)
