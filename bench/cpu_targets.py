@@ -8,6 +8,7 @@ ISA, so every figure here holds for the CPU it names. The targets:
 - builtin chain: every tap explained at >= 0.99 (taps farther than 1e-4 from the fp32 reference;
   "explained" = 1 - d_sim/d_ref at that tap, diff.py), on --inputs random inputs per graph;
 - XNNPACK int8: worst output d_sim/d_ref <= 0.1 over the same number of inputs (quant_sim.py);
+  and, as a figure, on how many inputs each chain is the graph to the bit, on both runtimes;
 - speed: `q3ref bench` at 0.6B, 512 tokens, >= 0.8 of the same run's GEMM rate (needs --weights:
   `python -m q3ref make-checkpoint --preset 0.6b --out weights/random-0.6b` makes one).
 --record appends the table to bench/RESULTS.md.
@@ -41,19 +42,21 @@ def isa() -> str:
     return ", ".join(f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags)
 
 
-def least_explained(name, n_inputs) -> tuple[float, str]:
-    """The smallest share of any far tap's distance that the builtin simulation explains, over
-    n_inputs inputs, and where (the test's inputs: seeds 0, 1, 2, ...)."""
+def chain(name, runtime, n_inputs) -> tuple[float, str, int]:
+    """Over n_inputs inputs (the tests' draws: seeds 0, 1, 2, ...): the smallest share of any far
+    tap's distance that the simulation explains and where, and on how many inputs every tap is
+    the graph's to the bit (local and global 0)."""
     model, g = q3ref.Model(GRAPHS[name]), open_export(F / f"graphs/{name}.tflite")
-    worst = (1.0, "")
+    worst, exact = (1.0, ""), 0
     for seed in range(n_inputs):
         rng = np.random.default_rng(seed)
         ids = rng.integers(0, 1000, int(rng.integers(8, 64))).tolist()
-        r = diff(model, g, ids, "right", "builtin", quant="auto")
+        r = diff(model, g, ids, "right", runtime, quant="auto")
+        exact += all(t["local_rel_l2"] == 0 and t["sim_rel_l2"] == 0 for t in r["taps"])
         for t in r["taps"]:
             if t["rel_l2"] > 1e-4 and t["explained"] < worst[0]:
                 worst = (t["explained"], f"{t['name']}, seed {seed}")
-    return worst
+    return (*worst, exact)
 
 
 def main():
@@ -68,10 +71,15 @@ def main():
         ops = ", ".join(f"{op} {'ok' if ok else 'DIFFERS'}" for op, ok in v["ops"].items())
         rows.append((f"probe: {v['runtime']}", f"variant {v['variant']} ({ops})", v["emulated"]))
     for name in BUILTIN_GRAPHS:
-        explained, where = least_explained(name, a.inputs)
+        explained, where, exact = chain(name, "builtin", a.inputs)
         rows.append((f"builtin chain, {name}: every tap explained >= 0.99",
-                     f"least {explained:.4f} ({where})" if where else "1 at every far tap (the simulation is the graph)",
-                     explained >= 0.99))
+                     (f"least {explained:.4f} ({where})" if where else "1 at every far tap")
+                     + f"; every tap bit-exact on {exact}/{a.inputs} inputs", explained >= 0.99))
+    for name in XNNPACK_GRAPHS + ("int4_dynamic_int4_block32", "int4_dynamic_int4_block128"):
+        explained, where, exact = chain(name, "xnnpack", a.inputs)  # no target of the issue's: a figure
+        rows.append((f"XNNPACK chain, {name} (figure only)",
+                     (f"least {explained:.4f} ({where})" if where else "1 at every far tap")
+                     + f"; every tap bit-exact on {exact}/{a.inputs} inputs", True))
     for name in XNNPACK_GRAPHS:
         r = landing_ratios(name, "xnnpack", a.inputs)
         rows.append((f"XNNPACK int8, {name}: worst d_sim/d_ref <= 0.1", f"median {np.median(r):.1e}, worst {r.max():.3f}",

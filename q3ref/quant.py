@@ -561,7 +561,7 @@ def simulation(weights, kernels, quant, runtime="xnnpack", offset=0):
         from .formats.litert.probe import xnnpack_variant
 
         if xnnpack_variant()["emulated"]:  # XNNPACK's MEAN, RSQRT and LOGISTIC, where this CPU runs what xnnpack.py does
-            K["rms_norm"], K["silu_mul"] = xnnpack.rms_norm, xnnpack.silu_mul
+            K.update(rms_norm=xnnpack.rms_norm, silu_mul=xnnpack.silu_mul, normalize=xnnpack.normalize)
     if quant == "int8":
         return QuantizedEmbedding(weights, int8_rows), dict(K, linear=dynamic_int8_linear(runtime, kernels, cache))
     if quant == "int8-weight-only":

@@ -25,7 +25,7 @@ from ..cpu import cpu_id
 CACHE = Path(os.environ.get("Q3REF_CACHE", Path.home() / ".cache" / "q3ref")) / "litert_probe.json"
 EMULATED = "eigen-avx-nofma"  # the variant q3ref emulates: 8 lanes, no FMA
 XNNPACK_EMULATED = "xnnpack-avx512f"  # rsum 16 lanes x 2 accumulators, vrsqrt14ps + one Newton step
-PROBES = 5  # the probe set's revision (2: LOGISTIC, 3: builtin FULLY_CONNECTED, 4: XNNPACK's, 5: its LOGISTIC): a cached verdict from another set is probed again
+PROBES = 7  # the probe set's revision (2: LOGISTIC, 3: builtin FULLY_CONNECTED, 4: XNNPACK's, 5: its LOGISTIC, 6: its SQRT, 7: its fused MUL + MEAN): a cached verdict from another set is probed again
 
 
 def one_op_graph(opcode, in_shapes, out_shape, options=None) -> bytes:
@@ -97,6 +97,39 @@ def hybrid_fc_graph(x_shape, w_q, w_scale) -> bytes:
     return bytes(fu.convert_object_to_bytearray(m))
 
 
+def mean_of_squares_graph(shape) -> bytes:
+    """MUL(x, x) then MEAN over the last axis: odml.rms_norm's start, which XNNPACK fuses into one
+    reduction (f32-rsum2) that a one-op MEAN never runs."""
+    from ai_edge_litert import schema_py_generated as s
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+
+    tensors = []
+    for dims, kind, buf, name in ((shape, s.TensorType.FLOAT32, 0, "in0"), (shape[:-1], s.TensorType.FLOAT32, 0, "out"),
+                                  (shape, s.TensorType.FLOAT32, 0, "squares"), ((1,), s.TensorType.INT32, 1, "axis")):
+        t = s.TensorT()
+        t.shape, t.type, t.buffer, t.name = list(dims), kind, buf, name
+        tensors.append(t)
+    axis = s.BufferT()
+    axis.data = np.frombuffer(np.array([len(shape) - 1], np.int32).tobytes(), np.uint8)
+    mul, mean = s.OperatorT(), s.OperatorT()
+    mul.opcodeIndex, mul.inputs, mul.outputs = 0, [0, 0], [2]
+    mul.builtinOptionsType, mul.builtinOptions = s.BuiltinOptions.MulOptions, s.MulOptionsT()
+    opts = s.ReducerOptionsT()
+    opts.keepDims = False
+    mean.opcodeIndex, mean.inputs, mean.outputs = 1, [2, 3], [1]
+    mean.builtinOptionsType, mean.builtinOptions = s.BuiltinOptions.ReducerOptions, opts
+    sg = s.SubGraphT()
+    sg.tensors, sg.inputs, sg.outputs, sg.operators = tensors, [0], [1], [mul, mean]
+    codes = []
+    for op in (s.BuiltinOperator.MUL, s.BuiltinOperator.MEAN):
+        code = s.OperatorCodeT()
+        code.builtinCode, code.deprecatedBuiltinCode, code.version = op, op, 1
+        codes.append(code)
+    m = s.ModelT()
+    m.version, m.operatorCodes, m.subgraphs, m.buffers, m.description = 3, codes, [sg], [s.BufferT(), axis], "q3ref probe"
+    return bytes(fu.convert_object_to_bytearray(m))
+
+
 def run_builtin(graph: bytes, inputs) -> np.ndarray:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -159,9 +192,17 @@ def probe_xnnpack() -> dict:
                                          (s.BuiltinOptions.ReducerOptions, opts)), [x])
         ok = ok and bool(np.array_equal(got, xnnpack.mean(x)))
     out["MEAN"] = ok
+    ok = True  # MUL + MEAN, fused into f32-rsum2: widths below 64 (where it equals the unfused sum), 128, 1024
+    for C in (48, 128, 1024):
+        x = (rng.standard_normal((32, C)) * rng.uniform(0, 30, (32, 1))).astype(np.float32)
+        got = run_delegated(mean_of_squares_graph(x.shape), [x])
+        ok = ok and bool(np.array_equal(got, xnnpack.sum_squares(x) * (np.float32(1) / np.float32(C))))
+    out["MEAN_OF_SQUARES"] = ok
     x = np.exp(rng.uniform(-20, 20, (64, 256))).astype(np.float32)
     got = run_delegated(one_op_graph(s.BuiltinOperator.RSQRT, [x.shape], x.shape), [x])
     out["RSQRT"] = xnnpack.available() and bool(np.array_equal(got, xnnpack.rsqrt(x)))
+    got = run_delegated(one_op_graph(s.BuiltinOperator.SQRT, [x.shape], x.shape), [x])
+    out["SQRT"] = xnnpack.available() and bool(np.array_equal(got, xnnpack.sqrt(x)))
     z = np.concatenate([(rng.standard_normal(20000) * 4), np.linspace(-110, 110, 4001)]).astype(np.float32)[None, :]
     got = run_delegated(one_op_graph(s.BuiltinOperator.LOGISTIC, [z.shape], z.shape), [z])
     out["LOGISTIC"] = bool(np.array_equal(got, xnnpack.sigmoid(z)))
@@ -221,6 +262,6 @@ def builtin_variant() -> dict:
 
 @functools.lru_cache(maxsize=None)
 def xnnpack_variant() -> dict:
-    """XNNPACK's RMSNorm ops (MEAN, RSQRT) and LOGISTIC as formats/litert/xnnpack.py emulates them,
+    """XNNPACK's RMSNorm ops (MEAN, RSQRT), LOGISTIC and SQRT as formats/litert/xnnpack.py emulates them,
     and its dynamic FULLY_CONNECTED as quant.dynamic_int8_linear('xnnpack') does, or not."""
     return _variant("xnnpack", probe_xnnpack, XNNPACK_EMULATED)

@@ -16,6 +16,9 @@ reading XNNPACK's microkernels:
   then e / (1 + e), 1 - that for x >= 0; a result under 2^-126 is flushed to 0 (XNNPACK runs with
   denormals off). Matched on 44001 values over -110 .. 110; without the flush 303 were off.
 
+- SQRT: f32-vsqrt avx512f_rsqrt, x * RSQRT(x) with x = 0 kept 0 (litert-torch's final L2 norm,
+  with SUM as MEAN's sum).
+
 The RSQRT estimate is the CPU's: q3ref executes the same instruction through Numba (an LLVM
 intrinsic), so this emulation exists only where the CPU has AVX-512F, which is also where
 XNNPACK picks that kernel. Elsewhere XNNPACK runs rsqrtps (12-bit, and vendor-specific):
@@ -25,6 +28,7 @@ XNNPACK picks that kernel. Elsewhere XNNPACK runs rsqrtps (12-bit, and vendor-sp
 from __future__ import annotations
 
 import functools
+import itertools
 
 import numba
 import numpy as np
@@ -53,6 +57,39 @@ def _rsqrt14_x16(typingctx, src, dst):  # addresses of 16 float32 each
 def _rsqrt14(x, out):  # x, out: float32, contiguous, a multiple of 16 long
     for i in range(0, x.size, LANES):
         _rsqrt14_x16(x.ctypes.data + 4 * i, out.ctypes.data + 4 * i)
+
+
+@intrinsic
+def _fma32(typingctx, a, b, c):  # fp32 a * b + c, one rounding (LLVM's llvm.fma: vfmadd where the CPU has FMA)
+    def codegen(context, builder, signature, args):
+        f = ir.FloatType()
+        return builder.call(builder.module.declare_intrinsic("llvm.fma.f32", fnty=ir.FunctionType(f, [f, f, f])), args)
+    return types.float32(types.float32, types.float32, types.float32), codegen
+
+
+@numba.njit(cache=True, nogil=True)
+def _matmul_fma(a, b, out):  # [M, K] @ [K, N] -> out [M, N], zeroed: each output an FMA chain over K in order
+    M, K = a.shape
+    N = b.shape[1]
+    for m in range(M):
+        for k in range(K):  # k outside n: the chain's order per output, and n vectorizes
+            x = a[m, k]
+            for n in range(N):
+                out[m, n] = _fma32(x, b[k, n], out[m, n])
+
+
+def matmul_fma(a, b):  # [M, K] @ [K, N] -> [M, N] fp32: f32-gemm avx512f_broadcast's order
+    a, b = np.ascontiguousarray(a, F32), np.ascontiguousarray(b, F32)
+    out = np.zeros((a.shape[0], b.shape[1]), F32)
+    _matmul_fma(a, b, out)
+    return out
+
+
+def matmul_fma_numpy(a, b):  # the plain twin, the FMA in fp64 (a product of two fp32 is exact there)
+    out = np.zeros((a.shape[0], b.shape[1]), F32)
+    for k in range(a.shape[1]):
+        out = fma(a[:, k, None], b[None, k, :], out)
+    return out
 
 
 @functools.cache
@@ -151,12 +188,128 @@ def silu_mul(gate, up):  # [N, F] x2 -> [N, F]: LOGISTIC, MUL, MUL as litert-tor
     return (gate * sigmoid(gate)) * np.asarray(up, F32)
 
 
+# f32-raddstoreexpminusmax avx512f_rr2_p5's constants
+EXP_MAGIC, EXP_LN2_HI, EXP_LN2_LO = (F32(float.fromhex(h)) for h in ("0x1.8000FEp23", "-0x1.62E400p-1", "-0x1.7F7D1Cp-20"))
+EXP_C = [F32(float.fromhex(h)) for h in ("0x1.0F9F9Cp-7", "0x1.573A1Ap-5", "0x1.555A80p-3", "0x1.FFFDC6p-2", "0x1.FFFFF6p-1")]
+EXP_CUTOFF = F32(float.fromhex("-0x1.5D589Ep6"))
+
+
+def exp_minus_max(x):  # x = input - row max (<= 0), fp32 -> exp(x): SOFTMAX's raddstoreexpminusmax
+    x = np.asarray(x, F32)
+    n = fma(x, LOG2E, EXP_MAGIC)
+    scale = (n.view(np.int32) << 23).view(F32)  # 2^n from n's low bits
+    n = n - EXP_MAGIC
+    t = fma(n, EXP_LN2_LO, fma(n, EXP_LN2_HI, x))
+    p = EXP_C[0]
+    for c in EXP_C[1:]:
+        p = fma(p, t, c)
+    t = t * scale
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.where(x < EXP_CUTOFF, F32(0), fma(t, p, scale))
+
+
+def row_sum(e, offset, width):  # [..., T] fp32 -> [...]: raddstoreexpminusmax's sum (u64, acc2) over a row
+    """The row as the graph holds it: `width` columns (its seq_len), these T values from column
+    `offset` on, zeros elsewhere (masked: exactly 0, so they change no lane). 64 columns a step,
+    their four 16-lane blocks into two accumulators in turn; the two added; then the 16-column
+    blocks left; then the masked tail; then a tree of halves."""
+    e = np.asarray(e, F32)
+    T = e.shape[-1]
+    lo, hi = offset - offset % LANES, -(-(offset + T) // LANES) * LANES  # whole 16-blocks holding the values
+    row = np.zeros(e.shape[:-1] + (hi - lo,), F32)
+    row[..., offset - lo:offset - lo + T] = e
+    acc = [np.zeros(e.shape[:-1] + (LANES,), F32) for _ in range(2)]
+    merged = None
+    for c in range(lo, hi, LANES):
+        block = row[..., c - lo:c - lo + LANES]
+        if c < width - width % 64:  # in the 64-column loop
+            acc[(c // LANES) % 2] = acc[(c // LANES) % 2] + block
+            continue
+        if merged is None:
+            merged = acc[0] + acc[1]
+        merged = merged + block
+    return _halves((acc[0] + acc[1] if merged is None else merged).reshape(-1, LANES)).reshape(e.shape[:-1])
+
+
+def attention(offset, width):
+    """odml.scaled_dot_product_attention as the XNNPACK delegate runs the composite (its own
+    subgraph, VisitScaledDotAttentionCompositeNode, not the decomposition the builtin kernels
+    run), for a graph of seq_len `width` whose first real token sits at column `offset`: q times
+    1/sqrt(Dh) (fp32; k unscaled, where the decomposition scales both by Dh^-1/4: with Dh = 8 or
+    32 that left 72-79% of the output values 1 ulp or more off), scores by BATCH_MATMUL (an FMA
+    chain over Dh, f32-gemm), + mask, SOFTMAX (max, exp_minus_max, row_sum, times 1 / sum), the
+    product with v (an FMA chain over the keys; masked ones add exact 0s). One head and up to
+    ROWS queries at a time, so memory stays [ROWS, T] (at 512 tokens, 0.6B shapes: 0.15 s a layer,
+    against 0.02 s for q3ref's streaming attention; it grows as T^2)."""
+    def attend(q, k, v, mask):  # [B, T, H, Dh], [B, T, Hkv, Dh] x2, [B, T] -> [B, T, H, Dh]
+        B, T, H, Dh = q.shape
+        rep, s = H // k.shape[2], F32(Dh ** -0.5)
+        out = np.zeros(q.shape, F32)
+        for b, h, r0 in itertools.product(range(B), range(H), range(0, T, ROWS)):
+            r1 = min(r0 + ROWS, T)
+            visible = (np.arange(T)[None, :] <= np.arange(r0, r1)[:, None]) & mask[b][None, :]  # [R, T]
+            scores = matmul_fma(q[b, r0:r1, h] * s, k[b, :, h // rep].T)  # [R, T]
+            top = np.where(visible, scores, -np.inf).max(axis=-1, keepdims=True)  # [R, 1]
+            top = np.where(np.isfinite(top), top, F32(0))
+            e = np.where(visible, exp_minus_max(np.where(visible, scores - top, 0)), F32(0))  # [R, T]
+            p = e * (F32(1) / row_sum(e, offset, width))[:, None]  # [R, T]
+            out[b, r0:r1, h] = matmul_fma(np.nan_to_num(p), v[b, :, h // rep])  # [R, Dh]
+        return out * mask[:, :, None, None]  # padded query rows: zeros, as q3ref's attention
+    return attend
+
+
+ROWS = 512  # queries per block of XNNPACK's attention emulation
+
+
+def sqrt(x):  # float32 -> float32: f32-vsqrt avx512f_rsqrt, x times RSQRT's estimate (0 at 0)
+    x = np.asarray(x, F32)
+    return x * np.where(x != 0, rsqrt(np.where(x != 0, x, F32(1))), F32(0))
+
+
+def normalize(x, dim=None):  # [B, D] -> [B, dim]: litert-torch's L2 normalization on XNNPACK
+    """ABS, MUL, SUM (rsum), SQRT (sqrt above), MAXIMUM with 1e-12, DIV: matched on the stress
+    graph's output for 40 inputs, where a correctly rounded sqrt missed 22. An MRL dim is the
+    bridge's, after the graph: model.normalize."""
+    from ...model import normalize as bridge
+
+    if dim is not None:
+        return bridge(x, dim)
+    return x / np.maximum(sqrt(sum_squares(np.abs(np.asarray(x, F32)))), F32(1e-12))[:, None]  # MUL + SUM, fused
+
+
+def sum_squares(x):  # [N, C] float32 -> [N]: f32-rsum2 avx512f_u64_acc4, what XNNPACK fuses MUL(x, x) + SUM/MEAN into
+    """64 values a step, each 16-lane block squared into its own accumulator by FMA; up to three
+    16-blocks left over into accumulators 0, 1, 2; (acc0 + acc2) + (acc1 + acc3); the masked tail
+    by FMA; a tree of halves. Below 64 values it equals rsum(x * x) (the FMAs add to zero), which
+    is why the stress graph (C = 48) matched either; at C = 128 rsum(x * x) left 2 of 45 rows of
+    a norm 1 ulp off."""
+    x = np.asarray(x, F32)
+    N, C = x.shape
+    acc = [np.zeros((N, LANES), F32) for _ in range(4)]
+    j = 0
+    while C - j >= 4 * LANES:
+        for i in range(4):
+            b = x[:, j + i * LANES:j + (i + 1) * LANES]
+            acc[i] = fma(b, b, acc[i])
+        j += 4 * LANES
+    for i in range(3):
+        if C - j >= LANES:
+            b = x[:, j:j + LANES]
+            acc[i], j = fma(b, b, acc[i]), j + LANES
+    total = (acc[0] + acc[2]) + (acc[1] + acc[3])
+    if C > j:
+        tail = np.zeros((N, LANES), F32)
+        tail[:, :C - j] = x[:, j:]
+        total = fma(tail, tail, total)
+    return _halves(total)
+
+
 def rms_norm(x, w, eps):  # [N, C] -> [N, C]: odml.rms_norm's decomposition on XNNPACK
     x = np.asarray(x, F32)
-    r = rsqrt(mean(x * x) + F32(eps))  # [N]
+    r = rsqrt(sum_squares(x) * (F32(1) / F32(x.shape[1])) + F32(eps))  # [N]: MUL + MEAN, fused
     return (x * r[:, None]) * np.asarray(w, F32)
 
 
 def l2norm(x, eps):  # [N, C] -> [N, C]: x * rsqrt(sum(x^2) + eps) (litert-torch's GatedDeltaNet q and k)
     x = np.asarray(x, F32)
-    return x * rsqrt(rsum(x * x) + F32(eps))[:, None]
+    return x * rsqrt(sum_squares(x) + F32(eps))[:, None]
