@@ -199,16 +199,18 @@ def test_probe_finds_the_builtin_kernels_and_would_see_another(monkeypatch):
     """The probe runs one-op graphs through the interpreter: on this runtime each equals q3ref's
     emulation bit for bit; with a 16-lane sum or FMA in the emulation (what an AVX-512 or FMA
     build would compute), a textbook sigmoid or a float product, the same probe reports those ops
-    as not emulated."""
+    as not emulated; so is the attention composite run as XNNPACK runs it (sdpa_probe.tflite)."""
     from q3ref import quant
     from q3ref.formats.litert import probe as litert_probe
+    from q3ref.formats.litert import xnnpack
 
-    ops = ("MEAN", "SOFTMAX", "BATCH_MATMUL", "LOGISTIC", "FULLY_CONNECTED")
+    ops = ("MEAN", "SOFTMAX", "BATCH_MATMUL", "LOGISTIC", "FULLY_CONNECTED", "SDPA")
     assert litert_probe.probe_kernels() == dict.fromkeys(ops, True)
     monkeypatch.setattr(litert_probe, "lane_sum", lambda x, lanes=8, offset=0: quant.lane_sum(x, 16, offset))
     monkeypatch.setattr(litert_probe, "matmul_sequential", lambda a, b: np.matmul(a, b))
     monkeypatch.setattr(litert_probe, "logistic_eigen", lambda x: (1 / (1 + np.exp(-x.astype(np.float64)))).astype(np.float32))
     monkeypatch.setattr(litert_probe, "dynamic_int8_linear", lambda *a, **k: lambda x, w: x @ w.T)  # float, no int8
+    monkeypatch.setattr(litert_probe, "attention_builtin", lambda offset: xnnpack.attention(offset, 72))  # the other runtime's
     got = litert_probe.probe_kernels()
     assert got == dict.fromkeys(ops, False), got
 
@@ -318,21 +320,24 @@ def test_fp16_activations_round_every_op_output():
 def test_probe_finds_the_xnnpack_kernels_and_would_see_another(monkeypatch):
     """XNNPACK (the default delegate) picks microkernels by ISA. One-op MEAN, RSQRT, LOGISTIC and
     dynamic FULLY_CONNECTED graphs run through it equal formats/litert/xnnpack.py and quant.py bit
-    for bit where the CPU has AVX-512F (both CPU kinds of this project's machines); an 8-lane sum,
-    1/sqrtf, a textbook sigmoid or a float product in the emulation is reported as not emulated."""
+    for bit where the CPU has AVX-512F (both CPU kinds of this project's machines), and so does the
+    attention composite graph (the delegate's own SDPA); an 8-lane sum, 1/sqrtf, a textbook sigmoid,
+    a float product or the builtin decomposition's attention is reported as not emulated."""
     from q3ref.formats.litert import probe as litert_probe
+    from q3ref import quant
     from q3ref.formats.litert import xnnpack
 
     got = litert_probe.probe_xnnpack()
     if not xnnpack.available():  # XNNPACK runs rsqrtps there: not emulated, and said so
         assert got["RSQRT"] is False
         return
-    ops = ("MEAN", "MEAN_OF_SQUARES", "RSQRT", "SQRT", "LOGISTIC", "FULLY_CONNECTED")
+    ops = ("MEAN", "MEAN_OF_SQUARES", "RSQRT", "SQRT", "LOGISTIC", "FULLY_CONNECTED", "SDPA")
     assert got == dict.fromkeys(ops, True)
     monkeypatch.setattr(xnnpack, "LANES", 8)
     monkeypatch.setattr(xnnpack, "rsqrt", xnnpack.rsqrt_numpy)  # (SQRT reads it too)
     monkeypatch.setattr(xnnpack, "sigmoid", lambda x: (1 / (1 + np.exp(-x.astype(np.float64)))).astype(np.float32))
     monkeypatch.setattr(litert_probe, "dynamic_int8_linear", lambda *a, **k: lambda x, w: x @ w.T)  # float, no int8
+    monkeypatch.setattr(xnnpack, "attention", lambda offset, width: quant.attention_builtin(offset))  # the decomposition's
     assert litert_probe.probe_xnnpack() == dict.fromkeys(ops, False)
 
 

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ...quant import dynamic_int8_linear, exp_eigen, int8_per_channel, lane_sum, logistic_eigen, matmul_sequential
+from ...quant import attention_builtin, dynamic_int8_linear, exp_eigen, int8_per_channel, lane_sum, logistic_eigen, matmul_sequential
 from ..cpu import cpu_id
 
 CACHE = Path(os.environ.get("Q3REF_CACHE", Path.home() / ".cache" / "q3ref")) / "litert_probe.json"
 EMULATED = "eigen-avx-nofma"  # the variant q3ref emulates: 8 lanes, no FMA
 XNNPACK_EMULATED = "xnnpack-avx512f"  # rsum 16 lanes x 2 accumulators, vrsqrt14ps + one Newton step
-PROBES = 7  # the probe set's revision (2: LOGISTIC, 3: builtin FULLY_CONNECTED, 4: XNNPACK's, 5: its LOGISTIC, 6: its SQRT, 7: its fused MUL + MEAN): a cached verdict from another set is probed again
+PROBES = 8  # the probe set's revision (2: LOGISTIC, 3: builtin FULLY_CONNECTED, 4: XNNPACK's, 5: its LOGISTIC, 6: its SQRT, 7: its fused MUL + MEAN, 8: SDPA on both): a cached verdict from another set is probed again
 
 
 def one_op_graph(opcode, in_shapes, out_shape, options=None) -> bytes:
@@ -130,6 +130,25 @@ def mean_of_squares_graph(shape) -> bytes:
     return bytes(fu.convert_object_to_bytearray(m))
 
 
+SDPA_GRAPH = Path(__file__).with_name("sdpa_probe.tflite")  # litert-torch's attention composite alone
+
+
+def sdpa_probe(run, emulation) -> bool:
+    """The committed composite graph (scripts/make_sdpa_probe.py) run by `run` on fixed random
+    q, k, v and a causal additive mask, against `emulation(offset=0, width=T)` bit for bit."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    graph = SDPA_GRAPH.read_bytes()
+    shapes = [tuple(d["shape"]) for d in sorted(Interpreter(model_content=graph).get_input_details(),
+                                                key=lambda d: d["index"])]
+    rng = np.random.default_rng(0)
+    q, k, v = ((rng.standard_normal(sh) * 2).astype(np.float32) for sh in shapes[:3])  # [1, T, H|Hkv, Dh]
+    T = q.shape[1]
+    mask = np.where(np.tril(np.ones((T, T), bool)), np.float32(0), np.float32(-np.inf))[None, None]  # [1, 1, T, T]
+    got = run(graph, [q, k, v, mask])
+    return bool(np.array_equal(got, emulation(0, T)(q, k, v, np.ones((1, T), bool))))
+
+
 def run_builtin(graph: bytes, inputs) -> np.ndarray:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -172,6 +191,7 @@ def probe_kernels() -> dict:
     got = run_builtin(hybrid_fc_graph(a.shape, w_q, w_scale), [a])
     want = dynamic_int8_linear("builtin", "numpy", cache=False)(a, (w_q.astype(np.float32) * w_scale[:, None]))
     out["FULLY_CONNECTED"] = bool(np.array_equal(got, want))
+    out["SDPA"] = sdpa_probe(run_builtin, lambda offset, width: attention_builtin(offset))  # its decomposition
     return out
 
 
@@ -214,6 +234,7 @@ def probe_xnnpack() -> dict:
         want = dynamic_int8_linear("xnnpack", "numpy", cache=False)(a, w_q.astype(np.float32) * w_scale[:, None])
         ok = ok and bool(np.array_equal(got, want))
     out["FULLY_CONNECTED"] = ok
+    out["SDPA"] = xnnpack.available() and sdpa_probe(run_delegated, xnnpack.attention)  # the delegate's own subgraph
     return out
 
 
