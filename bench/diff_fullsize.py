@@ -32,6 +32,7 @@ def main():
     p.add_argument("graph")
     p.add_argument("--tokens", type=int, default=512)
     p.add_argument("--kernels", default="xnnpack", choices=["xnnpack", "builtin"])
+    p.add_argument("--quant", default="auto", choices=["auto", "none"], help="as the CLI's diff (default auto)")
     a = p.parse_args()
     model = q3ref.Model(a.weights)
     t0 = time.perf_counter()
@@ -44,12 +45,12 @@ def main():
     M.embed(model.weights, model.cfg, ids_arr, np.ones_like(ids_arr, bool))
     ref_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    r = diff(model, g, ids, "right", a.kernels)
+    r = diff(model, g, ids, "right", a.kernels, quant=a.quant)
     total = time.perf_counter() - t0
     sec = r["seconds"]
     beyond = total - sec["reference (clean + forced)"]
     rss = peak_rss_gb()
-    lines = [f"\n### diff of {Path(a.graph).name}, {a.tokens} tokens, {a.kernels} ({datetime.date.today()})\n",
+    lines = [f"\n### diff of {Path(a.graph).name}, {a.tokens} tokens, {a.kernels}, --quant {a.quant} ({datetime.date.today()})\n",
              f"- graph load (parse flatbuffer): {load_s:.2f} s",
              f"- one q3ref forward alone: {ref_s:.2f} s; the diff runs it twice (clean + teacher-forced): "
              f"{sec['reference (clean + forced)']:.2f} s",
@@ -59,6 +60,13 @@ def main():
              f"{len(r['taps']) - len(r['unaligned'])}/{len(r['taps'])} taps aligned; first divergence: "
              f"{r['first_divergence'] and r['first_divergence']['name']}; output cosine {r['output']['cos']:.6f}",
              f"- peak RSS {rss:.2f} GB"]
+    if r["output"].get("sim_rel_l2") is not None:  # the simulation of the graph's recipe on this runtime
+        local = [t for t in r["taps"] if t.get("local_rel_l2") is not None]
+        worst = max(local, key=lambda t: t["local_rel_l2"])
+        exact = sum(t["local_rel_l2"] == 0 and t["sim_rel_l2"] == 0 for t in local)
+        lines.append(f"- simulation: output {r['output']['sim_rel_l2']:.2g} from the graph (fp32 reference "
+                     f"{r['output']['rel_l2']:.2g}); {exact}/{len(local)} taps the graph's to the bit; worst local "
+                     f"{worst['local_rel_l2']:.2g} ({worst['name']}) (the reference's time above includes the simulation's forwards)")
     print("\n".join(lines))
     with open(ROOT / "bench/RESULTS.md", "a") as f:
         f.write("\n".join(lines) + "\n")
