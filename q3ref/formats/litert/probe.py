@@ -25,7 +25,7 @@ from ..cpu import cpu_id
 CACHE = Path(os.environ.get("Q3REF_CACHE", Path.home() / ".cache" / "q3ref")) / "litert_probe.json"
 EMULATED = "eigen-avx-nofma"  # the variant q3ref emulates: 8 lanes, no FMA
 XNNPACK_EMULATED = "xnnpack-avx512f"  # rsum 16 lanes x 2 accumulators, vrsqrt14ps + one Newton step
-PROBES = 8  # the probe set's revision (2: LOGISTIC, 3: builtin FULLY_CONNECTED, 4: XNNPACK's, 5: its LOGISTIC, 6: its SQRT, 7: its fused MUL + MEAN, 8: SDPA on both): a cached verdict from another set is probed again
+PROBES = 9  # the probe set's revision (2: LOGISTIC, 3: builtin FULLY_CONNECTED, 4: XNNPACK's, 5: its LOGISTIC, 6: its SQRT, 7: its fused MUL + MEAN, 8: SDPA on both, 9: FC rounding corners): a cached verdict from another set is probed again
 
 
 def one_op_graph(opcode, in_shapes, out_shape, options=None) -> bytes:
@@ -187,6 +187,7 @@ def probe_kernels() -> dict:
     # the hybrid int8 FULLY_CONNECTED (its run-time quantization and rescale), at a width past
     # one exact fp32 chunk of the emulation and a row count that is no multiple of 4 or 8
     a = (rng.standard_normal((13, 1100)) * rng.uniform(0.1, 30, (13, 1))).astype(np.float32)
+    a[0, :6] = [127, 0.49999997, -0.49999997, 1.4999999, 2.5, -2.5]  # inv = 1 in row 0: its rounding's corners
     w_q, w_scale, _ = int8_per_channel(rng.standard_normal((40, 1100)).astype(np.float32))
     got = run_builtin(hybrid_fc_graph(a.shape, w_q, w_scale), [a])
     want = dynamic_int8_linear("builtin", "numpy", cache=False)(a, (w_q.astype(np.float32) * w_scale[:, None]))
