@@ -549,13 +549,16 @@ def fp16_weight_linear(cache=True):
 SIMULATIONS = ("int8", "int8-weight-only", "int4-block32", "int4-block128", "fp16", "fp16-activations")
 
 
-def simulation(weights, kernels, quant, runtime="xnnpack", offset=0):
+def simulation(weights, kernels, quant, runtime="xnnpack", offset=0, width=None):
     """(weights, kernel dict) that make model.forward compute like a graph of that recipe.
 
     fp16 is litert-torch's fp16 recipe as a CPU runs it: fp16 weights, fp32 activations.
     fp16-activations is what an fp16 runtime (GPU delegate, XNNPACK's fp16 inference) adds on
     top: every op's output rounded to fp16 (model.forward applies K["round"] at each tap), the
-    arithmetic inside an op in fp32. An overflow becomes inf, as it does on the device."""
+    arithmetic inside an op in fp32. An overflow becomes inf, as it does on the device.
+    offset, width: where a graph's first real token sits and its seq_len, which set the lanes of
+    the attention's sums (builtin: offset; XNNPACK: both); without a width, XNNPACK's attention is
+    q3ref's own."""
     from .kernels import KERNELS, rope_numpy
 
     K, cache = dict(KERNELS[kernels]), weights.resident
@@ -571,6 +574,8 @@ def simulation(weights, kernels, quant, runtime="xnnpack", offset=0):
 
         if xnnpack_variant()["emulated"]:  # XNNPACK's MEAN, RSQRT and LOGISTIC, where this CPU runs what xnnpack.py does
             K.update(rms_norm=xnnpack.rms_norm, silu_mul=xnnpack.silu_mul, normalize=xnnpack.normalize)
+            if width is not None:
+                K["attention"] = xnnpack.attention(offset, width)
     if quant == "int8":
         return QuantizedEmbedding(weights, int8_rows), dict(K, linear=dynamic_int8_linear(runtime, kernels, cache))
     if quant == "int8-weight-only":

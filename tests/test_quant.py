@@ -355,3 +355,15 @@ def test_xnnpack_elsewhere_says_approximate(monkeypatch):
     assert any("approximate" in n and "MEAN, RSQRT" in n for n in r["notes"]), r["notes"]
     norm = next(t for t in r["taps"] if t["name"] == "layers.0.input_norm")
     assert norm["local_rel_l2"] > 0  # q3ref's own rms_norm: not XNNPACK's to the bit
+
+
+def test_xnnpack_fma_gemm_matches_its_numpy_twin():
+    """xnnpack.matmul_fma (Numba, llvm.fma) against its twin (each FMA through fp64): an FMA
+    chain over K per output, which a BLAS product is not (it differs on 11% of these values)."""
+    from q3ref.formats.litert import xnnpack
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((7, 133)).astype(np.float32), rng.standard_normal((133, 19)).astype(np.float32)
+    got = xnnpack.matmul_fma(a, b)
+    assert np.array_equal(got, xnnpack.matmul_fma_numpy(a, b))
+    assert (got != a @ b).mean() > 0.05

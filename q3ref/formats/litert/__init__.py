@@ -89,15 +89,12 @@ class Export(GraphExport):
     def simulate(self, weights, kernels, runtime, offset=0):
         from ...kernels import rope_numpy
         from ...quant import simulation
-        from . import xnnpack
         from .rope import graph_tables, tables_from
 
-        w, K = simulation(weights, kernels, self.simulation, runtime, offset)
+        w, K = simulation(weights, kernels, self.simulation, runtime, offset, self.seq_len)
         tables = graph_tables(self.graph, weights.cfg) if weights.dtype == "float32" else None
         if tables is not None:  # the graph's own cos and sin, rotated by MUL, MUL, SUB as the graph does
             K.update(rope_tables=tables_from(*tables), rope=rope_numpy)
-        if K.get("silu_mul") is xnnpack.silu_mul:  # XNNPACK's kernels found here (probe.py): its attention too,
-            K["attention"] = xnnpack.attention(offset, self.seq_len)  # whose row sums need the graph's width
         return w, K
 
     def check_weights(self, weights, cfg):
