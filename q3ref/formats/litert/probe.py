@@ -25,42 +25,66 @@ from ..cpu import cpu_id
 CACHE = Path(os.environ.get("Q3REF_CACHE", Path.home() / ".cache" / "q3ref")) / "litert_probe.json"
 EMULATED = "eigen-avx-nofma"  # the variant q3ref emulates: 8 lanes, no FMA
 XNNPACK_EMULATED = "xnnpack-avx512f"  # rsum 16 lanes x 2 accumulators, vrsqrt14ps + one Newton step
-PROBES = 9  # the probe set's revision (2: LOGISTIC, 3: builtin FULLY_CONNECTED, 4: XNNPACK's, 5: its LOGISTIC, 6: its SQRT, 7: its fused MUL + MEAN, 8: SDPA on both, 9: FC rounding corners): a cached verdict from another set is probed again
+PROBES = 9  # the probe set's revision: a verdict cached from another set is probed again
 
 
-def one_op_graph(opcode, in_shapes, out_shape, options=None) -> bytes:
-    """A .tflite with one builtin op on fp32 inputs (written with the schema ai-edge-litert ships)."""
+def _tensor(shape, kind, buffer, name):
+    from ai_edge_litert import schema_py_generated as s
+
+    t = s.TensorT()
+    t.shape, t.type, t.buffer, t.name = list(shape), getattr(s.TensorType, kind), buffer, name
+    return t
+
+
+def _buffer(array=None):  # buffer 0 is the empty one every activation points to
+    from ai_edge_litert import schema_py_generated as s
+
+    b = s.BufferT()
+    if array is not None:
+        b.data = np.frombuffer(np.ascontiguousarray(array).tobytes(), np.uint8)
+    return b
+
+
+def _op(index, inputs, outputs, options=None):
+    from ai_edge_litert import schema_py_generated as s
+
+    op = s.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = index, list(inputs), list(outputs)
+    if options is not None:
+        op.builtinOptionsType, op.builtinOptions = options
+    return op
+
+
+def _model(opcodes, tensors, ops, n_inputs, buffers, version=1) -> bytes:
+    """A one-subgraph .tflite (the schema ai-edge-litert ships): inputs are tensors 0..n_inputs-1,
+    the output tensor n_inputs, which is where run_builtin and run_delegated read it."""
     from ai_edge_litert import schema_py_generated as s
     from ai_edge_litert.tools import flatbuffer_utils as fu
 
-    def tensor(shape, name):
-        t = s.TensorT()
-        t.shape, t.type, t.buffer, t.name = list(shape), s.TensorType.FLOAT32, 0, name
-        return t
-
-    extra = []  # constant int32 inputs (MEAN's axis), one buffer each
-    buffers = [s.BufferT()]
     sg = s.SubGraphT()
-    sg.tensors = [tensor(sh, f"in{k}") for k, sh in enumerate(in_shapes)] + [tensor(out_shape, "out")]
-    if opcode == s.BuiltinOperator.MEAN:
-        axis = s.TensorT()
-        axis.shape, axis.type, axis.buffer, axis.name = [1], s.TensorType.INT32, 1, "axis"
-        b = s.BufferT()
-        b.data = np.frombuffer(np.array([len(in_shapes[0]) - 1], np.int32).tobytes(), np.uint8)
-        buffers.append(b)
-        sg.tensors.append(axis)
-        extra = [len(sg.tensors) - 1]
-    n_in = len(in_shapes)
-    op = s.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = 0, list(range(n_in)) + extra, [n_in]
-    if options is not None:
-        op.builtinOptionsType, op.builtinOptions = options
-    sg.inputs, sg.outputs, sg.operators = list(range(n_in)), [n_in], [op]
-    code = s.OperatorCodeT()
-    code.builtinCode, code.deprecatedBuiltinCode, code.version = opcode, min(opcode, 127), 1
+    sg.tensors, sg.inputs, sg.outputs, sg.operators = tensors, list(range(n_inputs)), [n_inputs], ops
+    codes = []
+    for opcode in opcodes:
+        code = s.OperatorCodeT()
+        code.builtinCode, code.deprecatedBuiltinCode, code.version = opcode, min(opcode, 127), version
+        codes.append(code)
     m = s.ModelT()
-    m.version, m.operatorCodes, m.subgraphs, m.buffers, m.description = 3, [code], [sg], buffers, "q3ref probe"
+    m.version, m.operatorCodes, m.subgraphs, m.buffers, m.description = 3, codes, [sg], buffers, "q3ref probe"
     return bytes(fu.convert_object_to_bytearray(m))
+
+
+def one_op_graph(opcode, in_shapes, out_shape, options=None) -> bytes:
+    """A .tflite with one builtin op on fp32 inputs."""
+    from ai_edge_litert import schema_py_generated as s
+
+    n_in = len(in_shapes)
+    tensors = [_tensor(sh, "FLOAT32", 0, f"in{k}") for k, sh in enumerate(in_shapes)] + [_tensor(out_shape, "FLOAT32", 0, "out")]
+    buffers, extra = [_buffer()], []  # constant int32 inputs (MEAN's axis), one buffer each
+    if opcode == s.BuiltinOperator.MEAN:
+        tensors.append(_tensor([1], "INT32", 1, "axis"))
+        buffers.append(_buffer(np.array([len(in_shapes[0]) - 1], np.int32)))
+        extra = [len(tensors) - 1]
+    return _model([opcode], tensors, [_op(0, list(range(n_in)) + extra, [n_in], options)], n_in, buffers)
 
 
 def hybrid_fc_graph(x_shape, w_q, w_scale) -> bytes:
@@ -68,66 +92,32 @@ def hybrid_fc_graph(x_shape, w_q, w_scale) -> bytes:
     input [N, K], int8 weights [O, K] with a scale per output channel, no bias, keep_num_dims,
     symmetric run-time input quantization."""
     from ai_edge_litert import schema_py_generated as s
-    from ai_edge_litert.tools import flatbuffer_utils as fu
 
     (N, K), O = x_shape, w_q.shape[0]
-    tensors = []
-    for shape, kind, buf, name in (((N, K), s.TensorType.FLOAT32, 0, "in0"), ((N, O), s.TensorType.FLOAT32, 0, "out"),
-                                   ((O, K), s.TensorType.INT8, 1, "w")):  # the output next to the input, as run_builtin reads it
-        t = s.TensorT()
-        t.shape, t.type, t.buffer, t.name = list(shape), kind, buf, name
-        tensors.append(t)
+    tensors = [_tensor((N, K), "FLOAT32", 0, "in0"), _tensor((N, O), "FLOAT32", 0, "out"), _tensor((O, K), "INT8", 1, "w")]
     q = s.QuantizationParametersT()
     q.scale, q.zeroPoint, q.quantizedDimension = [float(v) for v in w_scale], [0] * O, 0
     tensors[2].quantization = q
-    weights = s.BufferT()
-    weights.data = np.frombuffer(np.ascontiguousarray(w_q, np.int8).tobytes(), np.uint8)
     opts = s.FullyConnectedOptionsT()
     opts.keepNumDims, opts.asymmetricQuantizeInputs = True, False
-    op = s.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = 0, [0, 2, -1], [1]
-    op.builtinOptionsType, op.builtinOptions = s.BuiltinOptions.FullyConnectedOptions, opts
-    sg = s.SubGraphT()
-    sg.tensors, sg.inputs, sg.outputs, sg.operators = tensors, [0], [1], [op]
-    code = s.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.FULLY_CONNECTED
-    code.version = 5
-    m = s.ModelT()
-    m.version, m.operatorCodes, m.subgraphs, m.buffers, m.description = 3, [code], [sg], [s.BufferT(), weights], "q3ref probe"
-    return bytes(fu.convert_object_to_bytearray(m))
+    op = _op(0, [0, 2, -1], [1], (s.BuiltinOptions.FullyConnectedOptions, opts))
+    return _model([s.BuiltinOperator.FULLY_CONNECTED], tensors, [op], 1, [_buffer(), _buffer(w_q.astype(np.int8))],
+                  version=5)
 
 
 def mean_of_squares_graph(shape) -> bytes:
     """MUL(x, x) then MEAN over the last axis: odml.rms_norm's start, which XNNPACK fuses into one
     reduction (f32-rsum2) that a one-op MEAN never runs."""
     from ai_edge_litert import schema_py_generated as s
-    from ai_edge_litert.tools import flatbuffer_utils as fu
 
-    tensors = []
-    for dims, kind, buf, name in ((shape, s.TensorType.FLOAT32, 0, "in0"), (shape[:-1], s.TensorType.FLOAT32, 0, "out"),
-                                  (shape, s.TensorType.FLOAT32, 0, "squares"), ((1,), s.TensorType.INT32, 1, "axis")):
-        t = s.TensorT()
-        t.shape, t.type, t.buffer, t.name = list(dims), kind, buf, name
-        tensors.append(t)
-    axis = s.BufferT()
-    axis.data = np.frombuffer(np.array([len(shape) - 1], np.int32).tobytes(), np.uint8)
-    mul, mean = s.OperatorT(), s.OperatorT()
-    mul.opcodeIndex, mul.inputs, mul.outputs = 0, [0, 0], [2]
-    mul.builtinOptionsType, mul.builtinOptions = s.BuiltinOptions.MulOptions, s.MulOptionsT()
+    tensors = [_tensor(shape, "FLOAT32", 0, "in0"), _tensor(shape[:-1], "FLOAT32", 0, "out"),
+               _tensor(shape, "FLOAT32", 0, "squares"), _tensor((1,), "INT32", 1, "axis")]
     opts = s.ReducerOptionsT()
     opts.keepDims = False
-    mean.opcodeIndex, mean.inputs, mean.outputs = 1, [2, 3], [1]
-    mean.builtinOptionsType, mean.builtinOptions = s.BuiltinOptions.ReducerOptions, opts
-    sg = s.SubGraphT()
-    sg.tensors, sg.inputs, sg.outputs, sg.operators = tensors, [0], [1], [mul, mean]
-    codes = []
-    for op in (s.BuiltinOperator.MUL, s.BuiltinOperator.MEAN):
-        code = s.OperatorCodeT()
-        code.builtinCode, code.deprecatedBuiltinCode, code.version = op, op, 1
-        codes.append(code)
-    m = s.ModelT()
-    m.version, m.operatorCodes, m.subgraphs, m.buffers, m.description = 3, codes, [sg], [s.BufferT(), axis], "q3ref probe"
-    return bytes(fu.convert_object_to_bytearray(m))
+    ops = [_op(0, [0, 0], [2], (s.BuiltinOptions.MulOptions, s.MulOptionsT())),
+           _op(1, [2, 3], [1], (s.BuiltinOptions.ReducerOptions, opts))]
+    return _model([s.BuiltinOperator.MUL, s.BuiltinOperator.MEAN], tensors, ops, 1,
+                  [_buffer(), _buffer(np.array([len(shape) - 1], np.int32))])
 
 
 SDPA_GRAPH = Path(__file__).with_name("sdpa_probe.tflite")  # litert-torch's attention composite alone
