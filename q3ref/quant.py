@@ -192,9 +192,11 @@ def act_int8_asymmetric_builtin(x):  # [N, K] fp32 -> integer values minus zero 
     tensor_utils' AsymmetricQuantizeFloats row by row): the fp32 scale (max - min) / 255; the zero
     point in double, from whichever end of the range is nearer, rounded half away, clamped
     (an fp32 roundf(-128 - min / scale) left a row with min = -max at 0 where the kernel has -1:
-    115 values of one q row off, 1 input of 16); q = clip(roundf(x * (1 / scale)) + zp, -128, 127).
-    Each choice here was measured on int4 graphs: a division, rint, a double scale, or rounding
-    after adding zp each leave rows off."""
+    115 values of one q row off, 1 input of 16); q = clip(round(x * (1 / scale)) + zp, -128, 127),
+    rounded as the symmetric path rounds (round_add_half: a row fed 0.49999997 at inv = 1 is off
+    with roundf; probe.py's int4 FULLY_CONNECTED). Each choice here was measured on int4 graphs: a
+    division, rint, a double scale, or rounding after adding zp (in fp32, or fused as one FMA, as
+    the portable source reads) each leave rows off."""
     lo, hi, scale, safe = row_range(x)
     rmin, rmax = lo.astype(np.float64), hi.astype(np.float64)  # [N]
     sd = np.where(rmax > rmin, (rmax - rmin) / 255.0, 1.0)  # [N]
@@ -202,7 +204,7 @@ def act_int8_asymmetric_builtin(x):  # [N, K] fp32 -> integer values minus zero 
     zp = np.where(128 + np.abs(rmin / sd) < 127 + np.abs(rmax / sd), from_min, from_max)  # [N]
     zp = np.where(rmax > rmin, np.clip(round_half_away(zp), -128, 127), 0)  # [N]
     inv = np.float32(1) / safe  # [N]
-    q = np.clip(round_half_away(x * inv[:, None]) + zp[:, None], -128, 127)  # [N, K]
+    q = np.clip(round_add_half(x * inv[:, None]) + zp[:, None], -128, 127)  # [N, K]
     return q - zp[:, None], scale
 
 
@@ -210,7 +212,8 @@ def act_int8_asymmetric_tensor(x):  # fp32 array -> integer values minus zero po
     """TFLite's tensor_utils::AsymmetricQuantizeFloats over a whole tensor (the builtin hybrid
     DEPTHWISE_CONV_2D quantizes its input per batch, so a batch-1 tensor gets one scale): range
     with 0 included, scale = range / 255 in double, the zero point from whichever end is nearer
-    (rounded, clamped), q = clip(roundf(x * float(1 / scale)) + zp, -128, 127). Measured on a
+    (rounded, clamped), q = clip(round(x * float(1 / scale)) + zp, -128, 127), rounded as
+    act_int8_asymmetric_builtin rounds (the same compiled function). Measured on a
     Qwen3.5 int8 graph's conv: 6.7e-8 of max |y| from the graph's output, vs 4.5e-3 for fp32 with
     dequantized weights."""
     rmin, rmax = min(0.0, float(x.min())), max(0.0, float(x.max()))
@@ -221,7 +224,7 @@ def act_int8_asymmetric_tensor(x):  # fp32 array -> integer values minus zero po
     zp = from_min if 128 + abs(rmin / scale) < 127 + abs(rmax / scale) else from_max
     zp = -128 if zp <= -128 else 127 if zp >= 127 else float(round_half_away(np.float64(zp)))
     scale = np.float32(scale)
-    q = np.clip(round_half_away(x * np.float32(1 / scale)) + zp, -128, 127)
+    q = np.clip(round_add_half(x * np.float32(1 / scale)) + zp, -128, 127)
     return q - zp, scale
 
 

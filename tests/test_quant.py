@@ -198,19 +198,22 @@ def test_rope_tables_are_the_graphs_only_when_they_are_the_configs():
 def test_probe_finds_the_builtin_kernels_and_would_see_another(monkeypatch):
     """The probe runs one-op graphs through the interpreter: on this runtime each equals q3ref's
     emulation bit for bit; with a 16-lane sum or FMA in the emulation (what an AVX-512 or FMA
-    build would compute), a textbook sigmoid or a float product, the same probe reports those ops
-    as not emulated; so is the attention composite run as XNNPACK runs it (sdpa_probe.tflite)."""
+    build would compute), a textbook sigmoid, a float product or roundf in the int4 kernel's
+    activation quantization (0.49999997 to 0, where the kernel has 1), the same probe reports
+    those ops as not emulated; so is the attention composite run as XNNPACK runs it
+    (sdpa_probe.tflite)."""
     from q3ref import quant
     from q3ref.formats.litert import probe as litert_probe
     from q3ref.formats.litert import xnnpack
 
-    ops = ("MEAN", "SOFTMAX", "BATCH_MATMUL", "LOGISTIC", "FULLY_CONNECTED", "SDPA")
+    ops = ("MEAN", "SOFTMAX", "BATCH_MATMUL", "LOGISTIC", "FULLY_CONNECTED", "FULLY_CONNECTED_INT4", "SDPA")
     assert litert_probe.probe_kernels() == dict.fromkeys(ops, True)
     monkeypatch.setattr(litert_probe, "lane_sum", lambda x, lanes=8, offset=0: quant.lane_sum(x, 16, offset))
     monkeypatch.setattr(litert_probe, "matmul_sequential", lambda a, b: np.matmul(a, b))
     monkeypatch.setattr(litert_probe, "logistic_eigen", lambda x: (1 / (1 + np.exp(-x.astype(np.float64)))).astype(np.float32))
     monkeypatch.setattr(litert_probe, "dynamic_int8_linear", lambda *a, **k: lambda x, w: x @ w.T)  # float, no int8
     monkeypatch.setattr(litert_probe, "attention_builtin", lambda offset: xnnpack.attention(offset, 72))  # the other runtime's
+    monkeypatch.setattr(quant, "round_add_half", quant.round_half_away)  # roundf
     got = litert_probe.probe_kernels()
     assert got == dict.fromkeys(ops, False), got
 
@@ -322,7 +325,8 @@ def test_probe_finds_the_xnnpack_kernels_and_would_see_another(monkeypatch):
     dynamic FULLY_CONNECTED graphs run through it equal formats/litert/xnnpack.py and quant.py bit
     for bit where the CPU has AVX-512F (both CPU kinds of this project's machines), and so does the
     attention composite graph (the delegate's own SDPA); an 8-lane sum, 1/sqrtf, a textbook sigmoid,
-    a float product or the builtin decomposition's attention is reported as not emulated."""
+    a float product, the builtin kernel's int4 activation quantization or the builtin
+    decomposition's attention is reported as not emulated."""
     from q3ref.formats.litert import probe as litert_probe
     from q3ref import quant
     from q3ref.formats.litert import xnnpack
@@ -331,13 +335,15 @@ def test_probe_finds_the_xnnpack_kernels_and_would_see_another(monkeypatch):
     if not xnnpack.available():  # XNNPACK runs rsqrtps there: not emulated, and said so
         assert got["RSQRT"] is False
         return
-    ops = ("MEAN", "MEAN_OF_SQUARES", "RSQRT", "SQRT", "LOGISTIC", "FULLY_CONNECTED", "SDPA")
+    ops = ("MEAN", "MEAN_OF_SQUARES", "RSQRT", "SQRT", "LOGISTIC", "FULLY_CONNECTED", "FULLY_CONNECTED_INT4", "SDPA")
     assert got == dict.fromkeys(ops, True)
     monkeypatch.setattr(xnnpack, "LANES", 8)
     monkeypatch.setattr(xnnpack, "rsqrt", xnnpack.rsqrt_numpy)  # (SQRT reads it too)
     monkeypatch.setattr(xnnpack, "sigmoid", lambda x: (1 / (1 + np.exp(-x.astype(np.float64)))).astype(np.float32))
     monkeypatch.setattr(litert_probe, "dynamic_int8_linear", lambda *a, **k: lambda x, w: x @ w.T)  # float, no int8
     monkeypatch.setattr(xnnpack, "attention", lambda offset, width: quant.attention_builtin(offset))  # the decomposition's
+    monkeypatch.setattr(litert_probe, "dynamic_int4_linear",  # the builtin kernel's activation quantization
+                        lambda block, runtime, *a, **k: quant.dynamic_int4_linear(block, "builtin", *a, **k))
     assert litert_probe.probe_xnnpack() == dict.fromkeys(ops, False)
 
 

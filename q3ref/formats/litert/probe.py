@@ -4,7 +4,7 @@ The builtin-kernel simulation (quant.rms_norm_builtin, attention_builtin) is bit
 the interpreter computes as the build it was measured on: Eigen without FMA, sums in 8 fp32
 lanes, BATCH_MATMUL as rounded multiply then rounded add. A different wheel, or one that picks
 kernels by ISA, could compute otherwise. So q3ref writes one-op graphs (MEAN, SOFTMAX,
-BATCH_MATMUL, LOGISTIC, a hybrid int8 FULLY_CONNECTED), runs them through the same interpreter on fixed random inputs and compares
+BATCH_MATMUL, LOGISTIC, hybrid int8 and int4 FULLY_CONNECTED), runs them through the same interpreter on fixed random inputs and compares
 each output with its emulation, bit for bit. XNNPACK (the default delegate) picks microkernels
 by ISA: its MEAN and RSQRT (litert-torch's RMSNorm) are probed the same way against xnnpack.py.
 The verdicts are cached per runtime version and CPU.
@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ...quant import attention_builtin, dynamic_int8_linear, exp_eigen, int8_per_channel, lane_sum, logistic_eigen, matmul_sequential
+from ...quant import (attention_builtin, dynamic_int4_linear, dynamic_int8_linear, exp_eigen, int4_blockwise, int8_per_channel,
+                      lane_sum, logistic_eigen, matmul_sequential)
 from ..cpu import cpu_id
 
 CACHE = Path(os.environ.get("Q3REF_CACHE", Path.home() / ".cache" / "q3ref")) / "litert_probe.json"
 EMULATED = "eigen-avx-nofma"  # the variant q3ref emulates: 8 lanes, no FMA
 XNNPACK_EMULATED = "xnnpack-avx512f"  # rsum 16 lanes x 2 accumulators, vrsqrt14ps + one Newton step
-PROBES = 9  # the probe set's revision: a verdict cached from another set is probed again
+PROBES = 10  # the probe set's revision: a verdict cached from another set is probed again
 
 
 def _tensor(shape, kind, buffer, name):
@@ -105,6 +106,48 @@ def hybrid_fc_graph(x_shape, w_q, w_scale) -> bytes:
                   version=5)
 
 
+def int4_fc_graph(x_shape, w_q, w_scale, block) -> bytes:
+    """A .tflite with one FULLY_CONNECTED on int4 weights [O, K] (two a byte, the low nibble first)
+    with an fp16 scale per block of `block` inputs, as litert-torch's dynamic_int4_block writes it:
+    asymmetric run-time input quantization on both runtimes."""
+    from ai_edge_litert import schema_py_generated as s
+
+    (N, K), O = x_shape, w_q.shape[0]
+    tensors = [_tensor((N, K), "FLOAT32", 0, "in0"), _tensor((N, O), "FLOAT32", 0, "out"),
+               _tensor((O, K), "INT4", 1, "w"), _tensor((O, K // block), "FLOAT16", 2, "w_scale")]
+    blocks = s.BlockwiseQuantizationT()
+    blocks.scales, blocks.zeroPoints, blocks.blockSize = 3, -1, block
+    q = s.QuantizationParametersT()
+    q.detailsType, q.details = s.QuantizationDetails.BlockwiseQuantization, blocks
+    tensors[2].quantization = q
+    nibbles = (w_q.astype(np.int8).reshape(-1) & 0x0F).astype(np.uint8)  # [O * K]
+    opts = s.FullyConnectedOptionsT()
+    opts.keepNumDims, opts.asymmetricQuantizeInputs = True, False
+    op = _op(0, [0, 2, -1], [1], (s.BuiltinOptions.FullyConnectedOptions, opts))
+    return _model([s.BuiltinOperator.FULLY_CONNECTED], tensors, [op], 1,
+                  [_buffer(), _buffer(nibbles[0::2] | (nibbles[1::2] << 4)), _buffer(w_scale.astype(np.float16))],
+                  version=5)
+
+
+def int4_fc_probe(runtime, run) -> bool:
+    """The int4 blockwise FULLY_CONNECTED through `run` against quant.dynamic_int4_linear, bit for
+    bit. Rows 0 and 1 have range 255 (multiplier 1) and hold rounding corners: 0.49999997, which
+    the builtin kernel rounds to 1 and roundf to 0."""
+    rng = np.random.default_rng(1)
+    a = (rng.standard_normal((13, 1024)) * rng.uniform(0.1, 30, (13, 1))).astype(np.float32)  # [N, K]
+    a[0] = np.clip(a[0], 0, 255)
+    a[0, :4] = [255, 0, 0.49999997, 1.4999999]  # min 0, max 255
+    a[1] = np.clip(a[1], -128, 127)
+    a[1, :6] = [127, -128, -0.49999997, 0.49999997, 2.5, -2.5]  # min -128, max 127
+    w = rng.standard_normal((40, 1024)).astype(np.float32)  # [O, K]
+    ok = True
+    for block in (32, 128):
+        w_q, w_scale, _ = int4_blockwise(w, block)  # scales on the bf16 grid: fp16 holds them exactly here
+        got = run(int4_fc_graph(a.shape, w_q, w_scale, block), [a])
+        ok = ok and bool(np.array_equal(got, dynamic_int4_linear(block, runtime, "numpy", cache=False)(a, w)))
+    return ok
+
+
 def mean_of_squares_graph(shape) -> bytes:
     """MUL(x, x) then MEAN over the last axis: odml.rms_norm's start, which XNNPACK fuses into one
     reduction (f32-rsum2) that a one-op MEAN never runs."""
@@ -182,6 +225,7 @@ def probe_kernels() -> dict:
     got = run_builtin(hybrid_fc_graph(a.shape, w_q, w_scale), [a])
     want = dynamic_int8_linear("builtin", "numpy", cache=False)(a, (w_q.astype(np.float32) * w_scale[:, None]))
     out["FULLY_CONNECTED"] = bool(np.array_equal(got, want))
+    out["FULLY_CONNECTED_INT4"] = int4_fc_probe("builtin", run_builtin)
     out["SDPA"] = sdpa_probe(run_builtin, lambda offset, width: attention_builtin(offset))  # its decomposition
     return out
 
@@ -225,6 +269,7 @@ def probe_xnnpack() -> dict:
         want = dynamic_int8_linear("xnnpack", "numpy", cache=False)(a, w_q.astype(np.float32) * w_scale[:, None])
         ok = ok and bool(np.array_equal(got, want))
     out["FULLY_CONNECTED"] = ok
+    out["FULLY_CONNECTED_INT4"] = int4_fc_probe("xnnpack", run_delegated)
     out["SDPA"] = xnnpack.available() and sdpa_probe(run_delegated, xnnpack.attention)  # the delegate's own subgraph
     return out
 
