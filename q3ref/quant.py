@@ -98,38 +98,20 @@ def int4_dequantized(w, block):  # [out, in] -> [out, in] fp32: int4 blockwise, 
     return dequantize_blockwise(*int4_blockwise(w, block)[:2])
 
 
-@numba.njit(cache=True, nogil=True)  # no fastmath: the division must stay a division
-def int4_dequantized_numba_into(w, block, out):
-    """int4_dequantized one block at a time, w [out, in] -> out [out, in]; the twin's temporaries
-    took 20 ms per [3072, 1024] weight (AMD EPYC)."""
-    O, I = w.shape
-    cell = np.empty(1, np.float32)  # the scale's bits, for bf16 rounding
-    bits = cell.view(np.uint32)
-    zero, floor, seven, lo = np.float32(0), np.float32(1e-9), np.float32(7), np.float32(-8)
-    for o in range(O):
-        for b0 in range(0, I, block):
-            amax = zero
-            for i in range(b0, b0 + block):
-                a = abs(w[o, i])
-                if a > amax or a != a:  # NaN makes the scale NaN, as np.max and np.maximum do
-                    amax = a
-            cell[0] = (amax if not amax < floor else floor) / seven
-            bits[0] = (bits[0] + 0x7FFF + ((bits[0] >> 16) & 1)) & 0xFFFF0000  # bf16_round
-            s = cell[0]
-            for i in range(b0, b0 + block):
-                out[o, i] = min(max(np.rint(w[o, i] / s), lo), seven) * s
+def int4_packed(w, block):  # [O, K] fp32 -> integer weights [K/block, block, O] fp32, scales [K/block, O]
+    """int4_blockwise laid out for block_sums: one [block, O] matrix per block of inputs."""
+    q, scale, _ = int4_blockwise(w, block)  # [O, K], [O, K/block]
+    O, K = q.shape
+    return (np.ascontiguousarray(q.astype(np.float32).reshape(O, K // block, block).transpose(1, 2, 0)),
+            np.ascontiguousarray(scale.T))
 
 
-def int4_dequantized_numba(w, block):  # [out, in] -> [out, in] fp32
-    w = np.ascontiguousarray(w, np.float32)
-    if w.shape[1] % block:
-        raise ValueError(f"int4 block{block}: input width {w.shape[1]} is not a multiple of the block")
-    out = np.empty_like(w)  # [out, in]
-    int4_dequantized_numba_into(w, block, out)
-    return out
+def block_sums(q, wq):  # integer-valued fp32 [N, K], [K/block, block, O] -> [K/block, N, O]
+    """Each block's integer sum of q * w, what an int4 kernel accumulates in int32: exact in fp32
+    while block * max|q| * max|w| < 2^24 (128 * 255 * 8 = 261120)."""
+    nb, block, _ = wq.shape
+    return np.matmul(q.reshape(-1, nb, block).transpose(1, 0, 2), wq)  # [nb, N, O]
 
-
-INT4_DEQUANTIZED = {"numba": int4_dequantized_numba, "numpy": int4_dequantized}
 
 
 # ------------------------------------------------------------------ run-time activations
@@ -165,7 +147,7 @@ def row_range(x):  # [N, K] -> min, max (0 included), scale = range / 255, scale
     return lo, hi, scale, np.where(scale > 0, scale, np.float32(1))
 
 
-def act_int8_asymmetric(x):  # [N, K] fp32 -> integer values minus zero point [N, K], scale [N]
+def act_qd8(x):  # [N, K] fp32 -> q [N, K] in -128..127, zero point [N], dequantizing scale [N]
     """XNNPACK (xnn_f32_qd8_asymmetric_quantization_params): per row, with 0 included in the range,
     the multiplier inv = 255 / (max - min) in fp32, q = clip(rint(x * inv) + zp, -128, 127), the
     zero point from whichever end of the range rounds better, and the dequantizing scale 1 / inv.
@@ -184,10 +166,16 @@ def act_int8_asymmetric(x):  # [N, K] fp32 -> integer values minus zero point [N
     # The scale the GEMM dequantizes with is 1 / inv (xnn_f32_qd8_asymmetric_quantization_params
     # keeps the multiplier; its inverse goes to the kernel), not range / 255: they differ in the
     # last bit on a quarter of rows (measured on a FULLY_CONNECTED of the stress graph).
-    return q - zp[:, None], np.where(hi > lo, np.float32(1) / inv, scale)
+    return q, zp, np.where(hi > lo, np.float32(1) / inv, scale)
 
 
-def act_int8_asymmetric_builtin(x):  # [N, K] fp32 -> integer values minus zero point [N, K], scale [N]
+def act_int8_asymmetric(x):  # [N, K] fp32 -> integer values minus zero point [N, K], scale [N]
+    """XNNPACK's run-time activations (act_qd8), as the integers its exact int32 sums see."""
+    q, zp, scale = act_qd8(x)
+    return q - zp[:, None], scale
+
+
+def act_int8_asymmetric_builtin(x):  # [N, K] fp32 -> q [N, K] in -128..127, zero point [N], scale [N]
     """Builtin kernels' asymmetric per-row quantization (their int4 blockwise products use it,
     tensor_utils' AsymmetricQuantizeFloats row by row): the fp32 scale (max - min) / 255; the zero
     point in double, from whichever end of the range is nearer, rounded half away, clamped
@@ -205,7 +193,7 @@ def act_int8_asymmetric_builtin(x):  # [N, K] fp32 -> integer values minus zero 
     zp = np.where(rmax > rmin, np.clip(round_half_away(zp), -128, 127), 0)  # [N]
     inv = np.float32(1) / safe  # [N]
     q = np.clip(round_add_half(x * inv[:, None]) + zp[:, None], -128, 127)  # [N, K]
-    return q - zp[:, None], scale
+    return q, zp, scale
 
 
 def act_int8_asymmetric_tensor(x):  # fp32 array -> integer values minus zero point, scale (one for all)
@@ -229,8 +217,6 @@ def act_int8_asymmetric_tensor(x):  # fp32 array -> integer values minus zero po
 
 
 ACT_QUANT = {"builtin": act_int8_symmetric, "xnnpack": act_int8_asymmetric}
-# int4 blockwise products quantize activations asymmetrically on both runtimes (measured)
-ACT_QUANT_INT4 = {"builtin": act_int8_asymmetric_builtin, "xnnpack": act_int8_asymmetric}
 
 
 def lane_sum(x, lanes=8, offset=0):  # [..., C] fp32 -> [...] fp32
@@ -495,18 +481,65 @@ def weight_only_int8_linear(kernels="numba", cache=True):
 def dynamic_int4_linear(block, runtime, kernels="numba", cache=True):
     """x @ W.T as a dynamic_int4_block graph computes it: int4 weights with a scale per block,
     activations quantized per row asymmetrically (both runtimes; they round differently), each
-    block's integer sum times its scale, summed over blocks, times the activation scale. The product runs as one fp32 GEMM
-    of the integer activations with the dequantized weights: int4 x bf16 scale x 8-bit activation
-    is exact in fp32. The builtin kernel (EvalBlockwise4Bit) sums in another order, block by block,
-    with the zero point's share apart (sum(q * k * s) - zp * sum(k * s)); those partial sums stayed
-    exact too: the same bits on every q, gate and down value of both int4 graphs over 16 inputs
-    (2.1M values) and on random 0.6B widths."""
-    weights = QuantizedWeights(lambda w: INT4_DEQUANTIZED[kernels](w, block), cache)  # [out, in] fp32, exact
-    quantize_act = ACT_QUANT_INT4[runtime]
+    block's exact integer sum times its block's scale, the zero point's share, then the
+    activation scale. The fp32 sums over blocks round, so each runtime's order is kept: one fp32
+    GEMM over all inputs was off on 87% of the outputs of a one-op builtin graph whose block
+    scales span 2^-12 .. 2^6 (probe.py), though exact on the 0.6B's random weights. XNNPACK's
+    order is in formats/litert/xnnpack.py."""
+    if runtime == "xnnpack":
+        from .formats.litert.xnnpack import int4_linear
+        return int4_linear(block, kernels, cache)
+    return builtin_int4_linear(block, kernels, cache)
+
+
+INT4_ROWS = 128  # activation rows per step: [blocks, rows, out] sums, 50 MB at the 0.6B's down_proj
+
+
+def builtin_int4_weights(w, block):  # [O, K] -> integer weights [nb, block, O], scales [nb, O], kfsum [O]
+    """kfsum = the sum over blocks of scale * (block's integer weight sum), in fp32, in block order."""
+    wq, scale = int4_packed(w, block)
+    ksum = wq.sum(axis=1)  # [nb, O], exact
+    kfsum = np.zeros(scale.shape[1], np.float32)  # [O]
+    for b in range(scale.shape[0]):
+        kfsum += scale[b] * ksum[b]  # the product exact (8 bits x 8 bits), the sum rounded in order
+    return wq, scale, kfsum
+
+
+@numba.njit(cache=True, nogil=True)  # no fastmath: no FMA, each product rounded before its sum
+def _add_blocks(sums, scale, acc):  # sums [nb, N, O], scale [nb, O], acc [N, O] in place, blocks in order
+    nb, N, O = sums.shape
+    for b in range(nb):
+        for n in range(N):
+            for o in range(O):
+                acc[n, o] += sums[b, n, o] * scale[b, o]
+
+
+def _add_blocks_numpy(sums, scale, acc):  # the plain twin
+    for b in range(len(sums)):
+        acc += sums[b] * scale[b][None, :]
+
+
+ADD_BLOCKS = {"numba": _add_blocks, "numpy": _add_blocks_numpy}
+
+
+def builtin_int4_linear(block, kernels="numba", cache=True):
+    """The builtin kernel (fully_connected.cc, EvalBlockwise4Bit), per output: out = the sum over
+    blocks, in order, of (integer sum of q * w) * scale, each product and sum rounded (no FMA:
+    with one, 4.5% of a one-op graph's outputs were off at block 128); then out - zp * kfsum,
+    product and difference rounded (one FMA there: 18-20% off); then times the activation scale.
+    q is the stored int8 (zero point included)."""
+    weights, accumulate = QuantizedWeights(lambda w: builtin_int4_weights(w, block), cache), ADD_BLOCKS[kernels]
 
     def linear(x, w):  # [N, in], [out, in] -> [N, out]
-        xq, xs = quantize_act(np.asarray(x, np.float32))  # [N, in], [N]
-        return (xq.astype(np.float32) @ weights(w).T) * xs[:, None]  # [N, out] fp32
+        wq, scale, kfsum = weights(w)  # [nb, block, O], [nb, O], [O]
+        q, zp, xs = act_int8_asymmetric_builtin(np.asarray(x, np.float32))  # [N, in], [N], [N]
+        out = np.empty((q.shape[0], scale.shape[1]), np.float32)  # [N, O]
+        for r in range(0, q.shape[0], INT4_ROWS):
+            acc = np.zeros((min(INT4_ROWS, q.shape[0] - r), scale.shape[1]), np.float32)  # [n, O]
+            accumulate(block_sums(q[r:r + INT4_ROWS].astype(np.float32), wq), scale, acc)
+            acc -= zp[r:r + INT4_ROWS, None].astype(np.float32) * kfsum[None, :]
+            out[r:r + INT4_ROWS] = acc * xs[r:r + INT4_ROWS, None]
+        return out
     linear.quantized = weights
     return linear
 

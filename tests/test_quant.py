@@ -98,22 +98,42 @@ def test_fp16_kernel_matches_its_numpy_twin():
     assert to_fp16(np.float32(3.3)).shape == () and to_fp16(spread[:40].reshape(8, 5)[:, ::2]).shape == (8, 3)
 
 
-@pytest.mark.parametrize("block", [4, 32])
-def test_int4_kernel_matches_its_numpy_twin(block):
-    """int4 blockwise, dequantized for the simulated matmul, Numba against NumPy, bit for bit:
-    ties (a block whose max is 7 has scale 1), all-zero blocks (the 1e-9 floor), blocks spanning
-    six decades, whose bf16 scales round both ways."""
-    from q3ref.quant import int4_dequantized, int4_dequantized_numba
+def test_int4_blockwise_rounds_halves_to_even():
+    """Blocks [7, -6.5, 0.5, 1.5] and [7, 2.5, -0.5, 3.5] have scale 1: their halves go to even,
+    as ai-edge-quantizer's rint does; an all-zero block keeps the 1e-9 floor and dequantizes to 0."""
+    from q3ref.quant import int4_dequantized
 
-    rng = np.random.default_rng(3)
-    ties = np.tile(np.array([7.0, -6.5, 0.5, 1.5, 7.0, 2.5, -0.5, 3.5], np.float32), 32 // 8)[None]  # [1, 32]
-    wide = (rng.standard_normal((30, 32)) * 10.0 ** rng.integers(-3, 3, (30, 1))).astype(np.float32)
-    zero = np.zeros((1, 32), np.float32)
-    w = np.concatenate([ties, wide, zero])  # [32, 32]
-    want, got = int4_dequantized(w, block), int4_dequantized_numba(w, block)
-    assert np.array_equal(got, want)
-    if block == 4:  # blocks [7, -6.5, 0.5, 1.5] and [7, 2.5, -0.5, 3.5] have scale 1: halves to even
-        assert want[0, :8].tolist() == [7, -6, 0, 2, 7, 2, 0, 4]
+    w = np.array([[7.0, -6.5, 0.5, 1.5, 7.0, 2.5, -0.5, 3.5], [0] * 8], np.float32)  # [2, 8]
+    got = int4_dequantized(w, 4)
+    assert got[0].tolist() == [7, -6, 0, 2, 7, 2, 0, 4] and not got[1].any()
+
+
+@pytest.mark.parametrize("block", [32, 128])
+def test_int4_kernels_match_their_numpy_twins(block, monkeypatch):
+    """The int4 FULLY_CONNECTED products, Numba against NumPy, bit for bit, on block scales
+    spanning six decades and rows near their maximum: XNNPACK's FMA over blocks (llvm.fma; fp64
+    twin) and the builtin kernel's rounded products. At block 128 those rows' block sums times
+    their scale need more than 24 bits: a rounded product in place of XNNPACK's FMA is off there."""
+    from q3ref import quant
+    from q3ref.formats.litert import xnnpack
+
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((40, 1024)) * 10 + rng.uniform(-20, 20, (40, 1))).astype(np.float32)  # [N, K]
+    x[:20] = 29 + rng.uniform(0, 1, (20, 1024))
+    x[:20, 0] = 0
+    spread = 10.0 ** rng.integers(-3, 3, (64, 8)) * rng.uniform(0.5, 1, (64, 8))  # [O, K/128]
+    w = (rng.uniform(0.6, 1, (64, 1024)) * spread.repeat(128, axis=1)).astype(np.float32)  # [O, K]
+    builtin = quant.builtin_int4_linear(block, "numba", cache=False)(x, w)  # [N, O]
+    assert np.array_equal(builtin, quant.builtin_int4_linear(block, "numpy", cache=False)(x, w))
+    got = xnnpack.int4_linear(block, "numba", cache=False)(x, w)  # [N, O]
+    assert np.array_equal(got, xnnpack.int4_linear(block, "numpy", cache=False)(x, w))
+
+    def rounded(sums, scale, acc):
+        for b in range(len(sums)):
+            acc += sums[b] * scale[b][None, :]
+    monkeypatch.setitem(xnnpack.FMA_BLOCKS, "rounded", rounded)
+    off = int((xnnpack.int4_linear(block, "rounded", cache=False)(x, w) != got).sum())
+    assert off > 0 if block == 128 else off == 0, off  # block 32: every product fits in 24 bits
 
 
 # ---------------------------------------------------------------- simulation against graphs
@@ -345,6 +365,51 @@ def test_probe_finds_the_xnnpack_kernels_and_would_see_another(monkeypatch):
     monkeypatch.setattr(litert_probe, "dynamic_int4_linear",  # the builtin kernel's activation quantization
                         lambda block, runtime, *a, **k: quant.dynamic_int4_linear(block, "builtin", *a, **k))
     assert litert_probe.probe_xnnpack() == dict.fromkeys(ops, False)
+
+
+def test_int4_probe_sees_the_order_of_the_sums(monkeypatch):
+    """The int4 FULLY_CONNECTED probe holds each runtime to its own order of the fp32 sums over
+    blocks: one fp32 GEMM over all inputs (q3ref's product before), the builtin kernel with an
+    FMA per block, or XNNPACK's with a rounded product per block are each reported as not emulated."""
+    from q3ref import quant
+    from q3ref.formats.litert import probe as litert_probe
+    from q3ref.formats.litert import xnnpack
+
+    assert litert_probe.int4_fc_probe("builtin", litert_probe.run_builtin)
+    assert litert_probe.int4_fc_probe("xnnpack", litert_probe.run_delegated)
+
+    def one_gemm(block, runtime, kernels="numpy", cache=True):
+        def linear(x, w):  # [N, in], [out, in] -> [N, out]
+            if runtime == "xnnpack":
+                q, zp, xs = quant.act_qd8(x)
+            else:
+                q, zp, xs = quant.act_int8_asymmetric_builtin(x)
+            return ((q - zp[:, None]).astype(np.float32) @ quant.int4_dequantized(w, block).T) * xs[:, None]
+        return linear
+    with monkeypatch.context() as m:
+        m.setattr(litert_probe, "dynamic_int4_linear", one_gemm)
+        assert not litert_probe.int4_fc_probe("builtin", litert_probe.run_builtin)
+        assert not litert_probe.int4_fc_probe("xnnpack", litert_probe.run_delegated)
+
+    def builtin_with_fma(block, kernels="numpy", cache=True):
+        def linear(x, w):  # [N, in], [out, in] -> [N, out]
+            wq, scale, kfsum = quant.builtin_int4_weights(w, block)
+            q, zp, xs = quant.act_int8_asymmetric_builtin(x)
+            sums = quant.block_sums(q.astype(np.float32), wq)  # [nb, N, O]
+            acc = np.zeros(sums.shape[1:], np.float32)
+            for b in range(len(sums)):
+                acc = xnnpack.fma(sums[b], scale[b][None, :], acc)
+            return (acc - zp[:, None].astype(np.float32) * kfsum[None, :]) * xs[:, None]
+        return linear
+    with monkeypatch.context() as m:
+        m.setattr(quant, "builtin_int4_linear", builtin_with_fma)
+        assert not litert_probe.int4_fc_probe("builtin", litert_probe.run_builtin)
+
+    def rounded(sums, scale, acc):
+        for b in range(len(sums)):
+            acc += sums[b] * scale[b][None, :]
+    monkeypatch.setitem(xnnpack.FMA_BLOCKS, "numpy", rounded)
+    assert not litert_probe.int4_fc_probe("xnnpack", litert_probe.run_delegated)
 
 
 def test_xnnpack_elsewhere_says_approximate(monkeypatch):

@@ -132,14 +132,24 @@ def int4_fc_graph(x_shape, w_q, w_scale, block) -> bytes:
 def int4_fc_probe(runtime, run) -> bool:
     """The int4 blockwise FULLY_CONNECTED through `run` against quant.dynamic_int4_linear, bit for
     bit. Rows 0 and 1 have range 255 (multiplier 1) and hold rounding corners: 0.49999997, which
-    the builtin kernel rounds to 1 and roundf to 0."""
+    the builtin kernel rounds to 1 and roundf to 0. Block scales span 2^-12 .. 2^6, so the fp32
+    sums over blocks round, and differently in another order. Rows 2-13 sit near their maximum
+    and meet same-signed weights (outputs 0-23): at block 128 a block's integer sum times its
+    scale then needs more than 24 bits, where an FMA and a rounded product differ (on 7-12 of
+    those 288 outputs, seeds 0-5)."""
     rng = np.random.default_rng(1)
-    a = (rng.standard_normal((13, 1024)) * rng.uniform(0.1, 30, (13, 1))).astype(np.float32)  # [N, K]
+    N, K, O = 24, 2048, 48
+    a = (rng.standard_normal((N, K)) * rng.uniform(0.1, 30, (N, 1)) + rng.uniform(-20, 20, (N, 1))).astype(np.float32)
     a[0] = np.clip(a[0], 0, 255)
     a[0, :4] = [255, 0, 0.49999997, 1.4999999]  # min 0, max 255
     a[1] = np.clip(a[1], -128, 127)
     a[1, :6] = [127, -128, -0.49999997, 0.49999997, 2.5, -2.5]  # min -128, max 127
-    w = rng.standard_normal((40, 1024)).astype(np.float32)  # [O, K]
+    a[2:14] = 29 + rng.uniform(0, 1, (12, K))
+    a[2:14, 0] = 0  # [N, K]
+    w = rng.uniform(-1, 1, (O, K))
+    w[:24] = rng.uniform(0.6, 1, (24, K))
+    w = (w * (np.exp2(rng.integers(-12, 7, (O, K // 128))) * rng.uniform(0.5, 1, (O, K // 128))).repeat(128, axis=1)
+         ).astype(np.float32)  # [O, K]
     ok = True
     for block in (32, 128):
         w_q, w_scale, _ = int4_blockwise(w, block)  # scales on the bf16 grid: fp16 holds them exactly here

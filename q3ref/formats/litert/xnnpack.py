@@ -19,6 +19,9 @@ reading XNNPACK's microkernels:
 - SQRT: f32-vsqrt avx512f_rsqrt, x * RSQRT(x) with x = 0 kept 0 (litert-torch's final L2 norm,
   with SUM as MEAN's sum).
 
+- FULLY_CONNECTED on int4 blocks (qd8-f32-qb4w-gemm): exact integer sums per block, but the fp32
+  sums over blocks in the kernel's own order (int4_linear, at the end of this file).
+
 The RSQRT estimate is the CPU's: q3ref executes the same instruction through Numba (an LLVM
 intrinsic), so this emulation exists only where the CPU has AVX-512F, which is also where
 XNNPACK picks that kernel. Elsewhere XNNPACK runs rsqrtps (12-bit, and vendor-specific):
@@ -313,3 +316,67 @@ def rms_norm(x, w, eps):  # [N, C] -> [N, C]: odml.rms_norm's decomposition on X
 def l2norm(x, eps):  # [N, C] -> [N, C]: x * rsqrt(sum(x^2) + eps) (litert-torch's GatedDeltaNet q and k)
     x = np.asarray(x, F32)
     return x * rsqrt(sum_squares(x) + F32(eps))[:, None]
+
+
+# ---------------------------------------------------------------- FULLY_CONNECTED, int4 blocks
+# qd8-f32-qb4w-gemm (avx512vnni here; avx512vnnigfni on CPUs where GFNI is fast: the same sums).
+# Per output: acc = ksum * zp (fp32), then per block acc = fma(int32 block sum, block scale, acc)
+# in block order, then acc * the activation's dequantizing scale. The activations enter as
+# unsigned bytes (q + 128, zero point + 128); ksum, from the packing function
+# (xnn_pack_qs8_qb4w_gemm_goi_w), is minus the sum over chunks of 2 * kr = 16 inputs of
+# (chunk's integer sum * its block's scale), accumulated in fp32 in order. One fp32 GEMM over
+# all of K sums in another order: on a 0.6B graph it was 1 ulp off on 2 of 262144 q_proj outputs,
+# and on a one-op graph whose block scales span 2^-12 .. 2^6, off on 94% of outputs. A ksum
+# summed per block, or exactly, is off on about half of them (probe.py, int4 FULLY_CONNECTED).
+KSUM_CHUNK = 16
+
+
+def qb4w_packed(w, block):  # [O, K] fp32 -> integer weights [K/block, block, O], scales [K/block, O], ksum [O]
+    """The packed weights' parts, from the checkpoint's weight quantized as the graph is."""
+    from ...quant import int4_packed
+
+    wq, scale = int4_packed(w, block)  # [nb, block, O], [nb, O]
+    chunks = wq.reshape(-1, KSUM_CHUNK, wq.shape[2]).sum(axis=1)  # [K/16, O], exact
+    terms = chunks * np.repeat(scale, block // KSUM_CHUNK, axis=0)  # [K/16, O], exact: 8 bits x 8 bits
+    ksum = np.zeros(wq.shape[2], F32)  # [O]
+    for term in terms:
+        ksum -= term  # in order, each subtraction rounded
+    return wq, scale, ksum
+
+
+@numba.njit(cache=True, nogil=True)
+def _fma_blocks(sums, scale, acc):  # sums [nb, N, O], scale [nb, O], acc [N, O] in place: one FMA per block, in order
+    nb, N, O = sums.shape
+    for b in range(nb):
+        for n in range(N):
+            for o in range(O):
+                acc[n, o] = _fma32(sums[b, n, o], scale[b, o], acc[n, o])
+
+
+def _fma_blocks_numpy(sums, scale, acc):  # the plain twin, each FMA in fp64
+    for b in range(sums.shape[0]):
+        acc[:] = fma(sums[b], scale[b][None, :], acc)
+
+
+FMA_BLOCKS = {"numba": _fma_blocks, "numpy": _fma_blocks_numpy}
+
+
+def int4_linear(block, kernels="numba", cache=True):
+    """x @ W.T as XNNPACK's dynamic int4 FULLY_CONNECTED computes it, bit for bit (see above)."""
+    from ...quant import INT4_ROWS, QuantizedWeights, act_qd8, block_sums
+
+    weights, accumulate = QuantizedWeights(lambda w: qb4w_packed(w, block), cache), FMA_BLOCKS[kernels]
+
+    def linear(x, w):  # [N, in], [out, in] -> [N, out]
+        wq, scale, ksum = weights(w)  # [nb, block, O], [nb, O], [O]
+        q, zp, xs = act_qd8(np.asarray(x, F32))  # [N, in], [N], [N]
+        out = np.empty((q.shape[0], scale.shape[1]), F32)  # [N, O]
+        for r in range(0, q.shape[0], INT4_ROWS):
+            qu = (q[r:r + INT4_ROWS] + 128).astype(F32)  # [n, in]: the kernel's unsigned bytes
+            sums = block_sums(qu, wq)  # [nb, n, O]
+            acc = ksum[None, :] * (zp[r:r + INT4_ROWS, None] + 128).astype(F32)  # [n, O]
+            accumulate(sums, scale, acc)
+            out[r:r + INT4_ROWS] = acc * xs[r:r + INT4_ROWS, None]
+        return out
+    linear.quantized = weights
+    return linear
