@@ -478,18 +478,37 @@ def weight_only_int8_linear(kernels="numba", cache=True):
     return linear
 
 
-def dynamic_int4_linear(block, runtime, kernels="numba", cache=True):
+def dynamic_int4_linear(block, runtime, kernels="numba", cache=True, exact_order=True):
     """x @ W.T as a dynamic_int4_block graph computes it: int4 weights with a scale per block,
     activations quantized per row asymmetrically (both runtimes; they round differently), each
     block's exact integer sum times its block's scale, the zero point's share, then the
-    activation scale. The fp32 sums over blocks round, so each runtime's order is kept: one fp32
-    GEMM over all inputs was off on 87% of the outputs of a one-op builtin graph whose block
-    scales span 2^-12 .. 2^6 (probe.py), though exact on the 0.6B's random weights. XNNPACK's
-    order is in formats/litert/xnnpack.py."""
+    activation scale. The fp32 sums over blocks round, so with exact_order each runtime's order
+    is kept (XNNPACK's in formats/litert/xnnpack.py): one fp32 GEMM over all inputs was off on
+    87% of the outputs of a one-op builtin graph whose block scales span 2^-12 .. 2^6 (probe.py),
+    and on 2 of 262144 of a 0.6B graph's q_proj (XNNPACK). That order costs: the block sums go
+    through BLAS 32 or 128 inputs at a time, 3-4x one GEMM at block 32 (0.6B, 512 tokens: the
+    simulated forward 5.7x the fp32 one, against 1.2x). So without it (exact_order=False: a
+    simulation without a graph, already not the device's to the bit) the product is one fp32 GEMM
+    of the same integers with the dequantized weights."""
+    if not exact_order:
+        return gemm_int4_linear(block, runtime, cache)
     if runtime == "xnnpack":
         from .formats.litert.xnnpack import int4_linear
         return int4_linear(block, kernels, cache)
     return builtin_int4_linear(block, kernels, cache)
+
+
+def gemm_int4_linear(block, runtime, cache=True):
+    """The int4 product as one fp32 GEMM: the runtime's activation integers and scale, the
+    dequantized weights (each product exact in fp32), BLAS's order of the sums."""
+    weights = QuantizedWeights(lambda w: int4_dequantized(w, block), cache)  # [out, in] fp32
+    quantize = act_qd8 if runtime == "xnnpack" else act_int8_asymmetric_builtin
+
+    def linear(x, w):  # [N, in], [out, in] -> [N, out]
+        q, zp, xs = quantize(np.asarray(x, np.float32))  # [N, in], [N], [N]
+        return ((q - zp[:, None]).astype(np.float32) @ weights(w).T) * xs[:, None]  # [N, out]
+    linear.quantized = weights
+    return linear
 
 
 INT4_ROWS = 128  # activation rows per step: [blocks, rows, out] sums, 50 MB at the 0.6B's down_proj
@@ -593,8 +612,9 @@ def simulation(weights, kernels, quant, runtime="xnnpack", offset=0, width=None)
     top: every op's output rounded to fp16 (model.forward applies K["round"] at each tap), the
     arithmetic inside an op in fp32. An overflow becomes inf, as it does on the device.
     offset, width: where a graph's first real token sits and its seq_len, which set the lanes of
-    the attention's sums (builtin: offset; XNNPACK: both); without a width, XNNPACK's attention is
-    q3ref's own."""
+    the attention's sums (builtin: offset; XNNPACK: both). Without a width (no graph to be held
+    to), XNNPACK's attention is q3ref's own and int4 products are one fp32 GEMM, not the kernels'
+    slower order of sums (dynamic_int4_linear)."""
     from .kernels import KERNELS, rope_numpy
 
     K, cache = dict(KERNELS[kernels]), weights.resident
@@ -618,7 +638,8 @@ def simulation(weights, kernels, quant, runtime="xnnpack", offset=0, width=None)
         return QuantizedEmbedding(weights, int8_rows), dict(K, linear=weight_only_int8_linear(kernels, cache))
     if quant in ("int4-block32", "int4-block128"):
         block = int(quant.removeprefix("int4-block"))
-        return QuantizedEmbedding(weights, int4_rows(block)), dict(K, linear=dynamic_int4_linear(block, runtime, kernels, cache))
+        linear = dynamic_int4_linear(block, runtime, kernels, cache, exact_order=width is not None)
+        return QuantizedEmbedding(weights, int4_rows(block)), dict(K, linear=linear)
     if quant == "fp16":
         return weights, dict(K, linear=fp16_weight_linear(cache))
     if quant == "fp16-activations":

@@ -379,13 +379,7 @@ def test_int4_probe_sees_the_order_of_the_sums(monkeypatch):
     assert litert_probe.int4_fc_probe("xnnpack", litert_probe.run_delegated)
 
     def one_gemm(block, runtime, kernels="numpy", cache=True):
-        def linear(x, w):  # [N, in], [out, in] -> [N, out]
-            if runtime == "xnnpack":
-                q, zp, xs = quant.act_qd8(x)
-            else:
-                q, zp, xs = quant.act_int8_asymmetric_builtin(x)
-            return ((q - zp[:, None]).astype(np.float32) @ quant.int4_dequantized(w, block).T) * xs[:, None]
-        return linear
+        return quant.gemm_int4_linear(block, runtime, cache)
     with monkeypatch.context() as m:
         m.setattr(litert_probe, "dynamic_int4_linear", one_gemm)
         assert not litert_probe.int4_fc_probe("builtin", litert_probe.run_builtin)
@@ -438,3 +432,22 @@ def test_xnnpack_fma_gemm_matches_its_numpy_twin():
     got = xnnpack.matmul_fma(a, b)
     assert np.array_equal(got, xnnpack.matmul_fma_numpy(a, b))
     assert (got != a @ b).mean() > 0.05
+
+
+def test_xnnpack_sigmoid_matches_its_numpy_twin():
+    """xnnpack.sigmoid (Numba, llvm.fma, 2^k from its bits) against its twin (fp64 FMAs, ldexp),
+    bit for bit: over -110 .. 110, where exp(-|x|) goes subnormal and is flushed, at +-0, +-inf
+    and NaN, and on a 2-D array (the MLP's gate)."""
+    from q3ref.formats.litert import xnnpack
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.standard_normal(20000) * 4, np.linspace(-110, 110, 40001),
+                        [0.0, -0.0, np.inf, -np.inf, np.nan, 87.3, -87.3, 1e-40, -1e-40]]).astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        want = xnnpack.sigmoid_numpy(x)
+    got = xnnpack.sigmoid(x)
+    assert np.array_equal(got, want, equal_nan=True)
+    far = got[np.isfinite(x) & (np.abs(x) > 104)]
+    assert far.min() == 0 and far.max() == 1  # flushed, and 1 - 0
+    gate = x[:20000].reshape(100, 200)
+    assert np.array_equal(xnnpack.sigmoid(gate), want[:20000].reshape(100, 200))

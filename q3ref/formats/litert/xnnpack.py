@@ -31,6 +31,7 @@ XNNPACK picks that kernel. Elsewhere XNNPACK runs rsqrtps (12-bit, and vendor-sp
 from __future__ import annotations
 
 import functools
+import math
 import itertools
 
 import numba
@@ -170,7 +171,7 @@ def fma(a, b, c):  # fp32 a * b + c with one rounding: the product of two fp32 i
     return (np.asarray(a, np.float64) * np.asarray(b, np.float64) + np.asarray(c, np.float64)).astype(F32)
 
 
-def sigmoid(x):  # float32 -> float32: XNNPACK's LOGISTIC
+def sigmoid_numpy(x):  # float32 -> float32: XNNPACK's LOGISTIC, the plain twin
     x = np.asarray(x, F32)
     z = (x.view(np.uint32) | np.uint32(0x80000000)).view(F32)  # -|x|: exp never overflows
     n = fma(z, LOG2E, MAGIC)  # z / ln2 rounded to a multiple of 1/32, in the low bits
@@ -184,6 +185,48 @@ def sigmoid(x):  # float32 -> float32: XNNPACK's LOGISTIC
     e = np.where(np.abs(e) < np.finfo(F32).tiny, F32(0), e)  # flush to zero
     f = e / (e + F32(1))
     return np.where(x.view(np.uint32) >> 31 == 0, F32(1) - f, f)
+
+
+@intrinsic
+def _f32_bits(typingctx, x):  # float32 -> its bits as int32 (a reinterpretation, not a conversion)
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.int32(types.float32), codegen
+
+
+@intrinsic
+def _bits_f32(typingctx, i):  # int32 bits -> float32
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.int32), codegen
+
+
+@numba.njit(cache=True, nogil=True)  # no fastmath: every operation rounded as written
+def _sigmoid_into(x, table, out):  # x, out: float32, flat
+    tiny = np.float32(np.finfo(np.float32).tiny)
+    one = np.float32(1)
+    for i in range(x.size):
+        z = _bits_f32(_f32_bits(x[i]) | np.int32(-2147483648))  # -|x|
+        n = _fma32(z, LOG2E, MAGIC)
+        s = table[_f32_bits(n) & 31]
+        n = n - MAGIC
+        t = _fma32(n, MINUS_LN2_LO, _fma32(n, MINUS_LN2_HI, z))
+        p = _fma32(t, C2, C1)
+        t = t * s
+        p = _fma32(t, p, s)
+        k = np.int32(math.floor(n))  # n <= 0: 2^k is a normal float32 from -126 on, else e is flushed anyway
+        e = p * _bits_f32((k + np.int32(127)) << np.int32(23)) if k >= -126 else np.float32(0)
+        if abs(e) < tiny:  # flush to zero; NaN falls through
+            e = np.float32(0)
+        f = e / (e + one)
+        out[i] = one - f if _f32_bits(x[i]) >= 0 else f
+
+
+def sigmoid(x):  # float32 -> float32: XNNPACK's LOGISTIC (Numba; twin: sigmoid_numpy)
+    x = np.ascontiguousarray(x, F32)
+    out = np.empty_like(x)
+    _sigmoid_into(x.reshape(-1), SIGMOID_TABLE, out.reshape(-1))
+    return out
 
 
 def silu_mul(gate, up):  # [N, F] x2 -> [N, F]: LOGISTIC, MUL, MUL as litert-torch's SwiGLU on XNNPACK
