@@ -330,5 +330,6 @@ def builtin_variant() -> dict:
 @functools.lru_cache(maxsize=None)
 def xnnpack_variant() -> dict:
     """XNNPACK's RMSNorm ops (MEAN, RSQRT), LOGISTIC and SQRT as formats/litert/xnnpack.py emulates them,
-    and its dynamic FULLY_CONNECTED as quant.dynamic_int8_linear('xnnpack') does, or not."""
+    its dynamic FULLY_CONNECTED as quant.dynamic_int8_linear('xnnpack') does and its int4 one as
+    xnnpack.int4_linear does, or not."""
     return _variant("xnnpack", probe_xnnpack, XNNPACK_EMULATED)
