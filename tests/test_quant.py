@@ -451,3 +451,23 @@ def test_xnnpack_sigmoid_matches_its_numpy_twin():
     assert far.min() == 0 and far.max() == 1  # flushed, and 1 - 0
     gate = x[:20000].reshape(100, 200)
     assert np.array_equal(xnnpack.sigmoid(gate), want[:20000].reshape(100, 200))
+
+
+def test_int4_sums_in_the_kernels_order_only_where_a_graph_holds_the_simulation():
+    """diff (a graph's width given) multiplies int4 as each runtime's kernel sums; embed --quant (no
+    graph) as one fp32 GEMM, 3-4x cheaper at block 32: the same integers and scales, and on block
+    scales spanning six decades some outputs 1 ulp apart."""
+    from q3ref import quant
+    from q3ref.formats.litert import xnnpack
+
+    weights = q3ref.Model(INT4).weights
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal((16, 256)) * 5 + 3).astype(np.float32)  # [N, K]
+    w = (rng.standard_normal((32, 256)) * np.exp2(rng.integers(-12, 7, (32, 8))).repeat(32, axis=1)).astype(np.float32)
+    for runtime, exact in (("xnnpack", xnnpack.int4_linear(32, "numpy", cache=False)),
+                           ("builtin", quant.builtin_int4_linear(32, "numpy", cache=False))):
+        alone = quant.simulation(weights, "numba", "int4-block32", runtime)[1]["linear"](x, w)
+        held = quant.simulation(weights, "numba", "int4-block32", runtime, 0, 64)[1]["linear"](x, w)
+        assert np.array_equal(held, exact(x, w))
+        assert np.array_equal(alone, quant.gemm_int4_linear(32, runtime, cache=False)(x, w))
+        assert 0 < (alone != held).sum() and np.abs(alone - held).max() <= 1e-5 * np.abs(held).max()

@@ -136,7 +136,7 @@ def int4_fc_probe(runtime, run) -> bool:
     sums over blocks round, and differently in another order. Rows 2-13 sit near their maximum
     and meet same-signed weights (outputs 0-23): at block 128 a block's integer sum times its
     scale then needs more than 24 bits, where an FMA and a rounded product differ (on 7-12 of
-    those 288 outputs, seeds 0-5)."""
+    those 288 outputs in six random draws of this construction)."""
     rng = np.random.default_rng(1)
     N, K, O = 24, 2048, 48
     a = (rng.standard_normal((N, K)) * rng.uniform(0.1, 30, (N, 1)) + rng.uniform(-20, 20, (N, 1))).astype(np.float32)
