@@ -451,6 +451,28 @@ def test_xnnpack_sigmoid_matches_its_numpy_twin():
     assert far.min() == 0 and far.max() == 1  # flushed, and 1 - 0
     gate = x[:20000].reshape(100, 200)
     assert np.array_equal(xnnpack.sigmoid(gate), want[:20000].reshape(100, 200))
+    # any float32: the Numba kernel once took floor(n) through int64 and went wrong from |x| ~ 1e9
+    # on (3.1M of 17.8M bit patterns; 198596 of 1M outputs off the graph's)
+    x = rng.integers(0, 2 ** 32, 1 << 20, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    assert np.array_equal(xnnpack.sigmoid(x), xnnpack.sigmoid_numpy(x), equal_nan=True)
+
+
+def test_xnnpack_logistic_probe_holds_huge_inputs(monkeypatch):
+    """XNNPACK's LOGISTIC gives exactly 1 or 0 where z / ln2 overflows (|x| >= 2.3587e38, inf),
+    though its source, as written, computes inf - inf there: the probe feeds such inputs, so an
+    emulation that follows the source (NaN there) is reported as not emulated."""
+    from q3ref.formats.litert import probe as litert_probe
+    from q3ref.formats.litert import xnnpack
+
+    if not xnnpack.available():
+        pytest.skip("XNNPACK's AVX-512F kernels are not what runs on this CPU")
+    assert litert_probe.probe_xnnpack()["LOGISTIC"] is True
+    exact = xnnpack.sigmoid
+    overflow = np.float32(2.3587e38)  # float32's max / log2(e): z * log2(e) rounds to -inf from here on
+    as_written = lambda x: np.where(np.abs(x) < overflow, exact(x), np.float32(np.nan))  # noqa: E731
+    monkeypatch.setattr(xnnpack, "sigmoid", as_written)
+    assert litert_probe.probe_xnnpack()["LOGISTIC"] is False
+
 
 
 def test_int4_sums_in_the_kernels_order_only_where_a_graph_holds_the_simulation():

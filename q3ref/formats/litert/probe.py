@@ -26,7 +26,7 @@ from ..cpu import cpu_id
 CACHE = Path(os.environ.get("Q3REF_CACHE", Path.home() / ".cache" / "q3ref")) / "litert_probe.json"
 EMULATED = "eigen-avx-nofma"  # the variant q3ref emulates: 8 lanes, no FMA
 XNNPACK_EMULATED = "xnnpack-avx512f"  # rsum 16 lanes x 2 accumulators, vrsqrt14ps + one Newton step
-PROBES = 11  # the probe set's revision: a verdict cached from another set is probed again
+PROBES = 12  # the probe set's revision: a verdict cached from another set is probed again
 
 
 def _tensor(shape, kind, buffer, name):
@@ -268,9 +268,14 @@ def probe_xnnpack() -> dict:
     out["RSQRT"] = xnnpack.available() and bool(np.array_equal(got, xnnpack.rsqrt(x)))
     got = run_delegated(one_op_graph(s.BuiltinOperator.SQRT, [x.shape], x.shape), [x])
     out["SQRT"] = xnnpack.available() and bool(np.array_equal(got, xnnpack.sqrt(x)))
-    z = np.concatenate([(rng.standard_normal(20000) * 4), np.linspace(-110, 110, 4001)]).astype(np.float32)[None, :]
+    # the gate's range; then any float32 (huge ones lose t to rounding, and some give NaN), and
+    # those where z / ln2 overflows, which the binary sends to 0 or 1 and its source to NaN
+    bits = rng.integers(0, 2 ** 32, 8192, dtype=np.uint64).astype(np.uint32)
+    z = np.concatenate([(rng.standard_normal(20000) * 4).astype(np.float32), np.linspace(-110, 110, 4001, dtype=np.float32),
+                        bits.view(np.float32),  # (kept float32: through float64, a signaling NaN would be quieted)
+                        np.float32([np.inf, -np.inf, 2.3587e38, -3e38, 2.3586e38, 1.7e9, -6.8e15])])[None, :]
     got = run_delegated(one_op_graph(s.BuiltinOperator.LOGISTIC, [z.shape], z.shape), [z])
-    out["LOGISTIC"] = bool(np.array_equal(got, xnnpack.sigmoid(z)))
+    out["LOGISTIC"] = bool(np.array_equal(got, xnnpack.sigmoid(z), equal_nan=True))
     ok = True  # its dynamic FULLY_CONNECTED (qd8 activations, the epilogue's order), three shapes
     for N, K in ((13, 1100), (64, 48), (7, 3072)):
         a = (rng.standard_normal((N, K)) * rng.uniform(0.1, 30, (N, 1))).astype(np.float32)
