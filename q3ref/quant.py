@@ -433,19 +433,31 @@ def int8_for_matmul_numba(w):  # [out, in] -> integer-valued fp32 [out, in], sca
 INT8_FOR_MATMUL = {"numba": int8_for_matmul_numba, "numpy": int8_for_matmul}
 
 
-def exact_int_matmul(xq, wq, chunk):  # integer-valued fp32 [N, K], [out, K] -> exact sums [N, out] float64
-    """The int32 accumulation of an int8 kernel, exactly, at fp32 GEMM speed: fp32 holds every
-    integer below 2^24, so products summed over `chunk` inputs are exact when chunk * max|x| *
-    max|w| < 2^24; the chunks are added in float64 (exact too)."""
+def exact_int_matmul(xq, wq, w_max):  # integer-valued fp32 [N, K], [out, K], max |w| -> exact sums [N, out]
+    """The int32 accumulation of an int8 kernel, exactly, at fp32 GEMM speed. fp32 holds every
+    integer below 2^24, and every partial sum of a row's products is at most its sum of |x| times
+    w_max: where that stays below 2^24 the GEMM is exact in whatever order BLAS adds. So K is cut
+    into the fewest equal chunks (1, 2, 4 ...) for which it does, and the chunks are added in
+    float64 (exact too). The worst case, |x| = 255 and |w| = 127 everywhere, needs 512-input
+    chunks; a real activation row mostly needs one (its outliers set the scale)."""
+    N, K = xq.shape
+    base = np.add.reduceat(np.abs(xq), np.arange(0, K, EXACT_UNIT), axis=1)  # [N, units]: sums of |x|
+    step = base.shape[1]  # units per chunk
+    while step > 1 and float(np.add.reduceat(base, np.arange(0, base.shape[1], step), axis=1).max()) * w_max >= EXACT:
+        step = (step + 1) // 2
+    chunk = step * EXACT_UNIT
+    if chunk >= K:
+        return xq @ wq.T  # [N, out], exact: fp32 as it is
     acc = None
-    for k in range(0, xq.shape[1], chunk):
+    for k in range(0, K, chunk):
         part = xq[:, k:k + chunk] @ wq[:, k:k + chunk].T  # [N, out], exact
         acc = part.astype(np.float64) if acc is None else acc + part
-    return acc
+    return acc  # [N, out] float64
 
 
-# Largest chunk with exact fp32 sums: |x - zp| <= 255 (XNNPACK) or 127 (builtin), |w| <= 127.
-EXACT_CHUNK = {"xnnpack": 512, "builtin": 1024}
+EXACT = 2 ** 24  # fp32's integers are exact below this
+EXACT_UNIT = 64  # chunks are whole multiples of 64 inputs: 64 * 255 * 255 < 2^24 always
+INT8_MAX = 127  # the int8 weights' largest |q|: symmetric, per channel
 
 
 def dynamic_int8_linear(runtime, kernels="numba", cache=True):
@@ -457,7 +469,7 @@ def dynamic_int8_linear(runtime, kernels="numba", cache=True):
     def linear(x, w):  # [N, in], [out, in] -> [N, out]
         wq, ws = weights(w)  # [out, in] integer-valued, [out]
         xq, xs = quantize_act(np.asarray(x, np.float32))  # [N, in], [N]
-        acc = exact_int_matmul(xq.astype(np.float32), wq, EXACT_CHUNK[runtime]).astype(np.float32)  # [N, out]
+        acc = exact_int_matmul(xq.astype(np.float32), wq, INT8_MAX).astype(np.float32, copy=False)  # [N, out]
         if runtime == "xnnpack":  # qd8-f32-qc8w gemm's epilogue: (acc * input scale), then fma with the filter
             return (acc * xs[:, None]) * ws[None, :]  # scale and a zero bias: a multiply. Every value of a stress FC.
         return acc * (xs[:, None] * ws[None, :])  # [N, out] fp32

@@ -29,6 +29,25 @@ def test_int8_payload_is_bit_identical(name):
         assert off == [], off
 
 
+def test_exact_int_matmul_is_the_integer_sum():
+    """The int8 product summed in fp32 GEMMs, chunked where a row's sum of |x| times max |w| could
+    reach 2^24: the integers themselves. At the worst case (|x| 255, |w| 127) one fp32 GEMM is off
+    and 512-input chunks are not; a row with outliers (as real activations) needs no chunk."""
+    from q3ref.quant import exact_int_matmul
+
+    rng = np.random.default_rng(0)
+    w = (rng.choice([-1, 1], (40, 3072)) * rng.integers(100, 128, (40, 3072))).astype(np.float32)
+    x = 255 * np.sign(w[:8])  # [8, 3072]: row i's products with w[i] all positive, summing to ~9e7
+    want = x.astype(np.int64) @ w.astype(np.int64).T  # [8, 40]
+    assert not np.array_equal((x @ w.T).astype(np.int64), want)
+    assert np.array_equal(exact_int_matmul(x, w, 127).astype(np.int64), want)
+    x = np.clip(np.rint(rng.standard_normal((16, 3072)) * 4), -255, 255).astype(np.float32)
+    x[:, 7] = 255  # the outlier channel
+    got = exact_int_matmul(x, w, 127)
+    assert got.dtype == np.float32  # one GEMM: |x| sums to ~10^4 a row
+    assert np.array_equal(got.astype(np.int64), x.astype(np.int64) @ w.astype(np.int64).T)
+
+
 def test_int4_blockwise_rounding():
     from q3ref.quant import bf16_round, dequantize_blockwise, int4_blockwise
 

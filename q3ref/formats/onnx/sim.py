@@ -38,7 +38,7 @@ from .weights import (NF4_BOUNDS, NF4_LEVELS, RANGE, fp16_clamp, gather_blocks, 
                       ort_per_channel, ort_per_tensor, ort_quantize, ort_scale)
 
 F32 = np.float32
-EXACT_CHUNK = 256  # |x - zp| <= 255 and |w - zp| <= 255: 256 products sum below 2^24, exact in fp32
+W_MAX = {"uint8": 255, "int8": 128}  # the centered weights' largest |w - zp| (int8: symmetric, but clipped at -128)
 
 
 def dynamic_quantize_linear(x):  # [N, K] -> (q - zero point) integer-valued fp32 [N, K], scale
@@ -87,12 +87,11 @@ def matmul_integer_linear(dtype, kernels, cache=True, per_channel=False):
     or one per output column: quantize_dynamic(per_channel=True), NumPy only)."""
     quantize = centered_per_channel if per_channel else CENTERED_PER_TENSOR[kernels]
     weights = QuantizedWeights(lambda w: quantize(w, dtype), cache)
-    chunk = EXACT_CHUNK * (2 if dtype == "int8" else 1)  # |w| <= 127: 512 products of <= 255 * 127 stay below 2^24
 
     def linear(x, w):  # [N, in], [out, in] -> [N, out]
         wq, ws = weights(w)
         xq, xs = dynamic_quantize_linear(x)
-        acc = exact_int_matmul(xq, wq, chunk).astype(F32)
+        acc = exact_int_matmul(xq, wq, W_MAX[dtype]).astype(F32, copy=False)
         return acc * (xs * ws)
     linear.quantized = weights
     return linear
@@ -291,7 +290,7 @@ def integer_rank_head(dtype, weights):
         for b in range(hidden.shape[0]):
             xq, xs = dynamic_quantize_linear(hidden[b])  # [T, D]: the graph's [1, S, D]
             last = np.flatnonzero(mask[b])[-1]
-            out[b] = exact_int_matmul(xq[last:last + 1], wq, EXACT_CHUNK).astype(F32)[0] * (xs * ws)
+            out[b] = exact_int_matmul(xq[last:last + 1], wq, W_MAX[dtype]).astype(F32)[0] * (xs * ws)
         return out
     return head
 
