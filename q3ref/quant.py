@@ -614,6 +614,9 @@ def fp16_weight_linear(cache=True):
 
 
 SIMULATIONS = ("int8", "int8-weight-only", "int4-block32", "int4-block128", "fp16", "fp16-activations")
+# Float recipes. "fp32" is no --quant choice (that is the reference): a diff simulates an fp32
+# graph's runtime with it.
+FLOAT_SIMULATIONS = ("fp32", "fp16", "fp16-activations")
 
 
 def simulation(weights, kernels, quant, runtime="xnnpack", offset=0, width=None):
@@ -625,18 +628,24 @@ def simulation(weights, kernels, quant, runtime="xnnpack", offset=0, width=None)
     arithmetic inside an op in fp32. An overflow becomes inf, as it does on the device.
     offset, width: where a graph's first real token sits and its seq_len, which set the lanes of
     the attention's sums (builtin: offset; XNNPACK: both). Without a width (no graph to be held
-    to), XNNPACK's attention is q3ref's own and int4 products are one fp32 GEMM, not the kernels'
-    slower order of sums (dynamic_int4_linear)."""
+    to), XNNPACK's attention is q3ref's own, int4 products are one fp32 GEMM, not the kernels'
+    slower order of sums (dynamic_int4_linear), and fp16 is q3ref's own kernels and BLAS's
+    product. fp32 (a diff's only) is a float graph's runtime: on XNNPACK every op, its float
+    FULLY_CONNECTED an FMA chain; on the builtin kernels their float ops, but BLAS's product
+    (their float GEMM's order is not emulated: formats/litert says so in the report)."""
     from .kernels import KERNELS, rope_numpy
 
     K, cache = dict(KERNELS[kernels]), weights.resident
-    if runtime == "builtin" and quant not in ("fp16", "fp16-activations") and weights.dtype == np.float32:
+    # The runtime's own float ops: where they feed a quantized matmul (1 ulp there flips an
+    # activation level), and in a float graph that a diff holds the simulation to (width given).
+    emulate = weights.dtype == np.float32 and (quant not in FLOAT_SIMULATIONS or width is not None and quant != "fp16-activations")
+    if runtime == "builtin" and emulate:
         # what feeds a quantized matmul must match to the bit: the float ops before it too
         K["rms_norm"], K["attention"] = rms_norm_builtin, attention_builtin(offset)
         K["silu_mul"] = silu_mul_builtin  # LOGISTIC as Eigen computes it: 1 ulp here flips activation levels
         K["normalize"] = normalize_builtin  # the graph's own L2 normalization, its SUM in order
         K["rope"], K["rope_tables"] = rope_numpy, rope_tables_litert  # the graph's tables; no FMA
-    if runtime == "xnnpack" and quant not in ("fp16", "fp16-activations") and weights.dtype == np.float32:
+    if runtime == "xnnpack" and emulate:
         from .formats.litert import xnnpack
         from .formats.litert.probe import xnnpack_variant
 
@@ -644,6 +653,11 @@ def simulation(weights, kernels, quant, runtime="xnnpack", offset=0, width=None)
             K.update(rms_norm=xnnpack.rms_norm, silu_mul=xnnpack.silu_mul, normalize=xnnpack.normalize)
             if width is not None:
                 K["attention"] = xnnpack.attention(offset, width)
+                if quant in ("fp32", "fp16"):  # its float FULLY_CONNECTED, an FMA chain: ~13x BLAS's time
+                    K["linear"] = xnnpack.f32_gemm_linear(to_fp16 if quant == "fp16" else None, cache)
+                    return weights, K
+    if quant == "fp32":  # a float graph elsewhere: the runtime's float ops above, BLAS's product
+        return weights, K
     if quant == "int8":
         return QuantizedEmbedding(weights, int8_rows), dict(K, linear=dynamic_int8_linear(runtime, kernels, cache))
     if quant == "int8-weight-only":

@@ -46,7 +46,10 @@ def test_correct_graphs_do_not_diverge(model, name, padding, kernels, quant):
     g = open_export(GRAPHS / f"{name}.tflite")
     for label, ids in INPUTS.items():
         r = diff(model, g, ids, padding, kernels, quant=quant)
-        assert r["unaligned"] == [] and not r["notes"], (label, r["unaligned"], r["notes"])
+        # a float graph on the builtin kernels: their float GEMM's order is not emulated, and the report says so
+        said = ["approximate"] if quant == "auto" and kernels == "builtin" and r["precision"] in ("fp32", "fp16") else []
+        assert r["unaligned"] == [] and [w for w in said if any(w in n for n in r["notes"])] == said, (label, r["notes"])
+        assert len(r["notes"]) == len(said), (label, r["notes"])
         worst = max((t for t in r["taps"]), key=lambda t: t["local_rel_l2"])
         assert r["first_divergence"] is None, (label, r["first_divergence"], worst["name"])
         floor = 1e-5 if r["precision"] in ("fp32", "fp16") else 0.01

@@ -219,6 +219,30 @@ def test_simulation_is_the_graph_bit_for_bit(graph, runtime, seed, padding):
     assert not off, off
 
 
+@pytest.mark.parametrize("graph", ["stress_fp32", "stress_fp16"])
+@pytest.mark.parametrize("seed, padding", [(0, "right"), (6, "left")])
+def test_float_graphs_on_xnnpack_are_the_simulation_bit_for_bit(graph, seed, padding):
+    """fp32 and fp16 graphs: with XNNPACK's float FULLY_CONNECTED as an FMA chain over K (and its
+    RMSNorm, LOGISTIC, attention and the graph's RoPE tables) every tap is the graph's to the bit,
+    where BLAS's product left them ~3e-7 apart. On the builtin kernels, whose float GEMM is not
+    emulated, the report says the simulation is approximate."""
+    from q3ref.formats.litert.probe import xnnpack_variant
+
+    model = q3ref.Model(STRESS)
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, 1000, int(rng.integers(8, 64))).tolist()
+    g = open_export(FIXTURES / f"graphs/{graph}.tflite")
+    r = diff(model, g, ids, padding, "xnnpack", quant="auto")
+    assert r["first_divergence"] is None and r["expected"].startswith("simulation of fp")
+    assert r["output"]["rel_l2"] > 1e-8  # the graph is not the fp32 reference's bits
+    if xnnpack_variant()["emulated"]:
+        assert all(t["sim_rel_l2"] == 0 for t in r["taps"] if t["aligned"]) and r["output"]["sim_rel_l2"] == 0
+        assert not r["notes"]
+    r = diff(model, g, ids, padding, "builtin", quant="auto")
+    assert r["first_divergence"] is None and not r["runtime_kernels"]["emulated"]
+    assert any("FULLY_CONNECTED (float)" in note and "approximate" in note for note in r["notes"])
+
+
 def test_rope_tables_are_the_graphs_only_when_they_are_the_configs():
     """The simulation rotates with the graph's own cos and sin (torch's sinf: 4 of the stress
     graph's 512 sin values 1 ulp from the exact sin), but a graph exported with another RoPE base
@@ -361,11 +385,11 @@ def test_fp16_activations_round_every_op_output():
 
 def test_probe_finds_the_xnnpack_kernels_and_would_see_another(monkeypatch):
     """XNNPACK (the default delegate) picks microkernels by ISA. One-op MEAN, RSQRT, LOGISTIC and
-    dynamic FULLY_CONNECTED graphs run through it equal formats/litert/xnnpack.py and quant.py bit
+    dynamic and float FULLY_CONNECTED graphs run through it equal formats/litert/xnnpack.py and quant.py bit
     for bit where the CPU has AVX-512F (both CPU kinds of this project's machines), and so does the
     attention composite graph (the delegate's own SDPA); an 8-lane sum, 1/sqrtf, a textbook sigmoid,
-    a float product, the builtin kernel's int4 activation quantization or the builtin
-    decomposition's attention is reported as not emulated."""
+    a float product, the builtin kernel's int4 activation quantization, the builtin
+    decomposition's attention or BLAS's float GEMM is reported as not emulated."""
     from q3ref.formats.litert import probe as litert_probe
     from q3ref import quant
     from q3ref.formats.litert import xnnpack
@@ -374,7 +398,8 @@ def test_probe_finds_the_xnnpack_kernels_and_would_see_another(monkeypatch):
     if not xnnpack.available():  # XNNPACK runs rsqrtps there: not emulated, and said so
         assert got["RSQRT"] is False
         return
-    ops = ("MEAN", "MEAN_OF_SQUARES", "RSQRT", "SQRT", "LOGISTIC", "FULLY_CONNECTED", "FULLY_CONNECTED_INT4", "SDPA")
+    ops = ("MEAN", "MEAN_OF_SQUARES", "RSQRT", "SQRT", "LOGISTIC", "FULLY_CONNECTED", "FULLY_CONNECTED_INT4",
+           "FULLY_CONNECTED_FLOAT", "SDPA")
     assert got == dict.fromkeys(ops, True)
     monkeypatch.setattr(xnnpack, "LANES", 8)
     monkeypatch.setattr(xnnpack, "rsqrt", xnnpack.rsqrt_numpy)  # (SQRT reads it too)
@@ -383,6 +408,7 @@ def test_probe_finds_the_xnnpack_kernels_and_would_see_another(monkeypatch):
     monkeypatch.setattr(xnnpack, "attention", lambda offset, width: quant.attention_builtin(offset))  # the decomposition's
     monkeypatch.setattr(litert_probe, "dynamic_int4_linear",  # the builtin kernel's activation quantization
                         lambda block, runtime, *a, **k: quant.dynamic_int4_linear(block, "builtin", *a, **k))
+    monkeypatch.setattr(xnnpack, "f32_gemm_linear", lambda *a, **k: lambda x, w: x @ w.T)  # BLAS's order
     assert litert_probe.probe_xnnpack() == dict.fromkeys(ops, False)
 
 

@@ -26,7 +26,7 @@ from ..cpu import cpu_id
 CACHE = Path(os.environ.get("Q3REF_CACHE", Path.home() / ".cache" / "q3ref")) / "litert_probe.json"
 EMULATED = "eigen-avx-nofma"  # the variant q3ref emulates: 8 lanes, no FMA
 XNNPACK_EMULATED = "xnnpack-avx512f"  # rsum 16 lanes x 2 accumulators, vrsqrt14ps + one Newton step
-PROBES = 12  # the probe set's revision: a verdict cached from another set is probed again
+PROBES = 13  # the probe set's revision: a verdict cached from another set is probed again
 
 
 def _tensor(shape, kind, buffer, name):
@@ -104,6 +104,19 @@ def hybrid_fc_graph(x_shape, w_q, w_scale) -> bytes:
     op = _op(0, [0, 2, -1], [1], (s.BuiltinOptions.FullyConnectedOptions, opts))
     return _model([s.BuiltinOperator.FULLY_CONNECTED], tensors, [op], 1, [_buffer(), _buffer(w_q.astype(np.int8))],
                   version=5)
+
+
+def float_fc_graph(x_shape, w) -> bytes:
+    """A .tflite with one FULLY_CONNECTED on fp32 weights [O, K], no bias, keep_num_dims, as
+    litert-torch's fp32 export writes its projections."""
+    from ai_edge_litert import schema_py_generated as s
+
+    (N, K), O = x_shape, w.shape[0]
+    tensors = [_tensor((N, K), "FLOAT32", 0, "in0"), _tensor((N, O), "FLOAT32", 0, "out"), _tensor((O, K), "FLOAT32", 1, "w")]
+    opts = s.FullyConnectedOptionsT()
+    opts.keepNumDims = True
+    op = _op(0, [0, 2, -1], [1], (s.BuiltinOptions.FullyConnectedOptions, opts))
+    return _model([s.BuiltinOperator.FULLY_CONNECTED], tensors, [op], 1, [_buffer(), _buffer(w.astype(np.float32))])
 
 
 def int4_fc_graph(x_shape, w_q, w_scale, block) -> bytes:
@@ -285,6 +298,13 @@ def probe_xnnpack() -> dict:
         ok = ok and bool(np.array_equal(got, want))
     out["FULLY_CONNECTED"] = ok
     out["FULLY_CONNECTED_INT4"] = int4_fc_probe("xnnpack", run_delegated)
+    ok = True  # its float FULLY_CONNECTED (fp32 and fp16 graphs): an FMA chain over K, in order
+    for N, K in ((9, 1100), (64, 48)):
+        a = (rng.standard_normal((N, K)) * rng.uniform(0.1, 30, (N, 1))).astype(np.float32)
+        w = rng.standard_normal((40, K)).astype(np.float32)
+        got = run_delegated(float_fc_graph(a.shape, w), [a])
+        ok = ok and bool(np.array_equal(got, xnnpack.f32_gemm_linear(cache=False)(a, w)))
+    out["FULLY_CONNECTED_FLOAT"] = ok
     out["SDPA"] = xnnpack.available() and sdpa_probe(run_delegated, xnnpack.attention)  # the delegate's own subgraph
     return out
 

@@ -19,6 +19,13 @@ reading XNNPACK's microkernels:
 - SQRT: f32-vsqrt avx512f_rsqrt, x * RSQRT(x) with x = 0 kept 0 (litert-torch's final L2 norm,
   with SUM as MEAN's sum).
 
+- FULLY_CONNECTED with float weights (fp32, or fp16 widened at load): f32-gemm 7x32 avx512f_broadcast,
+  each output an FMA chain over the inputs in order from 0 (no bias): f32_gemm_linear. With it
+  the fp32 and fp16 stress graphs are the simulation's at every tap.
+
+- LOGISTIC beyond the source: where z / ln2 overflows (|x| >= 2.3587e38, inf) the binary gives
+  exactly 0 or 1; its source, as written, NaN. Measured, and held by the probe.
+
 - FULLY_CONNECTED on int4 blocks (qd8-f32-qb4w-gemm): exact integer sums per block, but the fp32
   sums over blocks in the kernel's own order (int4_linear, at the end of this file).
 
@@ -86,6 +93,20 @@ def matmul_fma(a, b):  # [M, K] @ [K, N] -> [M, N] fp32: f32-gemm avx512f_broadc
     out = np.zeros((a.shape[0], b.shape[1]), F32)
     _matmul_fma(a, b, out)
     return out
+
+
+def f32_gemm_linear(values=None, cache=True):
+    """FULLY_CONNECTED with float weights as XNNPACK computes it (matmul_fma's order). values(w):
+    the weight as the graph stores it, in fp32 (fp16 graphs: quant.to_fp16). Its speed, 12-15
+    GMAC/s against BLAS's ~180 (Zen 4), is why only a diff, which holds a graph, runs it."""
+    from ...quant import QuantizedWeights
+
+    weights = QuantizedWeights(lambda w: np.ascontiguousarray((values(w) if values else np.asarray(w, F32)).T), cache)
+
+    def linear(x, w):  # [N, in], [out, in] -> [N, out]
+        return matmul_fma(x, weights(w))  # weights(w): [in, out]
+    linear.quantized = weights
+    return linear
 
 
 def matmul_fma_numpy(a, b):  # the plain twin, the FMA in fp64 (a product of two fp32 is exact there)
