@@ -7,6 +7,7 @@ inside int8 noise.
 """
 
 import json
+import struct
 import subprocess
 import sys
 
@@ -148,3 +149,47 @@ def test_bad_graph_inputs(tmp_path, args, message):
 def test_truncate_keeps_eos(model):
     r = diff(model, open_export(GRAPHS / "stress_fp32.tflite"), [3] * 70, truncate=True)
     assert r["tokens"] == 64 and r["first_divergence"] is None
+
+
+def externalized(graph: bytes) -> bytes:
+    """The same graph with its buffers' data past the flatbuffer, at absolute offsets 64-aligned,
+    as litert-torch writes a graph over 2 GB (a 0.6B in fp32, a 4B or 8B in int8)."""
+    from ai_edge_litert import schema_py_generated as s
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+
+    m = s.ModelT.InitFromObj(s.Model.GetRootAs(graph, 0))
+    blobs = {}
+    for i, b in enumerate(m.buffers):
+        if b.data is not None and len(b.data):
+            blobs[i] = bytes(np.asarray(b.data, np.uint8))
+            b.data, b.offset, b.size = None, 2 ** 40, len(blobs[i])  # a placeholder of the field's width
+    data = bytearray(fu.convert_object_to_bytearray(m))
+    model = s.Model.GetRootAs(data, 0)
+    for i, blob in blobs.items():
+        data += bytes(-len(data) % 64)
+        tab = model.Buffers(i)._tab
+        struct.pack_into("<Q", data, tab.Pos + tab.Offset(6), len(data))
+        data += blob
+    return bytes(data)
+
+
+def test_outputs_are_added_to_a_graph_whose_weights_lie_past_its_flatbuffer(tmp_path):
+    """XNNPACK reads taps as extra outputs, written into the graph. A graph over 2 GB keeps its
+    weights past the flatbuffer, which must stay under 2 GB: appended at the end of the file, the
+    new outputs vector made the interpreter refuse a 2.4 GB 0.6B fp32 graph. It now goes at the
+    flatbuffer's end, and the weights and their offsets move by a whole 4096 bytes."""
+    from ai_edge_litert import schema_py_generated as s
+    from q3ref.formats.litert.graph import Graph, external_offsets
+    from q3ref.formats.litert.probe import float_fc_graph, run_delegated
+
+    rng = np.random.default_rng(0)
+    a, w = rng.standard_normal((5, 300)).astype(np.float32), rng.standard_normal((40, 300)).astype(np.float32)
+    inline = float_fc_graph(a.shape, w)
+    path = tmp_path / "external.tflite"
+    path.write_bytes(externalized(inline))
+    before = [v for _, v in external_offsets(s.Model.GetRootAs(path.read_bytes(), 0))]
+    rewritten = Graph(path).with_outputs([0])  # the input as an extra output
+    after = [v for _, v in external_offsets(s.Model.GetRootAs(rewritten, 0))]
+    assert len(before) == 1 and after[0] - before[0] == 4096
+    assert len(s.Model.GetRootAs(rewritten, 0).Subgraphs(0).OutputsAsNumpy()) == 2
+    assert np.array_equal(run_delegated(rewritten, [a]), run_delegated(inline, [a]))

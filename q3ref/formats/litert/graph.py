@@ -180,25 +180,57 @@ class Graph:
         (XNNPACK included) must materialize them; the original outputs keep their places.
 
         Patched in place rather than re-serialized (the flatbuffers object API takes minutes on a
-        600 MB graph): a new int32 vector goes at the end of the file and the SubGraph's `outputs`
-        field (vtable slot 8) is pointed at it. Flatbuffer offsets are unsigned and point forward,
-        so the end of the file is always reachable, and nothing else moves.
+        600 MB graph): a new int32 vector goes at the end of the flatbuffer and the SubGraph's
+        `outputs` field (vtable slot 8) is pointed at it. Flatbuffer offsets are unsigned and point
+        forward, so the end is always reachable, and nothing inside the flatbuffer moves. A graph
+        over 2 GB (a 0.6B in fp32, a 4B or 8B in int8) keeps its weights past the flatbuffer, at
+        absolute file offsets, and the flatbuffer itself must stay under 2 GB: there the vector
+        goes before those weights, which move by a whole EXTERNAL_SHIFT, and every offset to them
+        with them (appended after them, the interpreter refused the file).
         """
         from ai_edge_litert import schema_py_generated as schema
 
         data = bytearray(self.path.read_bytes())
-        table = schema.Model.GetRootAs(data, 0).Subgraphs(0)._tab
+        model = schema.Model.GetRootAs(data, 0)
+        table = model.Subgraphs(0)._tab
         slot = table.Offset(8)
         if slot == 0:
             raise Q3RefError(f"{self.path}: subgraph 0 has no outputs field to extend")
         field = table.Pos + slot
         original = [int(o) for o in self.sg.outputs]
         outputs = original + [int(t) for t in tensors if int(t) not in original]
-        data += b"\0" * (-len(data) % 4)
-        vector = len(data)
-        data += struct.pack(f"<I{len(outputs)}i", len(outputs), *outputs)
+        external = external_offsets(model)  # [(position of a uint64 offset field, its value)]
+        end = min((value for _, value in external), default=len(data))  # the flatbuffer's end
+        vector = end + (-end % 4)
+        block = bytes(vector - end) + struct.pack(f"<I{len(outputs)}i", len(outputs), *outputs)
+        if external:
+            block += bytes(-len(block) % EXTERNAL_SHIFT)  # keeps each external buffer's alignment
+            for pos, value in external:
+                struct.pack_into("<Q", data, pos, value + len(block))
         struct.pack_into("<I", data, field, vector - field)
+        data[end:end] = block  # in place: no whole-file temporaries (an 8B int8 graph is 8 GB)
         return bytes(data)
 
     def bytes(self) -> bytes:
         return self.path.read_bytes()
+
+
+EXTERNAL_SHIFT = 4096  # a multiple of any alignment the converter gives external buffers
+
+
+def external_offsets(model) -> list[tuple[int, int]]:
+    """Where a graph's data past its flatbuffer is referenced: (file position of the uint64 field,
+    the absolute offset it holds) for each Buffer.offset and Operator.large_custom_options_offset
+    set (> 1: 0 is none, 1 the converter's placeholder for an empty buffer)."""
+    found = []
+    for i in range(model.BuffersLength()):
+        b = model.Buffers(i)
+        if b.Offset() > 1:
+            found.append((b._tab.Pos + b._tab.Offset(6), b.Offset()))
+    for g in range(model.SubgraphsLength()):
+        sg = model.Subgraphs(g)
+        for i in range(sg.OperatorsLength()):
+            op = sg.Operators(i)
+            if op.LargeCustomOptionsOffset() > 1:
+                found.append((op._tab.Pos + op._tab.Offset(22), op.LargeCustomOptionsOffset()))
+    return found
