@@ -655,7 +655,7 @@ def simulation(weights, kernels, quant, runtime="xnnpack", offset=0, width=None)
                 K["attention"] = xnnpack.attention(offset, width)
                 if quant in ("fp32", "fp16"):  # its float FULLY_CONNECTED, an FMA chain: ~13x BLAS's time
                     K["linear"] = xnnpack.f32_gemm_linear(to_fp16 if quant == "fp16" else None, cache)
-                    return weights, K
+                    return (QuantizedEmbedding(weights, to_fp16) if quant == "fp16" else weights), K
     if quant == "fp32":  # a float graph elsewhere: the runtime's float ops above, BLAS's product
         return weights, K
     if quant == "int8":
@@ -666,10 +666,10 @@ def simulation(weights, kernels, quant, runtime="xnnpack", offset=0, width=None)
         block = int(quant.removeprefix("int4-block"))
         linear = dynamic_int4_linear(block, runtime, kernels, cache, exact_order=width is not None)
         return QuantizedEmbedding(weights, int4_rows(block)), dict(K, linear=linear)
-    if quant == "fp16":
-        return weights, dict(K, linear=fp16_weight_linear(cache))
+    if quant == "fp16":  # the embedding table is fp16 in the graph too
+        return QuantizedEmbedding(weights, to_fp16), dict(K, linear=fp16_weight_linear(cache))
     if quant == "fp16-activations":
-        return weights, dict(K, linear=fp16_weight_linear(cache), round=to_fp16)
+        return QuantizedEmbedding(weights, to_fp16), dict(K, linear=fp16_weight_linear(cache), round=to_fp16)
     raise ValueError(f"unknown simulation {quant!r}; choose from {', '.join(SIMULATIONS)}")
 
 

@@ -477,6 +477,8 @@ def test_xnnpack_fma_gemm_matches_its_numpy_twin():
     got = xnnpack.matmul_fma(a, b)
     assert np.array_equal(got, xnnpack.matmul_fma_numpy(a, b))
     assert (got != a @ b).mean() > 0.05
+    a = rng.standard_normal((45, 133)).astype(np.float32)  # rows split over threads
+    assert np.array_equal(xnnpack.matmul_fma(a, b), xnnpack.matmul_fma_numpy(a, b))
 
 
 def test_xnnpack_sigmoid_matches_its_numpy_twin():

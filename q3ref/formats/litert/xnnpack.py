@@ -89,10 +89,22 @@ def _matmul_fma(a, b, out):  # [M, K] @ [K, N] -> out [M, N], zeroed: each outpu
 
 
 def matmul_fma(a, b):  # [M, K] @ [K, N] -> [M, N] fp32: f32-gemm avx512f_broadcast's order
+    """Rows split over the cores from FMA_THREAD_ROWS rows each on (each output's chain is its own)."""
+    from ...kernels import THREADS, _pool
+
     a, b = np.ascontiguousarray(a, F32), np.ascontiguousarray(b, F32)
     out = np.zeros((a.shape[0], b.shape[1]), F32)
-    _matmul_fma(a, b, out)
+    parts = min(THREADS, a.shape[0] // FMA_THREAD_ROWS)
+    if parts < 2:
+        _matmul_fma(a, b, out)
+        return out
+    cuts = np.linspace(0, a.shape[0], parts + 1).astype(int)
+    for _ in _pool().map(lambda r: _matmul_fma(a[cuts[r]:cuts[r + 1]], b, out[cuts[r]:cuts[r + 1]]), range(parts)):
+        pass  # (iterating re-raises a part's exception here)
     return out
+
+
+FMA_THREAD_ROWS = 16  # below this many rows a part, a thread costs more than it saves
 
 
 def f32_gemm_linear(values=None, cache=True):
