@@ -34,6 +34,7 @@ from quant_sim import GRAPHS, landing_ratios  # noqa: E402
 F = ROOT / "tests/fixtures"
 BUILTIN_GRAPHS = ("stress_dynamic_int8", "int4_dynamic_int4_block32", "int4_dynamic_int4_block128")
 XNNPACK_GRAPHS = ("stress_dynamic_int8", "tiny_dynamic_int8")
+FLOAT_GRAPHS = {"stress_fp32": F / "stress-checkpoint", "stress_fp16": F / "stress-checkpoint"}  # XNNPACK's f32-gemm
 
 
 def isa() -> str:
@@ -46,7 +47,7 @@ def chain(name, runtime, n_inputs) -> tuple[float, str, int]:
     """Over n_inputs inputs (the tests' draws: seeds 0, 1, 2, ...): the smallest share of any far
     tap's distance that the simulation explains and where, and on how many inputs every tap is
     the graph's to the bit (local and global 0)."""
-    model, g = q3ref.Model(GRAPHS[name]), open_export(F / f"graphs/{name}.tflite")
+    model, g = q3ref.Model({**GRAPHS, **FLOAT_GRAPHS}[name]), open_export(F / f"graphs/{name}.tflite")
     worst, exact = (1.0, ""), 0
     for seed in range(n_inputs):
         rng = np.random.default_rng(seed)
@@ -75,7 +76,7 @@ def main():
         rows.append((f"builtin chain, {name}: every tap explained >= 0.99",
                      (f"least {explained:.4f} ({where})" if where else "1 at every far tap")
                      + f"; every tap bit-exact on {exact}/{a.inputs} inputs", explained >= 0.99))
-    for name in XNNPACK_GRAPHS + ("int4_dynamic_int4_block32", "int4_dynamic_int4_block128"):
+    for name in XNNPACK_GRAPHS + ("int4_dynamic_int4_block32", "int4_dynamic_int4_block128", *FLOAT_GRAPHS):
         explained, where, exact = chain(name, "xnnpack", a.inputs)  # no target of the issue's: a figure
         rows.append((f"XNNPACK chain, {name} (figure only)",
                      (f"least {explained:.4f} ({where})" if where else "1 at every far tap")
