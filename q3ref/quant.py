@@ -638,7 +638,8 @@ def simulation(weights, kernels, quant, runtime="xnnpack", offset=0, width=None)
     K, cache = dict(KERNELS[kernels]), weights.resident
     # The runtime's own float ops: where they feed a quantized matmul (1 ulp there flips an
     # activation level), and in a float graph that a diff holds the simulation to (width given).
-    emulate = weights.dtype == np.float32 and (quant not in FLOAT_SIMULATIONS or width is not None and quant != "fp16-activations")
+    held_to_graph = width is not None and quant != "fp16-activations"
+    emulate = weights.dtype == np.float32 and (quant not in FLOAT_SIMULATIONS or held_to_graph)
     if runtime == "builtin" and emulate:
         # what feeds a quantized matmul must match to the bit: the float ops before it too
         K["rms_norm"], K["attention"] = rms_norm_builtin, attention_builtin(offset)
