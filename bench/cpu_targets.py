@@ -34,7 +34,7 @@ from quant_sim import GRAPHS, landing_ratios  # noqa: E402
 F = ROOT / "tests/fixtures"
 BUILTIN_GRAPHS = ("stress_dynamic_int8", "int4_dynamic_int4_block32", "int4_dynamic_int4_block128")
 XNNPACK_GRAPHS = ("stress_dynamic_int8", "tiny_dynamic_int8")
-FLOAT_GRAPHS = {"stress_fp32": F / "stress-checkpoint", "stress_fp16": F / "stress-checkpoint"}  # XNNPACK's f32-gemm
+FLOAT_GRAPHS = {name: F / "stress-checkpoint" for name in ("stress_fp32", "stress_fp16", "stress_weight_only_int8")}  # f32-gemm
 
 
 def isa() -> str:

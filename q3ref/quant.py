@@ -477,12 +477,17 @@ def dynamic_int8_linear(runtime, kernels="numba", cache=True):
     return linear
 
 
-def weight_only_int8_linear(kernels="numba", cache=True):
-    """weight_only_int8: weights dequantized (q * scale, fp32), the product in float."""
+def int8_dequantizer(kernels="numba"):
+    """w [out, in] -> its int8 per-channel values dequantized, q * scale in fp32 [out, in]."""
     def dequantized(w):
         q, scale = INT8_FOR_MATMUL[kernels](w)  # [out, in] integer-valued fp32, [out]
         return q * scale[:, None]
-    weights = QuantizedWeights(dequantized, cache)
+    return dequantized
+
+
+def weight_only_int8_linear(kernels="numba", cache=True):
+    """weight_only_int8: weights dequantized (q * scale, fp32), the product in float."""
+    weights = QuantizedWeights(int8_dequantizer(kernels), cache)
 
     def linear(x, w):  # [N, in], [out, in] -> [N, out]
         return x @ weights(w).T
@@ -654,9 +659,14 @@ def simulation(weights, kernels, quant, runtime="xnnpack", offset=0, width=None)
             K.update(rms_norm=xnnpack.rms_norm, silu_mul=xnnpack.silu_mul, normalize=xnnpack.normalize)
             if width is not None:
                 K["attention"] = xnnpack.attention(offset, width)
-                if quant in ("fp32", "fp16"):  # its float FULLY_CONNECTED, an FMA chain: ~13x BLAS's time
+                # its float FULLY_CONNECTED, an FMA chain (3-5x BLAS's time), on the weights as it
+                # holds them: fp32, fp16 ones widened, weight-only int8 ones dequantized at load
+                if quant in ("fp32", "fp16"):
                     K["linear"] = xnnpack.f32_gemm_linear(to_fp16 if quant == "fp16" else None, cache)
                     return (QuantizedEmbedding(weights, to_fp16) if quant == "fp16" else weights), K
+                if quant == "int8-weight-only":
+                    K["linear"] = xnnpack.f32_gemm_linear(int8_dequantizer(kernels), cache)
+                    return QuantizedEmbedding(weights, int8_rows), K
     if quant == "fp32":  # a float graph elsewhere: the runtime's float ops above, BLAS's product
         return weights, K
     if quant == "int8":

@@ -87,8 +87,8 @@ class Export(GraphExport):
         if runtime == "xnnpack":
             return xnnpack_variant()
         probe = builtin_variant()
-        if self.simulation in ("fp32", "fp16"):  # its float FULLY_CONNECTED: BLAS's order of sums in q3ref
-            # (measured: stress_fp32's layers.0.q ~1e-7 off with XNNPACK's FMA chain too)
+        if self.simulation in ("fp32", "fp16", "int8-weight-only"):  # its float FULLY_CONNECTED: BLAS's
+            # order of sums in q3ref (measured: stress_fp32's layers.0.q ~1e-7 off with XNNPACK's FMA chain too)
             probe = dict(probe, emulated=False, ops={**probe["ops"], "FULLY_CONNECTED (float)": False})
         return probe
 
