@@ -677,9 +677,25 @@ COMMANDS = {"embed": cmd_embed, "trace": cmd_trace, "inspect": cmd_inspect, "dif
             "make-checkpoint": cmd_make_checkpoint}
 
 
+def parse(argv=None):
+    """argparse binds an optional positional as soon as it meets the first positional run, so in
+    `diff MODEL --weights W "text"` the text, after an option, was left over as an unrecognized
+    argument. Words left over that are not options go to the command's text here."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "text") and not any(e.startswith("-") for e in extra):
+        if isinstance(args.text, list):  # embed: any number of texts
+            return argparse.Namespace(**{**vars(args), "text": args.text + extra})
+        if args.text is None and len(extra) == 1:
+            return argparse.Namespace(**{**vars(args), "text": extra[0]})
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv=None):
     try:
-        args = build_parser().parse_args(argv)
+        args = parse(argv)
         check_outputs(args)
         return COMMANDS[args.command](args)
     except Q3RefError as e:

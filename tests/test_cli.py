@@ -156,3 +156,19 @@ def test_inspect_with_weights_is_a_gate():
         r = run("inspect", graph, "--weights", weights)
         assert r.returncode == status and "Traceback" not in r.stderr, (graph.name, r.returncode, r.stderr)
         assert ("DISAGREES" in r.stdout) == (weights == STRESS and graph.suffix == ".gguf"), r.stdout
+
+
+def test_text_after_options_is_the_text(tmp_path):
+    """`diff MODEL --weights W "text"`: argparse had bound diff's optional text when it met MODEL, and
+    the text after the options came back as an unrecognized argument. Now both orders are the same
+    diff, and embed takes texts on both sides of its options."""
+    graph = FIXTURES / "graphs/tiny_dynamic_int8.tflite"
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    r = run("diff", graph, "--weights", TINY, "--json", a, "What is the capital of China?")
+    assert r.returncode == 0, r.stderr
+    assert run("diff", graph, "What is the capital of China?", "--weights", TINY, "--json", b).returncode == 0
+    ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
+    assert ra["tokens"] == rb["tokens"] > 5 and ra["output"] == rb["output"]
+    r = run("embed", "one", "--weights", TINY, "--json", "two")
+    assert r.returncode == 0 and len(json.loads(r.stdout)["embeddings"]) == 2, r.stderr
+    assert_one_line_error(run("diff", graph, "--weights", TINY, "one", "two"), "unrecognized arguments: one two")
