@@ -470,6 +470,8 @@ def cmd_diff(args):
     from .formats import open_export
     from .report import plot, print_table
 
+    if not Path(args.graph).exists():  # before the weights are looked for: a mistyped path is the first thing to say
+        raise Q3RefError(f"{args.graph}: cannot read (No such file or directory)")
     ckpt = qwen35_checkpoint(args.weights)
     if ckpt is not None:
         return diff_qwen35(args, ckpt)

@@ -172,3 +172,8 @@ def test_text_after_options_is_the_text(tmp_path):
     r = run("embed", "one", "--weights", TINY, "--json", "two")
     assert r.returncode == 0 and len(json.loads(r.stdout)["embeddings"]) == 2, r.stderr
     assert_one_line_error(run("diff", graph, "--weights", TINY, "one", "two"), "unrecognized arguments: one two")
+
+
+def test_a_missing_graph_is_named_before_the_weights_are_looked_for(tmp_path):
+    r = run("diff", tmp_path / "nope.tflite", "--ids", "1,2", cwd=tmp_path)  # no weights to be found from here
+    assert_one_line_error(r, "nope.tflite: cannot read (No such file or directory)")
