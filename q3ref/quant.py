@@ -19,6 +19,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .errors import Q3RefError
+
 
 def int8_per_channel(w):  # [out, in] -> q int8 [out, in], scale fp32 [out], max abs error
     w = np.asarray(w, np.float32)
@@ -80,7 +82,8 @@ def int4_blockwise(w, block):  # [out, in] -> q int8 [out, in] in -8..7, scale f
     w = np.asarray(w, np.float32)
     out_dim, in_dim = w.shape
     if in_dim % block:
-        raise ValueError(f"int4 block{block}: input width {in_dim} is not a multiple of the block")
+        raise Q3RefError(f"int4-block{block}: this model has an input width of {in_dim}, not a multiple of "
+                         f"{block} (the recipe quantizes whole blocks of {block} inputs)")
     wb = w.reshape(out_dim, in_dim // block, block)  # [out, blocks, block]
     scale, _ = bf16_round(np.maximum(np.abs(wb).max(axis=2), np.float32(1e-9)) / np.float32(7))  # [out, blocks]
     q = np.clip(np.rint(wb / scale[..., None]), -8, 7).astype(np.int8)  # [out, blocks, block]

@@ -177,3 +177,8 @@ def test_text_after_options_is_the_text(tmp_path):
 def test_a_missing_graph_is_named_before_the_weights_are_looked_for(tmp_path):
     r = run("diff", tmp_path / "nope.tflite", "--ids", "1,2", cwd=tmp_path)  # no weights to be found from here
     assert_one_line_error(r, "nope.tflite: cannot read (No such file or directory)")
+
+
+def test_int4_on_a_model_too_narrow_for_its_blocks_is_one_line():
+    for cmd in ("embed", "quant-report"):  # the tiny checkpoint is 16 wide: no whole block of 32
+        assert_one_line_error(run(cmd, "hi", "--weights", TINY, "--quant", "int4-block32"), "not a multiple of 32")
