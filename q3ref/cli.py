@@ -239,6 +239,12 @@ def check_outputs(args):
         value = getattr(args, opt, None)
         if isinstance(value, str) and args.command != "make-checkpoint":
             check_output(value)
+    if isinstance(getattr(args, "plot", None), str):  # a format matplotlib cannot write: say so before the work
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        fmt, known = Path(args.plot).suffix.lstrip(".").lower() or "png", FigureCanvasBase.get_supported_filetypes()
+        if fmt not in known:
+            raise Q3RefError(f"--plot {args.plot}: matplotlib cannot write .{fmt}; use one of {', '.join(sorted(known))}")
 
 
 def atomic_save(path, save):

@@ -182,3 +182,9 @@ def test_a_missing_graph_is_named_before_the_weights_are_looked_for(tmp_path):
 def test_int4_on_a_model_too_narrow_for_its_blocks_is_one_line():
     for cmd in ("embed", "quant-report"):  # the tiny checkpoint is 16 wide: no whole block of 32
         assert_one_line_error(run(cmd, "hi", "--weights", TINY, "--quant", "int4-block32"), "not a multiple of 32")
+
+
+def test_a_plot_format_matplotlib_cannot_write_is_said_before_the_diff(tmp_path):
+    r = run("diff", FIXTURES / "graphs/stress_fp32.tflite", "--ids", "1,2", "--weights", STRESS, "--plot", tmp_path / "e.xyz")
+    assert_one_line_error(r, "matplotlib cannot write .xyz")
+    assert list(tmp_path.iterdir()) == []
