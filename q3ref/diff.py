@@ -81,8 +81,7 @@ def diff(model, g, ids, padding="right", kernels=None, truncate=False, progress=
 
     kernels = kernels or g.runtimes[0]
     if kernels not in g.runtimes:
-        name = {"litert": "a LiteRT", "onnx": "an ONNX", "gguf": "a GGUF"}.get(g.format, f"a {g.format}")
-        raise Q3RefError(f"{name} graph runs on {' or '.join(g.runtimes)}, not {kernels!r}")
+        raise Q3RefError(f"this {g.format} graph runs on {' or '.join(g.runtimes)}, not {kernels!r}")
     problems = g.check_config(cfg)
     if problems:
         raise Q3RefError(f"{g.path} does not fit {model.path}: " + "; ".join(problems))

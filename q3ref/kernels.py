@@ -283,13 +283,14 @@ def attention_numba(q, k, v, mask):
             _attention_tile(q, kt, vt, mask, out, *tile)
         return out
     with _blas().limit(limits=1, user_api="blas"):
-        for _ in _pool().map(lambda tile: _attention_tile(q, kt, vt, mask, out, *tile), tiles):
+        for _ in pool().map(lambda tile: _attention_tile(q, kt, vt, mask, out, *tile), tiles):
             pass  # (iterating re-raises a tile's exception here)
     return out
 
 
 @functools.cache
-def _pool():  # kept for the process: starting threads on every call cost 2 ms at T=8
+def pool():  # kept for the process: starting threads on every call cost 2 ms at T=8
+    """The worker threads of attention's query tiles here, and of XNNPACK's FMA-chain GEMM."""
     return ThreadPoolExecutor(THREADS, thread_name_prefix="q3ref-attention")
 
 

@@ -90,7 +90,7 @@ def _matmul_fma(a, b, out):  # [M, K] @ [K, N] -> out [M, N], zeroed: each outpu
 
 def matmul_fma(a, b):  # [M, K] @ [K, N] -> [M, N] fp32: f32-gemm avx512f_broadcast's order
     """Rows split over the cores from FMA_THREAD_ROWS rows each on (each output's chain is its own)."""
-    from ...kernels import THREADS, _pool
+    from ...kernels import THREADS, pool
 
     a, b = np.ascontiguousarray(a, F32), np.ascontiguousarray(b, F32)
     out = np.zeros((a.shape[0], b.shape[1]), F32)
@@ -99,7 +99,7 @@ def matmul_fma(a, b):  # [M, K] @ [K, N] -> [M, N] fp32: f32-gemm avx512f_broadc
         _matmul_fma(a, b, out)
         return out
     cuts = np.linspace(0, a.shape[0], parts + 1).astype(int)
-    for _ in _pool().map(lambda r: _matmul_fma(a[cuts[r]:cuts[r + 1]], b, out[cuts[r]:cuts[r + 1]]), range(parts)):
+    for _ in pool().map(lambda r: _matmul_fma(a[cuts[r]:cuts[r + 1]], b, out[cuts[r]:cuts[r + 1]]), range(parts)):
         pass  # (iterating re-raises a part's exception here)
     return out
 
