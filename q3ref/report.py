@@ -14,6 +14,14 @@ def layer_rows(report):
         yield taps[0]["layer"], worst, end, any(t["diverged"] for t in taps)
 
 
+def worst_label(layer, worst):
+    """The worst stage's name; for a decoder layer whose every stage is the simulation's to the
+    bit, "(all exact)": naming the first of seventeen zeros would point at nothing."""
+    if layer is not None and worst["local_rel_l2"] == 0:
+        return "(all exact)"
+    return worst["name"].split(".")[-1]
+
+
 def unaligned_lines(names):
     """One line per stage: "q_rope at layers 0-27" for a stage no layer has, names otherwise."""
     by_stage, lines = {}, []
@@ -46,13 +54,13 @@ def print_table(report, console):
         elif diverged:
             mark = "[yellow]diverged (inherits)[/]"
         t.add_row("-" if layer is None else str(layer), end["name"], f"{end['cos']:.6f}", f"{end['rel_l2']:.2e}",
-                  f"{end['max_abs']:.2e}", worst["name"].split(".")[-1], f"{worst['local_rel_l2']:.2e}",
+                  f"{end['max_abs']:.2e}", worst_label(layer, worst), f"{worst['local_rel_l2']:.2e}",
                   f"{worst['local_rel_l2'] / worst['limit']:.2g}", mark)
     console.print(t)
     if first:
         console.print(f"[bold red]first divergence:[/] {first['name']} (layer {first['layer']}, stage {first['stage']}): "
                       f"this stage alone, run by q3ref on the graph's own inputs, is off by {first['local_rel_l2']:.3g} "
-                      f"(rel L2); {first['limit']:g} is allowed there in a {report['precision']} graph")
+                      f"(rel L2); {first['limit']:g} is allowed there in this {report['precision']} graph")
     else:
         lim = report["limits"]
         where = (f"{lim['quantized stages']:g} where {report['precision']} weights are read, "
@@ -103,7 +111,7 @@ def plot(report, path=None, fmt="png"):
         layers.append(layer)
         grow.append(max(end["rel_l2"], 1e-12))
         ratio.append(max(worst["local_rel_l2"] / worst["limit"], 1e-6))
-        stage.append(worst["stage"])
+        stage.append(worst_label(layer, worst))
     fig = Figure(figsize=(8, 5.6))
     top, bottom = fig.subplots(2, 1, sharex=True)
     top.semilogy(layers, grow, "o-")
