@@ -204,9 +204,10 @@ def act_int8_asymmetric_tensor(x):  # fp32 array -> integer values minus zero po
     DEPTHWISE_CONV_2D quantizes its input per batch, so a batch-1 tensor gets one scale): range
     with 0 included, scale = range / 255 in double, the zero point from whichever end is nearer
     (rounded, clamped), q = clip(round(x * float(1 / scale)) + zp, -128, 127), rounded as
-    act_int8_asymmetric_builtin rounds (the same compiled function). Measured on a
-    Qwen3.5 int8 graph's conv: 6.7e-8 of max |y| from the graph's output, vs 4.5e-3 for fp32 with
-    dequantized weights."""
+    act_int8_asymmetric_builtin rounds (the same compiled function). The scale returned, which the
+    conv's output is multiplied by, is (max - min) / 255 in fp32: the double one, rounded, was
+    1 ulp off on a Qwen3.5 int8 graph's 1-token prefill (99% of that conv's outputs off); with
+    this one the conv is that graph's to the bit on 63 inputs (qwen35/litert.py)."""
     rmin, rmax = min(0.0, float(x.min())), max(0.0, float(x.max()))
     if rmin == rmax:
         return np.zeros_like(x), np.float32(1)
@@ -216,7 +217,7 @@ def act_int8_asymmetric_tensor(x):  # fp32 array -> integer values minus zero po
     zp = -128 if zp <= -128 else 127 if zp >= 127 else float(round_half_away(np.float64(zp)))
     scale = np.float32(scale)
     q = np.clip(round_add_half(x * np.float32(1 / scale)) + zp, -128, 127)
-    return q - zp, scale
+    return q - zp, (np.float32(rmax) - np.float32(rmin)) / np.float32(255)
 
 
 ACT_QUANT = {"builtin": act_int8_symmetric, "xnnpack": act_int8_asymmetric}
@@ -469,13 +470,17 @@ def dynamic_int8_linear(runtime, kernels="numba", cache=True):
     weight scale) in fp32."""
     quantize_act, weights = ACT_QUANT[runtime], QuantizedWeights(INT8_FOR_MATMUL[kernels], cache)
 
-    def linear(x, w):  # [N, in], [out, in] -> [N, out]
+    def linear(x, w, bias=None):  # [N, in], [out, in], [out] -> [N, out]
         wq, ws = weights(w)  # [out, in] integer-valued, [out]
         xq, xs = quantize_act(np.asarray(x, np.float32))  # [N, in], [N]
         acc = exact_int_matmul(xq.astype(np.float32), wq, INT8_MAX).astype(np.float32, copy=False)  # [N, out]
         if runtime == "xnnpack":  # qd8-f32-qc8w gemm's epilogue: (acc * input scale), then fma with the filter
-            return (acc * xs[:, None]) * ws[None, :]  # scale and a zero bias: a multiply. Every value of a stress FC.
-        return acc * (xs[:, None] * ws[None, :])  # [N, out] fp32
+            if bias is None:  # scale and a zero bias: a multiply. Every value of a stress FC.
+                return (acc * xs[:, None]) * ws[None, :]
+            from .formats.litert.xnnpack import fma
+            return fma(acc * xs[:, None], ws[None, :], np.asarray(bias, np.float32))  # one rounding (probed)
+        out = acc * (xs[:, None] * ws[None, :])  # [N, out] fp32
+        return out if bias is None else out + np.asarray(bias, np.float32)  # (not probed on the builtin kernel)
     linear.quantized = weights
     return linear
 

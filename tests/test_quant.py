@@ -276,7 +276,7 @@ def test_probe_finds_the_builtin_kernels_and_would_see_another(monkeypatch):
     monkeypatch.setattr(litert_probe, "lane_sum", lambda x, lanes=8, offset=0: quant.lane_sum(x, 16, offset))
     monkeypatch.setattr(litert_probe, "matmul_sequential", lambda a, b: np.matmul(a, b))
     monkeypatch.setattr(litert_probe, "logistic_eigen", lambda x: (1 / (1 + np.exp(-x.astype(np.float64)))).astype(np.float32))
-    monkeypatch.setattr(litert_probe, "dynamic_int8_linear", lambda *a, **k: lambda x, w: x @ w.T)  # float, no int8
+    monkeypatch.setattr(litert_probe, "dynamic_int8_linear", lambda *a, **k: lambda x, w, bias=None: x @ w.T)  # float, no int8
     monkeypatch.setattr(litert_probe, "attention_builtin", lambda offset: xnnpack.attention(offset, 72))  # the other runtime's
     monkeypatch.setattr(quant, "round_add_half", quant.round_half_away)  # roundf
     got = litert_probe.probe_kernels()
@@ -385,12 +385,30 @@ def test_fp16_activations_round_every_op_output():
     assert np.isfinite(loud[names[names.index(first) - 1]]).all() and not np.isfinite(loud[first]).all()
 
 
+def exp_as_xnnpack_source(x):
+    """f32-vexp avx512f_rational_3_2_div as the XNNPACK source has it: 2^r = p(r) / q(r) with its
+    own 3/2 coefficients. ai-edge-litert 2.3.0's binary holds other ones (xnnpack.exp)."""
+    from q3ref.formats.litert.xnnpack import fma
+
+    f = np.float32
+    x = np.asarray(x, f)
+    with np.errstate(invalid="ignore", over="ignore"):
+        zp = np.minimum(np.maximum(x * f(1.44269504089), f(-127)), f(128))
+        z = (f(12582912.0) + zp) - f(12582912.0)
+        r = zp - z
+        two_z = ((z + f(8388735.0)).view(np.uint32) << np.uint32(23)).view(f)
+        p = fma(r, fma(r, fma(r, f(5.5380910635e-03), f(7.2068706155e-02)), f(4.1594290733e-01)), f(1))
+        q = fma(r, fma(r, f(2.3986088112e-02), f(-2.7720427513e-01)), f(1))
+        return two_z * (p / q)
+
+
 def test_probe_finds_the_xnnpack_kernels_and_would_see_another(monkeypatch):
-    """XNNPACK (the default delegate) picks microkernels by ISA. One-op MEAN, RSQRT, LOGISTIC and
-    dynamic and float FULLY_CONNECTED graphs run through it equal formats/litert/xnnpack.py and quant.py bit
-    for bit where the CPU has AVX-512F (both CPU kinds of this project's machines), and so does the
-    attention composite graph (the delegate's own SDPA); an 8-lane sum, 1/sqrtf, a textbook sigmoid,
-    a float product, the builtin kernel's int4 activation quantization, the builtin
+    """XNNPACK (the default delegate) picks microkernels by ISA. One-op MEAN, RSQRT, LOGISTIC, LOG,
+    EXP, SIN, COS and dynamic and float FULLY_CONNECTED graphs run through it equal
+    formats/litert/xnnpack.py and quant.py bit for bit where the CPU has AVX-512F (both CPU kinds
+    of this project's machines), and so does the attention composite graph (the delegate's own
+    SDPA); an 8-lane sum, 1/sqrtf, a textbook sigmoid, libm's log, sin and cos, the XNNPACK
+    source's exp, a float product, the builtin kernel's int4 activation quantization, the builtin
     decomposition's attention or BLAS's float GEMM is reported as not emulated."""
     from q3ref.formats.litert import probe as litert_probe
     from q3ref import quant
@@ -400,13 +418,17 @@ def test_probe_finds_the_xnnpack_kernels_and_would_see_another(monkeypatch):
     if not xnnpack.available():  # XNNPACK runs rsqrtps there: not emulated, and said so
         assert got["RSQRT"] is False
         return
-    ops = ("MEAN", "MEAN_OF_SQUARES", "RSQRT", "SQRT", "LOGISTIC", "FULLY_CONNECTED", "FULLY_CONNECTED_INT4",
-           "FULLY_CONNECTED_FLOAT", "SDPA")
+    ops = ("MEAN", "MEAN_OF_SQUARES", "RSQRT", "SQRT", "LOGISTIC", "LOG", "EXP", "SIN", "COS", "FULLY_CONNECTED",
+           "FULLY_CONNECTED_INT4", "FULLY_CONNECTED_FLOAT", "SDPA")
     assert got == dict.fromkeys(ops, True)
+    monkeypatch.setattr(xnnpack, "log", lambda x: np.log(x))  # NumPy's float32 log
+    monkeypatch.setattr(xnnpack, "exp", exp_as_xnnpack_source)
+    monkeypatch.setattr(xnnpack, "sin", lambda x: np.sin(x))
+    monkeypatch.setattr(xnnpack, "cos", lambda x: np.cos(x))
     monkeypatch.setattr(xnnpack, "LANES", 8)
     monkeypatch.setattr(xnnpack, "rsqrt", xnnpack.rsqrt_numpy)  # (SQRT reads it too)
     monkeypatch.setattr(xnnpack, "sigmoid", lambda x: (1 / (1 + np.exp(-x.astype(np.float64)))).astype(np.float32))
-    monkeypatch.setattr(litert_probe, "dynamic_int8_linear", lambda *a, **k: lambda x, w: x @ w.T)  # float, no int8
+    monkeypatch.setattr(litert_probe, "dynamic_int8_linear", lambda *a, **k: lambda x, w, bias=None: x @ w.T)  # float, no int8
     monkeypatch.setattr(xnnpack, "attention", lambda offset, width: quant.attention_builtin(offset))  # the decomposition's
     monkeypatch.setattr(litert_probe, "dynamic_int4_linear",  # the builtin kernel's activation quantization
                         lambda block, runtime, *a, **k: quant.dynamic_int4_linear(block, "builtin", *a, **k))

@@ -59,11 +59,11 @@ def gated_delta_net(x, w, cfg, p, tap, K):  # [T, D] -> [T, D]
     qkv = tap(p + "qkv", K["linear"](x, w[a + "in_proj_qkv.weight"]))  # [T, 2*Hk*dk + Hv*dv]
     z = K["linear"](x, w[a + "in_proj_z.weight"]).reshape(T, Hv, dv)  # [T, Hv, dv]
     b = K["linear"](x, w[a + "in_proj_b.weight"])  # [T, Hv]
-    a_ = K["linear"](x, w[a + "in_proj_a.weight"])  # [T, Hv]
+    a_ = K["linear"](x, w[a + "in_proj_a.weight"], w[a + "dt_bias"])  # [T, Hv]: a + dt_bias (exported as the FC's bias)
 
     # Causal depthwise conv over time (kernel C, the C-1 earlier inputs padded with zeros), then SiLU.
     padded = np.concatenate([np.zeros((C - 1, qkv.shape[1]), F32), qkv])  # [T + C - 1, channels]
-    conv = tap(p + "conv", silu(K["conv"](padded, w[a + "conv1d.weight"][:, 0, :])))  # [T, channels]
+    conv = tap(p + "conv", K["silu"](K["conv"](padded, w[a + "conv1d.weight"][:, 0, :])))  # [T, channels]
     tap(p + "conv_state", padded[-C:].T)  # [channels, C]: what decoding continues from
 
     q, k, v = np.split(conv, [Hk * dk, 2 * Hk * dk], axis=1)
@@ -72,22 +72,32 @@ def gated_delta_net(x, w, cfg, p, tap, K):  # [T, D] -> [T, D]
     tap(p + "q", q * F32(dk ** -0.5))  # what the delta rule reads (both forms scale q inside)
     rep = Hv // Hk  # each key head serves `rep` consecutive value heads (repeat_interleave)
     q, k = np.repeat(q, rep, axis=1), np.repeat(k, rep, axis=1)  # [T, Hv, dk] each
-    beta = tap(p + "beta", sigmoid(b))  # [T, Hv]
-    g = tap(p + "g", -np.exp(w[a + "A_log"]) * softplus(a_ + w[a + "dt_bias"]))  # [T, Hv]: log decay, <= 0
+    beta = tap(p + "beta", K["sigmoid"](b))  # [T, Hv]
+    decay = -np.exp(w[a + "A_log"].astype(np.float64)).astype(F32)  # [Hv], rounded once (NumPy's fp32 exp is not)
+    g = tap(p + "g", K["softplus"](a_) * decay)  # [T, Hv]: log decay, <= 0
     core, state = K["delta"](q, k, v, g, beta)  # [T, Hv, dv], [Hv, dk, dv]
     core = tap(p + "core", core)
     tap(p + "recurrent_state", state)  # [Hv, dk, dv]
-    gated = K["norm"](core, w[a + "norm.weight"], cfg.rms_norm_eps, plus_one=False) * silu(z)  # [T, Hv, dv]
+    gated = K["norm"](core, w[a + "norm.weight"], cfg.rms_norm_eps, plus_one=False) * K["silu"](z)  # [T, Hv, dv]
     gated = tap(p + "gated_norm", gated)
     return K["linear"](gated.reshape(T, Hv * dv), w[a + "out_proj.weight"])  # [T, D]
 
 
-def rope_tables(T, cfg):  # -> cos, sin [T, R]: the first R dims of each head rotate
+def rope_tables(T, cfg, cos=np.cos, sin=np.sin):  # -> cos, sin [T, R]: the first R dims of each head rotate
     R = cfg.rotary_dim
     inv_freq = F32(1) / (F32(cfg.rope_theta) ** (np.arange(0, R, 2, dtype=F32) / F32(R)))  # [R/2]
     angles = np.arange(T, dtype=F32)[:, None] * inv_freq[None, :]  # [T, R/2]
     angles = np.concatenate([angles, angles], axis=1)  # [T, R]
-    return np.cos(angles), np.sin(angles)
+    return cos(angles), sin(angles)
+
+
+def causal_attention(q, k, v):  # [H, T, Dh] x3 -> [H, T, Dh]: softmax(q k^T / sqrt(Dh)) v, causal
+    T, Dh = q.shape[1:]
+    scores = (q @ k.transpose(0, 2, 1)) * F32(Dh ** -0.5)  # [H, T, T] (batched BLAS; einsum took 0.1 s a layer)
+    scores = np.where(np.tril(np.ones((T, T), bool)), scores, -np.inf)
+    p = np.exp(scores - scores.max(axis=-1, keepdims=True))  # [H, T, T]
+    p = p / p.sum(axis=-1, keepdims=True)
+    return p @ v  # [H, T, Dh]
 
 
 def attention(x, w, cfg, p, tap, K):  # [T, D] -> [T, D]
@@ -99,7 +109,7 @@ def attention(x, w, cfg, p, tap, K):  # [T, D] -> [T, D]
     q = K["norm"](q, w[a + "q_norm.weight"], cfg.rms_norm_eps)  # [T, H, Dh]
     k = K["norm"](K["linear"](x, w[a + "k_proj.weight"]).reshape(T, Hkv, Dh), w[a + "k_norm.weight"], cfg.rms_norm_eps)
     v = tap(p + "v", K["linear"](x, w[a + "v_proj.weight"]).reshape(T, Hkv, Dh))  # [T, Hkv, Dh]: the V cache rows
-    cos, sin = rope_tables(T, cfg)
+    cos, sin = K["rope_tables"](T, cfg)  # [T, R] each
 
     def rope(t):  # rotate_half on the first R dims, the rest pass through
         r, rest = t[..., :R], t[..., R:]
@@ -110,17 +120,14 @@ def attention(x, w, cfg, p, tap, K):  # [T, D] -> [T, D]
     rep = H // Hkv
     k, v = np.repeat(k, rep, axis=1), np.repeat(v, rep, axis=1)  # [T, H, Dh] each
     q, k, v = q.transpose(1, 0, 2), k.transpose(1, 0, 2), v.transpose(1, 0, 2)  # [H, T, Dh] each
-    scores = (q @ k.transpose(0, 2, 1)) * F32(Dh ** -0.5)  # [H, T, T] (batched BLAS; einsum took 0.1 s a layer)
-    scores = np.where(np.tril(np.ones((T, T), bool)), scores, -np.inf)
-    p_ = np.exp(scores - scores.max(axis=-1, keepdims=True))
-    p_ = p_ / p_.sum(axis=-1, keepdims=True)
-    out = (p_ @ v).transpose(1, 0, 2).reshape(T, H * Dh)  # [T, H*Dh]
-    out = tap(p + "gated_attn", out * sigmoid(gate))
+    out = K["attention"](q, k, v).transpose(1, 0, 2).reshape(T, H * Dh)  # [T, H*Dh]
+    out = tap(p + "gated_attn", out * K["sigmoid"](gate))
     return K["linear"](out, w[a + "o_proj.weight"])  # [T, D]
 
 
-PLAIN = {"linear": lambda x, W: x @ W.T,  # [N, in], [out, in] -> [N, out]
-         "norm": rms_norm, "l2norm": l2norm,
+PLAIN = {"linear": lambda x, W, bias=None: x @ W.T if bias is None else x @ W.T + bias,  # [N, in], [out, in] -> [N, out]
+         "norm": rms_norm, "l2norm": l2norm, "silu": silu, "sigmoid": sigmoid, "softplus": softplus,
+         "rope_tables": rope_tables, "attention": causal_attention,
          "rows": lambda rows: rows,  # the embedding rows looked up, as the graph stores them
          "conv": causal_conv}  # [T + C - 1, channels] (C - 1 rows of history first), [channels, C] -> [T, channels]
 
@@ -129,7 +136,7 @@ def forward(weights, cfg, ids, taps=None, form="chunked", kernels="numba", sim=N
     """ids [T] -> the last position's logits [V]. form: the delta rule's "chunked" (transformers'
     prefill) or "recurrent" (token by token) form; kernels: its Numba kernel or its NumPy twin;
     sim: replacements for PLAIN's entries that compute as a quantized graph does (litert.py)."""
-    K = dict(PLAIN, delta=delta.FORMS[form, kernels], **(sim or {}))
+    K = {**PLAIN, "delta": delta.FORMS[form, kernels], **(sim or {})}
     def tap(name, x):
         if taps is not None:
             taps[name] = x
@@ -144,7 +151,7 @@ def forward(weights, cfg, ids, taps=None, form="chunked", kernels="numba", sim=N
         x = tap(p + "attn_residual", x + tap(p + "mixer", h))
         h = tap(p + "post_norm", K["norm"](x, w[p + "post_attention_layernorm.weight"], cfg.rms_norm_eps))
         m = p + "mlp."
-        act = silu(K["linear"](h, w[m + "gate_proj.weight"])) * K["linear"](h, w[m + "up_proj.weight"])  # [T, F]
+        act = K["silu"](K["linear"](h, w[m + "gate_proj.weight"])) * K["linear"](h, w[m + "up_proj.weight"])  # [T, F]
         h = K["linear"](act, w[m + "down_proj.weight"])  # [T, D]
         x = tap(p + "out", x + tap(p + "mlp", h))
     x = tap("norm", K["norm"](x, w["norm.weight"], cfg.rms_norm_eps))

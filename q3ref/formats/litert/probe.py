@@ -6,7 +6,8 @@ lanes, BATCH_MATMUL as rounded multiply then rounded add. A different wheel, or 
 kernels by ISA, could compute otherwise. So q3ref writes one-op graphs (MEAN, SOFTMAX,
 BATCH_MATMUL, LOGISTIC, hybrid int8 and int4 FULLY_CONNECTED), runs them through the same interpreter on fixed random inputs and compares
 each output with its emulation, bit for bit. XNNPACK (the default delegate) picks microkernels
-by ISA: its MEAN and RSQRT (litert-torch's RMSNorm) are probed the same way against xnnpack.py.
+by ISA: its MEAN and RSQRT (litert-torch's RMSNorm), its float unary ops (LOGISTIC, SQRT, and
+Qwen3.5's LOG, EXP, SIN, COS) and its products are probed the same way against xnnpack.py.
 The verdicts are cached per runtime version and CPU.
 """
 
@@ -26,7 +27,7 @@ from ..cpu import cpu_id
 CACHE = Path(os.environ.get("Q3REF_CACHE", Path.home() / ".cache" / "q3ref")) / "litert_probe.json"
 EMULATED = "eigen-avx-nofma"  # the variant q3ref emulates: 8 lanes, no FMA
 XNNPACK_EMULATED = "xnnpack-avx512f"  # rsum 16 lanes x 2 accumulators, vrsqrt14ps + one Newton step
-PROBES = 13  # the probe set's revision: a verdict cached from another set is probed again
+PROBES = 14  # the probe set's revision: a verdict cached from another set is probed again
 
 
 def _tensor(shape, kind, buffer, name):
@@ -88,10 +89,11 @@ def one_op_graph(opcode, in_shapes, out_shape, options=None) -> bytes:
     return _model([opcode], tensors, [_op(0, list(range(n_in)) + extra, [n_in], options)], n_in, buffers)
 
 
-def hybrid_fc_graph(x_shape, w_q, w_scale) -> bytes:
+def hybrid_fc_graph(x_shape, w_q, w_scale, bias=None) -> bytes:
     """A .tflite with one hybrid FULLY_CONNECTED as litert-torch's dynamic_int8 writes it: fp32
-    input [N, K], int8 weights [O, K] with a scale per output channel, no bias, keep_num_dims,
-    symmetric run-time input quantization."""
+    input [N, K], int8 weights [O, K] with a scale per output channel, keep_num_dims, symmetric
+    run-time input quantization; no bias, or an fp32 one [O] (Qwen3.5's in_proj_a carries
+    dt_bias so)."""
     from ai_edge_litert import schema_py_generated as s
 
     (N, K), O = x_shape, w_q.shape[0]
@@ -99,11 +101,14 @@ def hybrid_fc_graph(x_shape, w_q, w_scale) -> bytes:
     q = s.QuantizationParametersT()
     q.scale, q.zeroPoint, q.quantizedDimension = [float(v) for v in w_scale], [0] * O, 0
     tensors[2].quantization = q
+    buffers = [_buffer(), _buffer(w_q.astype(np.int8))]
+    if bias is not None:
+        tensors.append(_tensor((O,), "FLOAT32", 2, "bias"))
+        buffers.append(_buffer(np.asarray(bias, np.float32)))
     opts = s.FullyConnectedOptionsT()
     opts.keepNumDims, opts.asymmetricQuantizeInputs = True, False
-    op = _op(0, [0, 2, -1], [1], (s.BuiltinOptions.FullyConnectedOptions, opts))
-    return _model([s.BuiltinOperator.FULLY_CONNECTED], tensors, [op], 1, [_buffer(), _buffer(w_q.astype(np.int8))],
-                  version=5)
+    op = _op(0, [0, 2, -1 if bias is None else 3], [1], (s.BuiltinOptions.FullyConnectedOptions, opts))
+    return _model([s.BuiltinOperator.FULLY_CONNECTED], tensors, [op], 1, buffers, version=5)
 
 
 def float_fc_graph(x_shape, w) -> bytes:
@@ -289,12 +294,31 @@ def probe_xnnpack() -> dict:
                         np.float32([np.inf, -np.inf, 2.3587e38, -3e38, 2.3586e38, 1.7e9, -6.8e15])])[None, :]
     got = run_delegated(one_op_graph(s.BuiltinOperator.LOGISTIC, [z.shape], z.shape), [z])
     out["LOGISTIC"] = bool(np.array_equal(got, xnnpack.sigmoid(z), equal_nan=True))
-    ok = True  # its dynamic FULLY_CONNECTED (qd8 activations, the epilogue's order), three shapes
-    for N, K in ((13, 1100), (64, 48), (7, 3072)):
+    # LOG (Qwen3.5's softplus): positive values around 1 .. 50, then any float32, subnormals and specials
+    bits = rng.integers(0, 2 ** 32, 8192, dtype=np.uint64).astype(np.uint32)
+    z = np.concatenate([np.exp(rng.uniform(-1, 4, 8192)).astype(np.float32), bits.view(np.float32),
+                        np.float32([0, -0.0, -1, np.inf, -np.inf, 1e-45, -1e-40, 1.1754944e-38, 3.4e38])])[None, :]
+    got = run_delegated(one_op_graph(s.BuiltinOperator.LOG, [z.shape], z.shape), [z])
+    out["LOG"] = bool(np.array_equal(got, xnnpack.log(z), equal_nan=True))
+    # EXP (the same softplus): its range, then any float32 (NaN, inf, overflow, flushed results)
+    z = np.concatenate([(rng.standard_normal(8192) * 20).astype(np.float32), np.linspace(-110, 110, 4001, dtype=np.float32),
+                        bits.view(np.float32), np.float32([np.nan, np.inf, -np.inf, 88.72, 89, -87.4, -104])])[None, :]
+    got = run_delegated(one_op_graph(s.BuiltinOperator.EXP, [z.shape], z.shape), [z])
+    out["EXP"] = bool(np.array_equal(got, xnnpack.exp(z), equal_nan=True))
+    # SIN and COS (Qwen3.5's RoPE tables): angles as its positions make them, then any float32
+    z = np.concatenate([(np.arange(8192, dtype=np.float32)[:, None] * np.float32([1, 0.0178, 3.2e-4])).reshape(-1),
+                        (rng.standard_normal(8192) * 100).astype(np.float32), bits.view(np.float32),
+                        np.float32([np.nan, np.inf, -np.inf, -0.0, 1e-40])])[None, :]
+    for name, fn in (("SIN", xnnpack.sin), ("COS", xnnpack.cos)):
+        got = run_delegated(one_op_graph(getattr(s.BuiltinOperator, name), [z.shape], z.shape), [z])
+        out[name] = bool(np.array_equal(got, fn(z), equal_nan=True))
+    ok = True  # its dynamic FULLY_CONNECTED (qd8 activations, the epilogue's order), three shapes, one with a bias
+    for N, K, biased in ((13, 1100, False), (64, 48, True), (7, 3072, False)):
         a = (rng.standard_normal((N, K)) * rng.uniform(0.1, 30, (N, 1))).astype(np.float32)
         w_q, w_scale, _ = int8_per_channel(rng.standard_normal((40, K)).astype(np.float32))
-        got = run_delegated(hybrid_fc_graph(a.shape, w_q, w_scale), [a])
-        want = dynamic_int8_linear("xnnpack", "numpy", cache=False)(a, w_q.astype(np.float32) * w_scale[:, None])
+        bias = (rng.standard_normal(40) * 3).astype(np.float32) if biased else None
+        got = run_delegated(hybrid_fc_graph(a.shape, w_q, w_scale, bias), [a])
+        want = dynamic_int8_linear("xnnpack", "numpy", cache=False)(a, w_q.astype(np.float32) * w_scale[:, None], bias)
         ok = ok and bool(np.array_equal(got, want))
     out["FULLY_CONNECTED"] = ok
     out["FULLY_CONNECTED_INT4"] = int4_fc_probe("xnnpack", run_delegated)
@@ -354,7 +378,8 @@ def builtin_variant() -> dict:
 
 @functools.lru_cache(maxsize=None)
 def xnnpack_variant() -> dict:
-    """XNNPACK's RMSNorm ops (MEAN, RSQRT), LOGISTIC and SQRT as formats/litert/xnnpack.py emulates them,
+    """XNNPACK's RMSNorm ops (MEAN, RSQRT), LOGISTIC, SQRT, and Qwen3.5's LOG, EXP, SIN and COS as
+    formats/litert/xnnpack.py emulates them,
     its dynamic FULLY_CONNECTED as quant.dynamic_int8_linear('xnnpack') does and its int4 one as
     xnnpack.int4_linear does, or not."""
     return _variant("xnnpack", probe_xnnpack, XNNPACK_EMULATED)

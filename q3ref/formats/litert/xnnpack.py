@@ -341,14 +341,20 @@ def attention(offset, width):
         for b, h, r0 in itertools.product(range(B), range(H), range(0, T, ROWS)):
             r1 = min(r0 + ROWS, T)
             visible = (np.arange(T)[None, :] <= np.arange(r0, r1)[:, None]) & mask[b][None, :]  # [R, T]
-            scores = matmul_fma(q[b, r0:r1, h] * s, k[b, :, h // rep].T)  # [R, T]
-            top = np.where(visible, scores, -np.inf).max(axis=-1, keepdims=True)  # [R, 1]
-            top = np.where(np.isfinite(top), top, F32(0))
-            e = np.where(visible, exp_minus_max(np.where(visible, scores - top, 0)), F32(0))  # [R, T]
-            p = e * (F32(1) / row_sum(e, offset, width))[:, None]  # [R, T]
-            out[b, r0:r1, h] = matmul_fma(np.nan_to_num(p), v[b, :, h // rep])  # [R, Dh]
+            out[b, r0:r1, h] = attend_rows(q[b, r0:r1, h] * s, k[b, :, h // rep], v[b, :, h // rep], visible, offset, width)
         return out * mask[:, :, None, None]  # padded query rows: zeros, as q3ref's attention
     return attend
+
+
+def attend_rows(q, k, v, visible, offset, width):  # [R, Dh] (scaled), [T, Dh] x2, [R, T] -> [R, Dh]
+    """BATCH_MATMUL, the mask, SOFTMAX and BATCH_MATMUL as XNNPACK runs them, for query rows
+    against keys held in columns offset .. offset+T of a width-column row (the rest masked)."""
+    scores = matmul_fma(q, k.T)  # [R, T]
+    top = np.where(visible, scores, -np.inf).max(axis=-1, keepdims=True)  # [R, 1]
+    top = np.where(np.isfinite(top), top, F32(0))
+    e = np.where(visible, exp_minus_max(np.where(visible, scores - top, 0)), F32(0))  # [R, T]
+    p = e * (F32(1) / row_sum(e, offset, width))[:, None]  # [R, T]
+    return matmul_fma(np.nan_to_num(p), v)  # [R, Dh]
 
 
 ROWS = 512  # queries per block of XNNPACK's attention emulation
@@ -357,6 +363,92 @@ ROWS = 512  # queries per block of XNNPACK's attention emulation
 def sqrt(x):  # float32 -> float32: f32-vsqrt avx512f_rsqrt, x times RSQRT's estimate (0 at 0)
     x = np.asarray(x, F32)
     return x * np.where(x != 0, rsqrt(np.where(x != 0, x, F32(1))), F32(0))
+
+
+# EXP (Qwen3.5's softplus) as ai-edge-litert 2.3.0's XNNPACK computes it. Like f32-vexp
+# avx512f_rational_3_2_div: z = round(x log2 e) clamped to [-127, 128], r the rest, 2^z put into
+# the exponent bits; but 2^r = 1 + r N(r) / Q(r), with N's and Q's coefficients, which the
+# XNNPACK source read here (Aug 2026) does not have: they were read out of the wheel's binary
+# (the source's 3/2 coefficients are not in it) and the form was found by trying, then held to
+# the interpreter on 0.5M inputs, random bit patterns among them (the EXP probe).
+EXP_N = (F32(0.69314718246), F32(4.8078041524e-02), F32(5.5375634693e-03))  # ln2, n1, n2
+EXP_Q = (F32(-2.7721086144e-01), F32(2.3987604305e-02))  # q1, q2 (q0 = 1)
+ROUND_MAGIC, EXPONENT_MAGIC = F32(12582912.0), F32(8388735.0)  # 2^23 + 2^22; 2^23 + 127
+
+
+def exp(x):  # float32 -> float32: XNNPACK's EXP
+    """NaN gives 0 (the clamp's max/min return their second operand on NaN), and results below
+    float32's smallest normal flush to 0, as the delegate runs (measured)."""
+    x = np.asarray(x, F32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        zp = x * F32(1.44269504089)
+        zp = np.where(zp > F32(-127), zp, F32(-127))  # vmaxps(zp, -127): NaN -> -127
+        zp = np.where(zp < F32(128), zp, F32(128))
+        z = (ROUND_MAGIC + zp) - ROUND_MAGIC  # round to nearest
+        r = zp - z
+        two_z = ((z + EXPONENT_MAGIC).view(np.uint32) << np.uint32(23)).view(F32)
+        n = fma(r, fma(r, EXP_N[2], EXP_N[1]), EXP_N[0])
+        q = fma(r, fma(r, EXP_Q[1], EXP_Q[0]), F32(1))
+        y = two_z * (F32(1) + (r * n) / q)
+    return np.where(y < np.finfo(F32).tiny, F32(0), y)
+
+
+# f32-vsin / f32-vcos avx512f_rational_5_4_div (the RoPE tables Qwen3.5's graph computes in
+# itself): x less the nearest multiple of 2 pi (in two parts), cos as sin(pi/2 - x), folded into
+# [-pi/2, pi/2], then an odd 5/4 rational.
+PI, INV_2PI = F32(3.1415927), F32(0.15915494)
+TWO_PI_HI, TWO_PI_LO = F32(6.28125), F32(1.9353072e-3)
+HALF_PI_HI, HALF_PI_LO = F32(1.5707963705e+00), F32(-4.3711388e-08)
+SIN_P, SIN_Q = (F32(-1.3314664364e-01), F32(3.2340581529e-03)), (F32(3.3519912511e-02), F32(4.8770775902e-04))
+
+
+def _sin_folded(x):  # x reduced to [-pi, pi] -> sin(x)
+    x = np.where(x < PI - x, x, PI - x)  # vminps / vmaxps: the second operand on NaN
+    x = np.where(x > (F32(0) - PI) - x, x, (F32(0) - PI) - x)
+    x = np.where(x < PI - x, x, PI - x)
+    x2 = x * x
+    p = x * fma(x2, fma(x2, SIN_P[1], SIN_P[0]), F32(1))
+    return p / fma(x2, fma(x2, SIN_Q[1], SIN_Q[0]), F32(1))
+
+
+def _reduced(x):  # float32 -> x - round(x / 2 pi) 2 pi; subnormal x counts as 0 (denormals-are-zero)
+    x = np.asarray(x, F32)
+    x = np.where(np.abs(x) < np.finfo(F32).tiny, x * F32(0), x)
+    k = np.rint(x * INV_2PI).astype(F32)
+    return fma(-k, TWO_PI_LO, fma(-k, TWO_PI_HI, x))
+
+
+def sin(x):  # float32 -> float32: XNNPACK's SIN
+    with np.errstate(invalid="ignore", over="ignore"):
+        return _sin_folded(_reduced(x))
+
+
+def cos(x):  # float32 -> float32: XNNPACK's COS
+    with np.errstate(invalid="ignore", over="ignore"):
+        return _sin_folded((HALF_PI_HI - _reduced(x)) + HALF_PI_LO)
+
+
+# f32-vlog avx512f_rational_3_3_div: x * sqrt2 split into exponent and mantissa, the mantissa
+# moved to [sqrt(1/2) - 1, sqrt(2) - 1), log(1 + m) as a 3/3 rational there, plus exponent * ln2.
+LOG_SQRT2, LOG_SQRT1_2 = F32(1.4142134190e+00), F32(7.0710688829e-01)  # their product is exactly 1 in fp32
+LOG_A3 = F32(1.824996918440e-01)
+LOG_B = (F32(1.5), F32(0.599170029163), F32(0.049584995955))
+LN2 = F32(0.69314718055994531)
+
+
+def log(x):  # float32 -> float32: XNNPACK's LOG (0 -> -inf, negative -> NaN)
+    """Subnormal inputs count as 0 (-inf out, whatever their sign): the delegate runs with
+    denormals-are-zero, measured on ai-edge-litert 2.3.0 (Zen 4)."""
+    x = np.asarray(x, F32)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        x = np.where(np.abs(x) < np.finfo(F32).tiny, F32(0), x) * LOG_SQRT2
+        e = (np.frexp(x)[1] - 1).astype(F32)  # vgetexpps: floor(log2|x|), subnormals normalized
+        e = np.where(x == 0, F32(-np.inf), np.where(x < 0, F32(np.nan), np.where(np.isfinite(x), e, x)))
+        m = ((x.view(np.uint32) & np.uint32(0x7FFFFF)) | np.uint32(0x3F800000)).view(F32)  # [1, 2)
+        m = m * LOG_SQRT1_2 - F32(1)
+        p = m * fma(m, fma(m, LOG_A3, F32(1)), F32(1))  # m + m^2 + a3 m^3
+        q = fma(m, fma(m, fma(m, LOG_B[2], LOG_B[1]), LOG_B[0]), F32(1))
+        return fma(e, LN2, p / q)
 
 
 def normalize(x, dim=None):  # [B, D] -> [B, dim]: litert-torch's L2 normalization on XNNPACK
