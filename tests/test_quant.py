@@ -432,7 +432,7 @@ def test_probe_finds_the_xnnpack_kernels_and_would_see_another(monkeypatch):
     monkeypatch.setattr(xnnpack, "attention", lambda offset, width: quant.attention_builtin(offset))  # the decomposition's
     monkeypatch.setattr(litert_probe, "dynamic_int4_linear",  # the builtin kernel's activation quantization
                         lambda block, runtime, *a, **k: quant.dynamic_int4_linear(block, "builtin", *a, **k))
-    monkeypatch.setattr(xnnpack, "f32_gemm_linear", lambda *a, **k: lambda x, w: x @ w.T)  # BLAS's order
+    monkeypatch.setattr(xnnpack, "f32_gemm_linear", lambda *a, **k: lambda x, w, bias=None: x @ w.T)  # BLAS's order
     assert litert_probe.probe_xnnpack() == dict.fromkeys(ops, False)
 
 
@@ -564,3 +564,26 @@ def test_int4_sums_in_the_kernels_order_only_where_a_graph_holds_the_simulation(
         assert np.array_equal(held, exact(x, w))
         assert np.array_equal(alone, quant.gemm_int4_linear(32, runtime, cache=False)(x, w))
         assert 0 < (alone != held).sum() and np.abs(alone - held).max() <= 1e-5 * np.abs(held).max()
+
+
+def test_xnnpack_probes_see_where_a_bias_is_added(monkeypatch):
+    """XNNPACK starts a float FULLY_CONNECTED's FMA chain from the bias, and adds a dynamic int8
+    one's bias in the epilogue's FMA (Qwen3.5's in_proj_a carries dt_bias so). Adding it after
+    the product, rounded on its own, is reported as not emulated by both probes."""
+    from q3ref.formats.litert import probe as litert_probe
+    from q3ref.formats.litert import xnnpack
+
+    if not xnnpack.available():
+        pytest.skip("XNNPACK's AVX-512F kernels are not what runs on this CPU")
+    got = litert_probe.probe_xnnpack()
+    assert got["FULLY_CONNECTED"] and got["FULLY_CONNECTED_FLOAT"]
+
+    def bias_after(make):
+        def made(*a, **k):
+            product = make(*a, **k)
+            return lambda x, w, bias=None: product(x, w) + (np.float32(0) if bias is None else bias)
+        return made
+    monkeypatch.setattr(xnnpack, "f32_gemm_linear", bias_after(xnnpack.f32_gemm_linear))
+    monkeypatch.setattr(litert_probe, "dynamic_int8_linear", bias_after(litert_probe.dynamic_int8_linear))
+    got = litert_probe.probe_xnnpack()
+    assert not got["FULLY_CONNECTED"] and not got["FULLY_CONNECTED_FLOAT"]

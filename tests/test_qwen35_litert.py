@@ -85,12 +85,18 @@ def test_the_graphs_states_agree_with_transformers():
             assert np.abs(graph - theirs).max() <= 1e-5 * np.abs(theirs).max()
 
 
-@pytest.mark.parametrize("n", [5, 41, 65])  # 64 prompt tokens fill prefill_64 exactly
+@pytest.mark.parametrize("n", [2, 5, 41, 65])  # 64 prompt tokens fill prefill_64 exactly
 def test_fp32_graph_matches_the_reference_at_every_state(n):
+    """Within 1e-5 of the fp32 reference at every state; and where the probe finds this CPU's
+    XNNPACK kernels emulated, the simulation (f32-gemm's and f32-dwconv's FMA chains, the float
+    ops) is the graph's to the bit."""
     r = litert.diff(GRAPHS / "model.litertlm", CKPT, IDS[:n])
     assert r["first_divergence"] is None and r["precision"] == "fp32"
-    assert max(t["rel_err"] for t in r["taps"]) < 1e-5
     assert {t["step"] for t in r["taps"]} == {"prefill", "decode"} and r["taps"][-1]["name"] == "logits"
+    if xnnpack_variant()["emulated"]:
+        assert all(t["rel_err"] == 0 for t in r["taps"]) and max(t["rel_err_fp32"] for t in r["taps"]) < 1e-5
+    else:
+        assert max(t["rel_err"] for t in r["taps"]) < 1e-5
 
 
 @pytest.mark.parametrize("n", [2, 5, 17, 65])  # 1 prompt token; 17, where a rounding flipped before the float ops were XNNPACK's

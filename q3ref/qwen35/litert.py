@@ -16,6 +16,9 @@ segments.py). The op's inputs and outputs are stages of the diff too: q, k, v, b
 As the LiteRT-LM runtime does, the prompt but its last token is prefilled (padded with the pad
 token, which the graph masks out), and the last token is decoded at its position: the decode
 logits are the reference's last-position logits.
+
+The graph is judged against q3ref's simulation of it (fp32_simulation, int8_simulation): where
+the probe finds this CPU's XNNPACK kernels emulated, every stage is the graph's to the bit.
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ from .model import forward
 from .weights import Qwen35Weights
 
 F32 = np.float32
-# Allowed max |graph - expected| / max |expected| per stage. fp32: measured <= 1.4e-6. int8, against
-# the simulation: 0 at every stage of 63 inputs where the XNNPACK probe finds this CPU's kernels
-# emulated, so held as fp32 is. Where it does not, the float ops fall back to NumPy's, and one
-# activation rounding can flip: 1.2e-2 .. 1.7e-2 on 2 of 12 inputs, measured before they were
-# emulated (the fp32 reference is 1e-2 .. 2e-1 away). The planted k_norm defect leaves 0.9.
+# Allowed max |graph - expected| / max |expected| per stage. fp32: <= 1.7e-6 from the fp32
+# reference, 0 from the simulation (63 inputs). int8, against its simulation: 0 at every stage of
+# 63 inputs where the XNNPACK probe finds this CPU's kernels emulated, so held as fp32 is. Where
+# it does not, the float ops fall back to NumPy's and one activation rounding can flip: 1.2e-2 ..
+# 1.7e-2 on 2 of 12 inputs, measured before they were emulated (the fp32 reference is 1e-2 ..
+# 2e-1 away). The planted k_norm defect leaves 0.9.
 TOLERANCE = {"fp32": 1e-4, "int8": 1e-4}
 TOLERANCE_NOT_EMULATED = 5e-2
 NEG = np.float32(-1e38)  # litert-torch's masked value (create_qwen3_5_attention_mask)
@@ -53,18 +57,79 @@ def gated_delta_update(q_t, k_t, v_t, beta_t, g_t, state):
     return out.transpose(1, 0, 2)[None], S[None]  # [1, Hv, T, dv], [1, Hv, dk, dv]
 
 
+def float_ops(cache):
+    """The graph's float ops as XNNPACK runs them, for model.forward's sim=, where the probe finds
+    this CPU's kernels emulated (elsewhere only the delta rule): the norms' decompositions, SiLU as LOGISTIC then
+    MUL, litert-torch's softplus through EXP and LOG, the RoPE tables' COS and SIN, and attention
+    over the K/V cache's `cache` columns (its softmax sums the masked ones as exact zeros). And the
+    delta rule as the diff computes gated_delta_update on the graph's side."""
+    from ..formats.litert import xnnpack
+    from .model import rope_tables
+
+    def delta_rule(q, k, v, g, beta):
+        q = q * F32(q.shape[2] ** -0.5)  # q scaled first (the graph's MUL), then the op's reference math
+        return delta.recurrent(q, k, v, g, beta, scaled=True)
+
+    if not xnnpack_variant()["emulated"]:
+        return {"delta": delta_rule}
+
+    def norm(x, w, eps, plus_one=True):  # [..., n]: the graph holds 1 + w, rounded to fp32, as its weight
+        n = x.shape[-1]
+        w = (F32(1) + w) if plus_one else w
+        return xnnpack.rms_norm(np.asarray(x, F32).reshape(-1, n), w, eps).reshape(x.shape)
+
+    def l2norm(x, eps=1e-6):  # [..., n]
+        return xnnpack.l2norm(np.asarray(x, F32).reshape(-1, x.shape[-1]), eps).reshape(x.shape)
+
+    def silu(x):  # LOGISTIC, then MUL
+        x = np.asarray(x, F32)
+        return x * xnnpack.sigmoid(x)
+
+    def softplus(x):  # litert-torch's: log1p(exp(min(x, 50))), as MINIMUM, EXP, ADD 1, LOG
+        return xnnpack.log(xnnpack.exp(np.minimum(np.asarray(x, F32), F32(SOFTPLUS_CLAMP))) + F32(1))
+
+    def attention(q, k, v):  # [H, T, Dh] x3 -> [H, T, Dh]: q scaled first (the graph's MUL)
+        T, Dh = q.shape[1:]
+        visible = np.tril(np.ones((T, T), bool))
+        return np.stack([xnnpack.attend_rows(q[h] * F32(Dh ** -0.5), k[h], v[h], visible, 0, cache)
+                         for h in range(q.shape[0])])
+
+    return {"norm": norm, "l2norm": l2norm, "silu": silu, "sigmoid": xnnpack.sigmoid, "softplus": softplus,
+            "rope_tables": lambda T, cfg: rope_tables(T, cfg, xnnpack.cos, xnnpack.sin), "attention": attention,
+            "delta": delta_rule}
+
+
+def fp32_simulation(calls, cache):
+    """What litert-torch's fp32 graph computes on XNNPACK, where the probe finds its kernels
+    emulated: FULLY_CONNECTED as f32-gemm's FMA chain over the inputs, from the bias; the depthwise
+    conv as f32-dwconv's, one FMA per tap in order, from its zero bias; the float ops. Elsewhere
+    None: the fp32 reference itself. (calls: unused, as in int8_simulation.)"""
+    from ..formats.litert import xnnpack
+
+    if not xnnpack_variant()["emulated"]:
+        return None
+    gemm = xnnpack.f32_gemm_linear()
+
+    def conv(padded, kernel):  # [T + C - 1, channels], [channels, C] -> [T, channels]
+        C = kernel.shape[1]
+        T = padded.shape[0] - C + 1
+        out = np.zeros((T, kernel.shape[0]), F32)
+        for j in range(C):
+            out = xnnpack.fma(padded[j:j + T], kernel[:, j], out)
+        return out
+
+    return {"linear": gemm, "conv": conv, **float_ops(cache)}
+
+
 def int8_simulation(calls, cache):
     """What litert-torch's dynamic_wi8_afp32 graph computes, as sim= for model.forward: int8
     weights per channel (the embedding per row); FULLY_CONNECTED through XNNPACK's dynamic int8
     kernel (quant.dynamic_int8_linear); the depthwise conv on the builtin hybrid kernel, its input
-    quantized as one tensor per graph call. calls: the token counts of the calls the reference
-    covers in one pass (the prefill's, then 1 per decode step), since that scale spans a call.
-    Where the XNNPACK probe finds this CPU's kernels emulated, every float op too: the norms,
-    LOGISTIC, EXP and LOG, the RoPE tables' COS and SIN, and attention over the K/V cache's
-    `cache` columns (its softmax sums the masked ones as exact zeros)."""
-    from ..formats.litert import xnnpack
+    quantized as one tensor per graph call; the float ops (float_ops). calls: the token counts of
+    the calls the reference covers in one pass (the prefill's, then 1 per decode step), since that
+    scale spans a call."""
     from ..quant import act_int8_asymmetric_tensor, dynamic_int8_linear, int8_per_channel, int8_rows
-    from .model import causal_conv, rope_tables
+    from .model import causal_conv
 
     def conv(padded, kernel):  # [T + C - 1, channels], [channels, C] -> [T, channels]
         wq, ws, _ = int8_per_channel(kernel)  # [channels, C] integer-valued, [channels]
@@ -77,31 +142,7 @@ def int8_simulation(calls, cache):
             start += n
         return np.concatenate(out)  # [T, channels]
 
-    def delta_rule(q, k, v, g, beta):  # as the diff computes gated_delta_update on the graph's side:
-        q = q * F32(q.shape[2] ** -0.5)  # q scaled first (the graph's MUL), then the op's reference math
-        return delta.recurrent(q, k, v, g, beta, scaled=True)
-
-    sim = {"linear": dynamic_int8_linear("xnnpack"), "rows": int8_rows, "conv": conv, "delta": delta_rule}
-    if xnnpack_variant()["emulated"]:  # the float ops as XNNPACK runs the graph's decompositions, where probed equal
-        def norm(x, w, eps, plus_one=True):  # [..., n]: the graph holds 1 + w, rounded to fp32, as its weight
-            n = x.shape[-1]
-            w = (F32(1) + w) if plus_one else w
-            return xnnpack.rms_norm(np.asarray(x, F32).reshape(-1, n), w, eps).reshape(x.shape)
-        def l2norm(x, eps=1e-6):  # [..., n]
-            return xnnpack.l2norm(np.asarray(x, F32).reshape(-1, x.shape[-1]), eps).reshape(x.shape)
-        def silu(x):  # LOGISTIC, then MUL
-            x = np.asarray(x, F32)
-            return x * xnnpack.sigmoid(x)
-        def softplus(x):  # litert-torch's: log1p(exp(min(x, 50))), as MINIMUM, EXP, ADD 1, LOG
-            return xnnpack.log(xnnpack.exp(np.minimum(np.asarray(x, F32), F32(SOFTPLUS_CLAMP))) + F32(1))
-        def attention(q, k, v):  # [H, T, Dh] x3 -> [H, T, Dh]: q scaled first (the graph's MUL)
-            T, Dh = q.shape[1:]
-            visible = np.tril(np.ones((T, T), bool))
-            return np.stack([xnnpack.attend_rows(q[h] * F32(Dh ** -0.5), k[h], v[h], visible, 0, cache)
-                             for h in range(q.shape[0])])
-        sim |= {"norm": norm, "l2norm": l2norm, "silu": silu, "sigmoid": xnnpack.sigmoid, "softplus": softplus,
-                "rope_tables": lambda T, cfg: rope_tables(T, cfg, xnnpack.cos, xnnpack.sin), "attention": attention}
-    return sim
+    return {"linear": dynamic_int8_linear("xnnpack"), "rows": int8_rows, "conv": conv, **float_ops(cache)}
 
 
 def recipe(seg) -> str:
@@ -192,19 +233,21 @@ def diff(graph: Path, checkpoint: Path, ids, tolerance=None):
     out, decode_calls, _ = decode.run({"tokens": ids[None, n:].astype(np.int32), "input_pos": np.array([n], np.int32),
                                        "mask": mask([n], cache), **states_out})
 
-    # The reference: fp32, recurrent form (the graph's); for a quantized graph also its simulation,
-    # which then is what the graph is judged against (the fp32 distance is reported beside it).
-    quant = recipe(prefill)
+    # The reference: fp32, recurrent form (the graph's); beside it the graph's simulation, which
+    # the graph is then judged against (the fp32 distance is reported too): always for an int8
+    # graph, and for an fp32 one where this CPU's XNNPACK kernels are emulated.
+    quant, emulated = recipe(prefill), xnnpack_variant()["emulated"]
+    simulate = quant == "int8" or emulated
     refs = {}
-    for kind, sim in (("fp32", lambda calls, cache: None),) + ((("sim", int8_simulation),) if quant == "int8" else ()):
+    for kind, sim in (("fp32", lambda calls, cache: None),) + (
+            (("sim", int8_simulation if quant == "int8" else fp32_simulation),) if simulate else ()):
         prompt, full = {}, {}
         forward(w, cfg, ids[:n], prompt, form="recurrent", sim=sim([n], cache))
         forward(w, cfg, ids, full, form="recurrent", sim=sim([n, 1], cache))
         refs[kind] = (prompt, full)
-    basis = "sim" if quant == "int8" else "fp32"
-    emulated = quant == "fp32" or xnnpack_variant()["emulated"]
+    basis = "sim" if simulate else "fp32"
     if tolerance is None:
-        tolerance = TOLERANCE[quant] if emulated else TOLERANCE_NOT_EMULATED
+        tolerance = TOLERANCE[quant] if emulated or quant == "fp32" else TOLERANCE_NOT_EMULATED
     rows = []
 
     def row(step, name, got, pick):
@@ -239,16 +282,21 @@ def diff(graph: Path, checkpoint: Path, ids, tolerance=None):
     row("decode", "logits", out["logits"].reshape(-1), lambda t: t["logits"])
     first = next((r for r in rows if not r["ok"]), None)
     return {"graph": str(graph), "source": source, "checkpoint": str(checkpoint), "model": "qwen3.5",
-            "precision": quant, "compared_with": ("q3ref's simulation of int8 (dynamic_wi8_afp32"
-                                                  + (", XNNPACK's float kernels emulated: probed" if emulated else
-                                                     "; this CPU's XNNPACK float kernels not emulated") + ")")
-            if basis == "sim" else "q3ref fp32 reference (recurrent form)",
+            "precision": quant, "compared_with": compared_with(quant, emulated),
             "prefill": f"prefill_{T}", "prompt_tokens": n, "pad_token": pad, "cache": int(cache),
             "tolerance": tolerance, "taps": rows,
             "first_divergence": None if first is None else {k: first[k] for k in ("step", "name", "layer", "stage", "rel_err")},
             "runtime": "ai-edge-litert's interpreter for every op but gated_delta_update, which q3ref computes with "
                        "the op's documented math (litert-torch's reference, recurrent form); the stock interpreter "
                        "does not resolve it"}
+
+
+def compared_with(quant, emulated) -> str:
+    if quant == "int8":
+        return ("q3ref's simulation of int8 (dynamic_wi8_afp32" + (", XNNPACK's float kernels emulated: probed)"
+                if emulated else "; this CPU's XNNPACK float kernels not emulated)"))
+    return ("q3ref's simulation of the fp32 graph (XNNPACK's kernels emulated: probed)" if emulated
+            else "q3ref fp32 reference (recurrent form)")
 
 
 def check_config(seg, cfg, source):

@@ -111,17 +111,21 @@ def hybrid_fc_graph(x_shape, w_q, w_scale, bias=None) -> bytes:
     return _model([s.BuiltinOperator.FULLY_CONNECTED], tensors, [op], 1, buffers, version=5)
 
 
-def float_fc_graph(x_shape, w) -> bytes:
-    """A .tflite with one FULLY_CONNECTED on fp32 weights [O, K], no bias, keep_num_dims, as
-    litert-torch's fp32 export writes its projections."""
+def float_fc_graph(x_shape, w, bias=None) -> bytes:
+    """A .tflite with one FULLY_CONNECTED on fp32 weights [O, K], keep_num_dims, as litert-torch's
+    fp32 export writes its projections: no bias, or an fp32 one [O] (Qwen3.5's in_proj_a)."""
     from ai_edge_litert import schema_py_generated as s
 
     (N, K), O = x_shape, w.shape[0]
     tensors = [_tensor((N, K), "FLOAT32", 0, "in0"), _tensor((N, O), "FLOAT32", 0, "out"), _tensor((O, K), "FLOAT32", 1, "w")]
+    buffers = [_buffer(), _buffer(w.astype(np.float32))]
+    if bias is not None:
+        tensors.append(_tensor((O,), "FLOAT32", 2, "bias"))
+        buffers.append(_buffer(np.asarray(bias, np.float32)))
     opts = s.FullyConnectedOptionsT()
     opts.keepNumDims = True
-    op = _op(0, [0, 2, -1], [1], (s.BuiltinOptions.FullyConnectedOptions, opts))
-    return _model([s.BuiltinOperator.FULLY_CONNECTED], tensors, [op], 1, [_buffer(), _buffer(w.astype(np.float32))])
+    op = _op(0, [0, 2, -1 if bias is None else 3], [1], (s.BuiltinOptions.FullyConnectedOptions, opts))
+    return _model([s.BuiltinOperator.FULLY_CONNECTED], tensors, [op], 1, buffers)
 
 
 def int4_fc_graph(x_shape, w_q, w_scale, block) -> bytes:
@@ -322,12 +326,13 @@ def probe_xnnpack() -> dict:
         ok = ok and bool(np.array_equal(got, want))
     out["FULLY_CONNECTED"] = ok
     out["FULLY_CONNECTED_INT4"] = int4_fc_probe("xnnpack", run_delegated)
-    ok = True  # its float FULLY_CONNECTED (fp32 and fp16 graphs): an FMA chain over K, in order
-    for N, K in ((9, 1100), (64, 48)):
+    ok = True  # its float FULLY_CONNECTED (fp32 and fp16 graphs): an FMA chain over K, in order, from the bias
+    for N, K, biased in ((9, 1100, False), (64, 48, True)):
         a = (rng.standard_normal((N, K)) * rng.uniform(0.1, 30, (N, 1))).astype(np.float32)
         w = rng.standard_normal((40, K)).astype(np.float32)
-        got = run_delegated(float_fc_graph(a.shape, w), [a])
-        ok = ok and bool(np.array_equal(got, xnnpack.f32_gemm_linear(cache=False)(a, w)))
+        bias = (rng.standard_normal(40) * 3).astype(np.float32) if biased else None
+        got = run_delegated(float_fc_graph(a.shape, w, bias), [a])
+        ok = ok and bool(np.array_equal(got, xnnpack.f32_gemm_linear(cache=False)(a, w, bias)))
     out["FULLY_CONNECTED_FLOAT"] = ok
     out["SDPA"] = xnnpack.available() and sdpa_probe(run_delegated, xnnpack.attention)  # the delegate's own subgraph
     return out

@@ -88,12 +88,15 @@ def _matmul_fma(a, b, out):  # [M, K] @ [K, N] -> out [M, N], zeroed: each outpu
                 out[m, n] = _fma32(x, b[k, n], out[m, n])
 
 
-def matmul_fma(a, b):  # [M, K] @ [K, N] -> [M, N] fp32: f32-gemm avx512f_broadcast's order
-    """Rows split over the cores from FMA_THREAD_ROWS rows each on (each output's chain is its own)."""
+def matmul_fma(a, b, bias=None):  # [M, K] @ [K, N] (+ [N]) -> [M, N] fp32: f32-gemm avx512f_broadcast's order
+    """Each output's chain starts from its bias (the packed weights' first values), or 0. Rows
+    split over the cores from FMA_THREAD_ROWS rows each on (each output's chain is its own)."""
     from ...kernels import THREADS, pool
 
     a, b = np.ascontiguousarray(a, F32), np.ascontiguousarray(b, F32)
     out = np.zeros((a.shape[0], b.shape[1]), F32)
+    if bias is not None:
+        out += np.asarray(bias, F32)
     parts = min(THREADS, a.shape[0] // FMA_THREAD_ROWS)
     if parts < 2:
         _matmul_fma(a, b, out)
@@ -116,8 +119,8 @@ def f32_gemm_linear(values=None, cache=True):
 
     weights = QuantizedWeights(lambda w: np.ascontiguousarray((values(w) if values else np.asarray(w, F32)).T), cache)
 
-    def linear(x, w):  # [N, in], [out, in] -> [N, out]
-        return matmul_fma(x, weights(w))  # weights(w): [in, out]
+    def linear(x, w, bias=None):  # [N, in], [out, in], [out] -> [N, out]
+        return matmul_fma(x, weights(w), bias)  # weights(w): [in, out]
     linear.quantized = weights
     return linear
 
