@@ -201,23 +201,25 @@ def act_int8_asymmetric_builtin(x):  # [N, K] fp32 -> q [N, K] in -128..127, zer
 
 def act_int8_asymmetric_tensor(x):  # fp32 array -> integer values minus zero point, scale (one for all)
     """TFLite's tensor_utils::AsymmetricQuantizeFloats over a whole tensor (the builtin hybrid
-    DEPTHWISE_CONV_2D quantizes its input per batch, so a batch-1 tensor gets one scale): range
-    with 0 included, scale = range / 255 in double, the zero point from whichever end is nearer
-    (rounded, clamped), q = clip(round(x * float(1 / scale)) + zp, -128, 127), rounded as
-    act_int8_asymmetric_builtin rounds (the same compiled function). The scale returned, which the
-    conv's output is multiplied by, is (max - min) / 255 in fp32: the double one, rounded, was
-    1 ulp off on a Qwen3.5 int8 graph's 1-token prefill (99% of that conv's outputs off); with
-    this one the conv is that graph's to the bit on 63 inputs (qwen35/litert.py)."""
-    rmin, rmax = min(0.0, float(x.min())), max(0.0, float(x.max()))
+    DEPTHWISE_CONV_2D quantizes its input per batch, so a batch-1 tensor gets one scale), as the
+    x86 build runs its NEON version: min and max capped at 0 in fp32, their difference in fp32
+    (the portable source takes it in double), / 255 in double for the zero point (from whichever
+    end is nearer, rounded, clamped), the scale that double rounded to fp32, q = x * fp32(1 /
+    scale) rounded half away from zero (round_add_half), plus the zero point. Measured on Qwen3.5
+    int8 graphs' convs: a double difference was 1 ulp off the scale on a 1-token prefill (99% of
+    that conv's outputs off), and moved x * (1 / scale) onto a tie at full size (-11.5 where the
+    graph has -11.499998: 2 of 393216 inputs)."""
+    x = np.asarray(x, np.float32)
+    rmin, rmax = min(np.float32(0), x.min()), max(np.float32(0), x.max())
     if rmin == rmax:
         return np.zeros_like(x), np.float32(1)
-    scale = (rmax - rmin) / 255.0
-    from_min, from_max = -128 - rmin / scale, 127 - rmax / scale
-    zp = from_min if 128 + abs(rmin / scale) < 127 + abs(rmax / scale) else from_max
+    scale = float(rmax - rmin) / 255.0  # the difference in fp32
+    from_min, from_max = -128 - float(rmin) / scale, 127 - float(rmax) / scale
+    zp = from_min if 128 + abs(float(rmin) / scale) < 127 + abs(float(rmax) / scale) else from_max
     zp = -128 if zp <= -128 else 127 if zp >= 127 else float(round_half_away(np.float64(zp)))
     scale = np.float32(scale)
-    q = np.clip(round_add_half(x * np.float32(1 / scale)) + zp, -128, 127)
-    return q - zp, (np.float32(rmax) - np.float32(rmin)) / np.float32(255)
+    q = np.clip(round_add_half(x * np.float32(1 / float(scale))) + zp, -128, 127)
+    return q - zp, scale
 
 
 ACT_QUANT = {"builtin": act_int8_symmetric, "xnnpack": act_int8_asymmetric}

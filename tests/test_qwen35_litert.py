@@ -144,7 +144,7 @@ def test_int8_simulation_needs_the_conv_per_call():
     right = litert.diff(GRAPHS / "int8.tflite", CKPT, IDS[:41])
     orig = litert.int8_simulation
     try:
-        litert.int8_simulation = lambda calls, cache: orig([sum(calls)], cache)
+        litert.int8_simulation = lambda calls, cache, inv_freq: orig([sum(calls)], cache, inv_freq)
         wrong = litert.diff(GRAPHS / "int8.tflite", CKPT, IDS[:41])
     finally:
         litert.int8_simulation = orig
@@ -190,3 +190,34 @@ def test_bad_inputs_are_one_line(tmp_path):
         r = q3ref("diff", graph, "--weights", ckpt, "--ids", ids, "--json", tmp_path / "r.json")
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and says in r.stderr, (says, r.stderr)
         assert not (tmp_path / "r.json").exists()
+
+
+def test_a_graph_whose_weights_lie_past_its_flatbuffer_is_diffed_the_same(tmp_path):
+    """litert-torch writes a graph's weights past its flatbuffer, at absolute offsets, once its
+    fp32 module passes 2 GB: the full-size Qwen3.5 0.8B int8 export is such a graph. Each segment
+    the diff cuts carries the weights its ops read (and only those); the interpreter refused the
+    segments before ("Constant buffer ... specified an out of range offset")."""
+    from test_litert import externalized
+
+    path = tmp_path / "external.tflite"
+    path.write_bytes(externalized((GRAPHS / "int8.tflite").read_bytes()))
+    inline, moved = (litert.diff(g, CKPT, IDS[:9]) for g in (GRAPHS / "int8.tflite", path))
+    assert [t["rel_err"] for t in moved["taps"]] == [t["rel_err"] for t in inline["taps"]]
+    assert [t["rel_err_fp32"] for t in moved["taps"]] == [t["rel_err_fp32"] for t in inline["taps"]]
+
+
+def test_rope_frequencies_are_the_graphs_only_within_two_ulps(tmp_path):
+    """The graph's RoPE frequencies come from torch's fp32 pow at export: within 2 ulps of the
+    config's they are taken as the same (on the 0.8B, 5 of 32 are 1 ulp apart, and the full-size
+    diff is then exact at every stage: bench/RESULTS.md). A config whose rope_theta is 1e6 where
+    the graph was exported with 1e7 is named at the frequencies, before any k_rope."""
+    r = litert.diff(GRAPHS / "int8.tflite", CKPT, IDS[:9])
+    assert r["taps"][0]["name"] == "rotary.inv_freq" and r["taps"][0]["ok"]
+    other = tmp_path / "ckpt"
+    other.mkdir()
+    config = json.loads((CKPT / "config.json").read_text())
+    config["rope_parameters"]["rope_theta"] = 1e6
+    (other / "config.json").write_text(json.dumps(config))
+    (other / "model.safetensors").symlink_to(CKPT / "model.safetensors")
+    first = litert.diff(GRAPHS / "int8.tflite", other, IDS[:9])["first_divergence"]
+    assert (first["step"], first["name"], first["stage"]) == ("prefill", "rotary.inv_freq", "inv_freq")

@@ -31,7 +31,7 @@ from ..errors import Q3RefError
 from ..formats.litert.probe import xnnpack_variant
 from . import delta
 from .config import Qwen35Config
-from .model import forward
+from .model import forward, rope_inv_freq
 from .weights import Qwen35Weights
 
 F32 = np.float32
@@ -57,12 +57,13 @@ def gated_delta_update(q_t, k_t, v_t, beta_t, g_t, state):
     return out.transpose(1, 0, 2)[None], S[None]  # [1, Hv, T, dv], [1, Hv, dk, dv]
 
 
-def float_ops(cache):
+def float_ops(cache, inv_freq=None):
     """The graph's float ops as XNNPACK runs them, for model.forward's sim=, where the probe finds
     this CPU's kernels emulated (elsewhere only the delta rule): the norms' decompositions, SiLU as LOGISTIC then
     MUL, litert-torch's softplus through EXP and LOG, the RoPE tables' COS and SIN, and attention
     over the K/V cache's `cache` columns (its softmax sums the masked ones as exact zeros). And the
-    delta rule as the diff computes gated_delta_update on the graph's side."""
+    delta rule as the diff computes gated_delta_update on the graph's side. inv_freq: the RoPE
+    frequencies the graph holds, where they are the config's to within ROPE_ULPS (graph_inv_freq)."""
     from ..formats.litert import xnnpack
     from .model import rope_tables
 
@@ -95,11 +96,11 @@ def float_ops(cache):
                          for h in range(q.shape[0])])
 
     return {"norm": norm, "l2norm": l2norm, "silu": silu, "sigmoid": xnnpack.sigmoid, "softplus": softplus,
-            "rope_tables": lambda T, cfg: rope_tables(T, cfg, xnnpack.cos, xnnpack.sin), "attention": attention,
+            "rope_tables": lambda T, cfg: rope_tables(T, cfg, xnnpack.cos, xnnpack.sin, inv_freq), "attention": attention,
             "delta": delta_rule}
 
 
-def fp32_simulation(calls, cache):
+def fp32_simulation(calls, cache, inv_freq=None):
     """What litert-torch's fp32 graph computes on XNNPACK, where the probe finds its kernels
     emulated: FULLY_CONNECTED as f32-gemm's FMA chain over the inputs, from the bias; the depthwise
     conv as f32-dwconv's, one FMA per tap in order, from its zero bias; the float ops. Elsewhere
@@ -118,10 +119,10 @@ def fp32_simulation(calls, cache):
             out = xnnpack.fma(padded[j:j + T], kernel[:, j], out)
         return out
 
-    return {"linear": gemm, "conv": conv, **float_ops(cache)}
+    return {"linear": gemm, "conv": conv, **float_ops(cache, inv_freq)}
 
 
-def int8_simulation(calls, cache):
+def int8_simulation(calls, cache, inv_freq=None):
     """What litert-torch's dynamic_wi8_afp32 graph computes, as sim= for model.forward: int8
     weights per channel (the embedding per row); FULLY_CONNECTED through XNNPACK's dynamic int8
     kernel (quant.dynamic_int8_linear); the depthwise conv on the builtin hybrid kernel, its input
@@ -142,7 +143,37 @@ def int8_simulation(calls, cache):
             start += n
         return np.concatenate(out)  # [T, channels]
 
-    return {"linear": dynamic_int8_linear("xnnpack"), "rows": int8_rows, "conv": conv, **float_ops(cache)}
+    return {"linear": dynamic_int8_linear("xnnpack"), "rows": int8_rows, "conv": conv, **float_ops(cache, inv_freq)}
+
+
+# The graph's RoPE frequencies are torch's fp32 1 / theta^(2i/R), made at export; its pow is
+# not NumPy's (full-size 0.8B: 5 of 32 values 1 ulp apart, which left k_rope 3e-7 off and flipped
+# later roundings). Within this many ulps of the config's they are the same frequencies, and the
+# simulation takes the graph's; further, they are a defect, and the diff names them.
+ROPE_ULPS = 2
+
+
+def graph_inv_freq(seg):
+    """[R/2] fp32: the constant the graph multiplies positions by before its COS, or None."""
+    s, fu = seg.s, seg.fu
+    code = [fu.get_builtin_code_from_operator_code(seg.m.operatorCodes[op.opcodeIndex]) for op in seg.ops]
+    maker = {o: k for k, op in enumerate(seg.ops) for o in op.outputs}
+    for k, op in enumerate(seg.ops):
+        if code[k] != s.BuiltinOperator.COS:
+            continue
+        frontier = [op.inputs[0]]
+        while frontier:  # back through CONCATENATION / RESHAPE to the MUL with a constant
+            t = frontier.pop()
+            j = maker.get(t)
+            if j is None:
+                continue
+            if code[j] == s.BuiltinOperator.MUL:
+                const = [i for i in seg.ops[j].inputs if i in seg.const]
+                if const:
+                    return np.frombuffer(seg.constant(const[0]), F32).ravel().copy()
+            elif code[j] in (s.BuiltinOperator.CONCATENATION, s.BuiltinOperator.RESHAPE):
+                frontier += [i for i in seg.ops[j].inputs if i >= 0 and i not in seg.const]
+    return None
 
 
 def recipe(seg) -> str:
@@ -183,8 +214,8 @@ def pad_token(seg) -> int:
         code = seg.fu.get_builtin_code_from_operator_code(seg.m.operatorCodes[op.opcodeIndex])
         if code == s.BuiltinOperator.NOT_EQUAL and tokens in op.inputs:
             other = [i for i in op.inputs if i != tokens][0]
-            data = seg.m.buffers[seg.sg.tensors[other].buffer].data
-            return int(np.frombuffer(bytes(data), np.int32 if len(data) == 4 else np.int64)[0])
+            data = seg.constant(other)
+            return int(np.frombuffer(data, np.int32 if len(data) == 4 else np.int64)[0])
     return -1  # no padding mask in this graph: prefill must be exactly its length
 
 
@@ -238,17 +269,27 @@ def diff(graph: Path, checkpoint: Path, ids, tolerance=None):
     # graph, and for an fp32 one where this CPU's XNNPACK kernels are emulated.
     quant, emulated = recipe(prefill), xnnpack_variant()["emulated"]
     simulate = quant == "int8" or emulated
-    refs = {}
-    for kind, sim in (("fp32", lambda calls, cache: None),) + (
-            (("sim", int8_simulation if quant == "int8" else fp32_simulation),) if simulate else ()):
-        prompt, full = {}, {}
-        forward(w, cfg, ids[:n], prompt, form="recurrent", sim=sim([n], cache))
-        forward(w, cfg, ids, full, form="recurrent", sim=sim([n, 1], cache))
-        refs[kind] = (prompt, full)
-    basis = "sim" if simulate else "fp32"
     if tolerance is None:
         tolerance = TOLERANCE[quant] if emulated or quant == "fp32" else TOLERANCE_NOT_EMULATED
+    theirs, mine = graph_inv_freq(prefill), rope_inv_freq(cfg)
+    if theirs is not None and theirs.shape != mine.shape:
+        raise Q3RefError(f"{source}: its RoPE rotates {2 * theirs.size} dims per head, the checkpoint's config "
+                         f"{2 * mine.size} (partial_rotary_factor)")
+    same = theirs is not None and np.abs(theirs.view(np.int32) - mine.view(np.int32)).max() <= ROPE_ULPS
+    refs = {}
+    for kind, sim in (("fp32", lambda calls, cache, inv_freq: None),) + (
+            (("sim", int8_simulation if quant == "int8" else fp32_simulation),) if simulate else ()):
+        prompt, full = {}, {}
+        inv_freq = theirs if same else None
+        forward(w, cfg, ids[:n], prompt, form="recurrent", sim=sim([n], cache, inv_freq))
+        forward(w, cfg, ids, full, form="recurrent", sim=sim([n, 1], cache, inv_freq))
+        refs[kind] = (prompt, full)
+    basis = "sim" if simulate else "fp32"
     rows = []
+    if theirs is not None:  # the frequencies first: a wrong theta shows here before any k_rope
+        rel = float(np.abs(theirs - mine).max() / np.abs(mine).max())
+        rows.append({"step": "prefill", "name": "rotary.inv_freq", "layer": None, "stage": "inv_freq", "rel_err": rel,
+                     **({"rel_err_fp32": rel} if simulate else {}), "ok": rel <= tolerance})
 
     def row(step, name, got, pick):
         r = {"step": step, "name": name, "layer": int(name.split(".")[1]) if name.startswith("layers.") else None,

@@ -83,9 +83,13 @@ def gated_delta_net(x, w, cfg, p, tap, K):  # [T, D] -> [T, D]
     return K["linear"](gated.reshape(T, Hv * dv), w[a + "out_proj.weight"])  # [T, D]
 
 
-def rope_tables(T, cfg, cos=np.cos, sin=np.sin):  # -> cos, sin [T, R]: the first R dims of each head rotate
+def rope_inv_freq(cfg):  # -> [R/2]: 1 / theta^(2i/R) in fp32, as transformers computes it
     R = cfg.rotary_dim
-    inv_freq = F32(1) / (F32(cfg.rope_theta) ** (np.arange(0, R, 2, dtype=F32) / F32(R)))  # [R/2]
+    return F32(1) / (F32(cfg.rope_theta) ** (np.arange(0, R, 2, dtype=F32) / F32(R)))
+
+
+def rope_tables(T, cfg, cos=np.cos, sin=np.sin, inv_freq=None):  # -> cos, sin [T, R]: the first R dims of each head rotate
+    inv_freq = rope_inv_freq(cfg) if inv_freq is None else inv_freq  # [R/2]
     angles = np.arange(T, dtype=F32)[:, None] * inv_freq[None, :]  # [T, R/2]
     angles = np.concatenate([angles, angles], axis=1)  # [T, R]
     return cos(angles), sin(angles)

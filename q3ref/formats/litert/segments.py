@@ -40,12 +40,13 @@ class Segmented:
         from ai_edge_litert import schema_py_generated as s
         from ai_edge_litert.tools import flatbuffer_utils as fu
 
-        self.fu, self.s, self.custom = fu, s, custom
+        self.fu, self.s, self.custom, self.data = fu, s, custom, model_bytes
         self.m = parsed if parsed is not None else fu.convert_bytearray_to_object(bytearray(model_bytes))
         sigs = {d.signatureKey.decode(): d for d in self.m.signatureDefs or []}
         if signature not in sigs:
             raise Q3RefError(f"the graph has no signature {signature!r} (it has {', '.join(sigs)})")
         self.sig = sigs[signature]
+        self.signature_subgraphs = {d.subgraphIndex for d in sigs.values()}
         self.sg = self.m.subgraphs[self.sig.subgraphIndex]
         self.ops = list(self.sg.operators)
         codes = self.m.operatorCodes
@@ -61,17 +62,56 @@ class Segmented:
         self.inputs = {t.name.decode(): t.tensorIndex for t in self.sig.inputs}
         self.outputs = {t.name.decode(): t.tensorIndex for t in self.sig.outputs}
 
+    def constant(self, i) -> bytes:
+        """Tensor i's constant data, held in the flatbuffer or past it."""
+        b = self.m.buffers[self.sg.tensors[i].buffer]
+        if b.data is not None:
+            return bytes(np.asarray(b.data, np.uint8))
+        return bytes(self.data[b.offset:b.offset + b.size])
+
     def _segment_graph(self, ops, needs, gives) -> bytes:
         s = self.s
         saved = (self.sg.operators, self.sg.inputs, self.sg.outputs, self.m.signatureDefs)
+        places = [(b.offset, b.size) for b in self.m.buffers]
         sig = s.SignatureDefT()
         sig.signatureKey, sig.subgraphIndex = "segment", self.sig.subgraphIndex
         sig.inputs, sig.outputs = [self._map(i) for i in needs], [self._map(i) for i in gives]
         self.sg.operators, self.sg.inputs, self.sg.outputs, self.m.signatureDefs = ops, needs, gives, [sig]
         try:
-            return bytes(self.fu.convert_object_to_bytearray(self.m))
+            return self._serialized(ops, places)
         finally:
             self.sg.operators, self.sg.inputs, self.sg.outputs, self.m.signatureDefs = saved
+            for b, (offset, size) in zip(self.m.buffers, places):
+                b.offset, b.size = offset, size
+
+    def _serialized(self, ops, places) -> bytes:
+        """The model as it stands. A graph whose weights lie past its flatbuffer, at absolute
+        offsets (litert-torch writes them so past 2 GB of fp32: a full-size Qwen3.5 0.8B), carries
+        along only the weights these ops read, placed after the new flatbuffer; every other such
+        buffer is left empty (the interpreter checks every buffer's offset against the file).
+        places: each buffer's (offset, size) as the graph's file has them."""
+        external = [i for i, (offset, _) in enumerate(places) if (offset or 0) > 1]
+        if not external:
+            return bytes(self.fu.convert_object_to_bytearray(self.m))
+        if any((op.largeCustomOptionsOffset or 0) > 1 for op in ops):
+            raise Q3RefError("an op of the graph keeps its options past the flatbuffer: not supported yet")
+        read = {self.sg.tensors[i].buffer for op in ops for i in op.inputs if i >= 0}
+        read |= {t.buffer for k, g in enumerate(self.m.subgraphs)  # the composites' decompositions
+                 if k not in self.signature_subgraphs for t in g.tensors}
+        kept = [i for i in external if i in read]
+        for i in external:  # the final fields' widths, so that the flatbuffer's size is final
+            self.m.buffers[i].offset, self.m.buffers[i].size = (2 ** 40, places[i][1]) if i in kept else (0, 0)
+        end = len(self.fu.convert_object_to_bytearray(self.m))
+        for i in kept:
+            end += -end % 64  # 64-aligned, as the converter places them
+            self.m.buffers[i].offset = end
+            end += places[i][1]
+        out = bytearray(self.fu.convert_object_to_bytearray(self.m))
+        out += bytes(end - len(out))
+        for i in kept:
+            offset, size = places[i]
+            out[self.m.buffers[i].offset:self.m.buffers[i].offset + size] = self.data[offset:offset + size]
+        return bytes(out)
 
     def _map(self, i):
         t = self.s.TensorMapT()
