@@ -59,11 +59,11 @@ def gated_delta_update(q_t, k_t, v_t, beta_t, g_t, state):
 
 def float_ops(cache, inv_freq=None):
     """The graph's float ops as XNNPACK runs them, for model.forward's sim=, where the probe finds
-    this CPU's kernels emulated (elsewhere only the delta rule): the norms' decompositions, SiLU as LOGISTIC then
-    MUL, litert-torch's softplus through EXP and LOG, the RoPE tables' COS and SIN, and attention
-    over the K/V cache's `cache` columns (its softmax sums the masked ones as exact zeros). And the
-    delta rule as the diff computes gated_delta_update on the graph's side. inv_freq: the RoPE
-    frequencies the graph holds, where they are the config's to within ROPE_ULPS (graph_inv_freq)."""
+    this CPU's kernels emulated: the norms' decompositions, SiLU as LOGISTIC then MUL, litert-torch's
+    softplus through EXP and LOG, the RoPE tables' COS and SIN, and attention over the K/V cache's
+    `cache` columns (its softmax sums the masked ones as exact zeros). Everywhere, the delta rule
+    as the diff computes gated_delta_update on the graph's side. inv_freq: the RoPE frequencies
+    the graph holds, where they are the config's to within ROPE_ULPS (graph_inv_freq)."""
     from ..formats.litert import xnnpack
     from .model import rope_tables
 
@@ -276,17 +276,17 @@ def diff(graph: Path, checkpoint: Path, ids, tolerance=None):
         raise Q3RefError(f"{source}: its RoPE rotates {2 * theirs.size} dims per head, the checkpoint's config "
                          f"{2 * mine.size} (partial_rotary_factor)")
     same = theirs is not None and np.abs(theirs.view(np.int32) - mine.view(np.int32)).max() <= ROPE_ULPS
+    inv_freq = theirs if same else None  # for the simulation; the fp32 reference keeps the config's
     refs = {}
     for kind, sim in (("fp32", lambda calls, cache, inv_freq: None),) + (
             (("sim", int8_simulation if quant == "int8" else fp32_simulation),) if simulate else ()):
         prompt, full = {}, {}
-        inv_freq = theirs if same else None
         forward(w, cfg, ids[:n], prompt, form="recurrent", sim=sim([n], cache, inv_freq))
         forward(w, cfg, ids, full, form="recurrent", sim=sim([n, 1], cache, inv_freq))
         refs[kind] = (prompt, full)
     basis = "sim" if simulate else "fp32"
     rows = []
-    if theirs is not None:  # the frequencies first: a wrong theta shows here before any k_rope
+    if theirs is not None:  # the graph's frequencies against the config's, first: a wrong theta shows here
         rel = float(np.abs(theirs - mine).max() / np.abs(mine).max())
         rows.append({"step": "prefill", "name": "rotary.inv_freq", "layer": None, "stage": "inv_freq", "rel_err": rel,
                      **({"rel_err_fp32": rel} if simulate else {}), "ok": rel <= tolerance})
