@@ -153,23 +153,29 @@ def test_truncate_keeps_eos(model):
 
 
 def externalized(graph: bytes) -> bytes:
-    """The same graph with its buffers' data past the flatbuffer, at absolute offsets 64-aligned,
-    as litert-torch writes a graph over 2 GB (a 0.6B in fp32, a 4B or 8B in int8)."""
+    """The same graph with its buffers' data and its custom ops' options past the flatbuffer, at
+    absolute offsets 64-aligned, as litert-torch writes a graph over 2 GB (a 0.6B in fp32, a 4B
+    or 8B in int8, a Qwen3.5 0.8B in fp32)."""
     from ai_edge_litert import schema_py_generated as s
     from ai_edge_litert.tools import flatbuffer_utils as fu
 
     m = s.ModelT.InitFromObj(s.Model.GetRootAs(graph, 0))
-    blobs = {}
+    blobs = {}  # (buffer index) or (subgraph, operator) -> bytes
     for i, b in enumerate(m.buffers):
         if b.data is not None and len(b.data):
             blobs[i] = bytes(np.asarray(b.data, np.uint8))
             b.data, b.offset, b.size = None, 2 ** 40, len(blobs[i])  # a placeholder of the field's width
+    for g, sg in enumerate(m.subgraphs):
+        for k, op in enumerate(sg.operators):
+            if op.customOptions is not None and len(op.customOptions):
+                blobs[g, k] = bytes(np.asarray(op.customOptions, np.uint8))
+                op.customOptions, op.largeCustomOptionsOffset, op.largeCustomOptionsSize = None, 2 ** 40, len(blobs[g, k])
     data = bytearray(fu.convert_object_to_bytearray(m))
     model = s.Model.GetRootAs(data, 0)
-    for i, blob in blobs.items():
+    for key, blob in blobs.items():
         data += bytes(-len(data) % 64)
-        tab = model.Buffers(i)._tab
-        struct.pack_into("<Q", data, tab.Pos + tab.Offset(6), len(data))
+        tab = model.Buffers(key)._tab if isinstance(key, int) else model.Subgraphs(key[0]).Operators(key[1])._tab
+        struct.pack_into("<Q", data, tab.Pos + tab.Offset(6 if isinstance(key, int) else 22), len(data))
         data += blob
     return bytes(data)
 

@@ -193,10 +193,11 @@ def test_bad_inputs_are_one_line(tmp_path):
 
 
 def test_a_graph_whose_weights_lie_past_its_flatbuffer_is_diffed_the_same(tmp_path):
-    """litert-torch writes a graph's weights past its flatbuffer, at absolute offsets, once its
-    fp32 module passes 2 GB: the full-size Qwen3.5 0.8B int8 export is such a graph. Each segment
-    the diff cuts carries the weights its ops read (and only those); the interpreter refused the
-    segments before ("Constant buffer ... specified an out of range offset")."""
+    """litert-torch writes a graph's weights, and its custom ops' options, past its flatbuffer, at
+    absolute offsets, once its fp32 module passes 2 GB: the full-size Qwen3.5 0.8B exports are
+    such graphs. Each segment the diff cuts carries the weights its ops read (and only those), and
+    none of the cut-out ops' options; the interpreter refused the segments before ("Constant
+    buffer ... specified an out of range offset", then "Custom Option Offset ... out of bound")."""
     from test_litert import externalized
 
     path = tmp_path / "external.tflite"

@@ -73,6 +73,8 @@ class Segmented:
         s = self.s
         saved = (self.sg.operators, self.sg.inputs, self.sg.outputs, self.m.signatureDefs)
         places = [(b.offset, b.size) for b in self.m.buffers]
+        options = [(op, op.largeCustomOptionsOffset, op.largeCustomOptionsSize) for g in self.m.subgraphs
+                   for op in g.operators if (op.largeCustomOptionsOffset or 0) > 1]  # custom ops' options past it
         sig = s.SignatureDefT()
         sig.signatureKey, sig.subgraphIndex = "segment", self.sig.subgraphIndex
         sig.inputs, sig.outputs = [self._map(i) for i in needs], [self._map(i) for i in gives]
@@ -83,6 +85,8 @@ class Segmented:
             self.sg.operators, self.sg.inputs, self.sg.outputs, self.m.signatureDefs = saved
             for b, (offset, size) in zip(self.m.buffers, places):
                 b.offset, b.size = offset, size
+            for op, offset, size in options:
+                op.largeCustomOptionsOffset, op.largeCustomOptionsSize = offset, size
 
     def _serialized(self, ops, places) -> bytes:
         """The model as it stands. A graph whose weights lie past its flatbuffer, at absolute
@@ -95,6 +99,10 @@ class Segmented:
             return bytes(self.fu.convert_object_to_bytearray(self.m))
         if any((op.largeCustomOptionsOffset or 0) > 1 for op in ops):
             raise Q3RefError("an op of the graph keeps its options past the flatbuffer: not supported yet")
+        for g in self.m.subgraphs:  # the custom ops cut out (and the other signature's) keep none here
+            for op in g.operators:
+                if (op.largeCustomOptionsOffset or 0) > 1:
+                    op.largeCustomOptionsOffset, op.largeCustomOptionsSize = 0, 0
         read = {self.sg.tensors[i].buffer for op in ops for i in op.inputs if i >= 0}
         read |= {t.buffer for k, g in enumerate(self.m.subgraphs)  # the composites' decompositions
                  if k not in self.signature_subgraphs for t in g.tensors}
