@@ -405,7 +405,8 @@ def describe_lm(path: Path) -> dict:
     sigs = Interpreter(model_content=data).get_signature_list()
     d["signatures"] = sigs
     lines.append(f"{source}: signatures {', '.join(sigs)}")
-    states = sorted(k for k in sigs.get("decode", {}).get("inputs", []) if k.startswith("kv_cache_"))
+    states = sorted((k for k in sigs.get("decode", {}).get("inputs", []) if k.startswith("kv_cache_")),
+                    key=lambda k: (k.rsplit("_", 1)[0], int(k.rsplit("_", 1)[1])))  # kv_cache_c_2 before c_10
     lines.append(f"  states: {', '.join(states)}")
     codes = custom_codes(data)
     d["custom_ops"] = codes
