@@ -407,7 +407,7 @@ def test_probe_finds_the_xnnpack_kernels_and_would_see_another(monkeypatch):
     EXP, SIN, COS and dynamic and float FULLY_CONNECTED graphs run through it equal
     formats/litert/xnnpack.py and quant.py bit for bit where the CPU has AVX-512F (both CPU kinds
     of this project's machines), and so does the attention composite graph (the delegate's own
-    SDPA); an 8-lane sum, 1/sqrtf, a textbook sigmoid, libm's log, sin and cos, the XNNPACK
+    SDPA); an 8-lane sum, 1/sqrtf, a textbook sigmoid, NumPy's log, sin and cos, the XNNPACK
     source's exp, a float product, the builtin kernel's int4 activation quantization, the builtin
     decomposition's attention or BLAS's float GEMM is reported as not emulated."""
     from q3ref.formats.litert import probe as litert_probe

@@ -374,7 +374,8 @@ def sqrt(x):  # float32 -> float32: f32-vsqrt avx512f_rsqrt, x times RSQRT's est
 # XNNPACK source read here (Aug 2026) does not have: they were read out of the wheel's binary
 # (the source's 3/2 coefficients are not in it) and the form was found by trying, then held to
 # the interpreter on 0.5M inputs, random bit patterns among them (the EXP probe).
-EXP_N = (F32(0.69314718246), F32(4.8078041524e-02), F32(5.5375634693e-03))  # ln2, n1, n2
+LN2 = F32(0.69314718055994531)
+EXP_N = (LN2, F32(4.8078041524e-02), F32(5.5375634693e-03))  # ln2, n1, n2
 EXP_Q = (F32(-2.7721086144e-01), F32(2.3987604305e-02))  # q1, q2 (q0 = 1)
 ROUND_MAGIC, EXPONENT_MAGIC = F32(12582912.0), F32(8388735.0)  # 2^23 + 2^22; 2^23 + 127
 
@@ -436,7 +437,6 @@ def cos(x):  # float32 -> float32: XNNPACK's COS
 LOG_SQRT2, LOG_SQRT1_2 = F32(1.4142134190e+00), F32(7.0710688829e-01)  # their product is exactly 1 in fp32
 LOG_A3 = F32(1.824996918440e-01)
 LOG_B = (F32(1.5), F32(0.599170029163), F32(0.049584995955))
-LN2 = F32(0.69314718055994531)
 
 
 def log(x):  # float32 -> float32: XNNPACK's LOG (0 -> -inf, negative -> NaN)
@@ -445,7 +445,7 @@ def log(x):  # float32 -> float32: XNNPACK's LOG (0 -> -inf, negative -> NaN)
     x = np.asarray(x, F32)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         x = np.where(np.abs(x) < np.finfo(F32).tiny, F32(0), x) * LOG_SQRT2
-        e = (np.frexp(x)[1] - 1).astype(F32)  # vgetexpps: floor(log2|x|), subnormals normalized
+        e = (np.frexp(x)[1] - 1).astype(F32)  # vgetexpps: floor(log2|x|)
         e = np.where(x == 0, F32(-np.inf), np.where(x < 0, F32(np.nan), np.where(np.isfinite(x), e, x)))
         m = ((x.view(np.uint32) & np.uint32(0x7FFFFF)) | np.uint32(0x3F800000)).view(F32)  # [1, 2)
         m = m * LOG_SQRT1_2 - F32(1)
