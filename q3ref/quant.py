@@ -663,20 +663,20 @@ def simulation(weights, kernels, quant, runtime="xnnpack", offset=0, width=None)
         K["rope"], K["rope_tables"] = rope_numpy, rope_tables_litert  # the graph's tables; no FMA
     if runtime == "xnnpack" and emulate:
         from .formats.litert import xnnpack
-        from .formats.litert.probe import xnnpack_variant
 
-        if xnnpack_variant()["emulated"]:  # XNNPACK's MEAN, RSQRT and LOGISTIC, where this CPU runs what xnnpack.py does
-            K.update(rms_norm=xnnpack.rms_norm, silu_mul=xnnpack.silu_mul, normalize=xnnpack.normalize)
-            if width is not None:
+        # each of XNNPACK's ops where the probe finds this CPU running what xnnpack.py does; q3ref's own elsewhere
+        K.update({name: getattr(xnnpack, name) for name in ("rms_norm", "silu_mul", "normalize") if xnnpack.emulates(name)})
+        if width is not None:
+            if xnnpack.emulates("attention"):
                 K["attention"] = xnnpack.attention(offset, width)
-                # its float FULLY_CONNECTED, an FMA chain (3-5x BLAS's time), on the weights as it
-                # holds them: fp32, fp16 ones widened, weight-only int8 ones dequantized at load
-                if quant in ("fp32", "fp16"):
-                    K["linear"] = xnnpack.f32_gemm_linear(to_fp16 if quant == "fp16" else None, cache)
-                    return (QuantizedEmbedding(weights, to_fp16) if quant == "fp16" else weights), K
-                if quant == "int8-weight-only":
-                    K["linear"] = xnnpack.f32_gemm_linear(int8_dequantizer(kernels), cache)
-                    return QuantizedEmbedding(weights, int8_rows), K
+            # its float FULLY_CONNECTED, an FMA chain (3-5x BLAS's time), on the weights as it
+            # holds them: fp32, fp16 ones widened, weight-only int8 ones dequantized at load
+            if quant in ("fp32", "fp16") and xnnpack.emulates("f32_gemm_linear"):
+                K["linear"] = xnnpack.f32_gemm_linear(to_fp16 if quant == "fp16" else None, cache)
+                return (QuantizedEmbedding(weights, to_fp16) if quant == "fp16" else weights), K
+            if quant == "int8-weight-only" and xnnpack.emulates("f32_gemm_linear"):
+                K["linear"] = xnnpack.f32_gemm_linear(int8_dequantizer(kernels), cache)
+                return QuantizedEmbedding(weights, int8_rows), K
     if quant == "fp32":  # a float graph elsewhere: the runtime's float ops above, BLAS's product
         return weights, K
     if quant == "int8":

@@ -88,7 +88,9 @@ def print_table(report, console):
 
         console.print(escape(f"runtime kernels, probed: {probe['runtime']} on {probe['cpu']}: {probe['variant']} "
                              f"({', '.join(probe['ops'])}), which the simulation ")
-                      + ("emulates" if probe["emulated"] else "[yellow]does not emulate[/]"))
+                      + ("emulates" if probe["emulated"] else "[yellow]does not emulate[/]")
+                      + escape(f"; {', '.join(probe['differ_unused'])} differ, which this graph does not run"
+                               if probe.get("differ_unused") else ""))
     f16 = report["fp16"]
     console.print(f"fp16 headroom (reference taps): tightest at {f16['tightest']}, max|x| fits {f16['min_headroom']:.3g} "
                   "times under 65504" + (f"; [red]{f16['first_overflow']} would overflow fp16[/]" if f16["first_overflow"] else ""))

@@ -475,20 +475,50 @@ def test_int4_probe_sees_the_order_of_the_sums(monkeypatch):
     assert not litert_probe.int4_fc_probe("xnnpack", litert_probe.run_delegated)
 
 
+def _probed_xnnpack(**differ):
+    """The probe's verdict on this CPU with some ops reported as differing, as on a build or CPU
+    whose kernels q3ref has not matched."""
+    from q3ref.formats.litert.probe import xnnpack_variant
+
+    real = xnnpack_variant()
+    ops = {**real["ops"], **{op: False for op in differ}}
+    return dict(real, ops=ops, variant="unknown", emulated=False, cpu="another CPU")
+
+
 def test_xnnpack_elsewhere_says_approximate(monkeypatch):
-    """Where the probe does not find XNNPACK's kernels (an AVX2-only CPU), the simulation keeps
-    q3ref's own norm and the report says it is approximate there; it still finds no divergence."""
+    """Where the probe does not find XNNPACK's RMSNorm ops (an AVX2-only CPU runs rsqrtps), the
+    simulation keeps q3ref's own norm and the report names those ops and says it is approximate
+    there; it still finds no divergence."""
     from q3ref.formats.litert import probe as litert_probe
 
-    fake = {"variant": "unknown", "ops": {"MEAN": False, "RSQRT": False}, "runtime": "ai-edge-litert xnnpack",
-            "cpu": "an AVX2 CPU", "emulated": False}
+    fake = _probed_xnnpack(MEAN_OF_SQUARES=False, RSQRT=False)
     monkeypatch.setattr(litert_probe, "xnnpack_variant", lambda: fake)
     model = q3ref.Model(STRESS)
     r = diff(model, open_export(FIXTURES / "graphs/stress_dynamic_int8.tflite"), IDS, "right", "xnnpack", quant="auto")
-    assert r["first_divergence"] is None and r["runtime_kernels"] == fake
-    assert any("approximate" in n and "MEAN, RSQRT" in n for n in r["notes"]), r["notes"]
+    assert r["first_divergence"] is None and not r["runtime_kernels"]["emulated"]
+    assert r["runtime_kernels"]["cpu"] == "another CPU" and "EXP" not in r["runtime_kernels"]["ops"]  # runs no EXP
+    assert any("approximate" in n and "(MEAN_OF_SQUARES, RSQRT)" in n for n in r["notes"]), r["notes"]
     norm = next(t for t in r["taps"] if t["name"] == "layers.0.input_norm")
     assert norm["local_rel_l2"] > 0  # q3ref's own rms_norm: not XNNPACK's to the bit
+
+
+@pytest.mark.parametrize("graph", ["stress_dynamic_int8", "stress_fp32"])
+def test_xnnpack_ops_a_graph_does_not_run_cost_it_nothing(graph, monkeypatch):
+    """Verdicts are per op. A build whose EXP, LOG, SIN and COS differ (Qwen3.5's ops; a Qwen3
+    graph runs none of them) and whose int4 kernel differs still has every tap of an int8 or fp32
+    Qwen3 graph emulated to the bit, and the report says which ops differ that it does not run.
+    Before, one differing op turned off every XNNPACK emulation."""
+    from q3ref.formats.litert import probe as litert_probe
+
+    if not litert_probe.xnnpack_variant()["emulated"]:
+        pytest.skip("this CPU's XNNPACK kernels are not emulated")
+    fake = _probed_xnnpack(EXP=False, LOG=False, SIN=False, COS=False, FULLY_CONNECTED_INT4=False)
+    monkeypatch.setattr(litert_probe, "xnnpack_variant", lambda: fake)
+    r = diff(q3ref.Model(STRESS), open_export(FIXTURES / f"graphs/{graph}.tflite"), IDS, "right", "xnnpack", quant="auto")
+    kernels = r["runtime_kernels"]
+    assert kernels["emulated"] and kernels["variant"] == litert_probe.XNNPACK_EMULATED and not r["notes"], r["notes"]
+    assert sorted(kernels["differ_unused"]) == ["COS", "EXP", "FULLY_CONNECTED_INT4", "LOG", "SIN"]
+    assert r["output"]["sim_rel_l2"] == 0 and all(t["sim_rel_l2"] == 0 for t in r["taps"] if t["aligned"])
 
 
 def test_xnnpack_fma_gemm_matches_its_numpy_twin():

@@ -115,6 +115,26 @@ def test_int8_graph_is_explained_by_the_simulation(n):
         assert r["tolerance"] == 5e-2
 
 
+def test_int8_graph_where_exp_differs_keeps_the_other_ops_exact(monkeypatch):
+    """Verdicts are per op: on a build whose EXP differs (NaN where this one gives 0, say), the
+    softplus falls back to NumPy's and the report names EXP and holds the graph to 5e-2; every
+    other float op stays emulated, so the stages before the first softplus (layer 0's conv, q, k,
+    v, beta) are still the graph's to the bit."""
+    from q3ref.formats.litert import probe
+
+    real = probe.xnnpack_variant()
+    if not real["emulated"]:
+        pytest.skip("this CPU's XNNPACK float kernels are not emulated")
+    fake = dict(real, ops={**real["ops"], "EXP": False}, variant="unknown", emulated=False)
+    monkeypatch.setattr(probe, "xnnpack_variant", lambda: fake)
+    r = litert.diff(GRAPHS / "int8.tflite", CKPT, IDS[:20])
+    assert r["tolerance"] == litert.TOLERANCE_NOT_EMULATED and "EXP not emulated" in r["compared_with"]
+    assert r["runtime_kernels"]["ops"]["LOGISTIC"] and not r["runtime_kernels"]["emulated"]
+    err = {t["name"]: t["rel_err"] for t in r["taps"] if t["step"] == "prefill"}
+    assert all(err[f"layers.0.{s}"] == 0 for s in ("conv_state", "q", "k", "v", "beta")), err
+    assert err["layers.0.g"] > 0  # NumPy's softplus, not the graph's
+
+
 def test_int8_graph_of_other_weights_is_named_where_they_differ(tmp_path):
     """The checkpoint's layer 2 dt_bias moved by 1e-3 (the graph keeps the old one): under the
     5e-2 an int8 graph got before its float ops were emulated, nothing would be named; now its

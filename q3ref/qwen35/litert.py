@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import Q3RefError
-from ..formats.litert.probe import xnnpack_variant
 from . import delta
 from .config import Qwen35Config
 from .model import forward, rope_inv_freq
@@ -38,7 +37,7 @@ F32 = np.float32
 # Allowed max |graph - expected| / max |expected| per stage. fp32: <= 1.7e-6 from the fp32
 # reference, 0 from the simulation (63 inputs). int8, against its simulation: 0 at every stage of
 # 63 inputs where the XNNPACK probe finds this CPU's kernels emulated, so held as fp32 is. Where
-# it does not, the float ops fall back to NumPy's and one activation rounding can flip: 1.2e-2 ..
+# it does not, each op it does not find falls back to NumPy's and one activation rounding can flip: 1.2e-2 ..
 # 1.7e-2 on 2 of 12 inputs, measured before they were emulated (the fp32 reference is 1e-2 ..
 # 2e-1 away). The planted k_norm defect leaves 0.9.
 TOLERANCE = {"fp32": 1e-4, "int8": 1e-4}
@@ -71,9 +70,6 @@ def float_ops(cache, inv_freq=None):
         q = q * F32(q.shape[2] ** -0.5)  # q scaled first (the graph's MUL), then the op's reference math
         return delta.recurrent(q, k, v, g, beta, scaled=True)
 
-    if not xnnpack_variant()["emulated"]:
-        return {"delta": delta_rule}
-
     def norm(x, w, eps, plus_one=True):  # [..., n]: the graph holds 1 + w, rounded to fp32, as its weight
         n = x.shape[-1]
         w = (F32(1) + w) if plus_one else w
@@ -95,9 +91,11 @@ def float_ops(cache, inv_freq=None):
         return np.stack([xnnpack.attend_rows(q[h] * F32(Dh ** -0.5), k[h], v[h], visible, 0, cache)
                          for h in range(q.shape[0])])
 
-    return {"norm": norm, "l2norm": l2norm, "silu": silu, "sigmoid": xnnpack.sigmoid, "softplus": softplus,
-            "rope_tables": lambda T, cfg: rope_tables(T, cfg, xnnpack.cos, xnnpack.sin, inv_freq), "attention": attention,
-            "delta": delta_rule}
+    ops = {"norm": norm, "l2norm": l2norm, "silu": silu, "sigmoid": xnnpack.sigmoid, "softplus": softplus,
+           "rope_tables": lambda T, cfg: rope_tables(T, cfg, xnnpack.cos, xnnpack.sin, inv_freq), "attention": attention}
+    # each where the probe finds this CPU's XNNPACK computing it so (NumPy's elsewhere)
+    probed = {"norm": "rms_norm", "silu": "sigmoid"}
+    return {**{k: f for k, f in ops.items() if xnnpack.emulates(probed.get(k, k))}, "delta": delta_rule}
 
 
 def fp32_simulation(calls, cache, inv_freq=None):
@@ -107,7 +105,7 @@ def fp32_simulation(calls, cache, inv_freq=None):
     None: the fp32 reference itself. (calls: unused, as in int8_simulation.)"""
     from ..formats.litert import xnnpack
 
-    if not xnnpack_variant()["emulated"]:
+    if not runtime_note("fp32")["emulated"]:
         return None
     gemm = xnnpack.f32_gemm_linear()
 
@@ -267,7 +265,9 @@ def diff(graph: Path, checkpoint: Path, ids, tolerance=None):
     # The reference: fp32, recurrent form (the graph's); beside it the graph's simulation, which
     # the graph is then judged against (the fp32 distance is reported too): always for an int8
     # graph, and for an fp32 one where this CPU's XNNPACK kernels are emulated.
-    quant, emulated = recipe(prefill), xnnpack_variant()["emulated"]
+    quant = recipe(prefill)
+    probe = runtime_note(quant)
+    emulated = probe["emulated"]
     simulate = quant == "int8" or emulated
     if tolerance is None:
         tolerance = TOLERANCE[quant] if emulated or quant == "fp32" else TOLERANCE_NOT_EMULATED
@@ -323,7 +323,7 @@ def diff(graph: Path, checkpoint: Path, ids, tolerance=None):
     row("decode", "logits", out["logits"].reshape(-1), lambda t: t["logits"])
     first = next((r for r in rows if not r["ok"]), None)
     return {"graph": str(graph), "source": source, "checkpoint": str(checkpoint), "model": "qwen3.5",
-            "precision": quant, "compared_with": compared_with(quant, emulated),
+            "precision": quant, "compared_with": compared_with(quant, probe), "runtime_kernels": probe,
             "prefill": f"prefill_{T}", "prompt_tokens": n, "pad_token": pad, "cache": int(cache),
             "tolerance": tolerance, "taps": rows,
             "first_divergence": None if first is None else {k: first[k] for k in ("step", "name", "layer", "stage", "rel_err")},
@@ -332,12 +332,25 @@ def diff(graph: Path, checkpoint: Path, ids, tolerance=None):
                        "does not resolve it"}
 
 
-def compared_with(quant, emulated) -> str:
+# The XNNPACK emulations (formats/litert/xnnpack.PROBED_BY) a Qwen3.5 graph's simulation stands on
+FLOAT_OPS = ("rms_norm", "l2norm", "sigmoid", "softplus", "rope_tables", "attention")
+LINEAR = {"fp32": "f32_gemm_linear", "int8": "dynamic_int8_linear"}
+
+
+def runtime_note(quant) -> dict:
+    """The XNNPACK probe's verdict held to the ops this graph runs (its depthwise conv is not probed)."""
+    from ..formats.litert import probe, xnnpack
+
+    return probe.narrowed(probe.xnnpack_variant(), xnnpack.probe_ops(*FLOAT_OPS, LINEAR[quant]))
+
+
+def compared_with(quant, probe) -> str:
+    differ = ", ".join(op for op, ok in probe["ops"].items() if not ok)
     if quant == "int8":
         return ("q3ref's simulation of int8 (dynamic_wi8_afp32" + (", XNNPACK's float kernels emulated: probed)"
-                if emulated else "; this CPU's XNNPACK float kernels not emulated)"))
-    return ("q3ref's simulation of the fp32 graph (XNNPACK's kernels emulated: probed)" if emulated
-            else "q3ref fp32 reference (recurrent form)")
+                if probe["emulated"] else f"; this CPU's XNNPACK {differ} not emulated)"))
+    return ("q3ref's simulation of the fp32 graph (XNNPACK's kernels emulated: probed)" if probe["emulated"]
+            else f"q3ref fp32 reference (recurrent form; this CPU's XNNPACK {differ} not emulated)")
 
 
 def check_config(seg, cfg, source):

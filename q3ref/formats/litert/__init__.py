@@ -82,15 +82,20 @@ class Export(GraphExport):
         """Whether the simulation's float ops are bit-exact on this runtime here (probe.py), or None."""
         if not simulated:
             return None
-        from .probe import builtin_variant, xnnpack_variant
+        from . import xnnpack
+        from .probe import builtin_variant, narrowed, xnnpack_variant
 
+        # held to the ops this graph runs: RMSNorm, SwiGLU, attention, the final L2 norm, and its products' kernel
+        int4 = self.simulation.startswith("int4")
         if runtime == "xnnpack":
-            return xnnpack_variant()
-        probe = builtin_variant()
+            linear = "dynamic_int8_linear" if self.simulation == "int8" else "int4_linear" if int4 else "f32_gemm_linear"
+            return narrowed(xnnpack_variant(), xnnpack.probe_ops("rms_norm", "silu_mul", "normalize", "attention", linear))
         if self.simulation in ("fp32", "fp16", "int8-weight-only"):  # its float FULLY_CONNECTED: BLAS's
             # order of sums in q3ref (measured: stress_fp32's layers.0.q ~1e-7 off with XNNPACK's FMA chain too)
-            probe = dict(probe, emulated=False, ops={**probe["ops"], "FULLY_CONNECTED (float)": False})
-        return probe
+            probe = narrowed(builtin_variant(), ("MEAN", "SOFTMAX", "BATCH_MATMUL", "LOGISTIC", "SDPA"))
+            return dict(probe, emulated=False, variant="unknown", ops={**probe["ops"], "FULLY_CONNECTED (float)": False})
+        linear = "FULLY_CONNECTED_INT4" if int4 else "FULLY_CONNECTED"
+        return narrowed(builtin_variant(), ("MEAN", "SOFTMAX", "BATCH_MATMUL", "LOGISTIC", "SDPA", linear))
 
     def simulate(self, weights, kernels, runtime, offset=0):
         from ...kernels import rope_numpy

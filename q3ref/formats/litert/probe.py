@@ -8,7 +8,9 @@ BATCH_MATMUL, LOGISTIC, hybrid int8 and int4 FULLY_CONNECTED), runs them through
 each output with its emulation, bit for bit. XNNPACK (the default delegate) picks microkernels
 by ISA: its MEAN and RSQRT (litert-torch's RMSNorm), its float unary ops (LOGISTIC, SQRT, and
 Qwen3.5's LOG, EXP, SIN, COS) and its products are probed the same way against xnnpack.py.
-The verdicts are cached per runtime version and CPU.
+The verdicts are per op and cached per runtime version and CPU. A simulation takes each
+emulation whose ops were found (xnnpack.PROBED_BY), and a graph's report is held to the ops
+that graph runs (narrowed).
 """
 
 from __future__ import annotations
@@ -373,7 +375,17 @@ def _variant(runtime: str, probe, emulated: str) -> dict:
             pass  # an unwritable cache only costs a probe next time
     hit = cache[key]
     return {"variant": hit["variant"], "ops": hit["ops"], "runtime": key.split(" on ")[0], "cpu": cpu_id(),
-            "emulated": hit["variant"] == emulated}
+            "emulated": hit["variant"] == emulated, "name": emulated}
+
+
+def narrowed(note: dict, ops) -> dict:
+    """A probe note held to the ops one graph runs: emulated where each of those is, whatever the
+    probe found of the others. Its variant is the emulated one's name there, else "unknown"."""
+    held = {op: bool(note["ops"].get(op, False)) for op in ops}
+    emulated = all(held.values())
+    other = [op for op, ok in note["ops"].items() if not ok and op not in held]
+    return dict(note, ops=held, emulated=emulated, variant=note.get("name", note["variant"]) if emulated else "unknown",
+                **({"differ_unused": other} if other else {}))
 
 
 @functools.lru_cache(maxsize=None)

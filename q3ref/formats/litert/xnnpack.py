@@ -50,6 +50,38 @@ F32 = np.float32
 LANES = 16
 
 
+# ------------------------------------------------------------ which emulations hold on this CPU
+# The probe ops (probe.probe_xnnpack) each emulation here stands on. A simulation takes an
+# emulation only where the probe found every one of its ops computed so by this CPU's XNNPACK,
+# and a graph's report is held to the ops that graph runs: an EXP that differs on some build
+# (Qwen3.5's softplus) then costs a Qwen3 graph, which runs no EXP, nothing.
+PROBED_BY = {
+    "rms_norm": ("MEAN_OF_SQUARES", "RSQRT"),  # MUL + MEAN fused into f32-rsum2, then RSQRT
+    "l2norm": ("MEAN_OF_SQUARES", "RSQRT"),  # MUL + SUM, the same rsum2
+    "normalize": ("MEAN_OF_SQUARES", "SQRT"),
+    "silu_mul": ("LOGISTIC",),
+    "sigmoid": ("LOGISTIC",),
+    "softplus": ("EXP", "LOG"),
+    "rope_tables": ("SIN", "COS"),
+    "attention": ("SDPA",),
+    "f32_gemm_linear": ("FULLY_CONNECTED_FLOAT",),
+    "dynamic_int8_linear": ("FULLY_CONNECTED",),
+    "int4_linear": ("FULLY_CONNECTED_INT4",),
+}
+
+
+def probe_ops(*emulations) -> list[str]:  # the probe ops behind these emulations, each once
+    return list(dict.fromkeys(op for name in emulations for op in PROBED_BY[name]))
+
+
+def emulates(*emulations) -> bool:
+    """Whether the probe found all the ops behind these emulations (PROBED_BY) this CPU's, bit for bit."""
+    from . import probe
+
+    ops = probe.xnnpack_variant()["ops"]
+    return all(ops.get(op, False) for op in probe_ops(*emulations))
+
+
 @intrinsic
 def _rsqrt14_x16(typingctx, src, dst):  # addresses of 16 float32 each
     def codegen(context, builder, signature, args):
