@@ -159,6 +159,7 @@ def test_int4_kernels_match_their_numpy_twins(block, monkeypatch):
 from q3ref import model as M  # noqa: E402
 from q3ref.diff import diff  # noqa: E402
 from q3ref.quant import round_half_away, simulation  # noqa: E402
+from q3ref.qwen35.model import causal_conv  # noqa: E402
 
 IDS = list(range(1, 40))
 
@@ -404,12 +405,13 @@ def exp_as_xnnpack_source(x):
 
 def test_probe_finds_the_xnnpack_kernels_and_would_see_another(monkeypatch):
     """XNNPACK (the default delegate) picks microkernels by ISA. One-op MEAN, RSQRT, LOGISTIC, LOG,
-    EXP, SIN, COS and dynamic and float FULLY_CONNECTED graphs run through it equal
+    EXP, SIN, COS, dynamic and float FULLY_CONNECTED, and float and hybrid DEPTHWISE_CONV_2D graphs run through it equal
     formats/litert/xnnpack.py and quant.py bit for bit where the CPU has AVX-512F (both CPU kinds
     of this project's machines), and so does the attention composite graph (the delegate's own
     SDPA); an 8-lane sum, 1/sqrtf, a textbook sigmoid, NumPy's log, sin and cos, the XNNPACK
     source's exp, a float product, the builtin kernel's int4 activation quantization, the builtin
-    decomposition's attention or BLAS's float GEMM is reported as not emulated."""
+    decomposition's attention, BLAS's float GEMM, a conv without FMA or a conv 1 ulp off is
+    reported as not emulated."""
     from q3ref.formats.litert import probe as litert_probe
     from q3ref import quant
     from q3ref.formats.litert import xnnpack
@@ -419,7 +421,7 @@ def test_probe_finds_the_xnnpack_kernels_and_would_see_another(monkeypatch):
         assert got["RSQRT"] is False
         return
     ops = ("MEAN", "MEAN_OF_SQUARES", "RSQRT", "SQRT", "LOGISTIC", "LOG", "EXP", "SIN", "COS", "FULLY_CONNECTED",
-           "FULLY_CONNECTED_INT4", "FULLY_CONNECTED_FLOAT", "SDPA")
+           "FULLY_CONNECTED_INT4", "FULLY_CONNECTED_FLOAT", "DEPTHWISE_CONV_2D_FLOAT", "DEPTHWISE_CONV_2D_INT8", "SDPA")
     assert got == dict.fromkeys(ops, True)
     monkeypatch.setattr(xnnpack, "log", lambda x: np.log(x))  # NumPy's float32 log
     monkeypatch.setattr(xnnpack, "exp", exp_as_xnnpack_source)
@@ -433,7 +435,38 @@ def test_probe_finds_the_xnnpack_kernels_and_would_see_another(monkeypatch):
     monkeypatch.setattr(litert_probe, "dynamic_int4_linear",  # the builtin kernel's activation quantization
                         lambda block, runtime, *a, **k: quant.dynamic_int4_linear(block, "builtin", *a, **k))
     monkeypatch.setattr(xnnpack, "f32_gemm_linear", lambda *a, **k: lambda x, w, bias=None: x @ w.T)  # BLAS's order
+    monkeypatch.setattr(xnnpack, "dwconv", causal_conv)  # each product rounded before its add
+    monkeypatch.setattr(litert_probe, "hybrid_dwconv", lambda x, wq, ws: quant.hybrid_dwconv(x, wq, ws) * 1.0000001)
     assert litert_probe.probe_xnnpack() == dict.fromkeys(ops, False)
+
+
+def test_conv_probe_sees_the_hybrid_kernels_order_and_scale(monkeypatch):
+    """Qwen3.5's int8 causal conv runs on the builtin hybrid kernel: the output is (acc x channel
+    scale) x input scale, and the input scale is (max - min) / 255 with the difference in fp32 (the
+    NEON routine the x86 build runs). The probe reports acc x (input scale x channel scale), and a
+    difference taken in double as the portable source does, as not emulated."""
+    from q3ref import quant
+    from q3ref.formats.litert import probe as litert_probe
+
+    assert litert_probe.dwconv_probe()["DEPTHWISE_CONV_2D_INT8"] is True
+
+    def other_order(x, wq, ws):
+        xq, xs = quant.act_int8_asymmetric_tensor(x)
+        return causal_conv(xq, wq.astype(np.float32)) * (np.asarray(ws, np.float32) * xs)
+    monkeypatch.setattr(litert_probe, "hybrid_dwconv", other_order)
+    assert litert_probe.dwconv_probe()["DEPTHWISE_CONV_2D_INT8"] is False
+    monkeypatch.undo()
+
+    def double_difference(x):  # act_int8_asymmetric_tensor as the portable source computes it
+        rmin, rmax = min(0.0, float(x.min())), max(0.0, float(x.max()))
+        scale = (rmax - rmin) / 255.0
+        from_min, from_max = -128 - rmin / scale, 127 - rmax / scale
+        zp = from_min if 128 + abs(rmin / scale) < 127 + abs(rmax / scale) else from_max
+        zp = float(quant.round_half_away(np.float64(np.clip(zp, -128, 127))))
+        q = np.clip(quant.round_add_half(x * np.float32(1 / float(np.float32(scale)))) + zp, -128, 127)
+        return q - zp, np.float32(scale)
+    monkeypatch.setattr(quant, "act_int8_asymmetric_tensor", double_difference)
+    assert litert_probe.dwconv_probe()["DEPTHWISE_CONV_2D_INT8"] is False
 
 
 def test_int4_probe_sees_the_order_of_the_sums(monkeypatch):

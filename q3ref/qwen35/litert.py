@@ -107,17 +107,7 @@ def fp32_simulation(calls, cache, inv_freq=None):
 
     if not runtime_note("fp32")["emulated"]:
         return None
-    gemm = xnnpack.f32_gemm_linear()
-
-    def conv(padded, kernel):  # [T + C - 1, channels], [channels, C] -> [T, channels]
-        C = kernel.shape[1]
-        T = padded.shape[0] - C + 1
-        out = np.zeros((T, kernel.shape[0]), F32)
-        for j in range(C):
-            out = xnnpack.fma(padded[j:j + T], kernel[:, j], out)
-        return out
-
-    return {"linear": gemm, "conv": conv, **float_ops(cache, inv_freq)}
+    return {"linear": xnnpack.f32_gemm_linear(), "conv": xnnpack.dwconv, **float_ops(cache, inv_freq)}
 
 
 def int8_simulation(calls, cache, inv_freq=None):
@@ -127,17 +117,13 @@ def int8_simulation(calls, cache, inv_freq=None):
     quantized as one tensor per graph call; the float ops (float_ops). calls: the token counts of
     the calls the reference covers in one pass (the prefill's, then 1 per decode step), since that
     scale spans a call."""
-    from ..quant import act_int8_asymmetric_tensor, dynamic_int8_linear, int8_per_channel, int8_rows
-    from .model import causal_conv
+    from ..quant import dynamic_int8_linear, hybrid_dwconv, int8_per_channel, int8_rows
 
     def conv(padded, kernel):  # [T + C - 1, channels], [channels, C] -> [T, channels]
         wq, ws, _ = int8_per_channel(kernel)  # [channels, C] integer-valued, [channels]
         C, out, start = kernel.shape[1], [], 0
-        for n in calls:
-            xq, xs = act_int8_asymmetric_tensor(padded[start:start + n + C - 1])  # this call's history + tokens
-            # integer sums are exact in fp32; then the channel's scale, then the input's (the kernel's
-            # order: acc * (input scale * channel scale) was off on 7% of outputs)
-            out.append((causal_conv(xq, wq.astype(np.float32)) * ws) * xs)
+        for n in calls:  # each call's history + tokens, quantized as one tensor
+            out.append(hybrid_dwconv(padded[start:start + n + C - 1], wq, ws))
             start += n
         return np.concatenate(out)  # [T, channels]
 
@@ -334,14 +320,14 @@ def diff(graph: Path, checkpoint: Path, ids, tolerance=None):
 
 # The XNNPACK emulations (formats/litert/xnnpack.PROBED_BY) a Qwen3.5 graph's simulation stands on
 FLOAT_OPS = ("rms_norm", "l2norm", "sigmoid", "softplus", "rope_tables", "attention")
-LINEAR = {"fp32": "f32_gemm_linear", "int8": "dynamic_int8_linear"}
+PRODUCTS = {"fp32": ("f32_gemm_linear", "dwconv"), "int8": ("dynamic_int8_linear", "hybrid_dwconv")}
 
 
 def runtime_note(quant) -> dict:
-    """The XNNPACK probe's verdict held to the ops this graph runs (its depthwise conv is not probed)."""
+    """The XNNPACK probe's verdict held to the ops this graph runs."""
     from ..formats.litert import probe, xnnpack
 
-    return probe.narrowed(probe.xnnpack_variant(), xnnpack.probe_ops(*FLOAT_OPS, LINEAR[quant]))
+    return probe.narrowed(probe.xnnpack_variant(), xnnpack.probe_ops(*FLOAT_OPS, *PRODUCTS[quant]))
 
 
 def compared_with(quant, probe) -> str:

@@ -7,7 +7,8 @@ kernels by ISA, could compute otherwise. So q3ref writes one-op graphs (MEAN, SO
 BATCH_MATMUL, LOGISTIC, hybrid int8 and int4 FULLY_CONNECTED), runs them through the same interpreter on fixed random inputs and compares
 each output with its emulation, bit for bit. XNNPACK (the default delegate) picks microkernels
 by ISA: its MEAN and RSQRT (litert-torch's RMSNorm), its float unary ops (LOGISTIC, SQRT, and
-Qwen3.5's LOG, EXP, SIN, COS) and its products are probed the same way against xnnpack.py.
+Qwen3.5's LOG, EXP, SIN, COS), its products and Qwen3.5's depthwise conv (fp32, and the hybrid
+int8 one that it leaves to the builtin kernel) are probed the same way against xnnpack.py.
 The verdicts are per op and cached per runtime version and CPU. A simulation takes each
 emulation whose ops were found (xnnpack.PROBED_BY), and a graph's report is held to the ops
 that graph runs (narrowed).
@@ -22,14 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ...quant import (attention_builtin, dynamic_int4_linear, dynamic_int8_linear, exp_eigen, int4_blockwise, int8_per_channel,
-                      lane_sum, logistic_eigen, matmul_sequential)
+from ...quant import (attention_builtin, dynamic_int4_linear, dynamic_int8_linear, exp_eigen, hybrid_dwconv, int4_blockwise,
+                      int8_per_channel, lane_sum, logistic_eigen, matmul_sequential)
 from ..cpu import cpu_id
 
 CACHE = Path(os.environ.get("Q3REF_CACHE", Path.home() / ".cache" / "q3ref")) / "litert_probe.json"
 EMULATED = "eigen-avx-nofma"  # the variant q3ref emulates: 8 lanes, no FMA
 XNNPACK_EMULATED = "xnnpack-avx512f"  # rsum 16 lanes x 2 accumulators, vrsqrt14ps + one Newton step
-PROBES = 15  # the probe set's revision: a verdict cached from another set is probed again
+PROBES = 16  # the probe set's revision: a verdict cached from another set is probed again
 
 
 def _tensor(shape, kind, buffer, name):
@@ -128,6 +129,48 @@ def float_fc_graph(x_shape, w, bias=None) -> bytes:
     opts.keepNumDims = True
     op = _op(0, [0, 2, -1 if bias is None else 3], [1], (s.BuiltinOptions.FullyConnectedOptions, opts))
     return _model([s.BuiltinOperator.FULLY_CONNECTED], tensors, [op], 1, buffers)
+
+
+def dwconv_graph(x_shape, kernel, scale=None) -> bytes:
+    """A .tflite with one DEPTHWISE_CONV_2D over time as litert-torch writes Qwen3.5's causal conv:
+    input [1, 1, T + C - 1, channels] fp32, filter [1, 1, C, channels] (kernel [channels, C]: fp32,
+    or int8 values with a scale per channel, the hybrid kernel), a zero fp32 bias, VALID padding."""
+    from ai_edge_litert import schema_py_generated as s
+
+    (L, ch), C = x_shape, kernel.shape[1]
+    kind = "FLOAT32" if scale is None else "INT8"
+    tensors = [_tensor((1, 1, L, ch), "FLOAT32", 0, "in0"), _tensor((1, 1, L - C + 1, ch), "FLOAT32", 0, "out"),
+               _tensor((1, 1, C, ch), kind, 1, "w"), _tensor((ch,), "FLOAT32", 2, "bias")]
+    if scale is not None:
+        q = s.QuantizationParametersT()
+        q.scale, q.zeroPoint, q.quantizedDimension = [float(v) for v in scale], [0] * ch, 3
+        tensors[2].quantization = q
+    w = kernel.T[None, None].astype(np.float32 if scale is None else np.int8)  # [1, 1, C, channels]
+    buffers = [_buffer(), _buffer(w), _buffer(np.zeros(ch, np.float32))]
+    opts = s.DepthwiseConv2DOptionsT()
+    opts.padding, opts.strideW, opts.strideH, opts.depthMultiplier = s.Padding.VALID, 1, 1, 1
+    opts.dilationWFactor, opts.dilationHFactor = 1, 1
+    op = _op(0, [0, 2, 3], [1], (s.BuiltinOptions.DepthwiseConv2DOptions, opts))
+    return _model([s.BuiltinOperator.DEPTHWISE_CONV_2D], tensors, [op], 1, buffers)
+
+
+def dwconv_probe() -> dict:
+    """{DEPTHWISE_CONV_2D_FLOAT, DEPTHWISE_CONV_2D_INT8: True if the delegated run equals
+    xnnpack.dwconv, quant.hybrid_dwconv}: Qwen3.5's shapes (C = 4), a prefill and a 1-token
+    decode (the call whose input scale a double difference missed), channels a masked tail."""
+    from . import xnnpack
+
+    rng = np.random.default_rng(1)
+    ok_float = ok_int8 = True
+    for L, ch in ((67, 128), (4, 200), (20, 40)):
+        x = (rng.standard_normal((L, ch)) * rng.uniform(0.1, 8, ch)).astype(np.float32)
+        kernel = (rng.standard_normal((ch, 4)) * 0.3).astype(np.float32)
+        got = run_delegated(dwconv_graph(x.shape, kernel), [x[None, None]])[0, 0]
+        ok_float = ok_float and bool(np.array_equal(got, xnnpack.dwconv(x, kernel)))
+        wq, ws, _ = int8_per_channel(kernel)
+        got = run_delegated(dwconv_graph(x.shape, wq, ws), [x[None, None]])[0, 0]
+        ok_int8 = ok_int8 and bool(np.array_equal(got, hybrid_dwconv(x, wq, ws)))
+    return {"DEPTHWISE_CONV_2D_FLOAT": ok_float, "DEPTHWISE_CONV_2D_INT8": ok_int8}
 
 
 def int4_fc_graph(x_shape, w_q, w_scale, block) -> bytes:
@@ -336,6 +379,7 @@ def probe_xnnpack() -> dict:
         got = run_delegated(float_fc_graph(a.shape, w, bias), [a])
         ok = ok and bool(np.array_equal(got, xnnpack.f32_gemm_linear(cache=False)(a, w, bias)))
     out["FULLY_CONNECTED_FLOAT"] = ok
+    out.update(dwconv_probe())  # Qwen3.5's causal conv: f32-dwconv, and the builtin hybrid kernel under the delegate
     out["SDPA"] = xnnpack.available() and sdpa_probe(run_delegated, xnnpack.attention)  # the delegate's own subgraph
     return out
 
@@ -395,8 +439,8 @@ def builtin_variant() -> dict:
 
 @functools.lru_cache(maxsize=None)
 def xnnpack_variant() -> dict:
-    """XNNPACK's RMSNorm ops (MEAN, RSQRT), LOGISTIC, SQRT, and Qwen3.5's LOG, EXP, SIN and COS as
-    formats/litert/xnnpack.py emulates them,
+    """XNNPACK's RMSNorm ops (MEAN, RSQRT), LOGISTIC, SQRT, and Qwen3.5's LOG, EXP, SIN, COS and
+    depthwise convs as formats/litert/xnnpack.py (and quant.hybrid_dwconv) emulate them,
     its dynamic FULLY_CONNECTED as quant.dynamic_int8_linear('xnnpack') does and its int4 one as
     xnnpack.int4_linear does, or not."""
     return _variant("xnnpack", probe_xnnpack, XNNPACK_EMULATED)

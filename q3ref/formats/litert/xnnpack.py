@@ -65,6 +65,8 @@ PROBED_BY = {
     "rope_tables": ("SIN", "COS"),
     "attention": ("SDPA",),
     "f32_gemm_linear": ("FULLY_CONNECTED_FLOAT",),
+    "dwconv": ("DEPTHWISE_CONV_2D_FLOAT",),
+    "hybrid_dwconv": ("DEPTHWISE_CONV_2D_INT8",),  # quant.hybrid_dwconv: the builtin kernel, which XNNPACK leaves it to
     "dynamic_int8_linear": ("FULLY_CONNECTED",),
     "int4_linear": ("FULLY_CONNECTED_INT4",),
 }
@@ -237,6 +239,17 @@ C2, C1 = F32(0.5), F32(float.fromhex("0x1.0000F6p0"))
 
 def fma(a, b, c):  # fp32 a * b + c with one rounding: the product of two fp32 is exact in fp64
     return (np.asarray(a, np.float64) * np.asarray(b, np.float64) + np.asarray(c, np.float64)).astype(F32)
+
+
+def dwconv(padded, kernel):  # [T + C - 1, channels], [channels, C] fp32 -> [T, channels]: DEPTHWISE_CONV_2D over time
+    """f32-dwconv (Qwen3.5's causal conv in an fp32 graph): from the zero bias, one FMA per tap in
+    order. The probe (DEPTHWISE_CONV_2D_FLOAT) tells it from a product rounded before its add."""
+    C = kernel.shape[1]
+    T = padded.shape[0] - C + 1
+    out = np.zeros((T, kernel.shape[0]), F32)
+    for j in range(C):
+        out = fma(padded[j:j + T], kernel[:, j], out)
+    return out
 
 
 def sigmoid_numpy(x):  # float32 -> float32: XNNPACK's LOGISTIC, the plain twin
