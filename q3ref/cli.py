@@ -443,6 +443,10 @@ def diff_qwen35(args, ckpt):
           f"{report['prefill']} (pad id {report['pad_token']}), the last through decode; compared with "
           f"{report['compared_with']}, allowed {report['tolerance']:g} of max |ref|")
     print(f"runtime: {report['runtime']}")
+    probe = report["runtime_kernels"]
+    print(f"runtime kernels, probed: {probe['runtime']} on {probe['cpu']}: {probe['variant']} ({', '.join(probe['ops'])}), "
+          f"which the simulation {'emulates' if probe['emulated'] else 'does not emulate'}"
+          + (f"; {', '.join(probe['differ_unused'])} differ, which this graph does not run" if probe.get("differ_unused") else ""))
     fp32 = any("rel_err_fp32" in r for r in report["taps"])
     print(f"{'step':<8} {'tap':<28} {'err/max':>9}" + (f" {'vs fp32':>9}" if fp32 else ""))
     for r in report["taps"]:

@@ -181,6 +181,9 @@ def test_planted_defect_is_named(tmp_path):
     assert "first divergence: prefill layers.1.k_rope" in r.stdout
     r = q3ref("diff", GRAPHS / "model.litertlm", "--weights", CKPT, "--ids", ",".join(map(str, IDS[:20])))
     assert r.returncode == 0 and "no divergence" in r.stdout
+    # the probe's verdict on the ops this fp32 graph runs: its float conv and product, no int8 kernel
+    line = next(x for x in r.stdout.splitlines() if x.startswith("runtime kernels, probed:"))
+    assert "DEPTHWISE_CONV_2D_FLOAT" in line and "FULLY_CONNECTED_FLOAT" in line and "INT8" not in line, line
 
 
 def test_a_wrong_reading_of_the_custom_op_is_caught():
