@@ -199,4 +199,5 @@ def test_outputs_are_added_to_a_graph_whose_weights_lie_past_its_flatbuffer(tmp_
     after = [v for _, v in external_offsets(s.Model.GetRootAs(rewritten, 0))]
     assert len(before) == 1 and after[0] - before[0] == 4096
     assert len(s.Model.GetRootAs(rewritten, 0).Subgraphs(0).OutputsAsNumpy()) == 2
-    assert np.array_equal(run_delegated(rewritten, [a]), run_delegated(inline, [a]))
+    got = run_delegated(rewritten, [a])  # (None where the interpreter refuses the graph)
+    assert got is not None and np.array_equal(got, run_delegated(inline, [a]))

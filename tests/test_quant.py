@@ -440,6 +440,19 @@ def test_probe_finds_the_xnnpack_kernels_and_would_see_another(monkeypatch):
     assert litert_probe.probe_xnnpack() == dict.fromkeys(ops, False)
 
 
+def test_an_op_the_runtime_refuses_is_not_emulated_and_the_rest_is_probed(monkeypatch):
+    """Another ai-edge-litert version may lack a kernel (say the hybrid depthwise conv) and refuse
+    its one-op graph: that op is reported as not emulated, the other ops keep their verdicts, and
+    nothing raises (a diff would otherwise end in a traceback)."""
+    from q3ref.formats.litert import probe as litert_probe
+
+    real = litert_probe.probe_xnnpack()
+    monkeypatch.setattr(litert_probe, "dwconv_graph", lambda *a, **k: b"\x00" * 64)  # no .tflite at all
+    got = litert_probe.probe_xnnpack()
+    assert got["DEPTHWISE_CONV_2D_FLOAT"] is False and got["DEPTHWISE_CONV_2D_INT8"] is False
+    assert {op: ok for op, ok in got.items() if "DEPTHWISE" not in op} == {op: ok for op, ok in real.items() if "DEPTHWISE" not in op}
+
+
 def test_conv_probe_sees_the_hybrid_kernels_order_and_scale(monkeypatch):
     """Qwen3.5's int8 causal conv runs on the builtin hybrid kernel: the output is (acc x channel
     scale) x input scale, and the input scale is (max - min) / 255 with the difference in fp32 (the

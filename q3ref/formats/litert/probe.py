@@ -165,11 +165,11 @@ def dwconv_probe() -> dict:
     for L, ch in ((67, 128), (4, 200), (20, 40)):
         x = (rng.standard_normal((L, ch)) * rng.uniform(0.1, 8, ch)).astype(np.float32)
         kernel = (rng.standard_normal((ch, 4)) * 0.3).astype(np.float32)
-        got = run_delegated(dwconv_graph(x.shape, kernel), [x[None, None]])[0, 0]
-        ok_float = ok_float and bool(np.array_equal(got, xnnpack.dwconv(x, kernel)))
+        got = run_delegated(dwconv_graph(x.shape, kernel), [x[None, None]])  # [1, 1, T, channels]
+        ok_float = ok_float and bool(np.array_equal(got, xnnpack.dwconv(x, kernel)[None, None]))
         wq, ws, _ = int8_per_channel(kernel)
-        got = run_delegated(dwconv_graph(x.shape, wq, ws), [x[None, None]])[0, 0]
-        ok_int8 = ok_int8 and bool(np.array_equal(got, hybrid_dwconv(x, wq, ws)))
+        got = run_delegated(dwconv_graph(x.shape, wq, ws), [x[None, None]])
+        ok_int8 = ok_int8 and bool(np.array_equal(got, hybrid_dwconv(x, wq, ws)[None, None]))
     return {"DEPTHWISE_CONV_2D_FLOAT": ok_float, "DEPTHWISE_CONV_2D_INT8": ok_int8}
 
 
@@ -249,8 +249,11 @@ def sdpa_probe(run, emulation) -> bool:
     from ai_edge_litert.interpreter import Interpreter
 
     graph = SDPA_GRAPH.read_bytes()
-    shapes = [tuple(d["shape"]) for d in sorted(Interpreter(model_content=graph).get_input_details(),
-                                                key=lambda d: d["index"])]
+    try:
+        details = Interpreter(model_content=graph).get_input_details()
+    except (RuntimeError, ValueError):  # a runtime that cannot load the composite: not emulated
+        return False
+    shapes = [tuple(d["shape"]) for d in sorted(details, key=lambda d: d["index"])]
     rng = np.random.default_rng(0)
     q, k, v = ((rng.standard_normal(sh) * 2).astype(np.float32) for sh in shapes[:3])  # [1, T, H|Hkv, Dh]
     T = q.shape[1]
@@ -259,15 +262,27 @@ def sdpa_probe(run, emulation) -> bool:
     return bool(np.array_equal(got, emulation(0, T)(q, k, v, np.ones((1, T), bool))))
 
 
-def run_builtin(graph: bytes, inputs) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+def _invoke(graph: bytes, inputs, **options) -> np.ndarray | None:
+    """One invocation; None where the interpreter refuses the graph or fails to run it (a runtime
+    version without that kernel), so that op counts as not emulated and the others are still probed."""
+    from ai_edge_litert.interpreter import Interpreter
 
-    it = Interpreter(model_content=graph, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    it.allocate_tensors()
-    for k, x in enumerate(inputs):
-        it.set_tensor(k, x)
-    it.invoke()
-    return it.get_tensor(len(inputs))
+    try:
+        it = Interpreter(model_content=graph, **options)
+        it.allocate_tensors()
+        for k, x in enumerate(inputs):
+            it.set_tensor(k, x)
+        it.invoke()
+        return it.get_tensor(len(inputs))
+    except (RuntimeError, ValueError):  # what the interpreter raises on a graph it cannot prepare or run
+        return None
+
+
+def run_builtin(graph: bytes, inputs) -> np.ndarray | None:
+    """One invocation on the builtin kernels, as diff's builtin runtime runs graphs."""
+    from ai_edge_litert.interpreter import OpResolverType
+
+    return _invoke(graph, inputs, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
 
 
 def probe_kernels() -> dict:
@@ -384,16 +399,9 @@ def probe_xnnpack() -> dict:
     return out
 
 
-def run_delegated(graph: bytes, inputs) -> np.ndarray:
+def run_delegated(graph: bytes, inputs) -> np.ndarray | None:
     """One invocation with the default delegate (XNNPACK), as diff's xnnpack runtime runs graphs."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_content=graph)
-    it.allocate_tensors()
-    for k, x in enumerate(inputs):
-        it.set_tensor(k, x)
-    it.invoke()
-    return it.get_tensor(len(inputs))
+    return _invoke(graph, inputs)
 
 
 def _variant(runtime: str, probe, emulated: str) -> dict:
