@@ -357,6 +357,71 @@ def matmul_sequential(a, b):  # [..., M, K] @ [..., K, N] -> [..., M, N] fp32
     return acc
 
 
+# ------------------------------------------------------------ builtin float FULLY_CONNECTED (Eigen)
+# The builtin float FULLY_CONNECTED on x86 is Eigen's GEMM (cpu_backend_gemm_eigen), single-
+# threaded whatever the interpreter's thread count: weights [O, K] as the left factor, the inputs
+# [K, N] as the right. Eigen's blocking heuristic cuts K into blocks of kc inputs; per output,
+# each block is a sum from 0 in order, a rounded product then a rounded add per step (no FMA in
+# this build), and the blocks are added to the output in order. kc comes from max_kc, which
+# Eigen derives from the L1 data cache it reads from the CPU: ((L1 - mr nr 4) / ((mr + nr) 4))
+# rounded down to a multiple of 8, with mr = 8 and nr = 4 here: 680 for the AMD EPYC's 32 KB
+# (1016 for a 48 KB L1). The probe finds it by running the kernel (probe.eigen_max_kc), not from
+# a table. Measured on one-op graphs: every output for K up to 4000, O a multiple of 8 and N >= 2
+# (K = 680 is one block, 688 two). Not emulated: O % 8
+# output channels past the last multiple of 8 (Eigen's half-packet and single-row paths sum in
+# another order; the probe keeps O a multiple of 8, and so do Qwen3's widths), and N = 1 (a
+# matrix-vector product).
+def eigen_kc(k, max_kc, peel=8):  # Eigen's evaluateProductBlockingSizesHeuristic, its kc
+    """K up to max_kc is one block; past it, blocks as equal as the peeling allows, the number of
+    sweeps over the output kept that of max_kc."""
+    if k <= max_kc:
+        return k
+    if k % max_kc == 0:
+        return max_kc
+    return max_kc - peel * ((max_kc - 1 - k % max_kc) // (peel * (k // max_kc + 1)))
+
+
+@numba.njit(cache=True, nogil=True)  # no fastmath: no FMA, each product rounded before its sum
+def _matmul_blocks(a, b, kc, out):  # [M, K] @ [K, N] -> out [M, N], zeroed; acc [M, N] scratch
+    M, K = a.shape
+    N = b.shape[1]
+    acc = np.empty(N, np.float32)
+    for m in range(M):
+        for k0 in range(0, K, kc):
+            acc[:] = 0
+            for k in range(k0, min(k0 + kc, K)):  # k outside n: each output's order, and n vectorizes
+                x = a[m, k]
+                for n in range(N):
+                    acc[n] += x * b[k, n]
+            for n in range(N):
+                out[m, n] += acc[n]
+
+
+def matmul_blocks_numpy(a, b, kc):  # the plain twin: [M, K] @ [K, N] -> [M, N]
+    out = np.zeros((a.shape[0], b.shape[1]), np.float32)
+    for k0 in range(0, a.shape[1], kc):
+        out += matmul_sequential(a[:, k0:k0 + kc], b[k0:k0 + kc])
+    return out
+
+
+MATMUL_BLOCKS = {"numba": _matmul_blocks, "numpy": lambda a, b, kc, out: out.__iadd__(matmul_blocks_numpy(a, b, kc))}
+
+
+def eigen_float_linear(max_kc, values=None, kernels="numba", cache=True):
+    """FULLY_CONNECTED with float weights as the builtin kernel computes it (Eigen's GEMM, see
+    above). values(w): the weight as the graph holds it, in fp32 (fp16 graphs: to_fp16; weight-
+    only int8: int8_dequantizer). Like XNNPACK's FMA chain, 3-5x BLAS's time: only a diff runs it."""
+    weights = QuantizedWeights(lambda w: np.ascontiguousarray((values(w) if values else np.asarray(w, np.float32)).T), cache)
+
+    def linear(x, w):  # [N, in], [out, in] -> [N, out]
+        x = np.ascontiguousarray(x, np.float32)
+        out = np.zeros((x.shape[0], np.shape(w)[0]), np.float32)
+        MATMUL_BLOCKS[kernels](x, weights(w), eigen_kc(x.shape[1], max_kc), out)
+        return out
+    linear.quantized = weights
+    return linear
+
+
 def rope_tables_litert(pos, head_dim, theta, dtype=np.float32):  # [N] -> cos, sin [N, Dh]
     """The cos/sin constants litert-torch bakes into a graph: angle = pos / theta**((2/Dh) *
     arange(Dh/2)) in fp32 (a division, where transformers multiplies by 1/theta**...), then
@@ -658,8 +723,9 @@ def simulation(weights, kernels, quant, runtime="xnnpack", offset=0, width=None)
     to), XNNPACK's attention is q3ref's own, int4 products are one fp32 GEMM, not the kernels'
     slower order of sums (dynamic_int4_linear), and fp16 is q3ref's own kernels and BLAS's
     product. fp32 (a diff's only) is a float graph's runtime: on XNNPACK every op, its float
-    FULLY_CONNECTED an FMA chain; on the builtin kernels their float ops, but BLAS's product
-    (their float GEMM's order is not emulated: formats/litert says so in the report)."""
+    FULLY_CONNECTED an FMA chain; on the builtin kernels their float ops, and a float graph's
+    FULLY_CONNECTED (fp32, fp16 and weight-only int8) as Eigen's GEMM sums it, where the probe
+    found its blocking on this CPU (eigen_float_linear)."""
     from .kernels import KERNELS, rope_numpy
 
     K, cache = dict(KERNELS[kernels]), weights.resident
@@ -673,6 +739,16 @@ def simulation(weights, kernels, quant, runtime="xnnpack", offset=0, width=None)
         K["silu_mul"] = silu_mul_builtin  # LOGISTIC as Eigen computes it: 1 ulp here flips activation levels
         K["normalize"] = normalize_builtin  # the graph's own L2 normalization, its SUM in order
         K["rope"], K["rope_tables"] = rope_numpy, rope_tables_litert  # the graph's tables; no FMA
+        if width is not None and quant in ("fp32", "fp16", "int8-weight-only"):
+            from .formats.litert.probe import builtin_variant
+
+            max_kc = builtin_variant()["params"].get("eigen_max_kc")
+            if max_kc:  # its float FULLY_CONNECTED: Eigen's GEMM, in blocks of the kc the probe found on this CPU
+                held = {"fp32": None, "fp16": to_fp16, "int8-weight-only": int8_dequantizer(kernels)}[quant]
+                K["linear"] = eigen_float_linear(max_kc, held, kernels, cache)
+                if quant == "fp32":
+                    return weights, K
+                return QuantizedEmbedding(weights, to_fp16 if quant == "fp16" else int8_rows), K
     if runtime == "xnnpack" and emulate:
         from .formats.litert import xnnpack
 

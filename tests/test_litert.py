@@ -47,9 +47,9 @@ def test_correct_graphs_do_not_diverge(model, name, padding, kernels, quant):
     g = open_export(GRAPHS / f"{name}.tflite")
     for label, ids in INPUTS.items():
         r = diff(model, g, ids, padding, kernels, quant=quant)
-        # a float graph on the builtin kernels: their float GEMM's order is not emulated, and the report says so
-        float_fc = r["precision"] in ("fp32", "fp16", "weight_only_int8")
-        said = ["approximate"] if quant == "auto" and kernels == "builtin" and float_fc else []
+        # where the probe does not find a kernel of this runtime emulated, the report says the simulation is approximate
+        probe = r["runtime_kernels"]
+        said = ["approximate"] if probe is not None and not probe["emulated"] else []
         assert r["unaligned"] == [] and [w for w in said if any(w in n for n in r["notes"])] == said, (label, r["notes"])
         assert len(r["notes"]) == len(said), (label, r["notes"])
         worst = max((t for t in r["taps"]), key=lambda t: t["local_rel_l2"])

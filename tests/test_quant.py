@@ -228,7 +228,8 @@ def test_float_products_on_xnnpack_are_the_simulation_bit_for_bit(graph, seed, p
     LOGISTIC, attention and the graph's RoPE tables) every tap is the graph's to the bit, where
     BLAS's product left them ~3e-7 apart (weight-only: 5 of 55 taps exact). A chain on q * scale,
     not (x . q) * scale (XNNPACK's f32-qc8w kernel), is what it runs: that left 2 of 55. On the
-    builtin kernels, whose float GEMM is not emulated, the report says the simulation is approximate."""
+    builtin kernels, whose float GEMM is Eigen's (blocks of kc inputs, each summed in order without
+    FMA), every tap is the graph's to the bit too; before, BLAS's product left it approximate."""
     from q3ref.formats.litert.probe import xnnpack_variant
 
     model = q3ref.Model(STRESS)
@@ -242,8 +243,12 @@ def test_float_products_on_xnnpack_are_the_simulation_bit_for_bit(graph, seed, p
         assert all(t["sim_rel_l2"] == 0 for t in r["taps"] if t["aligned"]) and r["output"]["sim_rel_l2"] == 0
         assert not r["notes"]
     r = diff(model, g, ids, padding, "builtin", quant="auto")
-    assert r["first_divergence"] is None and not r["runtime_kernels"]["emulated"]
-    assert any("FULLY_CONNECTED (float)" in note and "approximate" in note for note in r["notes"])
+    assert r["first_divergence"] is None and "FULLY_CONNECTED_FLOAT" in r["runtime_kernels"]["ops"]
+    if r["runtime_kernels"]["emulated"]:
+        assert all(t["sim_rel_l2"] == 0 for t in r["taps"] if t["aligned"]) and r["output"]["sim_rel_l2"] == 0
+        assert not r["notes"]
+    else:
+        assert any("approximate" in note for note in r["notes"])
 
 
 def test_rope_tables_are_the_graphs_only_when_they_are_the_configs():
@@ -272,16 +277,43 @@ def test_probe_finds_the_builtin_kernels_and_would_see_another(monkeypatch):
     from q3ref.formats.litert import probe as litert_probe
     from q3ref.formats.litert import xnnpack
 
-    ops = ("MEAN", "SOFTMAX", "BATCH_MATMUL", "LOGISTIC", "FULLY_CONNECTED", "FULLY_CONNECTED_INT4", "SDPA")
-    assert litert_probe.probe_kernels() == dict.fromkeys(ops, True)
+    ops = ("MEAN", "SOFTMAX", "BATCH_MATMUL", "LOGISTIC", "FULLY_CONNECTED", "FULLY_CONNECTED_INT4",
+           "FULLY_CONNECTED_FLOAT", "SDPA")
+    found, params = litert_probe.probe_kernels()
+    assert found == dict.fromkeys(ops, True) and params["eigen_max_kc"] % 8 == 0
     monkeypatch.setattr(litert_probe, "lane_sum", lambda x, lanes=8, offset=0: quant.lane_sum(x, 16, offset))
     monkeypatch.setattr(litert_probe, "matmul_sequential", lambda a, b: np.matmul(a, b))
     monkeypatch.setattr(litert_probe, "logistic_eigen", lambda x: (1 / (1 + np.exp(-x.astype(np.float64)))).astype(np.float32))
     monkeypatch.setattr(litert_probe, "dynamic_int8_linear", lambda *a, **k: lambda x, w, bias=None: x @ w.T)  # float, no int8
     monkeypatch.setattr(litert_probe, "attention_builtin", lambda offset: xnnpack.attention(offset, 72))  # the other runtime's
     monkeypatch.setattr(quant, "round_add_half", quant.round_half_away)  # roundf
-    got = litert_probe.probe_kernels()
-    assert got == dict.fromkeys(ops, False), got
+    monkeypatch.setattr(quant, "matmul_blocks_numpy", lambda a, b, kc: a @ b)  # BLAS's order for the float GEMM
+    got, params = litert_probe.probe_kernels()
+    assert got == dict.fromkeys(ops, False) and params["eigen_max_kc"] is None, got
+
+
+def test_builtin_float_gemm_probe_finds_eigens_blocks(monkeypatch):
+    """The builtin float FULLY_CONNECTED is Eigen's GEMM: per output, blocks of kc inputs each
+    summed from 0 in order without FMA, then added in order; kc from max_kc, which Eigen derives
+    from the CPU's L1 (680 for a 32 KB L1, 1016 for 48 KB). The probe finds max_kc by bisection
+    and checks it on shapes of 2 to 9 blocks; with no blocking, or a max_kc 8 off, it would
+    report the kernel as not emulated. The numba kernel equals its NumPy twin."""
+    from q3ref import quant
+    from q3ref.formats.litert import probe as litert_probe
+
+    max_kc = litert_probe.eigen_max_kc()
+    assert max_kc is not None and max_kc % 8 == 0 and 256 <= max_kc <= 4096
+    assert [quant.eigen_kc(k, 680) for k in (600, 680, 700, 800, 1024, 3072, 4000)] == [600, 680, 352, 408, 520, 616, 672]
+    rng = np.random.default_rng(3)
+    K = 2 * max_kc - 3  # two blocks; three with a max_kc 8 smaller
+    a, w = rng.standard_normal((5, K)).astype(np.float32), rng.standard_normal((24, K)).astype(np.float32)
+    assert np.array_equal(quant.eigen_float_linear(max_kc, cache=False)(a, w),
+                          quant.eigen_float_linear(max_kc, kernels="numpy", cache=False)(a, w))
+    got = litert_probe.run_builtin(litert_probe.float_fc_graph(a.shape, w), [a])
+    assert np.array_equal(got, quant.eigen_float_linear(max_kc, cache=False)(a, w))
+    assert not np.array_equal(got, quant.eigen_float_linear(max_kc - 8, cache=False)(a, w))
+    monkeypatch.setattr(quant, "eigen_kc", lambda k, max_kc: k)  # one block, whatever K
+    assert litert_probe.eigen_max_kc() is None
 
 
 def test_builtin_attention_is_bit_exact_on_the_graph():
@@ -565,6 +597,25 @@ def test_xnnpack_ops_a_graph_does_not_run_cost_it_nothing(graph, monkeypatch):
     assert kernels["emulated"] and kernels["variant"] == litert_probe.XNNPACK_EMULATED and not r["notes"], r["notes"]
     assert sorted(kernels["differ_unused"]) == ["COS", "EXP", "FULLY_CONNECTED_INT4", "LOG", "SIN"]
     assert r["output"]["sim_rel_l2"] == 0 and all(t["sim_rel_l2"] == 0 for t in r["taps"] if t["aligned"])
+
+
+def test_builtin_float_gemm_paths_not_emulated_are_said(monkeypatch):
+    """Eigen sums the last O % 8 output channels, and a 1-row product, in orders q3ref does not
+    emulate: for a graph with such widths or a seq_len of 1 the report says so, naming why."""
+    from q3ref.formats.litert import probe as litert_probe
+
+    g = open_export(FIXTURES / "graphs/stress_fp32.tflite")
+    if not g.runtime_note("builtin", True)["emulated"]:
+        pytest.skip("this CPU's builtin kernels are not emulated")
+    shape = g.graph.shape
+    monkeypatch.setattr(g.graph, "shape", lambda i: [shape(i)[0] + 2] + shape(i)[1:] if i in g.float_weights() else shape(i))
+    note = g.runtime_note("builtin", True)
+    assert not note["emulated"] and any("not multiples of 8" in op and not ok for op, ok in note["ops"].items())
+    assert g.runtime_note("xnnpack", True)["emulated"] == litert_probe.xnnpack_variant()["emulated"]  # XNNPACK's chain: any O
+    monkeypatch.undo()
+    g.seq_len = 1
+    note = g.runtime_note("builtin", True)
+    assert not note["emulated"] and any("matrix-vector" in op for op in note["ops"])
 
 
 def test_xnnpack_fma_gemm_matches_its_numpy_twin():

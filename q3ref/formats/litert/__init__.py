@@ -90,12 +90,20 @@ class Export(GraphExport):
         if runtime == "xnnpack":
             linear = "dynamic_int8_linear" if self.simulation == "int8" else "int4_linear" if int4 else "f32_gemm_linear"
             return narrowed(xnnpack_variant(), xnnpack.probe_ops("rms_norm", "silu_mul", "normalize", "attention", linear))
-        if self.simulation in ("fp32", "fp16", "int8-weight-only"):  # its float FULLY_CONNECTED: BLAS's
-            # order of sums in q3ref (measured: stress_fp32's layers.0.q ~1e-7 off with XNNPACK's FMA chain too)
-            probe = narrowed(builtin_variant(), ("MEAN", "SOFTMAX", "BATCH_MATMUL", "LOGISTIC", "SDPA"))
-            return dict(probe, emulated=False, variant="unknown", ops={**probe["ops"], "FULLY_CONNECTED (float)": False})
-        linear = "FULLY_CONNECTED_INT4" if int4 else "FULLY_CONNECTED"
-        return narrowed(builtin_variant(), ("MEAN", "SOFTMAX", "BATCH_MATMUL", "LOGISTIC", "SDPA", linear))
+        float_fc = self.simulation in ("fp32", "fp16", "int8-weight-only")  # its float FULLY_CONNECTED: Eigen's GEMM
+        linear = "FULLY_CONNECTED_FLOAT" if float_fc else "FULLY_CONNECTED_INT4" if int4 else "FULLY_CONNECTED"
+        note = narrowed(builtin_variant(), ("MEAN", "SOFTMAX", "BATCH_MATMUL", "LOGISTIC", "SDPA", linear))
+        # not emulated (quant.py): Eigen's paths for the last O % 8 rows, and its matrix-vector product (1 row)
+        odd = sorted({self.graph.shape(w)[0] for w in self.float_weights() if self.graph.shape(w)[0] % 8})
+        why = (f"output widths {odd}: not multiples of 8" if odd else "1 row: a matrix-vector product"
+               if self.seq_len == 1 else None)
+        if float_fc and why:
+            return dict(note, emulated=False, variant="unknown", ops={**note["ops"], f"{linear} ({why})": False})
+        return note
+
+    def float_weights(self) -> list[int]:
+        """The weight tensors of the graph's FULLY_CONNECTED ops (after any DEQUANTIZE): [O, K] each."""
+        return [w for op in self.graph.ops if op.kind == "FULLY_CONNECTED" and (w := self.graph.weight_of(op)) is not None]
 
     def simulate(self, weights, kernels, runtime, offset=0):
         from ...kernels import rope_numpy

@@ -30,7 +30,7 @@ from ..cpu import cpu_id
 CACHE = Path(os.environ.get("Q3REF_CACHE", Path.home() / ".cache" / "q3ref")) / "litert_probe.json"
 EMULATED = "eigen-avx-nofma"  # the variant q3ref emulates: 8 lanes, no FMA
 XNNPACK_EMULATED = "xnnpack-avx512f"  # rsum 16 lanes x 2 accumulators, vrsqrt14ps + one Newton step
-PROBES = 16  # the probe set's revision: a verdict cached from another set is probed again
+PROBES = 17  # the probe set's revision: a verdict cached from another set is probed again
 
 
 def _tensor(shape, kind, buffer, name):
@@ -285,6 +285,31 @@ def run_builtin(graph: bytes, inputs) -> np.ndarray | None:
     return _invoke(graph, inputs, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
 
 
+def eigen_max_kc(run=run_builtin) -> int | None:
+    """The largest K (a multiple of 8) that the builtin float FULLY_CONNECTED sums as one block
+    (quant.eigen_kc), found by bisection on one-op graphs; None where even a short K is not the
+    sequential sum (another kernel). Then checked on shapes that need 2 to 9 blocks."""
+    from ...quant import eigen_float_linear, matmul_blocks_numpy
+
+    rng = np.random.default_rng(2)
+
+    def one_block(K):
+        a, w = rng.standard_normal((8, K)).astype(np.float32), rng.standard_normal((48, K)).astype(np.float32)
+        return bool(np.array_equal(run(float_fc_graph(a.shape, w), [a]), matmul_blocks_numpy(a, w.T, K)))
+
+    lo, hi = 48, 8192  # one_block(lo), not one_block(hi): an L1 over 384 KB would need a larger hi
+    if not one_block(lo) or one_block(hi):
+        return None
+    while hi - lo > 8:
+        mid = (lo + hi) // 16 * 8
+        lo, hi = (mid, hi) if one_block(mid) else (lo, mid)
+    for N, K, O in ((13, 2 * lo + 40, 48), (6, lo + 20, 40), (2, 9 * lo - 3, 64)):
+        a, w = rng.standard_normal((N, K)).astype(np.float32), rng.standard_normal((O, K)).astype(np.float32)
+        if not np.array_equal(run(float_fc_graph(a.shape, w), [a]), eigen_float_linear(lo, cache=False)(a, w)):
+            return None
+    return lo
+
+
 def probe_kernels() -> dict:
     """{op: True if this runtime's builtin kernel equals q3ref's emulation bit for bit}."""
     from ai_edge_litert import schema_py_generated as s
@@ -318,8 +343,10 @@ def probe_kernels() -> dict:
     want = dynamic_int8_linear("builtin", "numpy", cache=False)(a, (w_q.astype(np.float32) * w_scale[:, None]))
     out["FULLY_CONNECTED"] = bool(np.array_equal(got, want))
     out["FULLY_CONNECTED_INT4"] = int4_fc_probe("builtin", run_builtin)
+    max_kc = eigen_max_kc()  # its float FULLY_CONNECTED (fp32, fp16 and weight-only int8 graphs): Eigen's GEMM
+    out["FULLY_CONNECTED_FLOAT"] = max_kc is not None
     out["SDPA"] = sdpa_probe(run_builtin, lambda offset, width: attention_builtin(offset))  # its decomposition
-    return out
+    return out, {"eigen_max_kc": max_kc}
 
 
 def probe_xnnpack() -> dict:
@@ -416,8 +443,9 @@ def _variant(runtime: str, probe, emulated: str) -> dict:
     if not isinstance(cache, dict):  # a cache file some other writer left: probe again
         cache = {}
     if key not in cache:
-        ops = probe()
-        cache[key] = {"ops": ops, "variant": emulated if all(ops.values()) else "unknown"}
+        found = probe()
+        ops, params = found if isinstance(found, tuple) else (found, {})  # params: what an emulation needs to know
+        cache[key] = {"ops": ops, "params": params, "variant": emulated if all(ops.values()) else "unknown"}
         try:
             CACHE.parent.mkdir(parents=True, exist_ok=True)
             tmp = CACHE.with_name(CACHE.name + f".{os.getpid()}.partial")
@@ -427,7 +455,7 @@ def _variant(runtime: str, probe, emulated: str) -> dict:
             pass  # an unwritable cache only costs a probe next time
     hit = cache[key]
     return {"variant": hit["variant"], "ops": hit["ops"], "runtime": key.split(" on ")[0], "cpu": cpu_id(),
-            "emulated": hit["variant"] == emulated, "name": emulated}
+            "emulated": hit["variant"] == emulated, "name": emulated, "params": hit.get("params", {})}
 
 
 def narrowed(note: dict, ops) -> dict:
