@@ -290,8 +290,21 @@ def attention_numba(q, k, v, mask):
 
 @functools.cache
 def pool():  # kept for the process: starting threads on every call cost 2 ms at T=8
-    """The worker threads of attention's query tiles here, and of XNNPACK's FMA-chain GEMM."""
+    """The worker threads of attention's query tiles here, and of by_rows (the GEMM emulations)."""
     return ThreadPoolExecutor(THREADS, thread_name_prefix="q3ref-attention")
+
+
+def by_rows(run, rows, min_rows):
+    """run(r0, r1) over row ranges on the pool's threads, at least min_rows rows each (fewer rows:
+    one call here). For nogil kernels whose rows are independent (the FMA-chain and Eigen GEMM
+    emulations); iterating the results re-raises a part's exception."""
+    parts = min(THREADS, rows // min_rows)
+    if parts < 2:
+        run(0, rows)
+        return
+    cuts = np.linspace(0, rows, parts + 1).astype(int)
+    for _ in pool().map(lambda p: run(cuts[p], cuts[p + 1]), range(parts)):
+        pass
 
 
 @functools.cache

@@ -382,12 +382,12 @@ def eigen_kc(k, max_kc, peel=8):  # Eigen's evaluateProductBlockingSizesHeuristi
 
 
 @numba.njit(cache=True, nogil=True)  # no fastmath: no FMA, each product rounded before its sum
-def _matmul_blocks(a, b, kc, out):  # [M, K] @ [K, N] -> out [M, N], zeroed; acc [M, N] scratch
+def _matmul_blocks(a, b, kc, out):  # [M, K] @ [K, N] -> out [M, N], zeroed
     M, K = a.shape
     N = b.shape[1]
     acc = np.empty(N, np.float32)
     for m in range(M):
-        for k0 in range(0, K, kc):
+        for k0 in range(0, K, kc):  # the blocks in order, each summed from 0 into acc, then added to out
             acc[:] = 0
             for k in range(k0, min(k0 + kc, K)):  # k outside n: each output's order, and n vectorizes
                 x = a[m, k]
@@ -404,7 +404,13 @@ def matmul_blocks_numpy(a, b, kc):  # the plain twin: [M, K] @ [K, N] -> [M, N]
     return out
 
 
-MATMUL_BLOCKS = {"numba": _matmul_blocks, "numpy": lambda a, b, kc, out: out.__iadd__(matmul_blocks_numpy(a, b, kc))}
+def _matmul_blocks_threaded(a, b, kc, out):  # rows over the cores, as XNNPACK's FMA chain (each row its own)
+    from .kernels import by_rows
+
+    by_rows(lambda r0, r1: _matmul_blocks(a[r0:r1], b, kc, out[r0:r1]), a.shape[0], 16)
+
+
+MATMUL_BLOCKS = {"numba": _matmul_blocks_threaded, "numpy": lambda a, b, kc, out: out.__iadd__(matmul_blocks_numpy(a, b, kc))}
 
 
 def eigen_float_linear(max_kc, values=None, kernels="numba", cache=True):

@@ -125,19 +125,13 @@ def _matmul_fma(a, b, out):  # [M, K] @ [K, N] -> out [M, N], zeroed: each outpu
 def matmul_fma(a, b, bias=None):  # [M, K] @ [K, N] (+ [N]) -> [M, N] fp32: f32-gemm avx512f_broadcast's order
     """Each output's chain starts from its bias (the packed weights' first values), or 0. Rows
     split over the cores from FMA_THREAD_ROWS rows each on (each output's chain is its own)."""
-    from ...kernels import THREADS, pool
+    from ...kernels import by_rows
 
     a, b = np.ascontiguousarray(a, F32), np.ascontiguousarray(b, F32)
     out = np.zeros((a.shape[0], b.shape[1]), F32)
     if bias is not None:
         out += np.asarray(bias, F32)
-    parts = min(THREADS, a.shape[0] // FMA_THREAD_ROWS)
-    if parts < 2:
-        _matmul_fma(a, b, out)
-        return out
-    cuts = np.linspace(0, a.shape[0], parts + 1).astype(int)
-    for _ in pool().map(lambda r: _matmul_fma(a[cuts[r]:cuts[r + 1]], b, out[cuts[r]:cuts[r + 1]]), range(parts)):
-        pass  # (iterating re-raises a part's exception here)
+    by_rows(lambda r0, r1: _matmul_fma(a[r0:r1], b, out[r0:r1]), a.shape[0], FMA_THREAD_ROWS)
     return out
 
 
