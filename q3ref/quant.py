@@ -363,10 +363,10 @@ def matmul_sequential(a, b):  # [..., M, K] @ [..., K, N] -> [..., M, N] fp32
 # [K, N] as the right. Eigen's blocking heuristic cuts K into blocks of kc inputs; per output,
 # each block is a sum from 0 in order, a rounded product then a rounded add per step (no FMA in
 # this build), and the blocks are added to the output in order. kc comes from max_kc, which
-# Eigen derives from the L1 data cache it reads from the CPU: ((L1 - mr nr 4) / ((mr + nr) 4))
-# rounded down to a multiple of 8, with mr = 8 and nr = 4 here: 680 for the AMD EPYC's 32 KB
-# (1016 for a 48 KB L1). The probe finds it by running the kernel (probe.eigen_max_kc), not from
-# a table. Measured on one-op graphs: every output for K up to 4000, O a multiple of 8 and N >= 2
+# Eigen derives from the L1 data cache size it reads from the CPU. Measured: 680 on the AMD EPYC
+# here (32 KB L1d), which is Eigen's (L1 - mr nr 4) / ((mr + nr) 4) rounded down to a multiple
+# of 8 with mr = 8, nr = 4; a 48 KB L1d would give 1016 by that formula (not measured). So the
+# probe finds max_kc by running the kernel (probe.eigen_max_kc), not from a formula or a table. Measured on one-op graphs: every output for K up to 4000, O a multiple of 8 and N >= 2
 # (K = 680 is one block, 688 two). Not emulated: O % 8
 # output channels past the last multiple of 8 (Eigen's half-packet and single-row paths sum in
 # another order; the probe keeps O a multiple of 8, and so do Qwen3's widths), and N = 1 (a

@@ -295,7 +295,7 @@ def test_probe_finds_the_builtin_kernels_and_would_see_another(monkeypatch):
 def test_builtin_float_gemm_probe_finds_eigens_blocks(monkeypatch):
     """The builtin float FULLY_CONNECTED is Eigen's GEMM: per output, blocks of kc inputs each
     summed from 0 in order without FMA, then added in order; kc from max_kc, which Eigen derives
-    from the CPU's L1 (680 for a 32 KB L1, 1016 for 48 KB). The probe finds max_kc by bisection
+    from the CPU's L1 (680 on this project's AMD EPYC, 32 KB). The probe finds max_kc by bisection
     and checks it on shapes of 2 to 9 blocks; with no blocking, or a max_kc 8 off, it would
     report the kernel as not emulated. The numba kernel equals its NumPy twin."""
     from q3ref import quant
