@@ -358,19 +358,19 @@ def matmul_sequential(a, b):  # [..., M, K] @ [..., K, N] -> [..., M, N] fp32
 
 
 # ------------------------------------------------------------ builtin float FULLY_CONNECTED (Eigen)
-# The builtin float FULLY_CONNECTED on x86 is Eigen's GEMM (cpu_backend_gemm_eigen), single-
-# threaded whatever the interpreter's thread count: weights [O, K] as the left factor, the inputs
-# [K, N] as the right. Eigen's blocking heuristic cuts K into blocks of kc inputs; per output,
-# each block is a sum from 0 in order, a rounded product then a rounded add per step (no FMA in
-# this build), and the blocks are added to the output in order. kc comes from max_kc, which
-# Eigen derives from the L1 data cache size it reads from the CPU. Measured: 680 on the AMD EPYC
-# here (32 KB L1d), which is Eigen's (L1 - mr nr 4) / ((mr + nr) 4) rounded down to a multiple
-# of 8 with mr = 8, nr = 4; a 48 KB L1d would give 1016 by that formula (not measured). So the
-# probe finds max_kc by running the kernel (probe.eigen_max_kc), not from a formula or a table. Measured on one-op graphs: every output for K up to 4000, O a multiple of 8 and N >= 2
-# (K = 680 is one block, 688 two). Not emulated: O % 8
-# output channels past the last multiple of 8 (Eigen's half-packet and single-row paths sum in
-# another order; the probe keeps O a multiple of 8, and so do Qwen3's widths), and N = 1 (a
-# matrix-vector product).
+# The builtin float FULLY_CONNECTED on x86 is Eigen's GEMM (cpu_backend_gemm_eigen): weights
+# [O, K] as the left factor, the inputs [K, N] as the right. Eigen's blocking heuristic cuts K
+# into blocks of kc inputs; per output, each block is a sum from 0 in order, a rounded product
+# then a rounded add per step (no FMA in this build), and the blocks are added to the output in
+# order. The same with 1 and 2 interpreter threads (Eigen's threaded blocking would cap kc at 320).
+# kc comes from max_kc, which Eigen derives from the L1 data cache size it reads from the CPU.
+# Measured: 680 on the AMD EPYC here (32 KB L1d), Eigen's (L1 - mr nr 4) / ((mr + nr) 4) rounded
+# down to a multiple of 8 with mr = 8, nr = 4; a 48 KB L1d would give 1016 by that formula (not
+# measured). So the probe finds max_kc by running the kernel (probe.eigen_max_kc), not from a
+# formula or a table. Measured on one-op graphs: every output for K up to 4000, O a multiple of 8
+# and N >= 2 (K = 680 is one block, 688 two). Not emulated: the O % 8 output channels past the
+# last multiple of 8 (Eigen's half-packet and single-row paths sum in another order; the probe
+# keeps O a multiple of 8, and so do Qwen3's widths), and N = 1 (a matrix-vector product).
 def eigen_kc(k, max_kc, peel=8):  # Eigen's evaluateProductBlockingSizesHeuristic, its kc
     """K up to max_kc is one block; past it, blocks as equal as the peeling allows, the number of
     sweeps over the output kept that of max_kc."""
@@ -410,7 +410,11 @@ def _matmul_blocks_threaded(a, b, kc, out):  # rows over the cores, as XNNPACK's
     by_rows(lambda r0, r1: _matmul_blocks(a[r0:r1], b, kc, out[r0:r1]), a.shape[0], 16)
 
 
-MATMUL_BLOCKS = {"numba": _matmul_blocks_threaded, "numpy": lambda a, b, kc, out: out.__iadd__(matmul_blocks_numpy(a, b, kc))}
+def _matmul_blocks_numpy_into(a, b, kc, out):
+    out += matmul_blocks_numpy(a, b, kc)
+
+
+MATMUL_BLOCKS = {"numba": _matmul_blocks_threaded, "numpy": _matmul_blocks_numpy_into}
 
 
 def eigen_float_linear(max_kc, values=None, kernels="numba", cache=True):

@@ -93,13 +93,13 @@ class Export(GraphExport):
         float_fc = self.simulation in ("fp32", "fp16", "int8-weight-only")  # its float FULLY_CONNECTED: Eigen's GEMM
         linear = "FULLY_CONNECTED_FLOAT" if float_fc else "FULLY_CONNECTED_INT4" if int4 else "FULLY_CONNECTED"
         note = narrowed(builtin_variant(), ("MEAN", "SOFTMAX", "BATCH_MATMUL", "LOGISTIC", "SDPA", linear))
+        if not float_fc:
+            return note
         # not emulated (quant.py): Eigen's paths for the last O % 8 rows, and its matrix-vector product (1 row)
         odd = sorted({self.graph.shape(w)[0] for w in self.float_weights() if self.graph.shape(w)[0] % 8})
         why = (f"output widths {odd}: not multiples of 8" if odd else "1 row: a matrix-vector product"
                if self.seq_len == 1 else None)
-        if float_fc and why:
-            return dict(note, emulated=False, variant="unknown", ops={**note["ops"], f"{linear} ({why})": False})
-        return note
+        return dict(note, emulated=False, variant="unknown", ops={**note["ops"], f"{linear} ({why})": False}) if why else note
 
     def float_weights(self) -> list[int]:
         """The weight tensors of the graph's FULLY_CONNECTED ops (after any DEQUANTIZE): [O, K] each."""
