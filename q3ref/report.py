@@ -86,8 +86,10 @@ def print_table(report, console):
     if probe:  # what the runtime computes here, found by running it (formats/*/probe.py)
         from rich.markup import escape
 
+        max_kc = probe.get("params", {}).get("eigen_max_kc") if "FULLY_CONNECTED_FLOAT" in probe["ops"] else None
         console.print(escape(f"runtime kernels, probed: {probe['runtime']} on {probe['cpu']}: {probe['variant']} "
-                             f"({', '.join(probe['ops'])}), which the simulation ")
+                             f"({', '.join(probe['ops'])}"
+                             + (f"; Eigen's GEMM sums up to {max_kc} inputs a block" if max_kc else "") + "), which the simulation ")
                       + ("emulates" if probe["emulated"] else "[yellow]does not emulate[/]")
                       + escape(f"; {', '.join(probe['differ_unused'])} differ, which this graph does not run"
                                if probe.get("differ_unused") else ""))

@@ -201,3 +201,17 @@ def test_outputs_are_added_to_a_graph_whose_weights_lie_past_its_flatbuffer(tmp_
     assert len(s.Model.GetRootAs(rewritten, 0).Subgraphs(0).OutputsAsNumpy()) == 2
     got = run_delegated(rewritten, [a])  # (None where the interpreter refuses the graph)
     assert got is not None and np.array_equal(got, run_delegated(inline, [a]))
+
+
+def test_the_report_names_eigens_block_size_on_the_builtin_kernels():
+    """A float graph on the builtin kernels: the probe line names the ops the graph runs and the
+    Eigen block size found on this CPU, which the simulation's float GEMM uses."""
+    from q3ref.formats.litert.probe import builtin_variant
+
+    max_kc = builtin_variant()["params"]["eigen_max_kc"]
+    r = run_cli("diff", GRAPHS / "stress_fp32.tflite", "--ids", "1,2,3,4,5", "--weights", STRESS, "--kernels", "builtin")
+    text = " ".join(r.stdout.split())  # (rich wraps lines at 80 columns)
+    assert r.returncode == 0, r.stderr
+    assert "runtime kernels, probed: ai-edge-litert" in text and "FULLY_CONNECTED_FLOAT" in text
+    if max_kc is not None:
+        assert f"Eigen's GEMM sums up to {max_kc} inputs a block), which the simulation emulates" in text, text

@@ -297,7 +297,7 @@ def eigen_max_kc(run=run_builtin) -> int | None:
         a, w = rng.standard_normal((8, K)).astype(np.float32), rng.standard_normal((48, K)).astype(np.float32)
         return bool(np.array_equal(run(float_fc_graph(a.shape, w), [a]), matmul_blocks_numpy(a, w.T, K)))
 
-    lo, hi = 48, 8192  # one_block(lo), not one_block(hi): an L1 over 384 KB would need a larger hi
+    lo, hi = 48, 16384  # one_block(lo), not one_block(hi), for any L1 up to 768 KB
     if not one_block(lo) or one_block(hi):
         return None
     while hi - lo > 8:
