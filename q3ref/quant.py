@@ -370,7 +370,8 @@ def matmul_sequential(a, b):  # [..., M, K] @ [..., K, N] -> [..., M, N] fp32
 # formula or a table. Measured on one-op graphs: every output for K up to 4000, O a multiple of 8
 # and N >= 2 (K = 680 is one block, 688 two). Not emulated: the O % 8 output channels past the
 # last multiple of 8 (Eigen's half-packet and single-row paths sum in another order; the probe
-# keeps O a multiple of 8, and so do Qwen3's widths), and N = 1 (a matrix-vector product).
+# keeps O a multiple of 8, and so do Qwen3's widths). A 1-row input (N = 1) is Eigen's
+# matrix-vector product instead: eigen_gemv.
 def eigen_kc(k, max_kc, peel=8):  # Eigen's evaluateProductBlockingSizesHeuristic, its kc
     """K up to max_kc is one block; past it, blocks as equal as the peeling allows, the number of
     sweeps over the output kept that of max_kc."""
@@ -417,6 +418,22 @@ def _matmul_blocks_numpy_into(a, b, kc, out):
 MATMUL_BLOCKS = {"numba": _matmul_blocks_threaded, "numpy": _matmul_blocks_numpy_into}
 
 
+def eigen_gemv(x, wt):  # [1, K], [K, O] -> [1, O]: Eigen's matrix-vector product (the float FC at N = 1)
+    """Per output: the products rounded, summed in 4 lanes (input k in lane k % 4: SSE packets) over
+    the whole packets, the lanes folded in halves, (l0 + l2) + (l1 + l3), then the K % 4 last
+    products added in order. Measured on one-op graphs: every output for O 1 .. 2048 (odd ones
+    too) and K 3 .. 8197; a sequential sum matched 6-52%, 8 lanes 8-100% (K = 8 only)."""
+    p = np.asarray(x, np.float32)[0][:, None] * wt  # [K, O]
+    full = p.shape[0] - p.shape[0] % 4
+    acc = np.zeros((4, p.shape[1]), np.float32)  # [4, O]
+    for k in range(0, full, 4):
+        acc += p[k:k + 4]
+    out = (acc[0] + acc[2]) + (acc[1] + acc[3])  # [O]
+    for k in range(full, p.shape[0]):
+        out = out + p[k]
+    return out[None]
+
+
 def eigen_float_linear(max_kc, values=None, kernels="numba", cache=True):
     """FULLY_CONNECTED with float weights as the builtin kernel computes it (Eigen's GEMM, see
     above). values(w): the weight as the graph holds it, in fp32 (fp16 graphs: to_fp16; weight-
@@ -425,6 +442,8 @@ def eigen_float_linear(max_kc, values=None, kernels="numba", cache=True):
 
     def linear(x, w):  # [N, in], [out, in] -> [N, out]
         x = np.ascontiguousarray(x, np.float32)
+        if x.shape[0] == 1:
+            return eigen_gemv(x, weights(w))
         out = np.zeros((x.shape[0], np.shape(w)[0]), np.float32)
         MATMUL_BLOCKS[kernels](x, weights(w), eigen_kc(x.shape[1], max_kc), out)
         return out

@@ -95,11 +95,12 @@ class Export(GraphExport):
         note = narrowed(builtin_variant(), ("MEAN", "SOFTMAX", "BATCH_MATMUL", "LOGISTIC", "SDPA", linear))
         if not float_fc:
             return note
-        # not emulated (quant.py): Eigen's paths for the last O % 8 rows, and its matrix-vector product (1 row)
+        # not emulated (quant.py): Eigen's paths for the last O % 8 rows of a product of 2 rows or more
         odd = sorted({self.graph.shape(w)[0] for w in self.float_weights() if self.graph.shape(w)[0] % 8})
-        why = (f"output widths {odd}: not multiples of 8" if odd else "1 row: a matrix-vector product"
-               if self.seq_len == 1 else None)
-        return dict(note, emulated=False, variant="unknown", ops={**note["ops"], f"{linear} ({why})": False}) if why else note
+        if not odd or self.seq_len == 1:
+            return note
+        return dict(note, emulated=False, variant="unknown",
+                    ops={**note["ops"], f"{linear} (output widths {odd}: not multiples of 8)": False})
 
     def float_weights(self) -> list[int]:
         """The weight tensors of the graph's FULLY_CONNECTED ops (after any DEQUANTIZE): [O, K] each."""
