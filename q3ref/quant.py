@@ -368,10 +368,10 @@ def matmul_sequential(a, b):  # [..., M, K] @ [..., K, N] -> [..., M, N] fp32
 # down to a multiple of 8 with mr = 8, nr = 4; a 48 KB L1d would give 1016 by that formula (not
 # measured). So the probe finds max_kc by running the kernel (probe.eigen_max_kc), not from a
 # formula or a table. Measured on one-op graphs: every output for K up to 4000, O a multiple of 8
-# and N >= 2 (K = 680 is one block, 688 two). Not emulated: the O % 8 output channels past the
-# last multiple of 8 (Eigen's half-packet and single-row paths sum in another order; the probe
-# keeps O a multiple of 8, and so do Qwen3's widths). A 1-row input (N = 1) is Eigen's
-# matrix-vector product instead: eigen_gemv.
+# and N >= 2 (K = 680 is one block, 688 two). The O % 8 output channels past the last multiple
+# of 8 take Eigen's other paths, each block summed in its own order (eigen_tail), except for the
+# N % 4 inputs past the last whole 4-column panel, which are sequential again. A 1-row input
+# (N = 1) is Eigen's matrix-vector product instead: eigen_gemv.
 def eigen_kc(k, max_kc, peel=8):  # Eigen's evaluateProductBlockingSizesHeuristic, its kc
     """K up to max_kc is one block; past it, blocks as equal as the peeling allows, the number of
     sweeps over the output kept that of max_kc."""
@@ -418,6 +418,45 @@ def _matmul_blocks_numpy_into(a, b, kc, out):
 MATMUL_BLOCKS = {"numba": _matmul_blocks_threaded, "numpy": _matmul_blocks_numpy_into}
 
 
+def _even_odd(p):  # [..., K] products -> [...]: a half-packet row (4 rows) in one block
+    """Even k into C, odd k into D over the whole 8-steps (Eigen's doubled accumulators), C + D,
+    then the rest in order."""
+    peeled = p.shape[-1] - p.shape[-1] % 8
+    C, D = np.zeros(p.shape[:-1], np.float32), np.zeros(p.shape[:-1], np.float32)
+    for k in range(0, peeled, 2):
+        C, D = C + p[..., k], D + p[..., k + 1]
+    C = C + D
+    for k in range(peeled, p.shape[-1]):
+        C = C + p[..., k]
+    return C
+
+
+def _four_accumulators(p):  # [..., K] products -> [...]: a single row (past the half packet) in one block
+    """k % 4 into C0 .. C3 over the whole 4-steps, (C0 + C1) + (C2 + C3), then the rest in order."""
+    whole = p.shape[-1] - p.shape[-1] % 4
+    C = [np.zeros(p.shape[:-1], np.float32) for _ in range(4)]
+    for k in range(0, whole, 4):
+        C = [C[i] + p[..., k + i] for i in range(4)]
+    s = (C[0] + C[1]) + (C[2] + C[3])
+    for k in range(whole, p.shape[-1]):
+        s = s + p[..., k]
+    return s
+
+
+def eigen_tail(x, wt, kc):  # [N4, K], [K, t] -> [N4, t]: the O % 8 = t last output channels
+    """For inputs in whole 4-column panels: the first 4 of the t channels (if t >= 4) by _even_odd,
+    the rest by _four_accumulators, block by block, the blocks added in order. Measured on one-op
+    graphs of O = 3 .. 300 (t = 1 .. 7), N = 6 .. 128 and K = 100 .. 4000: every output."""
+    t = wt.shape[1]
+    half = 4 if t >= 4 else 0
+    out = np.zeros((x.shape[0], t), np.float32)  # [N4, t]
+    for k0 in range(0, x.shape[1], kc):
+        p = x[:, None, k0:k0 + kc] * wt[k0:k0 + kc].T[None]  # [N4, t, block] products, each rounded
+        out[:, :half] += _even_odd(p[:, :half])
+        out[:, half:] += _four_accumulators(p[:, half:])
+    return out
+
+
 def eigen_gemv(x, wt):  # [1, K], [K, O] -> [1, O]: Eigen's matrix-vector product (the float FC at N = 1)
     """Per output: the products rounded, summed in 4 lanes (input k in lane k % 4: SSE packets) over
     the whole packets, the lanes folded in halves, (l0 + l2) + (l1 + l3), then the K % 4 last
@@ -444,8 +483,12 @@ def eigen_float_linear(max_kc, values=None, kernels="numba", cache=True):
         x = np.ascontiguousarray(x, np.float32)
         if x.shape[0] == 1:
             return eigen_gemv(x, weights(w))
-        out = np.zeros((x.shape[0], np.shape(w)[0]), np.float32)
-        MATMUL_BLOCKS[kernels](x, weights(w), eigen_kc(x.shape[1], max_kc), out)
+        wt, kc = weights(w), eigen_kc(x.shape[1], max_kc)  # [in, out]
+        out = np.zeros((x.shape[0], wt.shape[1]), np.float32)  # [N, out]
+        MATMUL_BLOCKS[kernels](x, wt, kc, out)
+        main, n4 = wt.shape[1] - wt.shape[1] % 8, x.shape[0] - x.shape[0] % 4
+        if main < wt.shape[1] and n4:  # Eigen's other paths for the last O % 8 channels
+            out[:n4, main:] = eigen_tail(x[:n4], wt[:, main:], kc)
         return out
     linear.quantized = weights
     return linear

@@ -606,22 +606,24 @@ def test_xnnpack_ops_a_graph_does_not_run_cost_it_nothing(graph, monkeypatch):
     assert r["output"]["sim_rel_l2"] == 0 and all(t["sim_rel_l2"] == 0 for t in r["taps"] if t["aligned"])
 
 
-def test_builtin_float_gemm_paths_not_emulated_are_said(monkeypatch):
-    """Eigen sums the last O % 8 output channels of a product of 2 rows or more in orders q3ref
-    does not emulate: for a graph with such widths the report says so, naming why. A 1-row
-    product (Eigen's matrix-vector one, quant.eigen_gemv) is emulated at any width."""
+@pytest.mark.parametrize("N, K, O", [(13, 1500, 7), (6, 700, 47), (13, 300, 53), (64, 616, 50)])
+def test_builtin_float_gemm_tail_channels_are_eigens(N, K, O, monkeypatch):
+    """The O % 8 output channels past the last multiple of 8 take Eigen's other paths: a half
+    packet of 4 (even and odd k in two accumulators) and single rows (four accumulators), each
+    block in that order, but sequential again for the N % 4 inputs past a whole panel. One-op
+    graphs equal the emulation at every output; the main path's order alone missed 4-88% of them."""
+    from q3ref import quant
     from q3ref.formats.litert import probe as litert_probe
 
-    g = open_export(FIXTURES / "graphs/stress_fp32.tflite")
-    if not g.runtime_note("builtin", True)["emulated"]:
-        pytest.skip("this CPU's builtin kernels are not emulated")
-    shape = g.graph.shape
-    monkeypatch.setattr(g.graph, "shape", lambda i: [shape(i)[0] + 2] + shape(i)[1:] if i in g.float_weights() else shape(i))
-    note = g.runtime_note("builtin", True)
-    assert not note["emulated"] and any("not multiples of 8" in op and not ok for op, ok in note["ops"].items())
-    assert g.runtime_note("xnnpack", True)["emulated"] == litert_probe.xnnpack_variant()["emulated"]  # XNNPACK's chain: any O
-    g.seq_len = 1
-    assert g.runtime_note("builtin", True)["emulated"]
+    max_kc = litert_probe.builtin_variant()["params"]["eigen_max_kc"]
+    if max_kc is None:
+        pytest.skip("this CPU's builtin float GEMM is not emulated")
+    rng = np.random.default_rng(N + K + O)
+    a, w = rng.standard_normal((N, K)).astype(np.float32), rng.standard_normal((O, K)).astype(np.float32)
+    got = litert_probe.run_builtin(litert_probe.float_fc_graph(a.shape, w), [a])
+    assert np.array_equal(got, quant.eigen_float_linear(max_kc, cache=False)(a, w))
+    monkeypatch.setattr(quant, "eigen_tail", lambda x, wt, kc: quant.matmul_blocks_numpy(x, wt, kc))  # the main order
+    assert not np.array_equal(got, quant.eigen_float_linear(max_kc, cache=False)(a, w))
 
 
 def test_xnnpack_fma_gemm_matches_its_numpy_twin():

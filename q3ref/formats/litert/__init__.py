@@ -92,19 +92,7 @@ class Export(GraphExport):
             return narrowed(xnnpack_variant(), xnnpack.probe_ops("rms_norm", "silu_mul", "normalize", "attention", linear))
         float_fc = self.simulation in ("fp32", "fp16", "int8-weight-only")  # its float FULLY_CONNECTED: Eigen's GEMM
         linear = "FULLY_CONNECTED_FLOAT" if float_fc else "FULLY_CONNECTED_INT4" if int4 else "FULLY_CONNECTED"
-        note = narrowed(builtin_variant(), ("MEAN", "SOFTMAX", "BATCH_MATMUL", "LOGISTIC", "SDPA", linear))
-        if not float_fc:
-            return note
-        # not emulated (quant.py): Eigen's paths for the last O % 8 rows of a product of 2 rows or more
-        odd = sorted({self.graph.shape(w)[0] for w in self.float_weights() if self.graph.shape(w)[0] % 8})
-        if not odd or self.seq_len == 1:
-            return note
-        return dict(note, emulated=False, variant="unknown",
-                    ops={**note["ops"], f"{linear} (output widths {odd}: not multiples of 8)": False})
-
-    def float_weights(self) -> list[int]:
-        """The weight tensors of the graph's FULLY_CONNECTED ops (after any DEQUANTIZE): [O, K] each."""
-        return [w for op in self.graph.ops if op.kind == "FULLY_CONNECTED" and (w := self.graph.weight_of(op)) is not None]
+        return narrowed(builtin_variant(), ("MEAN", "SOFTMAX", "BATCH_MATMUL", "LOGISTIC", "SDPA", linear))
 
     def simulate(self, weights, kernels, runtime, offset=0):
         from ...kernels import rope_numpy

@@ -30,7 +30,7 @@ from ..cpu import cpu_id
 CACHE = Path(os.environ.get("Q3REF_CACHE", Path.home() / ".cache" / "q3ref")) / "litert_probe.json"
 EMULATED = "eigen-avx-nofma"  # the variant q3ref emulates: 8 lanes, no FMA
 XNNPACK_EMULATED = "xnnpack-avx512f"  # rsum 16 lanes x 2 accumulators, vrsqrt14ps + one Newton step
-PROBES = 18  # the probe set's revision: a verdict cached from another set is probed again
+PROBES = 19  # the probe set's revision: a verdict cached from another set is probed again
 
 
 def _tensor(shape, kind, buffer, name):
@@ -288,7 +288,8 @@ def run_builtin(graph: bytes, inputs) -> np.ndarray | None:
 def eigen_max_kc(run=run_builtin) -> int | None:
     """The largest K (a multiple of 8) that the builtin float FULLY_CONNECTED sums as one block
     (quant.eigen_kc), found by bisection on one-op graphs; None where even a short K is not the
-    sequential sum (another kernel). Then checked on shapes that need 2 to 9 blocks, and on a
+    sequential sum (another kernel). Then checked on shapes that need 2 to 9 blocks, with output
+    widths past a multiple of 8 and input rows past a multiple of 4 (quant.eigen_tail), and on a
     1-row product (Eigen's matrix-vector one, quant.eigen_gemv) of an odd width."""
     from ...quant import eigen_float_linear, matmul_blocks_numpy
 
@@ -304,7 +305,7 @@ def eigen_max_kc(run=run_builtin) -> int | None:
     while hi - lo > 8:
         mid = (lo + hi) // 16 * 8
         lo, hi = (mid, hi) if one_block(mid) else (lo, mid)
-    for N, K, O in ((13, 2 * lo + 40, 48), (6, lo + 20, 40), (2, 9 * lo - 3, 64), (1, 2 * lo + 3, 49)):
+    for N, K, O in ((13, 2 * lo + 40, 53), (6, lo + 20, 47), (2, 9 * lo - 3, 64), (1, 2 * lo + 3, 49)):
         a, w = rng.standard_normal((N, K)).astype(np.float32), rng.standard_normal((O, K)).astype(np.float32)
         if not np.array_equal(run(float_fc_graph(a.shape, w), [a]), eigen_float_linear(lo, cache=False)(a, w)):
             return None
