@@ -783,6 +783,17 @@ SIMULATIONS = ("int8", "int8-weight-only", "int4-block32", "int4-block128", "fp1
 FLOAT_SIMULATIONS = ("fp32", "fp16", "fp16-activations")
 
 
+def float_graph_weights(weights, quant, kernels):
+    """A float graph's weights as its runtime holds them: (values(w) for its float FULLY_CONNECTED,
+    the weights for model.forward, embedding table included). fp32 as they are; fp16 ones widened
+    to fp32; weight-only int8 ones dequantized at load, q * scale."""
+    if quant == "fp32":
+        return None, weights
+    if quant == "fp16":
+        return to_fp16, QuantizedEmbedding(weights, to_fp16)
+    return int8_dequantizer(kernels), QuantizedEmbedding(weights, int8_rows)
+
+
 def simulation(weights, kernels, quant, runtime="xnnpack", offset=0, width=None):
     """(weights, kernel dict) that make model.forward compute like a graph of that recipe.
 
@@ -816,11 +827,9 @@ def simulation(weights, kernels, quant, runtime="xnnpack", offset=0, width=None)
 
             max_kc = builtin_variant()["params"].get("eigen_max_kc")
             if max_kc:  # its float FULLY_CONNECTED: Eigen's GEMM, in blocks of the kc the probe found on this CPU
-                held = {"fp32": None, "fp16": to_fp16, "int8-weight-only": int8_dequantizer(kernels)}[quant]
-                K["linear"] = eigen_float_linear(max_kc, held, kernels, cache)
-                if quant == "fp32":
-                    return weights, K
-                return QuantizedEmbedding(weights, to_fp16 if quant == "fp16" else int8_rows), K
+                values, held = float_graph_weights(weights, quant, kernels)
+                K["linear"] = eigen_float_linear(max_kc, values, kernels, cache)
+                return held, K
     if runtime == "xnnpack" and emulate:
         from .formats.litert import xnnpack
 
@@ -829,14 +838,11 @@ def simulation(weights, kernels, quant, runtime="xnnpack", offset=0, width=None)
         if width is not None:
             if xnnpack.emulates("attention"):
                 K["attention"] = xnnpack.attention(offset, width)
-            # its float FULLY_CONNECTED, an FMA chain (3-5x BLAS's time), on the weights as it
-            # holds them: fp32, fp16 ones widened, weight-only int8 ones dequantized at load
-            if quant in ("fp32", "fp16") and xnnpack.emulates("f32_gemm_linear"):
-                K["linear"] = xnnpack.f32_gemm_linear(to_fp16 if quant == "fp16" else None, cache)
-                return (QuantizedEmbedding(weights, to_fp16) if quant == "fp16" else weights), K
-            if quant == "int8-weight-only" and xnnpack.emulates("f32_gemm_linear"):
-                K["linear"] = xnnpack.f32_gemm_linear(int8_dequantizer(kernels), cache)
-                return QuantizedEmbedding(weights, int8_rows), K
+            # its float FULLY_CONNECTED, an FMA chain (3-5x BLAS's time), on the weights as it holds them
+            if quant in ("fp32", "fp16", "int8-weight-only") and xnnpack.emulates("f32_gemm_linear"):
+                values, held = float_graph_weights(weights, quant, kernels)
+                K["linear"] = xnnpack.f32_gemm_linear(values, cache)
+                return held, K
     if quant == "fp32":  # a float graph elsewhere: the runtime's float ops above, BLAS's product
         return weights, K
     if quant == "int8":
