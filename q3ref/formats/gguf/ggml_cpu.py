@@ -27,11 +27,9 @@ import functools
 
 import numpy as np
 
+from ..fp32 import fma
+
 F32, F64 = np.float32, np.float64
-
-
-def fma(a, b, c):  # fp32 fused multiply-add
-    return (np.asarray(a, F64) * np.asarray(b, F64) + np.asarray(c, F64)).astype(F32)
 
 
 def reduce_add16(v):  # [..., 16] fp32 -> [...]: GCC's _mm512_reduce_add_ps

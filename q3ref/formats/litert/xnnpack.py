@@ -46,6 +46,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from ..fp32 import fma, fma32 as _fma32
+
 F32 = np.float32
 LANES = 16
 
@@ -101,14 +103,6 @@ def _rsqrt14_x16(typingctx, src, dst):  # addresses of 16 float32 each
 def _rsqrt14(x, out):  # x, out: float32, contiguous, a multiple of 16 long
     for i in range(0, x.size, LANES):
         _rsqrt14_x16(x.ctypes.data + 4 * i, out.ctypes.data + 4 * i)
-
-
-@intrinsic
-def _fma32(typingctx, a, b, c):  # fp32 a * b + c, one rounding (LLVM's llvm.fma: vfmadd where the CPU has FMA)
-    def codegen(context, builder, signature, args):
-        f = ir.FloatType()
-        return builder.call(builder.module.declare_intrinsic("llvm.fma.f32", fnty=ir.FunctionType(f, [f, f, f])), args)
-    return types.float32(types.float32, types.float32, types.float32), codegen
 
 
 @numba.njit(cache=True, nogil=True)
@@ -229,10 +223,6 @@ SIGMOID_TABLE = np.array([float.fromhex(h) for h in (
 MAGIC, LOG2E = F32(float.fromhex("0x1.8p18")), F32(float.fromhex("0x1.715476p0"))
 MINUS_LN2_HI, MINUS_LN2_LO = F32(float.fromhex("-0x1.62E430p-1")), F32(float.fromhex("0x1.05C61p-29"))
 C2, C1 = F32(0.5), F32(float.fromhex("0x1.0000F6p0"))
-
-
-def fma(a, b, c):  # fp32 a * b + c with one rounding: the product of two fp32 is exact in fp64
-    return (np.asarray(a, np.float64) * np.asarray(b, np.float64) + np.asarray(c, np.float64)).astype(F32)
 
 
 def dwconv(padded, kernel):  # [T + C - 1, channels], [channels, C] fp32 -> [T, channels]: DEPTHWISE_CONV_2D over time
