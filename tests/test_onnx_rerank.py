@@ -74,13 +74,18 @@ def test_fp16_graphs_round_the_logits_as_onnx_runtime_does(model, name):
 def test_q8_compint8_head_lands_given_the_graphs_hidden_states(model):
     """MatMulNBits 8 bits with accuracy_level 4 (CompInt8 here, probed): the head's activations go
     to int8 per block of each row, so given the graph's own hidden states the simulation lands
-    (local, measured 2.9e-7 at logits). End to end it drifts (9e-3 at logits on pair 0): 1-ulp
-    differences in q3ref's own float ops flip int8 activation levels from layers.0.q on (1.7e-4
-    there), the CompInt8 effect the stress graphs show on fewer tokens."""
+    (local, measured 2.9e-7 at logits). End to end, 1-ulp differences in the float ops flipped
+    int8 activation levels from layers.0.q on (9e-3 at logits on pair 0); with ONNX Runtime's
+    float ops emulated (mlas.py, where probed so) it stays at 1.9e-6 (AMD EPYC), the blocks' sum
+    order (sim.py) all that is left."""
+    from q3ref.formats.onnx import probe
+
     r = diff(model, open_export(ONNX / "rerank_q8.onnx"), pair(0), quant="auto")
     taps = {t["name"]: t for t in r["taps"]}
-    assert r["first_divergence"] is None and r["runtime_kernels"]["variant"] in ("CompInt8", "fp32")
+    assert r["first_divergence"] is None and r["runtime_kernels"]["variant"].split(" + ")[0] in ("CompInt8", "CompFp32")
     assert max(t["local_rel_l2"] for t in r["taps"]) < 1e-6 < 1e-3 < taps["logits"]["rel_l2"]
+    if probe.float_ops()["emulated"]:
+        assert taps["logits"]["sim_rel_l2"] < 1e-5, taps["logits"]
 
 
 def test_int8_lm_head_needs_the_whole_heads_scale(model, monkeypatch):

@@ -57,7 +57,8 @@ class Export(GraphExport):
         # what ONNX Runtime computes for each precision: sim.py
         nbits = "; ".join(sorted(str(nb) for nb in self.graph.nbits()))
         self.simulation = (f"ONNX Runtime {self.precision}" + (f" ({nbits})" if nbits else "")
-                           if self.precision in SIMULATED else None)
+                           if self.precision in SIMULATED or self.precision == "fp32" and self.graph.unfused_float_ops()
+                           else None)  # fp32: MLAS' products and float ops (mlas.py), in torch's unfused graphs
 
     def summary(self, d):
         from ..taps import config_line, io_lines, table_and_ops, weight_lines
@@ -116,23 +117,39 @@ class Export(GraphExport):
         return "ONNX Runtime on CPU, default graph optimizations, no extra outputs", out
 
     def runtime_note(self, runtime, simulated):
-        """For MatMulNBits graphs, which product ONNX Runtime runs here (probe.py): CompInt8 or fp32."""
-        nbits = self.graph.nbits()
-        if not simulated or len(nbits) != 1:
+        """What the probes (probe.py) found ONNX Runtime computing here: for MatMulNBits graphs,
+        which product (CompInt8 or fp32); for graphs of unfused float ops, whether each is
+        mlas.py's, bit for bit. Both: one note, its ops and variants side by side."""
+        if not simulated:
             return None
-        from .probe import nbits_compute
+        from .probe import float_ops, nbits_compute
 
-        return nbits_compute(next(iter(nbits)))
+        nbits = self.graph.nbits()
+        notes = ([nbits_compute(next(iter(nbits)))] if len(nbits) == 1 else []) + ([float_ops()] if self.float_ops() else [])
+        if len(notes) < 2:
+            return notes[0] if notes else None
+        return dict(notes[0], variant=" + ".join(n["variant"] for n in notes), ops={**notes[0]["ops"], **notes[1]["ops"]},
+                    emulated=all(n["emulated"] for n in notes))
 
     def simulate(self, weights, kernels, runtime, offset=0):
+        from .probe import nbits_compute
         from .sim import simulate
 
         rounded = self.fp16_rounded_taps(weights.cfg) if self.graph.fp16() else ()
         nbits = self.graph.nbits()
         nb = next(iter(nbits)) if len(nbits) == 1 else None
-        compute = self.runtime_note(runtime, True)["variant"] if nb else None  # "unknown": fp32, and the note says so
+        compute = nbits_compute(nb)["variant"] if nb else None  # "unknown": fp32, and the note says so
         return simulate(weights, kernels, self.precision, self.graph.embedding_quantized(), self.graph.block_size(),
-                        rounded, nb, compute, self.gather(), self.graph.integer_per_channel())
+                        rounded, nb, compute, self.gather(), self.graph.integer_per_channel(), self.float_ops(), offset)
+
+    def float_ops(self):
+        """(probe.float_ops' verdicts, the graph's inv_freq) where the graph's float ops are the
+        unfused ones mlas.py emulates and not fp16, else None (q3ref's own float kernels)."""
+        if self.graph.fp16() or not self.graph.unfused_float_ops():
+            return None
+        from .probe import float_ops
+
+        return float_ops()["ops"], self.graph.rope_inv_freq()
 
     def gather(self):
         """(block, symmetric, shares_lm_head) of a 4-bit embedding table, or None."""

@@ -18,6 +18,9 @@ from ...errors import Q3RefError
 # saved: MatMulIntegerToFloat (with the Cast and the scales' Mul), DynamicQuantizeMatMul (with the
 # activation's DynamicQuantizeLinear too). The weight is input 1 in all three.
 INTEGER_MATMULS = ("MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul")
+UNFUSED_FLOAT_OPS = {"ReduceMean", "Softmax", "Sigmoid", "Cos", "Sin"}  # torch's export, as mlas.py computes them
+FUSED_OPS = {"GroupQueryAttention", "SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization",
+             "RotaryEmbedding", "MultiHeadAttention", "FusedMatMul", "QuickGelu"}  # the genai builder's and ORT's fusions
 PAST = re.compile(r"past_key_values\.\d+\.(key|value)$")  # a with-past export's KV cache inputs (optimum's names)
 
 
@@ -168,6 +171,27 @@ class Graph:
             elif self.initializer_type(t) == 10:
                 return True
         return False
+
+    def rope_inv_freq(self):
+        """RoPE's inv_freq [Dh/2] as the graph holds it (the fp32 constant of /model/rotary_emb/Mul:
+        torch's own powf, which may differ from NumPy's by an ulp), or None."""
+        from onnx import numpy_helper
+
+        mul = next((n for n in self.nodes if n.name == "/model/rotary_emb/Mul"), None)
+        for t in (mul.input if mul else ()):
+            made = self.producer.get(t)
+            if made is not None and made.op_type == "Constant":
+                value = next((numpy_helper.to_array(a.t) for a in made.attribute if a.name == "value"), None)
+                if value is not None and value.dtype == np.float32 and value.size > 1:
+                    return value.reshape(-1)
+        return None
+
+    def unfused_float_ops(self) -> bool:
+        """Whether the graph computes with the plain ops mlas.py emulates (torch's export, run
+        unoptimized): RMSNorm as ReduceMean..., attention as MatMul + Softmax, SiLU as Sigmoid,
+        RoPE's tables by Cos and Sin; not the genai builder's or ORT's fused ops."""
+        ops = {n.op_type for n in self.nodes}
+        return UNFUSED_FLOAT_OPS <= ops and not ops & FUSED_OPS and self.rope_inv_freq() is not None
 
     def fp16(self) -> bool:
         matmuls = [n for n in self.nodes if n.op_type in ("MatMul", "MatMulNBits", "Gather")]

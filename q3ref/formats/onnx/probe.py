@@ -67,3 +67,80 @@ def nbits_compute(nb) -> dict:
     variant = next((k for k, r in rel.items() if r < AGREE), "unknown")
     return {"variant": variant, "ops": {str(nb): variant != "unknown"}, "rel_l2": rel,
             "runtime": f"onnxruntime {ort.__version__}", "cpu": cpu_id(), "emulated": variant != "unknown"}
+
+
+# ------------------------------------------------------------------------ the float ops (mlas.py)
+def one_op_graph(op, inputs, attrs=None, consts=()) -> bytes:
+    """A model with one `op` node on fp32 inputs named x0, x1... (then int64 initializers `consts`,
+    such as ReduceMean's axes)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    names = [f"x{i}" for i in range(len(inputs))]
+    inits = [numpy_helper.from_array(np.asarray(c, np.int64), f"c{i}") for i, c in enumerate(consts)]
+    node = helper.make_node(op, names + [t.name for t in inits], ["y"], **(attrs or {}))
+    g = helper.make_graph([node], "q3ref-probe",
+                          [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(a.shape)) for n, a in zip(names, inputs)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+
+
+def run_unfused(graph: bytes, inputs) -> np.ndarray:
+    """The graph on ONNX Runtime's CPU provider as the diff taps a graph (run.session): optimizations
+    off, as many threads as cores."""
+    import os
+
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.intra_op_num_threads = os.cpu_count() or 1
+    session = ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
+    return session.run(None, {f"x{i}": x for i, x in enumerate(inputs)})[0]
+
+
+def float_op_cases(rng):
+    """(op, inputs, attrs, consts, emulation) per probe op, on inputs that reach each kernel's
+    paths: Softmax rows of 16 lanes, 48-steps and a masked tail, with finfo.min (masked) scores;
+    ReduceMean rows of 128, 1024 and 37 (unaligned starts); angles up to 8191 rad; MatMul as
+    attention's two products (H heads batched: K = Dh in one block, and K = T in blocks of 128)."""
+    from . import mlas
+
+    scores = (rng.standard_normal((2, 4, 7, 101)) * 5).astype(F32)
+    scores[0, 1, :, 50:] = np.finfo(F32).min
+    x = (rng.standard_normal((24, 40)) * 8).astype(F32)
+    squares = [(rng.standard_normal((9, d)) ** 2).astype(F32) for d in (128, 1024, 37)]
+    angles = (np.arange(0, 8192, 97, dtype=F32)[:, None] * rng.uniform(1e-6, 1, 64).astype(F32)).astype(F32)
+    q, kt = rng.standard_normal((1, 4, 200, 128)).astype(F32), rng.standard_normal((1, 4, 128, 200)).astype(F32)
+    p, v = rng.random((1, 4, 200, 200)).astype(F32), rng.standard_normal((1, 4, 200, 128)).astype(F32)
+    batched = lambda a, b: np.stack([mlas.sgemm(a[0, h], b[0, h]) for h in range(a.shape[1])])[None]  # noqa: E731
+    return {
+        "Sigmoid": [("Sigmoid", [x], None, (), mlas.logistic)],
+        "Softmax": [("Softmax", [scores], {"axis": -1}, (), mlas.softmax)],
+        "ReduceMean": [("ReduceMean", [s], {"keepdims": 1}, ([-1],), mlas.reduce_mean) for s in squares],
+        "Cos": [("Cos", [angles], None, (), lambda a: mlas.sincos(a, False))],
+        "Sin": [("Sin", [angles], None, (), lambda a: mlas.sincos(a, True))],
+        "MatMul": [("MatMul", [q, kt], None, (), batched), ("MatMul", [p, v], None, (), batched)],
+    }
+
+
+@functools.lru_cache(maxsize=None)
+def float_ops() -> dict:
+    """{"variant": "mlas-x86-64" | "unknown", "ops": {op: bit-exact}, "runtime", "cpu", "emulated"}:
+    whether this CPU's onnxruntime computes each float op as mlas.py does, bit for bit. A kernel
+    MLAS picks by ISA (an AVX2-only CPU's softmax sums in 8 lanes) shows here as an op that differs."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    ops = {}
+    for name, cases in float_op_cases(rng).items():
+        ok = True
+        for op, inputs, attrs, consts, emulation in cases:
+            try:
+                got = run_unfused(one_op_graph(op, inputs, attrs, consts), inputs)
+            except Exception:  # noqa: BLE001 - a runtime that refuses the op: not emulated
+                got = None
+            ok = ok and got is not None and np.array_equal(got, emulation(*inputs), equal_nan=True)
+        ops[name] = bool(ok)
+    emulated = all(ops.values())
+    return {"variant": "mlas-x86-64" if emulated else "unknown", "ops": ops,
+            "runtime": f"onnxruntime {ort.__version__}", "cpu": cpu_id(), "emulated": emulated}

@@ -22,8 +22,12 @@ optimized model: in the stress graphs after q, k, v, q_norm, k_norm, k_rope and 
 product, not on the residual stream or in the MLP). The simulation rounds those taps only, and
 keeps the graph's fp16 constants: RMSNorm's weight and eps, RoPE's inv_freq and its cos/sin
 tables, attention's scale.
-The float ops (RMSNorm's Pow/ReduceMean/Sqrt, Softmax, ...) are q3ref's own: ONNX Runtime's sum in
-another order, ~1 ulp, which is why this is close but not bit-exact.
+The float ops (RMSNorm's ReduceMean, RoPE's Cos and Sin, attention's MatMul and Softmax, SiLU's
+Sigmoid) are ONNX Runtime's own, bit for bit (mlas.py, ort_float_kernels), in a graph of the
+unfused ops torch exports, where the probe finds each computed so on this CPU; an op that differs
+keeps q3ref's kernel (~1 ulp). int8 and uint8 graphs then land on every tap. fp16 graphs and the
+genai builder's fused ops keep q3ref's float kernels, and MatMulNBits' fp32 blocks sum in another
+order (~1e-7).
 """
 
 from __future__ import annotations
@@ -331,13 +335,16 @@ def gather_blocks_dequantized(block, symmetric, shares_lm_head=False):
 
 
 def simulate(weights, kernels, precision, embedding_quantized, block=None, rounded=(), nbits=None, compute=None,
-             gather=None, per_channel=False):
+             gather=None, per_channel=False, float_ops=None, offset=0):
     """(weights, kernel dict) for model.forward computing as ONNX Runtime runs a graph of this
     precision (Graph.precision: "int8", "uint8", "q2"/"q4"/"q8", "bnb4", "fp16", "q4f16"...);
     `block` is MatMulBnb4's; `nbits`, MatMulNBits' graph.NBits, run as `compute` (probe.py's
     variant: "CompInt8" quantizes the activations; otherwise the product is fp32); `rounded`, the
     taps an fp16 graph rounds to fp16 (Export.fp16_rounded_taps); `gather`, Graph.gather_blocks()
-    of a table in 4-bit blocks; `per_channel`, int8/uint8 weights with a scale per output column."""
+    of a table in 4-bit blocks; `per_channel`, int8/uint8 weights with a scale per output column;
+    `float_ops`, (probe.float_ops' verdicts, the graph's inv_freq) for a graph of unfused float ops
+    (Graph.unfused_float_ops) not in fp16: its float ops as ONNX Runtime computes them; `offset`,
+    the pads before the first real token in the graph's row (ort_float_kernels)."""
     cache = weights.resident
     fp16 = precision.endswith("16")  # "fp16" and the f16 variants of MatMulNBits: Graph.fp16()
     if nbits is not None:
@@ -348,6 +355,8 @@ def simulate(weights, kernels, precision, embedding_quantized, block=None, round
             linear = dequantized_linear(lambda w: nb_dequantized(w, nbits, fp16), cache)
     elif precision == "fp16":
         linear = dequantized_linear(FP16_VALUES[kernels], cache)
+    elif precision == "fp32":
+        linear = packed_sgemm_linear(cache)
     elif precision == "bnb4":
         nf4 = NF4_DEQUANTIZED[kernels]
         linear = dequantized_linear(lambda w: nf4(w, block), cache)
@@ -358,6 +367,8 @@ def simulate(weights, kernels, precision, embedding_quantized, block=None, round
         K["rank_head"] = integer_rank_head(precision, weights)
     if fp16:
         return QuantizedEmbedding(weights, FP16_VALUES[kernels]), fp16_kernels(K, rounded)
+    if float_ops is not None:
+        K = ort_float_kernels(K, *float_ops, offset=offset)
     if gather is not None:
         return QuantizedEmbedding(weights, gather_blocks_dequantized(*gather)), K
     return (PerTensorEmbedding(weights) if embedding_quantized else weights), K
@@ -392,3 +403,83 @@ def fp16_kernels(K, rounded):
 
     return dict(K, rms_norm=rms_norm, rope_tables=rope_tables, attention=attention, round=to_fp16,
                 rounded=frozenset(rounded), rank_head=fp16_rank_head(K["linear"]))
+
+
+INV_FREQ_ULPS = 2  # torch's powf against NumPy's: 1 ulp apart at some frequencies (litert/rope.py measured 5 of 32)
+
+
+def adopted_inv_freq(graph, own):  # [Dh/2] fp32 x 2 -> [Dh/2]
+    """The graph's RoPE frequencies where they are q3ref's up to INV_FREQ_ULPS each (an ulp moves an
+    angle near position 500 by 3e-5 rad, and every rounding after it), else q3ref's own: a graph
+    built with another RoPE base must show at q_rope, not be explained away."""
+    if graph is None or graph.shape != own.shape:
+        return own
+    ulps = np.abs(graph.view(np.int32).astype(np.int64) - own.astype(F32).view(np.int32))
+    return graph if ulps.max() <= INV_FREQ_ULPS else own
+
+
+def packed_sgemm_linear(cache=True):
+    """An fp32 graph's MatMul by a weight, as MLAS runs it (mlas.PACKED_STRIDE_K blocks of FMA
+    chains): W [out, in] stored as B = W^T [in, out]."""
+    from . import mlas
+
+    weights = QuantizedWeights(lambda w: np.ascontiguousarray(np.asarray(w, F32).T), cache)
+
+    def linear(x, w):  # [N, in], [out, in] -> [N, out]
+        return mlas.sgemm(x, weights(w), mlas.PACKED_STRIDE_K)
+    linear.quantized = weights
+    return linear
+
+
+def ort_float_kernels(K, ops, inv_freq, offset=0):
+    """K with the float ops ONNX Runtime runs in an unfused graph (mlas.py), in the graph's op order,
+    each where the probe found it computed so on this CPU (`ops`, probe.float_ops' verdicts):
+        rms_norm    (ReduceMean)  w * (x * (1 / sqrt(mean(x * x) + eps)))
+        rope_tables (Cos, Sin)    cos(pos * inv_freq), with the graph's own inv_freq (adopted_inv_freq)
+        attention   (MatMul, Softmax)  softmax(q k^T * Dh^-0.5 + mask) v, per head; masked
+                                  scores finfo.min (0 after the softmax's exp), as transformers' mask;
+                                  `offset` left pads before the real tokens (the graph's row; q3ref
+                                  runs the real tokens only) put that many masked keys first, which
+                                  move the real ones to other lanes of the softmax's sum and other
+                                  K blocks of the product
+        silu_mul    (Sigmoid)     (gate * sigmoid(gate)) * up
+    The rest (Pow, Add, Sqrt, Div, Mul, RoPE's rotation) round once each, as NumPy's fp32 does."""
+    from ...kernels import rope_numpy
+    from . import mlas
+
+    K = dict(K, rope=rope_numpy)  # x * cos + rotate_half(x) * sin, each op rounded: the Numba twin fuses to FMAs
+    if ops.get("ReduceMean"):
+        def rms_norm(x, w, eps):  # [N, C] -> [N, C]
+            x = np.asarray(x, F32)
+            inv = F32(1) / np.sqrt(mlas.reduce_mean(x * x) + F32(eps))  # [N, 1]
+            return np.asarray(w, F32) * (x * inv)
+        K["rms_norm"] = rms_norm
+    if ops.get("Cos") and ops.get("Sin") and inv_freq is not None:
+        def rope_tables(pos, head_dim, theta, dtype=F32):  # [N] -> cos, sin [N, Dh]
+            freq = adopted_inv_freq(inv_freq, rope_inv_freq(head_dim, theta))  # [Dh/2]
+            angles = np.asarray(pos, F32)[:, None] * freq[None, :]  # [N, Dh/2]
+            angles = np.concatenate([angles, angles], axis=-1)  # [N, Dh]
+            if np.abs(angles).max(initial=0) >= min(mlas.HUGE.values()):  # Eigen's other reduction
+                return kernel_rope_tables(pos, head_dim, theta, F32, freq)
+            return mlas.sincos(angles, False), mlas.sincos(angles, True)
+        K["rope_tables"] = rope_tables
+    if ops.get("MatMul") and ops.get("Softmax"):
+        def attention(q, k, v, mask):  # [B, T, H, Dh], [B, T, Hkv, Dh] x 2, [B, T] -> [B, T, H, Dh]
+            B, T, H, Dh = q.shape
+            rep = H // k.shape[2]
+            visible = np.tril(np.ones((T, T), bool))[None] & mask[:, None, :]  # [B, T, T]: keys a query sees
+            bias = np.where(visible, F32(0), np.finfo(F32).min)  # [B, T, T]
+            out = np.zeros_like(q, dtype=F32)  # [B, T, H, Dh]; a padded query row stays 0, as the twin's
+            for b in range(B):
+                for h in range(H):
+                    g = h // rep
+                    s = mlas.sgemm(q[b, :, h], k[b, :, g].T) * F32(Dh ** -0.5) + bias[b]  # [T, T]
+                    s = np.concatenate([np.full((T, offset), np.finfo(F32).min, F32), s], axis=1)  # [T, offset + T]
+                    vg = np.concatenate([np.zeros((offset, Dh), F32), v[b, :, g]])  # [offset + T, Dh]: 0 x a pad's v
+                    out[b, :, h] = mlas.sgemm(mlas.softmax(s), vg)  # [T, Dh]
+                out[b, ~mask[b]] = 0
+            return out
+        K["attention"] = attention
+    if ops.get("Sigmoid"):
+        K["silu_mul"] = lambda gate, up: (gate * mlas.logistic(gate)) * up  # [N, F]
+    return K

@@ -1,0 +1,229 @@
+"""ONNX Runtime's CPU float kernels on x86-64, as NumPy: what an unfused graph's float ops compute.
+
+Each was read from ONNX Runtime's source and matched bit for bit against one-op graphs
+(probe.float_ops tells, per op, whether this CPU's onnxruntime still computes so):
+    Sigmoid     MLAS' logistic (LogisticKernelFma3): Eigen's rational polynomial p(x)/q(x) in x^2
+                with FMA steps, x clamped to [-18, 18], the result clamped below at 0
+    Softmax     MLAS (ComputeSumExpF32KernelAvx512F): the row's max; exp(s - max) by a degree-6
+                polynomial and vscalef, clamped below at -103.97 (so a masked score's exp is 0);
+                the exps summed in 16 lanes, three vectors a step, the lanes folded 8+8, then
+                pairwise; the row times 1/sum
+    ReduceMean  Eigen's redux, as the wheel's SSE build has it: two 4-float packets from the
+                row's first 16-byte-aligned element, folded (p0 + p2) + (p1 + p3), then the
+                elements before and after them in order; then / D
+    Cos, Sin    Eigen's psincos_float without FMA (the SSE build): x reduced by pi/2 in four
+                parts, a degree-8 cos or degree-7 sin polynomial, the sign from the quadrant
+    MatMul      MLAS' SGEMM for M >= 2: K in blocks of stride_k (128, doubled while the N side
+                halves from 128 to 16), each block an FMA chain from 0, the blocks added in order;
+                by a constant B (a weight), packed: blocks of 256, for any M
+An unfused graph (ORT_DISABLE_ALL, the diff's tapped run) runs these op by op; sim.ort_float_kernels
+strings them together in the graph's op order.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ..fp32 import fma, fma32
+
+F32 = np.float32
+
+
+def _hex(s):
+    return F32(float.fromhex(s))
+
+
+# ------------------------------------------------------------------------ Sigmoid
+LOGISTIC_ALPHA = tuple(F32(v) for v in (4.37031012579801e-11, 1.15627324459942e-07, 6.08574864600143e-05,
+                                        8.51377133304701e-03, 2.48287947061529e-01))  # alpha_9 .. alpha_1
+LOGISTIC_BETA = tuple(F32(v) for v in (6.10247389755681e-13, 5.76102136993427e-09, 6.29106785017040e-06,
+                                       1.70198817374094e-03, 1.16817656904453e-01, 9.93151921023180e-01))  # beta_10 .. beta_0
+
+
+def logistic(x):  # fp32 -> fp32
+    x = np.asarray(x, F32)
+    x = np.minimum(np.maximum(x, F32(-18)), F32(18))  # vmaxps/vminps with the bound first: NaN passes
+    x2 = x * x
+    p = fma(x2, LOGISTIC_ALPHA[0], LOGISTIC_ALPHA[1])
+    for c in LOGISTIC_ALPHA[2:]:
+        p = fma(x2, p, c)
+    q = fma(x2, LOGISTIC_BETA[0], LOGISTIC_BETA[1])
+    for c in LOGISTIC_BETA[2:]:
+        q = fma(x2, q, c)
+    return np.maximum(x * p / q + F32(0.5), F32(0))
+
+
+# ------------------------------------------------------------------------ Softmax
+EXP_LOWER = F32(-103.9720840454)  # MlasExpConstants.LowerRange: exp underflows to 0 below it
+ROUNDING_BIAS = F32(12582912.0)  # 1.5 * 2^23
+LOG2_RECIPROCAL, LOG2_HIGH, LOG2_LOW = F32(1.44269504088896341), F32(-6.93145752e-1), F32(-1.42860677e-6)
+EXP_POLY = tuple(_hex(s) for s in ("0x1.694000p-10", "0x1.125edcp-7", "0x1.555b5ap-5", "0x1.555450p-3",
+                                   "0x1.fffff6p-2", "0x1.000000p+0"))  # poly_0 .. poly_4, poly_56
+
+
+def sum_exp_terms(x, negative_max):  # [..., D] fp32, [..., 1] -> exp(x - max) [..., D]
+    v = x + negative_max
+    v = np.where(EXP_LOWER > v, EXP_LOWER, v)  # vmaxps(lower, v): a NaN v passes
+    biased = fma(v, LOG2_RECIPROCAL, ROUNDING_BIAS)
+    m = biased - ROUNDING_BIAS  # round(v / ln 2)
+    v = fma(m, LOG2_LOW, fma(m, LOG2_HIGH, v))  # v - m ln 2, ln 2 in two parts
+    p = np.full(v.shape, EXP_POLY[0], F32)
+    for c in EXP_POLY[1:] + EXP_POLY[-1:]:  # poly_56 twice: poly_5 and poly_6 are both 1
+        p = fma(p, v, c)
+    return np.ldexp(p, np.nan_to_num(m).astype(np.int32)).astype(F32)  # vscalefps: p 2^m, one rounding
+
+
+def lane_sum(e):  # [..., D] fp32 -> [...]: ComputeSumExpF32KernelAvx512F's accumulator
+    D = e.shape[-1]
+    acc = np.zeros(e.shape[:-1] + (16,), F32)
+    j = 0
+    while D - j >= 48:  # three vectors a step, each added in turn
+        for u in range(3):
+            acc = acc + e[..., j + 16 * u:j + 16 * u + 16]
+        j += 48
+    while j < D:  # then a vector at a time, the last one masked
+        n = min(16, D - j)
+        acc[..., :n] = acc[..., :n] + e[..., j:j + n]
+        j += 16
+    t = acc[..., 8:] + acc[..., :8]  # vextractf64x4 + vaddps
+    t = t[..., 0::2] + t[..., 1::2]  # vhaddps: (t0+t1, t2+t3, t4+t5, t6+t7)
+    t = t[..., 0::2] + t[..., 1::2]  # vhaddps again
+    return t[..., 0] + t[..., 1]  # the two 128-bit halves
+
+
+def softmax(s):  # [..., D] fp32 -> [..., D] over the last axis
+    s = np.asarray(s, F32)
+    e = sum_exp_terms(s, -s.max(axis=-1, keepdims=True))
+    return e * (F32(1) / lane_sum(e))[..., None]
+
+
+# ------------------------------------------------------------------------ ReduceMean
+def eigen_sum(x):  # [N, D] fp32, rows of one 16-byte-aligned buffer -> [N]: Eigen's SSE redux
+    N, D = x.shape
+    out = np.empty(N, F32)
+    for r in range(N):
+        row = x[r]
+        start = min(-(r * D) % 4, D)  # the row's first 16-byte-aligned element
+        body = row[start:]
+        whole = len(body) // 4 * 4
+        if not whole:
+            total = row[0]
+            for i in range(1, D):
+                total = total + row[i]
+            out[r] = total
+            continue
+        p0 = body[:4].copy()
+        if whole > 4:
+            p1 = body[4:8].copy()
+            pairs = len(body) // 8 * 8
+            for i in range(8, pairs, 8):
+                p0, p1 = p0 + body[i:i + 4], p1 + body[i + 4:i + 8]
+            p0 = p0 + p1
+            if whole > pairs:
+                p0 = p0 + body[pairs:pairs + 4]
+        total = (p0[0] + p0[2]) + (p0[1] + p0[3])
+        for v in row[:start]:
+            total = total + v
+        for v in body[whole:]:
+            total = total + v
+        out[r] = total
+    return out
+
+
+def reduce_mean(x):  # [N, D] -> [N, 1]
+    x = np.ascontiguousarray(x, F32)
+    return (eigen_sum(x) / F32(x.shape[1]))[:, None]
+
+
+# ------------------------------------------------------------------------ Cos, Sin
+TWO_OVER_PI = F32(0.636619746685028076171875)
+PI_OVER_2_PARTS = tuple(F32(v) for v in (-1.5703125, -0.000483989715576171875, 1.62865035235881805419921875e-07,
+                                         5.5644315544167710640977020375430583953857421875e-11))
+COS_POLY = tuple(F32(v) for v in (2.4372266125283204019069671630859375e-05, -0.00138865201734006404876708984375,
+                                  0.041666619479656219482421875, -0.5, 1.0))
+SIN_POLY = tuple(F32(v) for v in (-0.0001959234114083702898469196984621021329076029360294342041015625,
+                                  0.0083326873655616851693794799871284340042620897293090820312500000,
+                                  -0.1666666203982298255503735617821803316473960876464843750000000000))
+HUGE = {True: 25966.0, False: 18838.0}  # sin, cos: past these Eigen reduces in another (scalar) way
+
+
+def sincos(x, sine: bool):  # fp32 |x| < HUGE -> sin or cos, as Eigen's psincos_float without FMA
+    x_in = np.asarray(x, F32)
+    x = np.abs(x_in)
+    y_round = x * TWO_OVER_PI + ROUNDING_BIAS  # rounded to an integer, which sits in the low bits
+    quadrant = y_round.view(np.int32)  # (only its two low bits are read)
+    y = y_round - ROUNDING_BIAS
+    for c in PI_OVER_2_PARTS:  # pmadd without FMA: a rounded product, then a rounded add
+        x = y * c + x
+    if sine:
+        sign = (x_in.view(np.int32) ^ (quadrant << 30)) & np.int32(-2 ** 31)
+    else:
+        sign = ((quadrant + 1) << 30) & np.int32(-2 ** 31)
+    x2 = x * x
+    cos_p = np.full(x.shape, COS_POLY[0], F32)
+    for c in COS_POLY[1:]:
+        cos_p = cos_p * x2 + c
+    sin_p = np.full(x.shape, SIN_POLY[0], F32)
+    for c in SIN_POLY[1:]:
+        sin_p = sin_p * x2 + c
+    sin_p = sin_p * x2 * x + x
+    even = (quadrant & 1) == 0
+    y = np.where(even, sin_p, cos_p) if sine else np.where(even, cos_p, sin_p)
+    return (y.view(np.int32) ^ sign).view(F32)
+
+
+# ------------------------------------------------------------------------ MatMul
+def stride_k(N: int, K: int) -> int:
+    """MlasSgemmOperation's K block for an [M, K] @ [K, N] product (M >= 2)."""
+    stride_n, stride = 128, 128
+    if N >= K:
+        while stride // 2 >= K:
+            stride_n, stride = stride_n * 2, stride // 2
+    else:
+        while stride_n > 16 and stride_n // 2 >= N:
+            stride_n, stride = stride_n // 2, stride * 2
+    return stride
+
+
+@numba.njit(cache=True, nogil=True)
+def _sgemm(a, b, stride, acc, out):  # [M, K] @ [K, N] -> out [M, N]; acc [N] scratch
+    M, K = a.shape
+    N = b.shape[1]
+    for m in range(M):
+        for k0 in range(0, K, stride):
+            acc[:] = 0
+            for k in range(k0, min(K, k0 + stride)):  # k outside n: each output's chain in order
+                x = a[m, k]
+                for n in range(N):
+                    acc[n] = fma32(x, b[k, n], acc[n])
+            for n in range(N):
+                out[m, n] = acc[n] if k0 == 0 else out[m, n] + acc[n]
+
+
+# A constant B (a weight) MLAS packs once, in K blocks of MLAS_SGEMM_PACKED_STRIDEK whatever the
+# shapes or threads, and runs for M = 1 too: measured equal at K 1024 and 3072, M 1, 5 and 37.
+PACKED_STRIDE_K = 256
+THREAD_ROWS = 16  # rows per thread at the least (as xnnpack.FMA_THREAD_ROWS)
+
+
+def sgemm(a, b, stride=None):  # [M, K] @ [K, N] fp32 -> [M, N]; stride: K's block (default stride_k: M >= 2)
+    from ...kernels import by_rows
+
+    a, b = np.ascontiguousarray(a, F32), np.ascontiguousarray(b, F32)
+    stride = stride or stride_k(b.shape[1], a.shape[1])
+    out = np.empty((a.shape[0], b.shape[1]), F32)
+    by_rows(lambda r0, r1: _sgemm(a[r0:r1], b, stride, np.empty(b.shape[1], F32), out[r0:r1]), a.shape[0], THREAD_ROWS)
+    return out
+
+
+def sgemm_numpy(a, b, stride=None):  # the plain twin of sgemm, one fma over all outputs per k
+    a, b = np.asarray(a, F32), np.asarray(b, F32)
+    K, stride = a.shape[1], stride or stride_k(b.shape[1], a.shape[1])
+    out = None
+    for k0 in range(0, K, stride):
+        acc = np.zeros((a.shape[0], b.shape[1]), F32)
+        for k in range(k0, min(K, k0 + stride)):
+            acc = fma(a[:, k, None], b[None, k, :], acc)
+        out = acc if out is None else out + acc
+    return out
