@@ -699,7 +699,7 @@ def test_the_genai_builders_fused_graph_keeps_the_fp32_reference(model):
 
 
 def test_a_differing_float_op_keeps_q3refs_own_and_is_named(model, monkeypatch):
-    """A CPU whose onnxruntime computes Softmax otherwise (an AVX2-only one sums it in 8 lanes):
+    """A CPU whose onnxruntime computes Softmax otherwise (MLAS has another kernel for AVX2-only CPUs):
     the simulation keeps q3ref's own attention there, the report names Softmax, and the stages
     before attention are still the graph's to the bit. Fails if one differing op turned every
     emulation off, or if a differing op were still used."""

@@ -127,7 +127,8 @@ def float_op_cases(rng):
 def float_ops() -> dict:
     """{"variant": "mlas-x86-64" | "unknown", "ops": {op: bit-exact}, "runtime", "cpu", "emulated"}:
     whether this CPU's onnxruntime computes each float op as mlas.py does, bit for bit. A kernel
-    MLAS picks by ISA (an AVX2-only CPU's softmax sums in 8 lanes) shows here as an op that differs."""
+    MLAS picks by ISA (an AVX2-only CPU runs another softmax kernel, not measured here) shows here as
+    an op that differs."""
     import onnxruntime as ort
 
     rng = np.random.default_rng(0)
