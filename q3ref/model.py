@@ -13,6 +13,8 @@ own error on an exported graph's inputs, apart from the error it inherits.
 Weights are read by their checkpoint names. Projections are K["linear"](x, W) = x @ W.T with W
 stored [out, in]; a quantization simulation (quant.py) swaps in its own product, and an fp16
 one adds K["round"], applied to every tap (op output), or to the taps in K["rounded"] only.
+An export that computes some RMSNorms otherwise (ONNX Runtime fuses all but one in an int8
+graph) names them in K["rms_norm_at"] {tap name: kernel}.
 """
 
 from __future__ import annotations
@@ -80,9 +82,13 @@ def forward(weights, cfg: Config, input_ids, mask, kernels="numba", taps=None, p
         x = decoder_layer(x, weights, cfg, i, cos, sin, mask, K, tap)  # [N, D]
         if progress:
             progress(i + 1)
-    x = K["rms_norm"](x, weights["norm.weight"], cfg.rms_norm_eps)  # [N, D]
+    x = rms_norm(K, "norm", x, weights["norm.weight"], cfg.rms_norm_eps)  # [N, D]
     x = tap("norm", x)
     return x.reshape(B, T, cfg.hidden_size)
+
+
+def rms_norm(K, name, x, w, eps):  # K's RMSNorm, or the one K["rms_norm_at"] gives this tap
+    return K.get("rms_norm_at", {}).get(name, K["rms_norm"])(x, w, eps)
 
 
 def decoder_layer(x, w, cfg, i, cos, sin, mask, K, tap):  # [N, D] -> [N, D]
@@ -99,15 +105,15 @@ def attention_block(x, w, cfg, p, cos, sin, mask, K, tap):  # [N, D] -> [N, D]
     H, Hkv, Dh, eps = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, cfg.rms_norm_eps
     a = p + "self_attn."
 
-    n = tap(p + "input_norm", K["rms_norm"](x, w[p + "input_layernorm.weight"], eps))  # [N, D]
+    n = tap(p + "input_norm", rms_norm(K, p + "input_norm", x, w[p + "input_layernorm.weight"], eps))  # [N, D]
     q = tap(p + "q", K["linear"](n, w[a + "q_proj.weight"]).reshape(N, H, Dh))  # [N, H, Dh]
     k = tap(p + "k", K["linear"](n, w[a + "k_proj.weight"]).reshape(N, Hkv, Dh))  # [N, Hkv, Dh]
     v = tap(p + "v", K["linear"](n, w[a + "v_proj.weight"]).reshape(N, Hkv, Dh))  # [N, Hkv, Dh]
 
     # QK-norm is Qwen3's addition over Qwen2: an RMSNorm over each head's Dh values with a
     # learned [Dh] weight, applied before RoPE. v has none.
-    q = tap(p + "q_norm", K["rms_norm"](q.reshape(N * H, Dh), w[a + "q_norm.weight"], eps).reshape(N, H, Dh))  # [N, H, Dh]
-    k = tap(p + "k_norm", K["rms_norm"](k.reshape(N * Hkv, Dh), w[a + "k_norm.weight"], eps).reshape(N, Hkv, Dh))  # [N, Hkv, Dh]
+    q = tap(p + "q_norm", rms_norm(K, p + "q_norm", q.reshape(N * H, Dh), w[a + "q_norm.weight"], eps).reshape(N, H, Dh))  # [N, H, Dh]
+    k = tap(p + "k_norm", rms_norm(K, p + "k_norm", k.reshape(N * Hkv, Dh), w[a + "k_norm.weight"], eps).reshape(N, Hkv, Dh))  # [N, Hkv, Dh]
 
     q = tap(p + "q_rope", K["rope"](q, cos, sin))  # [N, H, Dh]
     k = tap(p + "k_rope", K["rope"](k, cos, sin))  # [N, Hkv, Dh]
@@ -121,7 +127,7 @@ def attention_block(x, w, cfg, p, cos, sin, mask, K, tap):  # [N, D] -> [N, D]
 def mlp_block(h, w, cfg, p, K, tap):  # [N, D] -> [N, D]
     """RMSNorm -> SwiGLU: down(silu(gate(n)) * up(n))."""
     m = p + "mlp."
-    n = tap(p + "post_norm", K["rms_norm"](h, w[p + "post_attention_layernorm.weight"], cfg.rms_norm_eps))  # [N, D]
+    n = tap(p + "post_norm", rms_norm(K, p + "post_norm", h, w[p + "post_attention_layernorm.weight"], cfg.rms_norm_eps))  # [N, D]
     gate = tap(p + "gate", K["linear"](n, w[m + "gate_proj.weight"]))  # [N, F]
     up = tap(p + "up", K["linear"](n, w[m + "up_proj.weight"]))  # [N, F]
     act = tap(p + "act", K["silu_mul"](gate, up))  # [N, F]

@@ -116,6 +116,29 @@ class Export(GraphExport):
         out = run(self.graph, input_ids, mask, (), optimize=True)[self.output]
         return "ONNX Runtime on CPU, default graph optimizations, no extra outputs", out
 
+    def simulate_untapped(self, simulated):
+        """simulate()'s (weights, kernels) -> the simulation of untapped()'s run, ONNX Runtime's
+        default optimizations: its RMSNorms as that run computes them (run.app_fusions: fused
+        into mlas.simplified_layer_norm, or divided), the rest as the tapped run's. None where
+        that run is not emulated: a fusion q3ref does not know, a fused op the probe finds
+        differing, rows not of whole 8-lane vectors, an fp16 or fused graph, a reranker."""
+        from . import mlas
+        from .probe import fused_ops
+        from .run import app_fusions
+        from .sim import ort_rms_norm_divided
+
+        weights, K = simulated
+        widths = {weights[n].shape[-1] for n in ("norm.weight", "layers.0.self_attn.q_norm.weight")}  # D, Dh
+        if self.float_ops() is None or not fused_ops()["emulated"] or any(w % 8 for w in widths):
+            return None
+        if self.graph.lm_head() is not None:
+            return None  # a reranker's: the app's run is compared over every row's logits, q3ref's head gives two
+        norms = app_fusions(self.graph)
+        if norms is None:
+            return None
+        kernel = {"fused": mlas.simplified_layer_norm, "divided": ort_rms_norm_divided}
+        return weights, dict(K, rms_norm_at={tap: kernel[how] for tap, how in norms.items()})
+
     def runtime_note(self, runtime, simulated):
         """What the probes (probe.py) found ONNX Runtime computing here: for MatMulNBits graphs,
         which product (CompInt8 or fp32); for graphs of unfused float ops, whether each is

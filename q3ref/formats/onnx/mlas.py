@@ -17,7 +17,9 @@ Each was read from ONNX Runtime's source and matched bit for bit against one-op 
                 halves from 128 to 16), each block an FMA chain from 0, the blocks added in order;
                 by a constant B (a weight), packed: blocks of 256, for any M
 An unfused graph (ORT_DISABLE_ALL, the diff's tapped run) runs these op by op; sim.ort_float_kernels
-strings them together in the graph's op order.
+strings them together in the graph's op order. The app's run (default optimizations) fuses
+RMSNorm into SimplifiedLayerNormalization (simplified_layer_norm, its own sum); its QuickGelu
+(alpha 1) and FusedMatMul compute as the ops they replace (probe.fused_ops).
 """
 
 from __future__ import annotations
@@ -134,6 +136,21 @@ def eigen_sum(x):  # [N, D] fp32, rows of one 16-byte-aligned buffer -> [N]: Eig
 def reduce_mean(x):  # [N, D] -> [N, 1]
     x = np.ascontiguousarray(x, F32)
     return (eigen_sum(x) / F32(x.shape[1]))[:, None]
+
+
+# ------------------------------------------------------------------------ SimplifiedLayerNormalization
+def simplified_layer_norm(x, w, eps):  # [N, D] fp32, D a multiple of 8 -> [N, D]
+    """The fused RMSNorm ONNX Runtime's default optimizations make of Pow..Mul (the app's run): the
+    squares summed by FMA into 8 lanes, folded 4+4, 2+2, 1+1; inv = 1 / sqrt(sum / D + eps); then
+    x * inv * w. (A row whose D is not a multiple of 8 ends otherwise: not emulated.)"""
+    x = np.asarray(x, F32)
+    acc = np.zeros((x.shape[0], 8), F32)
+    for j in range(0, x.shape[1], 8):
+        acc = fma(x[:, j:j + 8], x[:, j:j + 8], acc)
+    acc = acc[:, :4] + acc[:, 4:]
+    acc = acc[:, :2] + acc[:, 2:]
+    inv = F32(1) / np.sqrt((acc[:, 0] + acc[:, 1]) / F32(x.shape[1]) + F32(eps))  # [N]
+    return x * inv[:, None] * np.asarray(w, F32)
 
 
 # ------------------------------------------------------------------------ Cos, Sin

@@ -70,18 +70,19 @@ def nbits_compute(nb) -> dict:
 
 
 # ------------------------------------------------------------------------ the float ops (mlas.py)
-def one_op_graph(op, inputs, attrs=None, consts=()) -> bytes:
+def one_op_graph(op, inputs, attrs=None, consts=(), domain="") -> bytes:
     """A model with one `op` node on fp32 inputs named x0, x1... (then int64 initializers `consts`,
-    such as ReduceMean's axes)."""
+    such as ReduceMean's axes); domain "com.microsoft" for ONNX Runtime's contrib ops."""
     from onnx import TensorProto, helper, numpy_helper
 
     names = [f"x{i}" for i in range(len(inputs))]
     inits = [numpy_helper.from_array(np.asarray(c, np.int64), f"c{i}") for i, c in enumerate(consts)]
-    node = helper.make_node(op, names + [t.name for t in inits], ["y"], **(attrs or {}))
+    node = helper.make_node(op, names + [t.name for t in inits], ["y"], domain=domain, **(attrs or {}))
     g = helper.make_graph([node], "q3ref-probe",
                           [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(a.shape)) for n, a in zip(names, inputs)],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+    opsets = [helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)]
+    return helper.make_model(g, opset_imports=opsets).SerializeToString()
 
 
 def run_unfused(graph: bytes, inputs) -> np.ndarray:
@@ -99,7 +100,7 @@ def run_unfused(graph: bytes, inputs) -> np.ndarray:
 
 
 def float_op_cases(rng):
-    """(op, inputs, attrs, consts, emulation) per probe op, on inputs that reach each kernel's
+    """(op, inputs, attrs, consts, domain, emulation) per probe op, on inputs that reach each kernel's
     paths: Softmax rows of 16 lanes, 48-steps and a masked tail, with finfo.min (masked) scores;
     ReduceMean rows of 128, 1024 and 37 (unaligned starts); angles up to 8191 rad; MatMul as
     attention's two products (H heads batched: K = Dh in one block, and K = T in blocks of 128)."""
@@ -114,13 +115,63 @@ def float_op_cases(rng):
     p, v = rng.random((1, 4, 200, 200)).astype(F32), rng.standard_normal((1, 4, 200, 128)).astype(F32)
     batched = lambda a, b: np.stack([mlas.sgemm(a[0, h], b[0, h]) for h in range(a.shape[1])])[None]  # noqa: E731
     return {
-        "Sigmoid": [("Sigmoid", [x], None, (), mlas.logistic)],
-        "Softmax": [("Softmax", [scores], {"axis": -1}, (), mlas.softmax)],
-        "ReduceMean": [("ReduceMean", [s], {"keepdims": 1}, ([-1],), mlas.reduce_mean) for s in squares],
-        "Cos": [("Cos", [angles], None, (), lambda a: mlas.sincos(a, False))],
-        "Sin": [("Sin", [angles], None, (), lambda a: mlas.sincos(a, True))],
-        "MatMul": [("MatMul", [q, kt], None, (), batched), ("MatMul", [p, v], None, (), batched)],
+        "Sigmoid": [("Sigmoid", [x], None, (), "", mlas.logistic)],
+        "Softmax": [("Softmax", [scores], {"axis": -1}, (), "", mlas.softmax)],
+        "ReduceMean": [("ReduceMean", [s], {"keepdims": 1}, ([-1],), "", mlas.reduce_mean) for s in squares],
+        "Cos": [("Cos", [angles], None, (), "", lambda a: mlas.sincos(a, False))],
+        "Sin": [("Sin", [angles], None, (), "", lambda a: mlas.sincos(a, True))],
+        "MatMul": [("MatMul", [q, kt], None, (), "", batched), ("MatMul", [p, v], None, (), "", batched)],
     }
+
+
+def fused_op_cases(rng):
+    """(op, inputs, attrs, consts, domain, emulation) per fusion ONNX Runtime's default optimizations make
+    in torch's graphs: SimplifiedLayerNormalization on hidden and head rows, QuickGelu with alpha 1
+    (SiLU), FusedMatMul as attention's q k^T times the scale (B transposed in the kernel)."""
+    from . import mlas
+
+    rows = [(rng.standard_normal((9, d)) * 3).astype(F32) for d in (1024, 128)]
+    x = (rng.standard_normal((24, 40)) * 8).astype(F32)
+    q, k = rng.standard_normal((1, 4, 200, 128)).astype(F32), rng.standard_normal((1, 4, 200, 128)).astype(F32)
+    scale = float(F32(128 ** -0.5))
+    qk = lambda a, b: np.stack([mlas.sgemm(a[0, h], b[0, h].T) for h in range(a.shape[1])])[None] * F32(scale)  # noqa: E731
+    return {
+        "SimplifiedLayerNormalization": [
+            ("SimplifiedLayerNormalization", [r, rng.standard_normal(r.shape[1]).astype(F32)],
+             {"axis": -1, "epsilon": 1e-6, "stash_type": 1}, (), "", lambda a, w: mlas.simplified_layer_norm(a, w, 1e-6))
+            for r in rows],
+        "QuickGelu": [("QuickGelu", [x], {"alpha": 1.0}, (), "com.microsoft", lambda a: a * mlas.logistic(a))],
+        "FusedMatMul": [("FusedMatMul", [q, k], {"transB": 1, "alpha": scale}, (), "com.microsoft", qk)],
+    }
+
+
+def verdicts(cases) -> dict:
+    """{name: whether every case's one-op graph, run here, is its emulation to the bit}."""
+    ops = {}
+    for name, runs in cases.items():
+        ok = True
+        for op, inputs, attrs, consts, domain, emulation in runs:
+            try:
+                got = run_unfused(one_op_graph(op, inputs, attrs, consts, domain), inputs)
+            except Exception:  # a runtime that refuses the op (ORT's errors share no base): not emulated
+                got = None
+            ok = ok and got is not None and np.array_equal(got, emulation(*inputs), equal_nan=True)
+        ops[name] = bool(ok)
+    return ops
+
+
+def _note(ops, variant) -> dict:
+    import onnxruntime as ort
+
+    emulated = all(ops.values())
+    return {"variant": variant if emulated else "unknown", "ops": ops, "runtime": f"onnxruntime {ort.__version__}",
+            "cpu": cpu_id(), "emulated": emulated}
+
+
+@functools.lru_cache(maxsize=None)
+def fused_ops() -> dict:
+    """probe.float_ops' verdicts for the fused ops of the app's run (fused_op_cases)."""
+    return _note(verdicts(fused_op_cases(np.random.default_rng(1))), "mlas-x86-64-fused")
 
 
 @functools.lru_cache(maxsize=None)
@@ -129,19 +180,4 @@ def float_ops() -> dict:
     whether this CPU's onnxruntime computes each float op as mlas.py does, bit for bit. A kernel
     MLAS picks by ISA (an AVX2-only CPU runs another softmax kernel, not measured here) shows here as
     an op that differs."""
-    import onnxruntime as ort
-
-    rng = np.random.default_rng(0)
-    ops = {}
-    for name, cases in float_op_cases(rng).items():
-        ok = True
-        for op, inputs, attrs, consts, emulation in cases:
-            try:
-                got = run_unfused(one_op_graph(op, inputs, attrs, consts), inputs)
-            except Exception:  # noqa: BLE001 - a runtime that refuses the op: not emulated
-                got = None
-            ok = ok and got is not None and np.array_equal(got, emulation(*inputs), equal_nan=True)
-        ops[name] = bool(ok)
-    emulated = all(ops.values())
-    return {"variant": "mlas-x86-64" if emulated else "unknown", "ops": ops,
-            "runtime": f"onnxruntime {ort.__version__}", "cpu": cpu_id(), "emulated": emulated}
+    return _note(verdicts(float_op_cases(np.random.default_rng(0))), "mlas-x86-64")

@@ -8,6 +8,7 @@ graph output, so a tapped optimized run is neither the optimized run nor the pla
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -215,3 +216,48 @@ def fp16_rounded(g: Graph) -> set[str]:
                 and g.types.get(n.input[0]) == fp16 and n.input[0] not in g.inits
                 and not (n.input[0] in producer and cast_to(producer[n.input[0]], fp32))}
     return rounded
+
+
+# The fusions ONNX Runtime's default optimizations make in torch's unfused graphs, each emulated
+# (mlas.py, probe.fused_ops) or computing as the ops it replaces (MatMulIntegerToFloat and
+# DynamicQuantizeMatMul: the same integer sums times the same scales).
+KNOWN_FUSIONS = {"SimplifiedLayerNormalization", "QuickGelu", "FusedMatMul", "MatMulIntegerToFloat",
+                 "DynamicQuantizeMatMul"}
+NORM_TAPS = {"input_layernorm": "input_norm", "self_attn/q_norm": "q_norm", "self_attn/k_norm": "k_norm",
+             "post_attention_layernorm": "post_norm"}  # torch's module path -> the tap
+
+
+def app_fusions(g: Graph) -> dict[str, str] | None:
+    """How the graph's RMSNorms run as an app runs it (ONNX Runtime's default optimizations):
+    {tap: "fused"} for those fused into SimplifiedLayerNormalization, {tap: "divided"} for those
+    left unfused whose Div(1, sqrt) .. Mul(x, .) DivMulFusion made Div(x, sqrt) (0.6B int8:
+    layers.0.input_norm; the other 112 fused), the rest absent. Read from the session's optimized
+    model of the weightless graph (the same fusions as with its weights). None where it fuses
+    something KNOWN_FUSIONS does not hold, a QuickGelu that is not SiLU (alpha 1), or a norm q3ref
+    cannot place."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="q3ref-ort-") as tmp:
+        opts = ort.SessionOptions()
+        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        opts.log_severity_level = 3
+        ort.InferenceSession(weightless(g), opts, providers=["CPUExecutionProvider"])
+        m = onnx.load(opts.optimized_model_filepath)
+    fused = {n.op_type for n in m.graph.node} - {n.op_type for n in g.nodes} - LAYOUT_OPS - {"Split"}  # (Slice pairs: a Split)
+    if not fused <= KNOWN_FUSIONS or any(
+            n.op_type == "QuickGelu" and any(a.name == "alpha" and a.f != 1.0 for a in n.attribute) for n in m.graph.node):
+        return None
+    constants = {t.name for t in m.graph.initializer} | {o for n in m.graph.node if n.op_type == "Constant" for o in n.output}
+    modules = "|".join(re.escape(k) for k in NORM_TAPS)
+    norms = {}
+    for n in m.graph.node:
+        place = re.match(rf"/model/(?:layers\.(\d+)/({modules})|norm)/(Mul_1/SimplifiedLayerNormFusion/|Div$)", n.name)
+        if n.op_type == "SimplifiedLayerNormalization" and place is None:
+            return None  # a fused norm q3ref cannot place
+        if place and (n.op_type == "SimplifiedLayerNormalization" or n.op_type == "Div" and n.input[0] not in constants):
+            tap = f"layers.{place.group(1)}.{NORM_TAPS[place.group(2)]}" if place.group(1) is not None else "norm"
+            norms[tap] = "fused" if n.op_type == "SimplifiedLayerNormalization" else "divided"
+    return norms

@@ -431,6 +431,21 @@ def packed_sgemm_linear(cache=True):
     return linear
 
 
+def ort_rms_norm(x, w, eps):  # [N, C] -> [N, C]: Pow, ReduceMean, Add, Sqrt, Div(1, .), Mul(x, .), Mul(w, .)
+    from . import mlas
+
+    x = np.asarray(x, F32)
+    inv = F32(1) / np.sqrt(mlas.reduce_mean(x * x) + F32(eps))  # [N, 1]
+    return np.asarray(w, F32) * (x * inv)
+
+
+def ort_rms_norm_divided(x, w, eps):  # [N, C] -> [N, C]: the same after DivMulFusion, Div(x, sqrt(.))
+    from . import mlas
+
+    x = np.asarray(x, F32)
+    return np.asarray(w, F32) * (x / np.sqrt(mlas.reduce_mean(x * x) + F32(eps)))
+
+
 def ort_float_kernels(K, ops, inv_freq, offset=0):
     """K with the float ops ONNX Runtime runs in an unfused graph (mlas.py), in the graph's op order,
     each where the probe found it computed so on this CPU (`ops`, probe.float_ops' verdicts):
@@ -449,11 +464,7 @@ def ort_float_kernels(K, ops, inv_freq, offset=0):
 
     K = dict(K, rope=rope_numpy)  # x * cos + rotate_half(x) * sin, each op rounded: the Numba twin fuses to FMAs
     if ops.get("ReduceMean"):
-        def rms_norm(x, w, eps):  # [N, C] -> [N, C]
-            x = np.asarray(x, F32)
-            inv = F32(1) / np.sqrt(mlas.reduce_mean(x * x) + F32(eps))  # [N, 1]
-            return np.asarray(w, F32) * (x * inv)
-        K["rms_norm"] = rms_norm
+        K["rms_norm"] = ort_rms_norm
     if ops.get("Cos") and ops.get("Sin") and inv_freq is not None:
         def rope_tables(pos, head_dim, theta, dtype=F32):  # [N] -> cos, sin [N, Dh]
             freq = adopted_inv_freq(inv_freq, rope_inv_freq(head_dim, theta))  # [Dh/2]
