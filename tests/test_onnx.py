@@ -754,7 +754,7 @@ def test_the_app_run_is_read_norm_by_norm():
     assert set(app_fusions(Graph(ONNX / "stress.onnx")).values()) == {"fused"}
 
 
-@pytest.mark.parametrize("name", ["stress", "stress_int8", "stress_uint8", "stress_int8_pc"])
+@pytest.mark.parametrize("name", ["stress_int8", "stress_uint8", "stress_int8_pc"])
 def test_the_app_run_is_simulated_to_the_bit(model, name):
     """The run an app makes (default optimizations, no taps) is simulated too: each RMSNorm as that
     run computes it (fused, or divided), the rest as in the tapped run. Where the probes find the
@@ -765,6 +765,7 @@ def test_the_app_run_is_simulated_to_the_bit(model, name):
 
     g = open_export(ONNX / f"{name}.onnx")
     exact = probe.float_ops()["emulated"] and probe.fused_ops()["emulated"]
+    assert diff(model, open_export(ONNX / "stress.onnx"), INPUTS["17 tokens"])["untapped"].get("sim_rel_l2") is None  # fp32: not run
     for seed in range(16):
         rng = np.random.default_rng(seed)
         r = diff(model, g, rng.integers(0, 1000, int(rng.integers(2, 40))), quant="auto")

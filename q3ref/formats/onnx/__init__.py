@@ -121,7 +121,8 @@ class Export(GraphExport):
         default optimizations: its RMSNorms as that run computes them (run.app_fusions: fused
         into mlas.simplified_layer_norm, or divided), the rest as the tapped run's. None where
         that run is not emulated: a fusion q3ref does not know, a fused op the probe finds
-        differing, rows not of whole 8-lane vectors, an fp16 or fused graph, a reranker."""
+        differing, rows not of whole 8-lane vectors, an fp16 or fused graph, a reranker, fp32
+        (its app's run is emulated too, and measured 0 from it, but not worth its cost here)."""
         from . import mlas
         from .probe import fused_ops
         from .run import app_fusions
@@ -133,6 +134,8 @@ class Export(GraphExport):
             return None
         if self.graph.lm_head() is not None:
             return None  # a reranker's: the app's run is compared over every row's logits, q3ref's head gives two
+        if self.precision == "fp32":
+            return None  # its app's run is ~1e-6 from the tapped one (0.6B), and a simulated fp32 forward costs 4 s there
         norms = app_fusions(self.graph)
         if norms is None:
             return None

@@ -420,13 +420,13 @@ def adopted_inv_freq(graph, own):  # [Dh/2] fp32 x 2 -> [Dh/2]
 
 def packed_sgemm_linear(cache=True):
     """An fp32 graph's MatMul by a weight, as MLAS runs it (mlas.PACKED_STRIDE_K blocks of FMA
-    chains): W [out, in] stored as B = W^T [in, out]."""
+    chains; the graph stores B = W^T [in, out], mlas.sgemm_weight reads W [out, in])."""
     from . import mlas
 
-    weights = QuantizedWeights(lambda w: np.ascontiguousarray(np.asarray(w, F32).T), cache)
+    weights = QuantizedWeights(lambda w: np.asarray(w, F32), cache)
 
     def linear(x, w):  # [N, in], [out, in] -> [N, out]
-        return mlas.sgemm(x, weights(w), mlas.PACKED_STRIDE_K)
+        return mlas.sgemm_weight(x, weights(w))
     linear.quantized = weights
     return linear
 
