@@ -71,12 +71,14 @@ def nbits_compute(nb) -> dict:
 
 # ------------------------------------------------------------------------ the float ops (mlas.py)
 def one_op_graph(op, inputs, attrs=None, consts=(), domain="") -> bytes:
-    """A model with one `op` node on fp32 inputs named x0, x1... (then int64 initializers `consts`,
-    such as ReduceMean's axes); domain "com.microsoft" for ONNX Runtime's contrib ops."""
+    """A model with one `op` node on fp32 inputs named x0, x1... (then initializers `consts`: int64
+    such as ReduceMean's axes, or fp32 such as a MatMul's weight, which ONNX Runtime prepacks);
+    domain "com.microsoft" for ONNX Runtime's contrib ops."""
     from onnx import TensorProto, helper, numpy_helper
 
     names = [f"x{i}" for i in range(len(inputs))]
-    inits = [numpy_helper.from_array(np.asarray(c, np.int64), f"c{i}") for i, c in enumerate(consts)]
+    inits = [numpy_helper.from_array(c if isinstance(c, np.ndarray) and c.dtype == F32 else np.asarray(c, np.int64), f"c{i}")
+             for i, c in enumerate(consts)]
     node = helper.make_node(op, names + [t.name for t in inits], ["y"], domain=domain, **(attrs or {}))
     g = helper.make_graph([node], "q3ref-probe",
                           [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(a.shape)) for n, a in zip(names, inputs)],
@@ -103,7 +105,8 @@ def float_op_cases(rng):
     """(op, inputs, attrs, consts, domain, emulation) per probe op, on inputs that reach each kernel's
     paths: Softmax rows of 16 lanes, 48-steps and a masked tail, with finfo.min (masked) scores;
     ReduceMean rows of 128, 1024 and 37 (unaligned starts); angles up to 8191 rad; MatMul as
-    attention's two products (H heads batched: K = Dh in one block, and K = T in blocks of 128)."""
+    attention's two products (H heads batched: K = Dh in one block, and K = T in blocks of 128)
+    and as a projection by a weight (packed: blocks of 256, one row too)."""
     from . import mlas
 
     scores = (rng.standard_normal((2, 4, 7, 101)) * 5).astype(F32)
@@ -114,13 +117,16 @@ def float_op_cases(rng):
     q, kt = rng.standard_normal((1, 4, 200, 128)).astype(F32), rng.standard_normal((1, 4, 128, 200)).astype(F32)
     p, v = rng.random((1, 4, 200, 200)).astype(F32), rng.standard_normal((1, 4, 200, 128)).astype(F32)
     batched = lambda a, b: np.stack([mlas.sgemm(a[0, h], b[0, h]) for h in range(a.shape[1])])[None]  # noqa: E731
+    a, w = rng.standard_normal((37, 700)).astype(F32), rng.standard_normal((700, 96)).astype(F32)  # x [M, K], W^T [K, N]
     return {
         "Sigmoid": [("Sigmoid", [x], None, (), "", mlas.logistic)],
         "Softmax": [("Softmax", [scores], {"axis": -1}, (), "", mlas.softmax)],
         "ReduceMean": [("ReduceMean", [s], {"keepdims": 1}, ([-1],), "", mlas.reduce_mean) for s in squares],
         "Cos": [("Cos", [angles], None, (), "", lambda a: mlas.sincos(a, False))],
         "Sin": [("Sin", [angles], None, (), "", lambda a: mlas.sincos(a, True))],
-        "MatMul": [("MatMul", [q, kt], None, (), "", batched), ("MatMul", [p, v], None, (), "", batched)],
+        "MatMul": [("MatMul", [q, kt], None, (), "", batched), ("MatMul", [p, v], None, (), "", batched),
+                   ("MatMul", [a], None, (w,), "", lambda x: mlas.sgemm_weight(x, w.T)),  # by a weight: packed
+                   ("MatMul", [a[:1]], None, (w,), "", lambda x: mlas.sgemm_weight(x, w.T))],
     }
 
 

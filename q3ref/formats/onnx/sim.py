@@ -485,8 +485,10 @@ def ort_float_kernels(K, ops, inv_freq, offset=0):
                 for h in range(H):
                     g = h // rep
                     s = mlas.sgemm(q[b, :, h], k[b, :, g].T) * F32(Dh ** -0.5) + bias[b]  # [T, T]
-                    s = np.concatenate([np.full((T, offset), np.finfo(F32).min, F32), s], axis=1)  # [T, offset + T]
-                    vg = np.concatenate([np.zeros((offset, Dh), F32), v[b, :, g]])  # [offset + T, Dh]: 0 x a pad's v
+                    vg = v[b, :, g]  # [T, Dh]
+                    if offset:
+                        s = np.concatenate([np.full((T, offset), np.finfo(F32).min, F32), s], axis=1)  # [T, offset + T]
+                        vg = np.concatenate([np.zeros((offset, Dh), F32), vg])  # [offset + T, Dh]: 0 x a pad's v
                     out[b, :, h] = mlas.sgemm(mlas.softmax(s), vg)  # [T, Dh]
                 out[b, ~mask[b]] = 0
             return out
