@@ -1,13 +1,15 @@
 """ONNX Runtime's CPU float kernels on x86-64, as NumPy: what an unfused graph's float ops compute.
 
-Each was read from ONNX Runtime's source and matched bit for bit against one-op graphs
+Each was read from ONNX Runtime's source where the source at hand matched, and found by measuring
+against one-op graphs where it did not (onnxruntime 1.32; noted below); all match bit for bit
 (probe.float_ops tells, per op, whether this CPU's onnxruntime still computes so):
     Sigmoid     MLAS' logistic (LogisticKernelFma3): Eigen's rational polynomial p(x)/q(x) in x^2
                 with FMA steps, x clamped to [-18, 18], the result clamped below at 0
-    Softmax     MLAS (ComputeSumExpF32KernelAvx512F): the row's max; exp(s - max) by a degree-6
-                polynomial and vscalef, clamped below at -103.97 (so a masked score's exp is 0);
-                the exps summed in 16 lanes, three vectors a step, the lanes folded 8+8, then
-                pairwise; the row times 1/sum
+    Softmax     MLAS (its AVX-512F sum-exp kernel's structure): the row's max; exp(s - max) by a
+                degree-6 polynomial and vscalef; the exps summed in 16 lanes, three vectors a
+                step, the lanes folded 8+8, then pairwise; the row times 1/sum. Clamped below at
+                -103.97 as measured (a masked score's exp is then 0), not at the -88.38 of the
+                Windows assembly read
     ReduceMean  Eigen's redux, as the wheel's SSE build has it: two 4-float packets from the
                 row's first 16-byte-aligned element, folded (p0 + p2) + (p1 + p3), then the
                 elements before and after them in order; then / D
@@ -143,9 +145,11 @@ def reduce_mean(x):  # [N, D] -> [N, 1]
 
 # ------------------------------------------------------------------------ SimplifiedLayerNormalization
 def simplified_layer_norm(x, w, eps):  # [N, D] fp32, D a multiple of 8 -> [N, D]
-    """The fused RMSNorm ONNX Runtime's default optimizations make of Pow..Mul (the app's run): the
-    squares summed by FMA into 8 lanes, folded 4+4, 2+2, 1+1; inv = 1 / sqrt(sum / D + eps); then
-    x * inv * w. (A row whose D is not a multiple of 8 ends otherwise: not emulated.)"""
+    """The fused RMSNorm ONNX Runtime's default optimizations make of Pow..Mul (the app's run), as
+    measured (the layer_norm_impl.cc at hand sums in order, and 83% of outputs then differ): the
+    squares summed by FMA into 8 lanes, folded 4+4, 2+2, 1+1 (its inv_std_dev output tells the
+    sum apart from the rest); inv = 1 / sqrt(sum / D + eps); then x * inv * w. (A row whose D is
+    not a multiple of 8 ends otherwise, 1-27% off: not emulated.)"""
     x = np.asarray(x, F32)
     acc = np.zeros((x.shape[0], 8), F32)
     for j in range(0, x.shape[1], 8):
