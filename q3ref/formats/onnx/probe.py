@@ -88,16 +88,13 @@ def one_op_graph(op, inputs, attrs=None, consts=(), domain="") -> bytes:
 
 
 def run_unfused(graph: bytes, inputs) -> np.ndarray:
-    """The graph on ONNX Runtime's CPU provider as the diff taps a graph (run.session): optimizations
-    off, as many threads as cores."""
-    import os
-
+    """The graph on ONNX Runtime's CPU provider as the diff taps a graph (run.session_options:
+    optimizations off, as many threads as cores)."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.intra_op_num_threads = os.cpu_count() or 1
-    session = ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
+    from .run import session_options
+
+    session = ort.InferenceSession(graph, session_options(), providers=["CPUExecutionProvider"])
     return session.run(None, {f"x{i}": x for i, x in enumerate(inputs)})[0]
 
 

@@ -76,10 +76,9 @@ def tapped_copy(g: Graph, tensors, inline=False, fp32_read=False):
     return m
 
 
-def session(g: Graph, tensors=(), optimize=False):
-    """An ORT session of g's own file (no `tensors`), or of g with `tensors` as extra outputs: a
-    tapped copy beside g's file, since external data paths resolve beside the model and ORT
-    refuses paths out of its directory, symbolic links included."""
+def session_options(optimize=False):
+    """ONNX Runtime's options for every session q3ref makes: the app's default optimizations
+    (ORT_ENABLE_ALL) or none (the tapped run, the probes), as many threads as cores."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -87,6 +86,31 @@ def session(g: Graph, tensors=(), optimize=False):
                                      else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     opts.intra_op_num_threads = os.cpu_count() or 1
     opts.log_severity_level = 3
+    return opts
+
+
+def optimized_model(g: Graph, optimize=False):
+    """The ModelProto ONNX Runtime's session makes of g without its weights (weightless), with its
+    inserted casts, and with its fusions where `optimize` (the app's run)."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="q3ref-ort-") as tmp:
+        opts = session_options(optimize)
+        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        ort.InferenceSession(weightless(g), opts, providers=["CPUExecutionProvider"])
+        return onnx.load(opts.optimized_model_filepath)
+
+
+def session(g: Graph, tensors=(), optimize=False):
+    """An ORT session of g's own file (no `tensors`), or of g with `tensors` as extra outputs: a
+    tapped copy beside g's file, since external data paths resolve beside the model and ORT
+    refuses paths out of its directory, symbolic links included."""
+    import onnxruntime as ort
+
+    opts = session_options(optimize)
     if not tensors:
         return ort.InferenceSession(str(g.path), opts, providers=["CPUExecutionProvider"])
     path = g.path.parent / f".{g.path.stem}.q3ref-{os.getpid()}.onnx"
@@ -185,18 +209,9 @@ def fp16_rounded(g: Graph) -> set[str]:
     - a Cast to fp16 that it inserted, whose output an op other than Shape reads;
     - the output of an op it runs in fp16 itself (MatMulNBits in a q4f16 graph): one whose first
       input is not an fp32 twin nor made by a Cast to fp32."""
-    import tempfile
-
     import onnx
-    import onnxruntime as ort
 
-    with tempfile.TemporaryDirectory(prefix="q3ref-ort-") as tmp:
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        opts.log_severity_level = 3
-        ort.InferenceSession(weightless(g), opts, providers=["CPUExecutionProvider"])
-        m = onnx.load(opts.optimized_model_filepath)
+    m = optimized_model(g)
     nodes = list(m.graph.node)
     producer = {o: n for n in nodes for o in n.output}
     consumers = {}
@@ -235,17 +250,7 @@ def app_fusions(g: Graph) -> dict[str, str] | None:
     model of the weightless graph (the same fusions as with its weights). None where it fuses
     something KNOWN_FUSIONS does not hold, a QuickGelu that is not SiLU (alpha 1), or a norm q3ref
     cannot place."""
-    import tempfile
-
-    import onnx
-    import onnxruntime as ort
-
-    with tempfile.TemporaryDirectory(prefix="q3ref-ort-") as tmp:
-        opts = ort.SessionOptions()
-        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        opts.log_severity_level = 3
-        ort.InferenceSession(weightless(g), opts, providers=["CPUExecutionProvider"])
-        m = onnx.load(opts.optimized_model_filepath)
+    m = optimized_model(g, optimize=True)
     fused = {n.op_type for n in m.graph.node} - {n.op_type for n in g.nodes} - LAYOUT_OPS - {"Split"}  # (Slice pairs: a Split)
     if not fused <= KNOWN_FUSIONS or any(
             n.op_type == "QuickGelu" and any(a.name == "alpha" and a.f != 1.0 for a in n.attribute) for n in m.graph.node):
