@@ -6,6 +6,7 @@ longer length; each planted defect (fp32, int8 and q4 versions) is localized to 
 stage. The JSON report has the same keys as for a LiteRT graph.
 """
 
+import functools
 import json
 import re
 
@@ -662,6 +663,43 @@ def test_sgemm_matches_its_numpy_twin():
         a, b = rng.standard_normal((M, K)).astype(np.float32), rng.standard_normal((K, N)).astype(np.float32)
         assert np.array_equal(mlas.sgemm(a, b), mlas.sgemm_numpy(a, b)), (M, K, N)
     assert [mlas.stride_k(n, k) for n, k in ((128, 512), (64, 512), (16, 512), (512, 128), (512, 32))] == [128, 256, 1024, 128, 32]
+
+
+def _emulated_by_weight(x, w):  # mlas.sgemm_weight's Numba chains, whatever BLAS does: [M, K] @ W^T -> [M, N]
+    from q3ref.formats.onnx import mlas
+
+    out = np.empty((x.shape[0], w.shape[0]), np.float32)
+    mlas._sgemm_w(x, w, mlas.PACKED_STRIDE_K, np.empty((mlas.PACKED_STRIDE_K, w.shape[0]), np.float32),
+                  np.empty((mlas.TILE_ROWS, w.shape[0]), np.float32), out)
+    return out
+
+
+def test_sgemm_by_blas_is_the_emulation_wherever_blas_stands_in():
+    """BLAS computes the blocks only where it measured as the chains: by a weight (one row, few
+    columns, a partial last block) and in attention's products, the result is the emulation's."""
+    from q3ref.formats.onnx import mlas
+
+    rng = np.random.default_rng(4)
+    for M, K, N in ((1, 1024, 2048), (3, 700, 96), (37, 3072, 1024), (128, 1024, 7), (130, 300, 200)):
+        x, w = rng.standard_normal((M, K)).astype(np.float32), rng.standard_normal((N, K)).astype(np.float32)
+        assert np.array_equal(mlas.sgemm_weight(x, w), _emulated_by_weight(x, w)), (M, K, N)
+    q, k = rng.standard_normal((200, 4, 128)).astype(np.float32), rng.standard_normal((200, 2, 128)).astype(np.float32)
+    assert np.array_equal(mlas.sgemm(q[:, 3], k[:, 1].T), mlas.sgemm_numpy(q[:, 3], k[:, 1].T))  # strided views
+    p = rng.random((200, 200)).astype(np.float32)
+    assert np.array_equal(mlas.sgemm(p, k[:, 0]), mlas.sgemm_numpy(p, k[:, 0]))
+
+
+def test_a_blas_that_sums_otherwise_is_not_used(monkeypatch):
+    """A BLAS whose products are not one FMA chain each (here: summed in float64, then rounded)
+    fails the measurement, and the emulation runs instead."""
+    from q3ref.formats.onnx import mlas
+
+    monkeypatch.setattr(mlas, "blas_matmul", lambda a, b: (a.astype(np.float64) @ b.astype(np.float64)).astype(np.float32))
+    monkeypatch.setattr(mlas, "_blas_chains", functools.cache(mlas._blas_chains.__wrapped__))
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((64, 1024)).astype(np.float32), rng.standard_normal((512, 1024)).astype(np.float32)
+    assert not mlas.blas_chains(x, w.T, mlas.PACKED_STRIDE_K)
+    assert np.array_equal(mlas.sgemm_weight(x, w), _emulated_by_weight(x, w))
 
 
 @pytest.mark.parametrize("name, padding, length", [("stress", "right", None), ("stress", "left", 48), ("stress", "right", 48),

@@ -17,7 +17,8 @@ against one-op graphs where it did not (onnxruntime 1.32; noted below); all matc
                 parts, a degree-8 cos or degree-7 sin polynomial, the sign from the quadrant
     MatMul      MLAS' SGEMM for M >= 2: K in blocks of stride_k (128, doubled while the N side
                 halves from 128 to 16), each block an FMA chain from 0, the blocks added in order;
-                by a constant B (a weight), packed: blocks of 256, for any M
+                by a constant B (a weight), packed: blocks of 256, for any M. NumPy's BLAS
+                computes the blocks where it measures as the same chains (blas_chains)
 An unfused graph (ORT_DISABLE_ALL, the diff's tapped run) runs these op by op; sim.ort_float_kernels
 strings them together in the graph's op order. The app's run (default optimizations) fuses
 RMSNorm into SimplifiedLayerNormalization (simplified_layer_norm, its own sum); its QuickGelu
@@ -25,6 +26,8 @@ RMSNorm into SimplifiedLayerNormalization (simplified_layer_norm, its own sum); 
 """
 
 from __future__ import annotations
+
+import functools
 
 import numba
 import numpy as np
@@ -234,8 +237,11 @@ THREAD_ROWS = 16  # rows per thread at the least (as xnnpack.FMA_THREAD_ROWS)
 def sgemm(a, b, stride=None):  # [M, K] @ [K, N] fp32 -> [M, N]; stride: K's block (default stride_k: M >= 2)
     from ...kernels import by_rows
 
-    a, b = np.ascontiguousarray(a, F32), np.ascontiguousarray(b, F32)
+    a, b = np.asarray(a, F32), np.asarray(b, F32)
     stride = stride or stride_k(b.shape[1], a.shape[1])
+    if blas_chains(a, b, stride):
+        return blocks_by_blas(a, b, stride)
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
     out = np.empty((a.shape[0], b.shape[1]), F32)
     by_rows(lambda r0, r1: _sgemm(a[r0:r1], b, stride, np.empty(b.shape[1], F32), out[r0:r1]), a.shape[0], THREAD_ROWS)
     return out
@@ -274,6 +280,8 @@ def sgemm_weight(x, w, stride=PACKED_STRIDE_K):  # [M, K] @ W^T, W [N, K] as a c
     from ...kernels import by_rows
 
     x, w = np.ascontiguousarray(x, F32), np.ascontiguousarray(w, F32)
+    if blas_chains(x, w.T, stride):
+        return blocks_by_blas(x, w.T, stride)
     out = np.empty((x.shape[0], w.shape[0]), F32)
 
     def part(n0, n1):
@@ -294,3 +302,42 @@ def sgemm_numpy(a, b, stride=None):  # the plain twin of sgemm, one fma over all
             acc = fma(a[:, k, None], b[None, k, :], acc)
         out = acc if out is None else out + acc
     return out
+
+
+# ------------------------------------------------------------------------ the same sums by BLAS
+# Where NumPy's BLAS computes a block's product as one FMA chain per output from 0, k in order,
+# the blocked sum is BLAS's products added in order: ~180 GFLOP/s against the emulation's ~37. The
+# OpenBLAS 0.3.31 of NumPy 2 does so on this AMD EPYC for most shapes, but not in its kernels for
+# one row or few columns (gemv, small-matrix paths: 60-100% of outputs differ), so each shape is
+# measured once against _sgemm before BLAS stands in for it.
+blas_matmul = np.matmul  # (a test swaps it for one that is not a chain)
+
+
+def _blocks(K, stride):  # [(k0, k1)]: K's blocks
+    return [(k0, min(K, k0 + stride)) for k0 in range(0, K, stride)]
+
+
+def blocks_by_blas(a, b, stride):  # [M, K] @ [K, N] -> [M, N]: each block's product by BLAS, added in order
+    out = None
+    for k0, k1 in _blocks(a.shape[1], stride):
+        part = blas_matmul(a[:, k0:k1], b[k0:k1])  # [M, N]
+        out = part if out is None else np.add(out, part, out=out)
+    return out
+
+
+def blas_chains(a, b, stride) -> bool:
+    """Does BLAS compute each of a @ b's blocks as _sgemm's chain? Measured per block shape and
+    memory order (OpenBLAS picks its kernels by both)."""
+    orders = tuple(m.strides[-1] == 4 or m.strides[0] != 4 for m in (a, b))  # row-major, or copied so by NumPy
+    return all(_blas_chains(a.shape[0], k1 - k0, b.shape[1], orders) for k0, k1 in set(_blocks(a.shape[1], stride)))
+
+
+@functools.cache
+def _blas_chains(M, K, N, orders) -> bool:  # random [M, K] @ [K, N] in those memory orders: BLAS == _sgemm?
+    rng = np.random.default_rng(M * 7919 + K * 31 + N)
+    a = rng.standard_normal((M, K), dtype=F32)
+    b = rng.standard_normal((K, N), dtype=F32)
+    a, b = (a if orders[0] else np.asfortranarray(a)), (b if orders[1] else np.asfortranarray(b))
+    want = np.empty((M, N), F32)
+    _sgemm(np.ascontiguousarray(a), np.ascontiguousarray(b), K, np.empty(N, F32), want)
+    return np.array_equal(blas_matmul(a, b), want)
