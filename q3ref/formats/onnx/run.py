@@ -160,7 +160,8 @@ def run(g: Graph, input_ids, mask, tensors=(), optimize=False) -> dict[str, np.n
     `tensors` it is g's own file that runs."""
     tensors = [t for t in tensors if t != g.output]
     names = [g.output] + tensors
-    read = [g.output] + [t + FP32_READ if g.fp16() else t for t in tensors]
+    suffix = FP32_READ if g.fp16() else ""  # (fp16() scans the nodes: once, not per tap)
+    read = [g.output] + [t + suffix for t in tensors]
     try:
         got = session(g, tensors, optimize).run(read, feeds(g, input_ids, mask))
     except Exception as e:  # ORT's own exception classes (Fail, RuntimeException, ...) share no base but Exception
