@@ -756,6 +756,22 @@ def test_a_differing_float_op_keeps_q3refs_own_and_is_named(model, monkeypatch):
     assert taps["layers.0.attn"] > 0 and r["first_divergence"] is None
 
 
+def test_float_op_verdicts_are_kept_per_runtime_cpu_and_emulation_code(tmp_path, monkeypatch):
+    """The float ops' probe runs once per onnxruntime version, CPU and emulation code: the second
+    call reads the file, and a change to the emulations' code (their hash) probes again."""
+    from q3ref.formats import cpu
+    from q3ref.formats.onnx import probe
+
+    monkeypatch.setattr(cpu, "CACHE", tmp_path)
+    runs = []
+    monkeypatch.setattr(probe, "verdicts", lambda cases: runs.append(sorted(cases)) or {"Softmax": len(runs) == 1})
+    assert probe._cached_verdicts("float ops", lambda: {"Softmax": []}) == {"Softmax": True} and len(runs) == 1
+    assert probe._cached_verdicts("float ops", lambda: {"Softmax": []}) == {"Softmax": True} and len(runs) == 1
+    assert probe.cpu_id() in (tmp_path / "onnx_probe.json").read_text()
+    monkeypatch.setattr(probe, "_emulations", lambda: "0" * 8)  # other emulation code
+    assert probe._cached_verdicts("float ops", lambda: {"Softmax": []}) == {"Softmax": False} and len(runs) == 2
+
+
 def test_fused_op_emulations_are_onnx_runtimes_on_new_inputs():
     """The fused ops of the app's run (ONNX Runtime's default optimizations), on inputs the probe
     never saw: SimplifiedLayerNormalization (its own 8-lane FMA sum), QuickGelu as SiLU and

@@ -17,17 +17,14 @@ that graph runs (narrowed).
 from __future__ import annotations
 
 import functools
-import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ...quant import (attention_builtin, dynamic_int4_linear, dynamic_int8_linear, exp_eigen, hybrid_dwconv, int4_blockwise,
                       int8_per_channel, lane_sum, logistic_eigen, matmul_sequential)
-from ..cpu import cpu_id
+from ..cpu import cached, cpu_id
 
-CACHE = Path(os.environ.get("Q3REF_CACHE", Path.home() / ".cache" / "q3ref")) / "litert_probe.json"
 EMULATED = "eigen-avx-nofma"  # the variant q3ref emulates: 8 lanes, no FMA
 XNNPACK_EMULATED = "xnnpack-avx512f"  # rsum 16 lanes x 2 accumulators, vrsqrt14ps + one Newton step
 PROBES = 19  # the probe set's revision: a verdict cached from another set is probed again
@@ -438,24 +435,12 @@ def _variant(runtime: str, probe, emulated: str) -> dict:
     from importlib.metadata import version
 
     key = f"ai-edge-litert {version('ai-edge-litert')} {runtime} on {cpu_id()}, probes {PROBES}"
-    try:
-        cache = json.loads(CACHE.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    if not isinstance(cache, dict):  # a cache file some other writer left: probe again
-        cache = {}
-    if key not in cache:
+
+    def verdict():
         found = probe()
         ops, params = found if isinstance(found, tuple) else (found, {})  # params: what an emulation needs to know
-        cache[key] = {"ops": ops, "params": params, "variant": emulated if all(ops.values()) else "unknown"}
-        try:
-            CACHE.parent.mkdir(parents=True, exist_ok=True)
-            tmp = CACHE.with_name(CACHE.name + f".{os.getpid()}.partial")
-            tmp.write_text(json.dumps(cache, indent=1))
-            os.replace(tmp, CACHE)
-        except OSError:
-            pass  # an unwritable cache only costs a probe next time
-    hit = cache[key]
+        return {"ops": ops, "params": params, "variant": emulated if all(ops.values()) else "unknown"}
+    hit = cached("litert_probe.json", key, verdict)
     return {"variant": hit["variant"], "ops": hit["ops"], "runtime": key.split(" on ")[0], "cpu": cpu_id(),
             "emulated": hit["variant"] == emulated, "name": emulated, "params": hit.get("params", {})}
 

@@ -6,15 +6,18 @@ dequantizes to fp32 (onnxruntime's matmul_nbits.cc). So q3ref writes one MatMulN
 graph's kind, with its own quantization of fixed random weights (weights.mlas_blocks, packed as
 the quantizer packs them), runs it through the same onnxruntime on fixed random activations, and
 compares the output with both of sim.py's products. Cached per process: it takes milliseconds.
+The float ops' probes (float_ops, fused_ops) take longer and are kept on disk (cpu.cached).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+from pathlib import Path
 
 import numpy as np
 
-from ..cpu import cpu_id
+from ..cpu import cached, cpu_id
 from .weights import mlas_blocks
 
 F32 = np.float32
@@ -171,10 +174,25 @@ def _note(ops, variant) -> dict:
             "cpu": cpu_id(), "emulated": emulated}
 
 
+def _emulations() -> str:  # a hash of the emulations' and the probe cases' code: the cached verdicts' version
+    here = Path(__file__).parent
+    text = b"".join((here / name).read_bytes() for name in ("mlas.py", "probe.py", "../fp32.py"))
+    return hashlib.sha1(text).hexdigest()[:8]
+
+
+def _cached_verdicts(what, cases) -> dict:
+    """verdicts(cases()), once per onnxruntime version, CPU and emulation code (cpu.cached): the
+    float ops' probe takes 0.5-0.9 s, on every diff of an unfused graph."""
+    import onnxruntime as ort
+
+    key = f"onnxruntime {ort.__version__} {what} on {cpu_id()}, emulations {_emulations()}"
+    return cached("onnx_probe.json", key, lambda: verdicts(cases()))
+
+
 @functools.lru_cache(maxsize=None)
 def fused_ops() -> dict:
     """probe.float_ops' verdicts for the fused ops of the app's run (fused_op_cases)."""
-    return _note(verdicts(fused_op_cases(np.random.default_rng(1))), "mlas-x86-64-fused")
+    return _note(_cached_verdicts("fused ops", lambda: fused_op_cases(np.random.default_rng(1))), "mlas-x86-64-fused")
 
 
 @functools.lru_cache(maxsize=None)
@@ -183,4 +201,4 @@ def float_ops() -> dict:
     whether this CPU's onnxruntime computes each float op as mlas.py does, bit for bit. A kernel
     MLAS picks by ISA (an AVX2-only CPU runs another softmax kernel, not measured here) shows here as
     an op that differs."""
-    return _note(verdicts(float_op_cases(np.random.default_rng(0))), "mlas-x86-64")
+    return _note(_cached_verdicts("float ops", lambda: float_op_cases(np.random.default_rng(0))), "mlas-x86-64")
