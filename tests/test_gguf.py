@@ -373,3 +373,21 @@ def test_q5_K_vec_dot_is_llama_cpps_at_full_width():
     xq, xd = act_q8_K_parts(x)
     plain = (xq * np.repeat(xd, 256, axis=1)) @ dequantize(raw, "Q5_K", shape).T
     assert not np.array_equal(plain.astype(np.float32), y)
+
+
+def test_numba_f16_and_q8_0_matmuls_are_their_numpy_twins():
+    """tinyBLAS' F16 and Q8_0 sums computed per output with the lanes over the rows (the
+    simulation's default kernels) equal the NumPy twins' (which hold them to llama.cpp's dumps),
+    on odd shapes too: 2 rows, outputs split unevenly over the cores, one block, Q4_0's levels."""
+    from q3ref.formats.gguf import ggml_cpu
+    from q3ref.formats.gguf.sim import act_q8_0_parts
+
+    rng = np.random.default_rng(6)
+    for N, O, K in ((2, 7, 32), (5, 130, 96), (33, 200, 1024)):
+        x = (rng.standard_normal((N, K)) * rng.uniform(0.1, 30, (N, 1))).astype(np.float32)
+        x16, w16 = x.astype(np.float16).astype(np.float32), rng.standard_normal((O, K)).astype(np.float16).astype(np.float32)
+        assert np.array_equal(ggml_cpu.matmul_f16_numba(x16, w16), ggml_cpu.matmul_f16(x16, w16)), (N, O, K)
+        xq, dx = act_q8_0_parts(x)
+        dw = rng.uniform(1e-4, 1e-2, (O, K // 32)).astype(np.float16).astype(np.float32)
+        for wq in (rng.integers(-128, 128, (O, K)).astype(np.int8), rng.integers(-8, 8, (O, K)).astype(np.float32)):
+            assert np.array_equal(ggml_cpu.matmul_q8_0_numba(xq, dx, wq, dw), ggml_cpu.matmul_q8_0(xq, dx, wq, dw)), (N, O, K)

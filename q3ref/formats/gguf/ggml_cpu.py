@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import functools
 
+import numba
 import numpy as np
 
-from ..fp32 import fma
+from ..fp32 import fma, fma32
 
 F32, F64 = np.float32, np.float64
 
@@ -52,6 +53,41 @@ def matmul_f16(x, w):  # fp16-valued fp32 [N, K], [O, K] -> [N, O]: tinyBLAS<16,
     for l in range(0, K, 16):
         acc += x[:, None, l:l + 16] * w[None, :, l:l + 16]  # exact products, rounded sums
     return reduce_add16(acc)
+
+
+@numba.njit(cache=True, nogil=True)
+def _matmul_f16_lanes(xt, w, out):  # fp32 xt [K, N] (x transposed), w [O, K] -> out [O, N]
+    K, N = xt.shape
+    acc = np.empty((16, N), np.float32)  # one output's 16 lanes for every row: stays in L1
+    a = np.empty(8, np.float32)
+    for o in range(w.shape[0]):
+        acc[:] = 0
+        for k in range(K):
+            wk, t = w[o, k], k % 16
+            for n in range(N):  # over the rows: contiguous, vectorized
+                acc[t, n] += xt[k, n] * wk  # the product is exact (fp16 x fp16): rounded once, in the add
+        for n in range(N):  # _mm512_reduce_add_ps
+            for j in range(8):
+                a[j] = acc[j + 8, n] + acc[j, n]
+            for j in range(4):
+                a[j] = a[j + 4] + a[j]
+            out[o, n] = (a[0] + a[2]) + (a[1] + a[3])
+
+
+def matmul_f16_numba(x, w):  # matmul_f16 in one pass per output, its lanes over the rows: ~50x faster
+    return _by_outputs(_matmul_f16_lanes, x, w)
+
+
+def _by_outputs(kernel, x, w, *rest):  # kernel(xt [K, N], w [o0:o1], ...) -> [N, O], the outputs over the cores
+    from ...kernels import by_rows
+
+    xt = np.ascontiguousarray(np.asarray(x, F32).T)  # [K, N]
+    out = np.empty((w.shape[0], xt.shape[1]), F32)  # [O, N]
+    by_rows(lambda o0, o1: kernel(xt, w[o0:o1], *(r[o0:o1] for r in rest), out[o0:o1]), w.shape[0], THREAD_OUTPUTS)
+    return np.ascontiguousarray(out.T)
+
+
+THREAD_OUTPUTS = 64  # outputs per thread at the least
 
 
 def matmul_f16_vec_dot(x, w):  # fp16-valued fp32 [N, K], [O, K] -> [N, O]: ggml_vec_dot_f16 (AVX-512)
@@ -117,6 +153,32 @@ def matmul_q8_0(xq, dx, wq, dw):
         d = dw[None, :, b] * dx[:, None, b]  # [N, O] fp32 (exact: fp16 x fp16)
         acc = fma(d[..., None], s, acc)
     return hsum8(acc)
+
+
+@numba.njit(cache=True, nogil=True)
+def _matmul_q8_0_lanes(xt, dxt, w, dw, out):  # xt [K, N], dxt [K/32, N], w [O, K] int8 or fp32, dw [O, K/32] -> out [O, N]
+    K, N = xt.shape
+    acc = np.empty((8, N), np.float32)  # one output's 8 lanes for every row
+    s = np.empty(N, np.float32)
+    d = np.empty(N, np.float32)
+    for o in range(w.shape[0]):
+        acc[:] = 0
+        for b in range(K // 32):
+            for n in range(N):
+                d[n] = dw[o, b] * dxt[b, n]  # exact: fp16 x fp16
+            for lane in range(8):
+                k = 32 * b + 4 * lane
+                w0, w1, w2, w3 = np.float32(w[o, k]), np.float32(w[o, k + 1]), np.float32(w[o, k + 2]), np.float32(w[o, k + 3])
+                for n in range(N):  # exact integers (|s| <= 4 * 127 * 128), then one FMA
+                    s[n] = xt[k, n] * w0 + xt[k + 1, n] * w1 + xt[k + 2, n] * w2 + xt[k + 3, n] * w3
+                    acc[lane, n] = fma32(d[n], s[n], acc[lane, n])
+        for n in range(N):  # hsum(__m256)
+            out[o, n] = ((acc[4, n] + acc[0, n]) + (acc[6, n] + acc[2, n])) + ((acc[5, n] + acc[1, n]) + (acc[7, n] + acc[3, n]))
+
+
+def matmul_q8_0_numba(xq, dx, wq, dw):  # matmul_q8_0 in one pass per output, its lanes over the rows: ~50x faster
+    dxt = np.ascontiguousarray(np.asarray(dx, F32).T)  # [K/32, N]
+    return _by_outputs(lambda xt, w, dw_part, out: _matmul_q8_0_lanes(xt, dxt, w, dw_part, out), xq, wq, np.asarray(dw, F32))
 
 
 def q4_0_parts(raw, shape):  # stored Q4_0 bytes -> levels less 8, integer-valued fp32 [O, K]; d [O, K/32]

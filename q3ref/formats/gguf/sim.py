@@ -227,7 +227,7 @@ def attention_ggml_exact(q, k, v, mask):  # [B, T, H, Dh], [B, T, Hkv, Dh] x2, [
     out = np.zeros_like(q)
     causal = np.tril(np.ones((T, T), dtype=bool))
     scale = F32(1.0 / np.sqrt(F32(Dh)))
-    product = ggml_cpu.matmul_f16 if T >= 2 else ggml_cpu.matmul_f16_vec_dot  # as for the projections
+    product = ggml_cpu.matmul_f16_numba if T >= 2 else ggml_cpu.matmul_f16_vec_dot  # as for the projections
     for b in range(B):
         visible = np.zeros((T, Kp), bool)
         visible[:, :T] = causal & mask[b][None, :] & mask[b][:, None]
@@ -357,6 +357,8 @@ def simulate(weights, kernels, types, exact=True, flash=False):
                  rope=rope_numpy, rope_tables=rope_tables_ggml)
         return with_flash_attention((sim, K)) if flash else (sim, K)
     parts = {}
+    MATMUL_F16 = {"numba": ggml_cpu.matmul_f16_numba, "numpy": ggml_cpu.matmul_f16}  # tinyBLAS' sums either way
+    MATMUL_Q8_0 = {"numba": ggml_cpu.matmul_q8_0_numba, "numpy": ggml_cpu.matmul_q8_0}
 
     def unpacked(w, unpack):  # a weight's stored bytes, unpacked once
         if id(w) not in parts:
@@ -366,13 +368,13 @@ def simulate(weights, kernels, types, exact=True, flash=False):
     def linear(x, w):  # [N, in], [out, in] -> [N, out]
         t = sim.kind(w)
         if t == "F16":  # tinyBLAS for two rows or more, ggml's vec_dot for one
-            return (ggml_cpu.matmul_f16 if x.shape[0] >= 2 else ggml_cpu.matmul_f16_vec_dot)(to_fp16(x), w)
+            return (MATMUL_F16[kernels] if x.shape[0] >= 2 else ggml_cpu.matmul_f16_vec_dot)(to_fp16(x), w)
         if t == "BF16":  # the same split (an AVX512_BF16 build: emulated() says so)
             return (ggml_cpu.matmul_bf16 if x.shape[0] >= 2 else ggml_cpu.matmul_bf16_vec_dot)(bf16_round(x)[0], w)
         if t == "Q8_0":
-            return ggml_cpu.matmul_q8_0(*act_q8_0_parts(x), *unpacked(w, q8_0_parts))
+            return MATMUL_Q8_0[kernels](*act_q8_0_parts(x), *unpacked(w, q8_0_parts))
         if t == "Q4_0":  # repacked when its rows come in eights (every Qwen3 projection)
-            kernel = ggml_cpu.matmul_q4_0_repack if w.shape[0] % 8 == 0 else ggml_cpu.matmul_q8_0
+            kernel = ggml_cpu.matmul_q4_0_repack if w.shape[0] % 8 == 0 else MATMUL_Q8_0[kernels]
             return kernel(*act_q8_0_parts(x), *unpacked(w, ggml_cpu.q4_0_parts))
         if t == "Q6_K":
             L, sc, wd = unpacked(w, ggml_cpu.q6_K_parts)
