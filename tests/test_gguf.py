@@ -391,3 +391,49 @@ def test_numba_f16_and_q8_0_matmuls_are_their_numpy_twins():
         dw = rng.uniform(1e-4, 1e-2, (O, K // 32)).astype(np.float16).astype(np.float32)
         for wq in (rng.integers(-128, 128, (O, K)).astype(np.int8), rng.integers(-8, 8, (O, K)).astype(np.float32)):
             assert np.array_equal(ggml_cpu.matmul_q8_0_numba(xq, dx, wq, dw), ggml_cpu.matmul_q8_0(xq, dx, wq, dw)), (N, O, K)
+
+
+def test_numba_quantizer_searches_are_their_numpy_twins():
+    """The K-quant searches (make_qkx2_quants for Q4_K and Q5_K, make_qx_quants for Q6_K) and
+    Q8_0's roundf, run as ggml-quants.c's loops in Numba, equal their NumPy twins (which the
+    committed GGUFs hold byte for byte): on flat, all-zero, all-positive and tiny groups too."""
+    from q3ref.formats.gguf import quants
+    from q3ref.quant import round_half_away
+
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((3000, 32)) * rng.uniform(1e-3, 1, (3000, 1))).astype(np.float32)
+    x[:4], x[4:8], x[8:16], x[16:20] = 0, 0.01, np.abs(x[8:16]), 1e-16
+    weights = (np.sqrt((x * x).sum(1, dtype=np.float32) / np.float32(32))[:, None] + np.abs(x)).astype(np.float32)
+    for nmax, rmin, rdelta, nstep in ((15, -1.0, 0.1, 20), (31, -0.5, 0.1, 15)):
+        for got, want in zip(quants.make_qkx2_quants_numba(x, weights, nmax, rmin, rdelta, nstep),
+                             quants.make_qkx2_quants(x, weights, nmax, rmin, rdelta, nstep)):
+            assert np.array_equal(got, want), nmax
+    groups = x.reshape(-1, 16)
+    for got, want in zip(quants.make_qx_quants_numba(groups, 32), quants.make_qx_quants(groups, 32)):
+        assert np.array_equal(got, want)
+    inv = rng.uniform(0.5, 300, x.shape[0]).astype(np.float32)
+    halves = np.array([0.5, -0.5, 1.5, -2.5, 0.49999997, -0.49999997, 2.5000002, 0], np.float32)
+    x[20, :8], inv[20] = halves, 1
+    qs = np.empty(x.shape, np.int8)
+    quants.scaled_roundf_into(x, inv, qs)
+    assert np.array_equal(qs, round_half_away(x * inv[:, None]).astype(np.int8))
+    assert qs[20, :8].tolist() == [1, -1, 2, -3, 0, 0, 3, 0]  # halves away from zero, as C's roundf
+
+
+@pytest.mark.parametrize("path", sorted(GGUF.glob("*.gguf")), ids=lambda p: p.stem)
+def test_reader_reads_what_gguf_py_reads(path):
+    """reader.py against gguf-py's GGUFReader (the llama.cpp project's): every field's value and
+    type, every tensor's name, type, ne, and data (dtype, shape, bytes)."""
+    import gguf
+
+    from q3ref.formats.gguf.reader import Reader
+
+    theirs, ours = gguf.GGUFReader(str(path)), Reader(str(path))
+    assert list(theirs.fields) == list(ours.fields)
+    for key, field in theirs.fields.items():
+        value = field.contents()
+        assert value == ours.fields[key] and type(value) is type(ours.fields[key]), key
+    assert [(t.name, t.tensor_type, t.shape.tolist()) for t in theirs.tensors] == \
+           [(t.name, t.tensor_type, t.shape.tolist()) for t in ours.tensors]
+    for a, b in zip(theirs.tensors, ours.tensors):
+        assert a.data.dtype == b.data.dtype and a.data.shape == b.data.shape and a.data.tobytes() == b.data.tobytes(), a.name

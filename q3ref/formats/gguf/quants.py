@@ -14,9 +14,10 @@ ggml's block layout, so a file's tensor can be compared with them byte for byte.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
-from ...quant import bf16_round, round_half_away
+from ...quant import bf16_round
 
 F32 = np.float32
 QK_K = 256
@@ -70,9 +71,24 @@ def quantize_q8_0(w):  # block: d fp16, qs int8[32]
     x = blocks(w, 32)
     d = np.abs(x).max(axis=1) / F32(127)  # [B]
     inv = safe_div(F32(1), d)
-    qs = round_half_away(x * inv[:, None]).astype(np.int8)  # roundf
+    qs = np.empty(x.shape, np.int8)
+    scaled_roundf_into(x, inv, qs)  # roundf(x * id)
     out = np.concatenate([fp16_bytes(d), qs.view(np.uint8)], axis=1)  # [B, 34]
     return out.reshape(rows, -1)
+
+
+@numba.njit(cache=True, nogil=True)
+def scaled_roundf_into(x, inv, out):  # [B, n] fp32 x [B] -> out [B, n]: roundf(x * inv), in one pass
+    """round_half_away(x * inv[:, None]) without its six temporaries: 25-36 ms a [3072, 1024]
+    weight, 7 s of a 0.6B Q8_0 diff (AMD EPYC)."""
+    half = np.float32(0.5)
+    for b in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            v = x[b, i] * inv[b]
+            t = np.trunc(v)
+            if abs(v - t) >= half:
+                t += np.sign(v)
+            out[b, i] = t
 
 
 def quantize_q4_0(w):  # block: d fp16, qs uint8[16] (low nibble j, high nibble j + 16)
@@ -133,6 +149,89 @@ def make_qkx2_quants(x, weights, nmax, rmin, rdelta, nstep):
     return L.astype(np.uint8), scale.astype(F32), (-mn).astype(F32)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _nearest_int(v):  # ggml's nearest_int: the 1.5*2^23 trick, half to even (|v| < 2^22)
+    return np.float32(np.float32(v + np.float32(12582912.0)) - np.float32(12582912.0))
+
+
+@numba.njit(cache=True, nogil=True)
+def _make_qkx2_quants(x, weights, nmax, rmin, rdelta, nstep, L, scales, the_mins):
+    """make_qkx2_quants as ggml-quants.c writes it, one row of x a sub-block: x, weights [B, n]
+    fp32 -> L [B, n] uint8, scales [B], the_mins [B] (use_mad false)."""
+    B, n = x.shape
+    zero, top = np.float32(0), np.float32(nmax)
+    Laux = np.empty(n, np.float32)
+    Lbest = np.empty(n, np.float32)
+    for b in range(B):
+        mn, mx = x[b, 0], x[b, 0]
+        sum_w = weights[b, 0]
+        sum_x = sum_w * x[b, 0]
+        for i in range(1, n):
+            if x[b, i] < mn:
+                mn = x[b, i]
+            if x[b, i] > mx:
+                mx = x[b, i]
+            w = weights[b, i]
+            sum_w += w
+            sum_x += w * x[b, i]
+        if mn > zero:
+            mn = zero
+        if mx == mn:
+            L[b, :] = 0
+            scales[b], the_mins[b] = zero, -mn
+            continue
+        iscale = top / (mx - mn)
+        scale = np.float32(1) / iscale
+        best_error = zero
+        for i in range(n):
+            l = min(max(_nearest_int(iscale * (x[b, i] - mn)), zero), top)
+            Lbest[i] = l
+            diff = scale * l + mn - x[b, i]
+            best_error += weights[b, i] * (diff * diff)
+        for step in range(nstep + 1):
+            iscale = (np.float32(rmin) + np.float32(rdelta) * np.float32(step) + top) / (mx - mn)
+            sum_l, sum_l2, sum_xl = zero, zero, zero
+            for i in range(n):
+                l = min(max(_nearest_int(iscale * (x[b, i] - mn)), zero), top)
+                Laux[i] = l
+                wl = weights[b, i] * l
+                sum_l += wl
+                sum_l2 += wl * l
+                sum_xl += wl * x[b, i]
+            D = sum_w * sum_l2 - sum_l * sum_l
+            if D > zero:
+                this_scale = (sum_w * sum_xl - sum_x * sum_l) / D
+                this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D
+                if this_min > zero:
+                    this_min = zero
+                    this_scale = sum_xl / sum_l2
+                cur_error = zero
+                for i in range(n):
+                    diff = this_scale * Laux[i] + this_min - x[b, i]
+                    cur_error += weights[b, i] * (diff * diff)
+                if cur_error < best_error:
+                    Lbest[:] = Laux
+                    best_error, scale, mn = cur_error, this_scale, this_min
+        for i in range(n):
+            L[b, i] = np.uint8(Lbest[i])
+        scales[b], the_mins[b] = scale, -mn
+
+
+def make_qkx2_quants_numba(x, weights, nmax, rmin, rdelta, nstep):
+    """make_qkx2_quants' twin as the C loops run, sub-blocks split over the cores: ~10x its
+    NumPy form (a [3072, 1024] Q4_K weight 1.85 s -> 0.2 s on one core, AMD EPYC)."""
+    from ...kernels import by_rows
+
+    x, weights = np.ascontiguousarray(x, F32), np.ascontiguousarray(weights, F32)
+    L, scales, mins = np.empty(x.shape, np.uint8), np.empty(x.shape[0], F32), np.empty(x.shape[0], F32)
+    by_rows(lambda b0, b1: _make_qkx2_quants(x[b0:b1], weights[b0:b1], nmax, rmin, rdelta, nstep,
+                                             L[b0:b1], scales[b0:b1], mins[b0:b1]), x.shape[0], THREAD_BLOCKS)
+    return L, scales, mins
+
+
+THREAD_BLOCKS = 256  # sub-blocks per thread at the least
+
+
 def k_scales(x, nmax, rmin, rdelta, nstep):
     """The shared front of Q4_K and Q5_K: per super-block [S, 256] -> L [S, 256], the 12 packed
     scale bytes, d, dmin (fp32 on the fp16 grid) and their fp16 bytes."""
@@ -141,7 +240,7 @@ def k_scales(x, nmax, rmin, rdelta, nstep):
     sum_x2 = seq_sum(sub * sub)
     av_x = np.sqrt(sum_x2 / F32(32))
     weights = av_x[:, None] + np.abs(sub)
-    L, scales, mins = make_qkx2_quants(sub, weights, nmax, rmin, rdelta, nstep)
+    L, scales, mins = make_qkx2_quants_numba(sub, weights, nmax, rmin, rdelta, nstep)
     scales, mins, L = scales.reshape(S, 8), mins.reshape(S, 8), L.reshape(S, QK_K)
     max_scale = np.max(np.maximum(scales, 0), axis=1)  # the C loop starts from 0
     max_min = np.max(np.maximum(mins, 0), axis=1)
@@ -214,11 +313,64 @@ def make_qx_quants(x, nmax):
     return L.astype(np.int64), np.where(zero, F32(0), scale).astype(F32)
 
 
+@numba.njit(cache=True, nogil=True)
+def _make_qx_quants(x, nmax, L, scales):
+    """make_qx_quants(n, nmax, x, L, rmse_type=1, NULL) as ggml-quants.c writes it, one row of x a
+    group: x [B, n] fp32 -> L [B, n] in 0 .. 2 nmax - 1, scales [B]."""
+    B, n = x.shape
+    zero, top = np.float32(0), np.float32(nmax)
+    for b in range(B):
+        mx, amax = zero, zero
+        for i in range(n):
+            ax = abs(x[b, i])
+            if ax > amax:
+                amax, mx = ax, x[b, i]
+        if amax < np.float32(1e-15):  # GROUP_MAX_EPS: all zero
+            L[b, :] = 0
+            scales[b] = zero
+            continue
+        iscale = -top / mx
+        sumlx, suml2 = zero, zero
+        for i in range(n):
+            l = min(max(_nearest_int(iscale * x[b, i]), -top), top - np.float32(1))
+            L[b, i] = np.int64(l + top)
+            w = x[b, i] * x[b, i]
+            sumlx += w * x[b, i] * l
+            suml2 += w * l * l
+        scale = sumlx / suml2 if suml2 != zero else zero
+        best = scale * sumlx
+        for step in range(-9, 10):
+            if step == 0:
+                continue
+            iscale = -(top + np.float32(0.1) * np.float32(step)) / mx
+            sumlx, suml2 = zero, zero
+            for i in range(n):
+                l = min(max(_nearest_int(iscale * x[b, i]), -top), top - np.float32(1))
+                w = x[b, i] * x[b, i]
+                sumlx += w * x[b, i] * l
+                suml2 += w * l * l
+            if suml2 > zero and sumlx * sumlx > best * suml2:
+                for i in range(n):
+                    L[b, i] = np.int64(min(max(_nearest_int(iscale * x[b, i]), -top), top - np.float32(1)) + top)
+                scale = sumlx / suml2
+                best = scale * sumlx
+        scales[b] = scale
+
+
+def make_qx_quants_numba(x, nmax):  # make_qx_quants' twin as the C loops run, groups split over the cores
+    from ...kernels import by_rows
+
+    x = np.ascontiguousarray(x, F32)
+    L, scales = np.empty(x.shape, np.int64), np.empty(x.shape[0], F32)
+    by_rows(lambda b0, b1: _make_qx_quants(x[b0:b1], nmax, L[b0:b1], scales[b0:b1]), x.shape[0], THREAD_BLOCKS)
+    return L, scales
+
+
 def quantize_q6_K(w):  # block: ql[128], qh[64], scales int8[16], d fp16
     rows = np.shape(w)[0]
     x = blocks(w, QK_K)
     S = x.shape[0]
-    L, scales = make_qx_quants(x.reshape(S * 16, 16), 32)
+    L, scales = make_qx_quants_numba(x.reshape(S * 16, 16), 32)
     L, scales = L.reshape(S, QK_K), scales.reshape(S, 16)
     _, max_scale = first_max_abs(scales)
     zero = np.abs(max_scale) < GROUP_MAX_EPS
