@@ -437,3 +437,16 @@ def test_reader_reads_what_gguf_py_reads(path):
            [(t.name, t.tensor_type, t.shape.tolist()) for t in ours.tensors]
     for a, b in zip(theirs.tensors, ours.tensors):
         assert a.data.dtype == b.data.dtype and a.data.shape == b.data.shape and a.data.tobytes() == b.data.tobytes(), a.name
+
+
+def test_numba_k_quant_unpacking_is_its_numpy_twin():
+    """q45_K_parts in one Numba pass equals the NumPy twin, on quantized weights and on random bytes."""
+    from q3ref.formats.gguf import ggml_cpu, quants
+
+    rng = np.random.default_rng(8)
+    w = (rng.standard_normal((40, 512)) * 0.02).astype(np.float32)
+    for bits, quantize in ((4, quants.quantize_q4_K), (5, quants.quantize_q5_K)):
+        raw = quantize(w)
+        for data in (raw, rng.integers(0, 256, raw.shape, dtype=np.uint8)):
+            for got, want in zip(ggml_cpu.q45_K_parts_numba(data, w.shape, bits), ggml_cpu.q45_K_parts(data, w.shape, bits)):
+                assert got.dtype == want.dtype and np.array_equal(got, want, equal_nan=True), bits

@@ -447,6 +447,38 @@ def q45_K_parts(raw, shape, bits):
     return scaled, mins, d, dmin
 
 
+@numba.njit(cache=True, nogil=True)
+def _q45_K_parts_into(b, bits, scaled, mins):  # b [O, S, size] uint8 -> scaled, mins int16 [O, S * 256]
+    O, S, _ = b.shape
+    sc, mn = np.empty(8, np.int16), np.empty(8, np.int16)
+    for o in range(O):
+        for s in range(S):
+            q = b[o, s, 4:16].astype(np.int32)  # get_scale_min_k4 (uint8 with int64 would mix to float)
+            for j in range(4):
+                sc[j], mn[j] = q[j] & 63, q[j + 4] & 63
+                sc[j + 4] = (q[j + 8] & 0xF) | ((q[j] >> 6) << 4)
+                mn[j + 4] = (q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4)
+            for chunk in range(4):  # 64-value chunks: low nibbles, then high
+                for half in range(2):
+                    j = 2 * chunk + half
+                    for i in range(32):
+                        v = np.int32(b[o, s, b.shape[2] - 128 + 32 * chunk + i])
+                        level = (v >> 4) if half else (v & 0xF)
+                        if bits == 5:
+                            level |= ((np.int32(b[o, s, 16 + i]) >> (2 * chunk + half)) & 1) << 4
+                        scaled[o, 256 * s + 32 * j + i] = sc[j] * np.int16(level)
+                        mins[o, 256 * s + 32 * j + i] = mn[j]
+
+
+def q45_K_parts_numba(raw, shape, bits):  # q45_K_parts in one pass: 18 ns a value in NumPy's int64 temporaries, ~1 here
+    O, K = shape
+    b = np.ascontiguousarray(raw).reshape(O, K // 256, 144 if bits == 4 else 176)
+    d = np.ascontiguousarray(b[..., 0:2]).view(np.float16)[..., 0].astype(F32)
+    dmin = np.ascontiguousarray(b[..., 2:4]).view(np.float16)[..., 0].astype(F32)
+    scaled, mins = np.empty((O, K), np.int16), np.empty((O, K), np.int16)
+    _q45_K_parts_into(b, bits, scaled, mins)
+    return scaled, mins, d, dmin
+
 def matmul_q4_K(xq, xd, scaled, mins, wd, wdmin):
     """ggml_vec_dot_q4_K_q8_K (AVX2), one dot per output: what a Q4_K weight whose rows do not come
     in eights (a reranker's 2-row rank head) gets for fewer than 8 activation rows. Per super-block:

@@ -154,67 +154,90 @@ def _nearest_int(v):  # ggml's nearest_int: the 1.5*2^23 trick, half to even (|v
     return np.float32(np.float32(v + np.float32(12582912.0)) - np.float32(12582912.0))
 
 
-@numba.njit(cache=True, nogil=True)
+TILE = 32  # sub-blocks searched side by side, one in each SIMD lane: 2.5x one after another
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")  # x / 0 -> inf, as C
 def _make_qkx2_quants(x, weights, nmax, rmin, rdelta, nstep, L, scales, the_mins):
-    """make_qkx2_quants as ggml-quants.c writes it, one row of x a sub-block: x, weights [B, n]
-    fp32 -> L [B, n] uint8, scales [B], the_mins [B] (use_mad false)."""
+    """make_qkx2_quants as ggml-quants.c writes it (use_mad false), one row of x a sub-block:
+    x, weights [B, n] fp32 -> L [B, n] uint8, scales [B], the_mins [B]. Each sub-block's sums run
+    in the C loop's order; TILE sub-blocks go side by side (the inner loops over g), and each
+    decision the C code branches on is taken per lane."""
     B, n = x.shape
-    zero, top = np.float32(0), np.float32(nmax)
-    Laux = np.empty(n, np.float32)
-    Lbest = np.empty(n, np.float32)
-    for b in range(B):
-        mn, mx = x[b, 0], x[b, 0]
-        sum_w = weights[b, 0]
-        sum_x = sum_w * x[b, 0]
-        for i in range(1, n):
-            if x[b, i] < mn:
-                mn = x[b, i]
-            if x[b, i] > mx:
-                mx = x[b, i]
-            w = weights[b, i]
-            sum_w += w
-            sum_x += w * x[b, i]
-        if mn > zero:
-            mn = zero
-        if mx == mn:
-            L[b, :] = 0
-            scales[b], the_mins[b] = zero, -mn
-            continue
-        iscale = top / (mx - mn)
-        scale = np.float32(1) / iscale
-        best_error = zero
-        for i in range(n):
-            l = min(max(_nearest_int(iscale * (x[b, i] - mn)), zero), top)
-            Lbest[i] = l
-            diff = scale * l + mn - x[b, i]
-            best_error += weights[b, i] * (diff * diff)
-        for step in range(nstep + 1):
-            iscale = (np.float32(rmin) + np.float32(rdelta) * np.float32(step) + top) / (mx - mn)
-            sum_l, sum_l2, sum_xl = zero, zero, zero
+    zero, one, top = np.float32(0), np.float32(1), np.float32(nmax)
+    xt, wt = np.empty((n, TILE), np.float32), np.empty((n, TILE), np.float32)
+    Lbest, Laux = np.empty((n, TILE), np.float32), np.empty((n, TILE), np.float32)
+    mn, mx, sum_w, sum_x = np.empty(TILE, np.float32), np.empty(TILE, np.float32), np.empty(TILE, np.float32), np.empty(TILE, np.float32)
+    scale, best, iscale = np.empty(TILE, np.float32), np.empty(TILE, np.float32), np.empty(TILE, np.float32)
+    sum_l, sum_l2, sum_xl, cur = np.empty(TILE, np.float32), np.empty(TILE, np.float32), np.empty(TILE, np.float32), np.empty(TILE, np.float32)
+    ts, tm, better = np.empty(TILE, np.float32), np.empty(TILE, np.float32), np.empty(TILE, np.bool_)
+    flat, mn0 = np.empty(TILE, np.bool_), np.empty(TILE, np.float32)
+    for b0 in range(0, B, TILE):
+        g1 = min(TILE, B - b0)
+        for g in range(TILE):  # a partial tile repeats its last sub-block
+            src = b0 + min(g, g1 - 1)
             for i in range(n):
-                l = min(max(_nearest_int(iscale * (x[b, i] - mn)), zero), top)
-                Laux[i] = l
-                wl = weights[b, i] * l
-                sum_l += wl
-                sum_l2 += wl * l
-                sum_xl += wl * x[b, i]
-            D = sum_w * sum_l2 - sum_l * sum_l
-            if D > zero:
-                this_scale = (sum_w * sum_xl - sum_x * sum_l) / D
-                this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D
-                if this_min > zero:
-                    this_min = zero
-                    this_scale = sum_xl / sum_l2
-                cur_error = zero
-                for i in range(n):
-                    diff = this_scale * Laux[i] + this_min - x[b, i]
-                    cur_error += weights[b, i] * (diff * diff)
-                if cur_error < best_error:
-                    Lbest[:] = Laux
-                    best_error, scale, mn = cur_error, this_scale, this_min
+                xt[i, g], wt[i, g] = x[src, i], weights[src, i]
+        for g in range(TILE):
+            mn[g], mx[g], sum_w[g] = xt[0, g], xt[0, g], wt[0, g]
+            sum_x[g] = sum_w[g] * xt[0, g]
+        for i in range(1, n):
+            for g in range(TILE):
+                v = xt[i, g]
+                mn[g] = v if v < mn[g] else mn[g]
+                mx[g] = v if v > mx[g] else mx[g]
+                sum_w[g] += wt[i, g]
+                sum_x[g] += wt[i, g] * v
+        for g in range(TILE):
+            mn[g] = zero if mn[g] > zero else mn[g]
+            flat[g], mn0[g] = mx[g] == mn[g], mn[g]
+            iscale[g] = top / (mx[g] - mn[g])
+            scale[g] = one / iscale[g]
+            best[g] = zero
         for i in range(n):
-            L[b, i] = np.uint8(Lbest[i])
-        scales[b], the_mins[b] = scale, -mn
+            for g in range(TILE):
+                l = min(max(_nearest_int(iscale[g] * (xt[i, g] - mn[g])), zero), top)
+                Lbest[i, g] = l
+                diff = scale[g] * l + mn[g] - xt[i, g]
+                best[g] += wt[i, g] * (diff * diff)
+        for step in range(nstep + 1):
+            for g in range(TILE):
+                iscale[g] = (np.float32(rmin) + np.float32(rdelta) * np.float32(step) + top) / (mx[g] - mn[g])
+                sum_l[g], sum_l2[g], sum_xl[g], cur[g] = zero, zero, zero, zero
+            for i in range(n):
+                for g in range(TILE):
+                    l = min(max(_nearest_int(iscale[g] * (xt[i, g] - mn[g])), zero), top)
+                    Laux[i, g] = l
+                    wl = wt[i, g] * l
+                    sum_l[g] += wl
+                    sum_l2[g] += wl * l
+                    sum_xl[g] += wl * xt[i, g]
+            for g in range(TILE):
+                D = sum_w[g] * sum_l2[g] - sum_l[g] * sum_l[g]
+                s = (sum_w[g] * sum_xl[g] - sum_x[g] * sum_l[g]) / D
+                m = (sum_l2[g] * sum_x[g] - sum_l[g] * sum_xl[g]) / D
+                if m > zero:
+                    m = zero
+                    s = sum_xl[g] / sum_l2[g]
+                ts[g], tm[g] = s, m
+            for i in range(n):
+                for g in range(TILE):
+                    diff = ts[g] * Laux[i, g] + tm[g] - xt[i, g]
+                    cur[g] += wt[i, g] * (diff * diff)
+            for g in range(TILE):
+                D = sum_w[g] * sum_l2[g] - sum_l[g] * sum_l[g]
+                better[g] = D > zero and cur[g] < best[g]
+                if better[g]:
+                    best[g], scale[g], mn[g] = cur[g], ts[g], tm[g]
+            for i in range(n):
+                for g in range(TILE):
+                    if better[g]:
+                        Lbest[i, g] = Laux[i, g]
+        for g in range(g1):
+            b = b0 + g
+            for i in range(n):
+                L[b, i] = 0 if flat[g] else np.uint8(Lbest[i, g])
+            scales[b], the_mins[b] = (zero, -mn0[g]) if flat[g] else (scale[g], -mn[g])
 
 
 def make_qkx2_quants_numba(x, weights, nmax, rmin, rdelta, nstep):

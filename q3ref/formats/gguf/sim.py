@@ -359,6 +359,7 @@ def simulate(weights, kernels, types, exact=True, flash=False):
     parts = {}
     MATMUL_F16 = {"numba": ggml_cpu.matmul_f16_numba, "numpy": ggml_cpu.matmul_f16}  # tinyBLAS' sums either way
     MATMUL_Q8_0 = {"numba": ggml_cpu.matmul_q8_0_numba, "numpy": ggml_cpu.matmul_q8_0}
+    q45_K_parts = {"numba": ggml_cpu.q45_K_parts_numba, "numpy": ggml_cpu.q45_K_parts}[kernels]
 
     def unpacked(w, unpack):  # a weight's stored bytes, unpacked once
         if id(w) not in parts:
@@ -382,15 +383,15 @@ def simulate(weights, kernels, types, exact=True, flash=False):
                 return ggml_cpu.matmul_tiled(*act_q8_K_parts(x), np.repeat(sc, 16, axis=1) * (L - 32).astype(np.int16), wd)
             return ggml_cpu.matmul_q6_K(*act_q8_K_parts(x), L, sc, wd)
         if t == "Q4_K" and w.shape[0] % 8 == 0:  # repacked 8 columns at a time (CPU_REPACK buffer)
-            scaled, mins, wd, wdmin = unpacked(w, lambda raw, shape: ggml_cpu.q45_K_parts(raw, shape, 4))
+            scaled, mins, wd, wdmin = unpacked(w, lambda raw, shape: q45_K_parts(raw, shape, 4))
             return ggml_cpu.matmul_q4_K_repack(*act_q8_K_x4_parts(x), scaled, mins, wd, wdmin)
         if t in ("Q4_K", "Q5_K") and x.shape[0] >= 8:
             bits = int(t[1])
-            scaled, mins, wd, wdmin = unpacked(w, lambda raw, shape: ggml_cpu.q45_K_parts(raw, shape, bits))
+            scaled, mins, wd, wdmin = unpacked(w, lambda raw, shape: q45_K_parts(raw, shape, bits))
             return ggml_cpu.matmul_tiled(*act_q8_K_parts(x), scaled, wd, mins, wdmin)
         if t in ("Q4_K", "Q5_K"):  # fewer than 8 tokens (Q4_K: rows not in eights, a rank head): vec_dot
             bits = int(t[1])
-            parts = unpacked(w, lambda raw, shape: ggml_cpu.q45_K_parts(raw, shape, bits))
+            parts = unpacked(w, lambda raw, shape: q45_K_parts(raw, shape, bits))
             return (ggml_cpu.matmul_q4_K if bits == 4 else ggml_cpu.matmul_q5_K)(*act_q8_K_parts(x), *parts)
         act = ACTIVATION[VEC_DOT[t]]
         return act(x) @ w.T
