@@ -450,3 +450,18 @@ def test_numba_k_quant_unpacking_is_its_numpy_twin():
         for data in (raw, rng.integers(0, 256, raw.shape, dtype=np.uint8)):
             for got, want in zip(ggml_cpu.q45_K_parts_numba(data, w.shape, bits), ggml_cpu.q45_K_parts(data, w.shape, bits)):
                 assert got.dtype == want.dtype and np.array_equal(got, want, equal_nan=True), bits
+
+
+def test_numba_q4_K_repack_is_its_numpy_twin():
+    """The repacked Q4_K gemm (rows in fours, pairs of sub-blocks) and gemv (the rest, whole
+    super-blocks) per output in Numba equal the NumPy twin, at 1 to 9 rows."""
+    from q3ref.formats.gguf import ggml_cpu, quants
+    from q3ref.formats.gguf.sim import act_q8_K_x4_parts
+
+    rng = np.random.default_rng(9)
+    w = (rng.standard_normal((136, 768)) * 0.02).astype(np.float32)
+    parts = ggml_cpu.q45_K_parts_numba(quants.quantize_q4_K(w), w.shape, 4)
+    for N in (1, 3, 4, 9):
+        x = (rng.standard_normal((N, 768)) * rng.uniform(0.1, 30, (N, 1))).astype(np.float32)
+        xq, xd = act_q8_K_x4_parts(x)
+        assert np.array_equal(ggml_cpu.matmul_q4_K_repack_numba(xq, xd, *parts), ggml_cpu.matmul_q4_K_repack(xq, xd, *parts)), N

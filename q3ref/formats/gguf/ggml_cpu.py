@@ -201,6 +201,53 @@ def matmul_q4_0_repack(xq, dx, wq, dw):
     return acc
 
 
+
+@numba.njit(cache=True, nogil=True)
+def _q4_K_repack_rows(xt, xdt, bsum, scaled, mn, wd, wdmin, width, out):
+    """matmul_q4_K_repack's `run` for one group of rows, per output with the rows in SIMD lanes:
+    xt [K, N] integer-valued, xdt [K/256, N], bsum [K/32, N] (each 32-value sub-block's sum of q8),
+    scaled int16 [O, K], mn [O, K/32] (each sub-block's min), wd, wdmin [O, K/256] -> out [O, N].
+    The integer sums are exact in float64, rounded to fp32 as float(int32) is."""
+    K, N = xt.shape
+    iacc, imin = np.empty(N, np.float64), np.empty(N, np.float64)
+    acc, acc_min = np.empty(N, np.float32), np.empty(N, np.float32)
+    for o in range(scaled.shape[0]):
+        acc[:], acc_min[:] = 0, 0
+        for k0 in range(0, K, width):
+            iacc[:], imin[:] = 0, 0
+            for k in range(k0, k0 + width):
+                w = np.float64(scaled[o, k])
+                for n in range(N):
+                    iacc[n] += xt[k, n] * w
+            for j in range(k0 // 32, (k0 + width) // 32):
+                m = np.float64(mn[o, j])
+                for n in range(N):
+                    imin[n] += bsum[j, n] * m
+            i = k0 // 256
+            for n in range(N):
+                acc[n] = fma32(np.float32(iacc[n]), wd[o, i] * xdt[i, n], acc[n])
+                acc_min[n] = fma32(np.float32(imin[n]), wdmin[o, i] * xdt[i, n], acc_min[n])
+        for n in range(N):
+            out[o, n] = acc[n] - acc_min[n]
+
+
+def matmul_q4_K_repack_numba(xq, xd, scaled, mins, wd, wdmin):  # matmul_q4_K_repack, per output: ~30x
+    N, K = xq.shape
+    n4 = N - N % 4
+    mn = np.ascontiguousarray(mins[:, ::32])  # [O, K/32]: each sub-block's min
+    out = np.empty((N, scaled.shape[0]), F32)
+    for rows, width in ((slice(0, n4), 64), (slice(n4, N), 256)):  # the gemm kernel's groups of four, then gemv's rows
+        x = np.asarray(xq[rows], F32)  # [n, K]
+        if x.shape[0] == 0:
+            continue
+        xdt = np.ascontiguousarray(np.asarray(xd[rows], F32).T)  # [K/256, n]
+        bsum = np.ascontiguousarray(x.astype(np.float64).reshape(-1, K // 32, 32).sum(axis=2).T)  # [K/32, n]: exact
+
+        def kernel(xt, w, mn_part, wd_part, wdmin_part, o, xdt=xdt, bsum=bsum, width=width):
+            _q4_K_repack_rows(xt, xdt, bsum, w, mn_part, wd_part, wdmin_part, width, o)
+        out[rows] = _by_outputs(kernel, x, scaled, mn, np.asarray(wd, F32), np.asarray(wdmin, F32))
+    return out
+
 # ------------------------------------------------------------------ the C library's float functions
 @functools.cache
 def _libm(name):  # the C library's float function `name`, value by value on an array

@@ -360,6 +360,7 @@ def simulate(weights, kernels, types, exact=True, flash=False):
     MATMUL_F16 = {"numba": ggml_cpu.matmul_f16_numba, "numpy": ggml_cpu.matmul_f16}  # tinyBLAS' sums either way
     MATMUL_Q8_0 = {"numba": ggml_cpu.matmul_q8_0_numba, "numpy": ggml_cpu.matmul_q8_0}
     q45_K_parts = {"numba": ggml_cpu.q45_K_parts_numba, "numpy": ggml_cpu.q45_K_parts}[kernels]
+    Q4_K_REPACK = {"numba": ggml_cpu.matmul_q4_K_repack_numba, "numpy": ggml_cpu.matmul_q4_K_repack}
 
     def unpacked(w, unpack):  # a weight's stored bytes, unpacked once
         if id(w) not in parts:
@@ -384,7 +385,7 @@ def simulate(weights, kernels, types, exact=True, flash=False):
             return ggml_cpu.matmul_q6_K(*act_q8_K_parts(x), L, sc, wd)
         if t == "Q4_K" and w.shape[0] % 8 == 0:  # repacked 8 columns at a time (CPU_REPACK buffer)
             scaled, mins, wd, wdmin = unpacked(w, lambda raw, shape: q45_K_parts(raw, shape, 4))
-            return ggml_cpu.matmul_q4_K_repack(*act_q8_K_x4_parts(x), scaled, mins, wd, wdmin)
+            return Q4_K_REPACK[kernels](*act_q8_K_x4_parts(x), scaled, mins, wd, wdmin)
         if t in ("Q4_K", "Q5_K") and x.shape[0] >= 8:
             bits = int(t[1])
             scaled, mins, wd, wdmin = unpacked(w, lambda raw, shape: q45_K_parts(raw, shape, bits))
