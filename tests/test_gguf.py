@@ -411,6 +411,17 @@ def test_numba_quantizer_searches_are_their_numpy_twins():
     groups = x.reshape(-1, 16)
     for got, want in zip(quants.make_qx_quants_numba(groups, 32), quants.make_qx_quants(groups, 32)):
         assert np.array_equal(got, want)
+    got = np.empty_like(x)
+    quants.qkx2_weights_into(x, got)
+    assert np.array_equal(got, quants.qkx2_weights(x))
+    xs = x[:2992].reshape(-1, 8, 32)  # super-blocks; scales of 0 keep the search's L
+    d = rng.uniform(1e-4, 1e-2, xs.shape[:2]).astype(np.float32)
+    d[::3, 2] = 0
+    dm = rng.uniform(0, 1e-2, xs.shape[:2]).astype(np.float32)
+    L = rng.integers(0, 16, xs.shape).astype(np.uint8)
+    want = quants.requantized(xs, d, dm, 15, L)
+    quants.requantize_into(xs, d, dm, 15, L)
+    assert np.array_equal(L, want)
     inv = rng.uniform(0.5, 300, x.shape[0]).astype(np.float32)
     halves = np.array([0.5, -0.5, 1.5, -2.5, 0.49999997, -0.49999997, 2.5000002, 0], np.float32)
     x[20, :8], inv[20] = halves, 1

@@ -260,9 +260,8 @@ def k_scales(x, nmax, rmin, rdelta, nstep):
     scale bytes, d, dmin (fp32 on the fp16 grid) and their fp16 bytes."""
     S = x.shape[0]
     sub = x.reshape(S * 8, 32)
-    sum_x2 = seq_sum(sub * sub)
-    av_x = np.sqrt(sum_x2 / F32(32))
-    weights = av_x[:, None] + np.abs(sub)
+    weights = np.empty_like(sub)
+    qkx2_weights_into(sub, weights)
     L, scales, mins = make_qkx2_quants_numba(sub, weights, nmax, rmin, rdelta, nstep)
     scales, mins, L = scales.reshape(S, 8), mins.reshape(S, 8), L.reshape(S, QK_K)
     max_scale = np.max(np.maximum(scales, 0), axis=1)  # the C loop starts from 0
@@ -279,12 +278,43 @@ def k_scales(x, nmax, rmin, rdelta, nstep):
     dm_bytes = np.concatenate([fp16_bytes(max_scale / F32(63)), fp16_bytes(max_min / F32(63))], axis=1)
     d = fp16_value(max_scale / F32(63))[:, None] * ls.astype(F32)  # [S, 8]
     dm = fp16_value(max_min / F32(63))[:, None] * lm.astype(F32)
-    # requantize each element with the 6-bit scales (sub-blocks whose scale is 0 keep the search's L)
-    xs = x.reshape(S, 8, 32)
+    L = L.reshape(S, 8, 32)
+    requantize_into(x.reshape(S, 8, 32), d, dm, nmax, L)
+    return L.reshape(S, QK_K), packed, dm_bytes
+
+
+def qkx2_weights(sub):  # [B, 32] -> [B, 32]: av_x + |x|, av_x = sqrtf(the in-order sum of x^2 / 32)
+    return np.sqrt(seq_sum(sub * sub) / F32(32))[:, None] + np.abs(sub)
+
+
+@numba.njit(cache=True, nogil=True)
+def qkx2_weights_into(sub, out):  # qkx2_weights in one pass (its temporaries cost seconds a model in a diff)
+    for b in range(sub.shape[0]):
+        sum_x2 = np.float32(0)
+        for i in range(sub.shape[1]):
+            sum_x2 += sub[b, i] * sub[b, i]
+        av_x = np.sqrt(sum_x2 / np.float32(32))
+        for i in range(sub.shape[1]):
+            out[b, i] = av_x + abs(sub[b, i])
+
+
+def requantized(xs, d, dm, nmax, L):  # [S, 8, 32], [S, 8] x 2 -> L [S, 8, 32] with the 6-bit scales
+    """Each element again with its sub-block's stored scale and min, nearest_int((x + dm) / d)
+    clamped to 0..nmax; a sub-block whose scale is 0 keeps the search's L."""
     with np.errstate(divide="ignore", invalid="ignore"):
         q = np.rint((xs + dm[..., None]) / d[..., None])
-    L = np.where(d[..., None] != 0, np.clip(q, 0, nmax), L.reshape(S, 8, 32)).astype(np.uint8).reshape(S, QK_K)
-    return L, packed, dm_bytes
+    return np.where(d[..., None] != 0, np.clip(q, 0, nmax), L).astype(np.uint8)
+
+
+@numba.njit(cache=True, nogil=True)
+def requantize_into(xs, d, dm, nmax, L):  # requantized in place, in one pass
+    top = np.float32(nmax)
+    for s in range(xs.shape[0]):
+        for j in range(xs.shape[1]):
+            if d[s, j] == 0:
+                continue
+            for i in range(xs.shape[2]):
+                L[s, j, i] = np.uint8(min(max(np.rint((xs[s, j, i] + dm[s, j]) / d[s, j]), np.float32(0)), top))
 
 
 def quantize_q4_K(w):  # block: d, dmin fp16, scales[12], qs[128]
