@@ -164,9 +164,11 @@ class Export(GraphExport):
         rounded = self.fp16_rounded_taps(weights.cfg) if self.graph.fp16() else ()
         nbits = self.graph.nbits()
         nb = next(iter(nbits)) if len(nbits) == 1 else None
-        compute = nbits_compute(nb)["variant"] if nb else None  # "unknown": fp32, and the note says so
+        found = nbits_compute(nb) if nb else {}
+        compute = found.get("variant")  # "unknown": fp32, and the note says so
         return simulate(weights, kernels, self.precision, self.graph.embedding_quantized(), self.graph.block_size(),
-                        rounded, nb, compute, self.gather(), self.graph.integer_per_channel(), self.float_ops(), offset)
+                        rounded, nb, compute, self.gather(), self.graph.integer_per_channel(), self.float_ops(), offset,
+                        chain=found.get("chain", False))
 
     def float_ops(self):
         """(probe.float_ops' verdicts, the graph's inv_freq) where the graph's float ops are the

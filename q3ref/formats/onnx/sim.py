@@ -25,9 +25,10 @@ tables, attention's scale.
 The float ops (RMSNorm's ReduceMean, RoPE's Cos and Sin, attention's MatMul and Softmax, SiLU's
 Sigmoid) are ONNX Runtime's own, bit for bit (mlas.py, ort_float_kernels), in a graph of the
 unfused ops torch exports, where the probe finds each computed so on this CPU; an op that differs
-keeps q3ref's kernel (~1 ulp). int8 and uint8 graphs then land on every tap. fp16 graphs and the
-genai builder's fused ops keep q3ref's float kernels, and MatMulNBits' fp32 blocks sum in another
-order (~1e-7).
+keeps q3ref's kernel (~1 ulp). int8 and uint8 graphs then land on every tap, and 4-bit
+MatMulNBits graphs too where the probe measures its fp32 product as one FMA chain over K
+(chained_linear). fp16 graphs and the genai builder's fused ops keep q3ref's float kernels, and
+other MatMulNBits' fp32 products sum in another order (~1e-7).
 """
 
 from __future__ import annotations
@@ -238,6 +239,23 @@ def dequantized_linear(dequantize, cache=True):
     return linear
 
 
+def chained_linear(dequantize, cache=True):
+    """dequantized_linear with the product ONNX Runtime's 4-bit MatMulNBits computes in fp32 for
+    two rows or more (probe.nbits_compute measures it): one FMA chain per output over all of K.
+    One row takes another kernel, not emulated: BLAS's sum there (~1e-7)."""
+    from . import mlas
+
+    weights = QuantizedWeights(dequantize, cache)
+
+    def linear(x, w):  # [N, in], [out, in] -> [N, out]
+        wd = weights(w)
+        if x.shape[0] < 2:
+            return np.asarray(x, F32) @ wd.T
+        return mlas.sgemm_weight(x, wd, stride=wd.shape[1])
+    linear.quantized = weights
+    return linear
+
+
 def int8_blocks(x, block):  # [N, in] -> integer-valued fp32 [N, blocks, block], scale fp32 [N, blocks]
     """MLAS' CompInt8 activations (QuantizeARow_CompInt8): per row and block of the input,
     scale = amax / 127 and q = rint(x * (127 / amax)), half to even (127 / amax in one division,
@@ -335,11 +353,12 @@ def gather_blocks_dequantized(block, symmetric, shares_lm_head=False):
 
 
 def simulate(weights, kernels, precision, embedding_quantized, block=None, rounded=(), nbits=None, compute=None,
-             gather=None, per_channel=False, float_ops=None, offset=0):
+             gather=None, per_channel=False, float_ops=None, offset=0, chain=False):
     """(weights, kernel dict) for model.forward computing as ONNX Runtime runs a graph of this
     precision (Graph.precision: "int8", "uint8", "q2"/"q4"/"q8", "bnb4", "fp16", "q4f16"...);
     `block` is MatMulBnb4's; `nbits`, MatMulNBits' graph.NBits, run as `compute` (probe.py's
-    variant: "CompInt8" quantizes the activations; otherwise the product is fp32); `rounded`, the
+    variant: "CompInt8" quantizes the activations; otherwise the product is fp32, and with `chain`
+    (the probe's finding) one FMA chain over K); `rounded`, the
     taps an fp16 graph rounds to fp16 (Export.fp16_rounded_taps); `gather`, Graph.gather_blocks()
     of a table in 4-bit blocks; `per_channel`, int8/uint8 weights with a scale per output column;
     `float_ops`, (probe.float_ops' verdicts, the graph's inv_freq) for a graph of unfused float ops
@@ -351,6 +370,8 @@ def simulate(weights, kernels, precision, embedding_quantized, block=None, round
         nb_dequantized = NBITS_DEQUANTIZED[kernels]
         if compute == "CompInt8":
             linear = int8_nbits_linear(lambda w: nb_dequantized(w, nbits, fp16, centered=True), nbits.block, cache)
+        elif chain and not fp16:  # (an fp16 graph's MatMulNBits was not measured)
+            linear = chained_linear(lambda w: nb_dequantized(w, nbits), cache)
         else:
             linear = dequantized_linear(lambda w: nb_dequantized(w, nbits, fp16), cache)
     elif precision == "fp16":
