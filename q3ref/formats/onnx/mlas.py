@@ -284,12 +284,20 @@ def sgemm_weight(x, w, stride=PACKED_STRIDE_K):  # [M, K] @ W^T, W [N, K] as a c
         return blocks_by_blas(x, w.T, stride)
     out = np.empty((x.shape[0], w.shape[0]), F32)
 
-    def part(n0, n1):
-        o = np.empty((x.shape[0], n1 - n0), F32)
-        _sgemm_w(x, w[n0:n1], stride, np.empty((stride, n1 - n0), F32), np.empty((TILE_ROWS, n1 - n0), F32), o)
-        out[:, n0:n1] = o
+    def part(n0, n1):  # W's rows n0..n1, W_ROWS at a time
+        for c0 in range(n0, n1, W_ROWS):
+            c1 = min(n1, c0 + W_ROWS)
+            o = np.empty((x.shape[0], c1 - c0), F32)
+            _sgemm_w(x, w[c0:c1], stride, np.empty((stride, c1 - c0), F32), np.empty((TILE_ROWS, c1 - c0), F32), o)
+            out[:, c0:c1] = o
     by_rows(part, w.shape[0], THREAD_ROWS)
     return out
+
+
+# W's rows per call of _sgemm_w: its accumulators (TILE_ROWS x W_ROWS) then stay in L1. One thread,
+# one K chain of 1024 (the 4-bit MatMulNBits product): 3.5-23 GFLOP/s with whole rows of 1024-3072
+# outputs, 24-27 with 64-128, 30 with 256 (AMD EPYC, 32 KB L1d).
+W_ROWS = 256
 
 
 def sgemm_numpy(a, b, stride=None):  # the plain twin of sgemm, one fma over all outputs per k
