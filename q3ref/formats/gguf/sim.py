@@ -357,10 +357,11 @@ def simulate(weights, kernels, types, exact=True, flash=False):
                  rope=rope_numpy, rope_tables=rope_tables_ggml)
         return with_flash_attention((sim, K)) if flash else (sim, K)
     parts = {}
-    MATMUL_F16 = {"numba": ggml_cpu.matmul_f16_numba, "numpy": ggml_cpu.matmul_f16}  # tinyBLAS' sums either way
-    MATMUL_Q8_0 = {"numba": ggml_cpu.matmul_q8_0_numba, "numpy": ggml_cpu.matmul_q8_0}
-    q45_K_parts = {"numba": ggml_cpu.q45_K_parts_numba, "numpy": ggml_cpu.q45_K_parts}[kernels]
-    Q4_K_REPACK = {"numba": ggml_cpu.matmul_q4_K_repack_numba, "numpy": ggml_cpu.matmul_q4_K_repack}
+    jitted = kernels == "numba"  # ggml's sums either way: Numba's loops, or their NumPy twins
+    matmul_f16 = ggml_cpu.matmul_f16_numba if jitted else ggml_cpu.matmul_f16
+    matmul_q8_0 = ggml_cpu.matmul_q8_0_numba if jitted else ggml_cpu.matmul_q8_0
+    q45_K_parts = ggml_cpu.q45_K_parts_numba if jitted else ggml_cpu.q45_K_parts
+    matmul_q4_K_repack = ggml_cpu.matmul_q4_K_repack_numba if jitted else ggml_cpu.matmul_q4_K_repack
 
     def unpacked(w, unpack):  # a weight's stored bytes, unpacked once
         if id(w) not in parts:
@@ -370,13 +371,13 @@ def simulate(weights, kernels, types, exact=True, flash=False):
     def linear(x, w):  # [N, in], [out, in] -> [N, out]
         t = sim.kind(w)
         if t == "F16":  # tinyBLAS for two rows or more, ggml's vec_dot for one
-            return (MATMUL_F16[kernels] if x.shape[0] >= 2 else ggml_cpu.matmul_f16_vec_dot)(to_fp16(x), w)
+            return (matmul_f16 if x.shape[0] >= 2 else ggml_cpu.matmul_f16_vec_dot)(to_fp16(x), w)
         if t == "BF16":  # the same split (an AVX512_BF16 build: emulated() says so)
             return (ggml_cpu.matmul_bf16 if x.shape[0] >= 2 else ggml_cpu.matmul_bf16_vec_dot)(bf16_round(x)[0], w)
         if t == "Q8_0":
-            return MATMUL_Q8_0[kernels](*act_q8_0_parts(x), *unpacked(w, q8_0_parts))
+            return matmul_q8_0(*act_q8_0_parts(x), *unpacked(w, q8_0_parts))
         if t == "Q4_0":  # repacked when its rows come in eights (every Qwen3 projection)
-            kernel = ggml_cpu.matmul_q4_0_repack if w.shape[0] % 8 == 0 else MATMUL_Q8_0[kernels]
+            kernel = ggml_cpu.matmul_q4_0_repack if w.shape[0] % 8 == 0 else matmul_q8_0
             return kernel(*act_q8_0_parts(x), *unpacked(w, ggml_cpu.q4_0_parts))
         if t == "Q6_K":
             L, sc, wd = unpacked(w, ggml_cpu.q6_K_parts)
@@ -385,7 +386,7 @@ def simulate(weights, kernels, types, exact=True, flash=False):
             return ggml_cpu.matmul_q6_K(*act_q8_K_parts(x), L, sc, wd)
         if t == "Q4_K" and w.shape[0] % 8 == 0:  # repacked 8 columns at a time (CPU_REPACK buffer)
             scaled, mins, wd, wdmin = unpacked(w, lambda raw, shape: q45_K_parts(raw, shape, 4))
-            return Q4_K_REPACK[kernels](*act_q8_K_x4_parts(x), scaled, mins, wd, wdmin)
+            return matmul_q4_K_repack(*act_q8_K_x4_parts(x), scaled, mins, wd, wdmin)
         if t in ("Q4_K", "Q5_K") and x.shape[0] >= 8:
             bits = int(t[1])
             scaled, mins, wd, wdmin = unpacked(w, lambda raw, shape: q45_K_parts(raw, shape, bits))

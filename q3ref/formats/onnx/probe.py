@@ -80,12 +80,12 @@ def nbits_compute(nb) -> dict:
 def _chains(nb, rng, K) -> bool:  # is MatMulNBits' fp32 product of 16 rows one FMA chain per output over K?
     import onnxruntime as ort
 
-    from .sim import chained_linear, nbits_dequantized
+    from .sim import dequantized_linear, nbits_dequantized
 
     w = rng.standard_normal((48, K)).astype(F32)  # [N, K]
     x = (rng.standard_normal((16, K)) * rng.uniform(0.1, 10, (16, 1))).astype(F32)  # [M, K]
     got = ort.InferenceSession(one_node_graph(w, nb), providers=["CPUExecutionProvider"]).run(None, {"A": x})[0]
-    return bool(np.array_equal(got, chained_linear(lambda v: nbits_dequantized(v, nb), False)(x, w)))
+    return bool(np.array_equal(got, dequantized_linear(lambda v: nbits_dequantized(v, nb), False, chained=True)(x, w)))
 
 
 # ------------------------------------------------------------------------ the float ops (mlas.py)

@@ -27,7 +27,7 @@ Sigmoid) are ONNX Runtime's own, bit for bit (mlas.py, ort_float_kernels), in a 
 unfused ops torch exports, where the probe finds each computed so on this CPU; an op that differs
 keeps q3ref's kernel (~1 ulp). int8 and uint8 graphs then land on every tap, and 4-bit
 MatMulNBits graphs too where the probe measures its fp32 product as one FMA chain over K
-(chained_linear). fp16 graphs and the genai builder's fused ops keep q3ref's float kernels, and
+(dequantized_linear's chained). fp16 graphs and the genai builder's fused ops keep q3ref's float kernels, and
 other MatMulNBits' fp32 products sum in another order (~1e-7).
 """
 
@@ -227,31 +227,21 @@ def fp16_values_numba(w):  # [...] -> fp32 [...]: fp16_values, the clamp in one 
 FP16_VALUES = {"numba": fp16_values_numba, "numpy": fp16_values}
 
 
-def dequantized_linear(dequantize, cache=True):
+def dequantized_linear(dequantize, cache=True, chained=False):
     """MatMulNBits, MatMulBnb4 and fp16 MatMuls on CPU: the weight dequantized to fp32 (held as
     fp32: a float16 operand made NumPy convert it on every product), then an fp32 GEMM (MLAS),
-    which sums in its own order: ~1e-7 from NumPy's."""
-    weights = QuantizedWeights(dequantize, cache)
-
-    def linear(x, w):  # [N, in], [out, in] -> [N, out]
-        return np.asarray(x, F32) @ weights(w).T
-    linear.quantized = weights
-    return linear
-
-
-def chained_linear(dequantize, cache=True):
-    """dequantized_linear with the product ONNX Runtime's 4-bit MatMulNBits computes in fp32 for
-    two rows or more (probe.nbits_compute measures it): one FMA chain per output over all of K.
-    One row takes another kernel, not emulated: BLAS's sum there (~1e-7)."""
+    which sums in its own order: ~1e-7 from NumPy's. chained: the product 4-bit MatMulNBits
+    computes in fp32 for two rows or more where probe.nbits_compute measures it so, one FMA chain
+    per output over all of K (one row takes another kernel, not emulated: BLAS's sum there)."""
     from . import mlas
 
     weights = QuantizedWeights(dequantize, cache)
 
     def linear(x, w):  # [N, in], [out, in] -> [N, out]
         wd = weights(w)
-        if x.shape[0] < 2:
-            return np.asarray(x, F32) @ wd.T
-        return mlas.sgemm_weight(x, wd, stride=wd.shape[1])
+        if chained and x.shape[0] >= 2:
+            return mlas.sgemm_weight(x, wd, stride=wd.shape[1])
+        return np.asarray(x, F32) @ wd.T
     linear.quantized = weights
     return linear
 
@@ -370,10 +360,8 @@ def simulate(weights, kernels, precision, embedding_quantized, block=None, round
         nb_dequantized = NBITS_DEQUANTIZED[kernels]
         if compute == "CompInt8":
             linear = int8_nbits_linear(lambda w: nb_dequantized(w, nbits, fp16, centered=True), nbits.block, cache)
-        elif chain and not fp16:  # (an fp16 graph's MatMulNBits was not measured)
-            linear = chained_linear(lambda w: nb_dequantized(w, nbits), cache)
-        else:
-            linear = dequantized_linear(lambda w: nb_dequantized(w, nbits, fp16), cache)
+        else:  # chained: as measured for fp32 graphs (an fp16 graph's MatMulNBits was not)
+            linear = dequantized_linear(lambda w: nb_dequantized(w, nbits, fp16), cache, chained=chain and not fp16)
     elif precision == "fp16":
         linear = dequantized_linear(FP16_VALUES[kernels], cache)
     elif precision == "fp32":
