@@ -1,4 +1,6 @@
-"""ggml-cpu's float kernels as an AVX-512 build computes them, to the bit, in NumPy.
+"""ggml-cpu's float kernels as an AVX-512 build computes them, to the bit, in NumPy (the matmuls
+also in Numba, per output with the rows in SIMD lanes: the *_numba functions the simulation runs,
+each tested equal to its NumPy twin here).
 
 llama-cpp-python builds llama.cpp for the CPU it is installed on (GGML_NATIVE), so on the
 AVX-512 machines q3ref runs on, these are the code paths (ggml/src/ggml-cpu):
@@ -201,7 +203,6 @@ def matmul_q4_0_repack(xq, dx, wq, dw):
     return acc
 
 
-
 @numba.njit(cache=True, nogil=True)
 def _q4_K_repack_rows(xt, xdt, bsum, scaled, mn, wd, wdmin, width, out):
     """matmul_q4_K_repack's `run` for one group of rows, per output with the rows in SIMD lanes:
@@ -247,6 +248,7 @@ def matmul_q4_K_repack_numba(xq, xd, scaled, mins, wd, wdmin):  # matmul_q4_K_re
             _q4_K_repack_rows(xt, xdt, bsum, w, mn_part, wd_part, wdmin_part, width, o)
         out[rows] = _by_outputs(kernel, x, scaled, mn, np.asarray(wd, F32), np.asarray(wdmin, F32))
     return out
+
 
 # ------------------------------------------------------------------ the C library's float functions
 @functools.cache
@@ -525,6 +527,7 @@ def q45_K_parts_numba(raw, shape, bits):  # q45_K_parts in one pass: 18 ns a val
     scaled, mins = np.empty((O, K), np.int16), np.empty((O, K), np.int16)
     _q45_K_parts_into(b, bits, scaled, mins)
     return scaled, mins, d, dmin
+
 
 def matmul_q4_K(xq, xd, scaled, mins, wd, wdmin):
     """ggml_vec_dot_q4_K_q8_K (AVX2), one dot per output: what a Q4_K weight whose rows do not come
