@@ -668,12 +668,26 @@ def test_sgemm_matches_its_numpy_twin():
     assert [mlas.stride_k(n, k) for n, k in ((128, 512), (64, 512), (16, 512), (512, 128), (512, 32))] == [128, 256, 1024, 128, 32]
 
 
+def test_sgemm_by_a_weight_matches_the_numpy_twin():
+    """_sgemm_w's four rows and four k a pass, its KC parts of W^T and its leftovers (rows and k
+    not multiples of 4, a partial last block) sum each output as sgemm_numpy does, for MLAS' K
+    blocks and for one chain over all of K (the 4-bit MatMulNBits product)."""
+    from q3ref.formats.onnx import mlas
+
+    rng = np.random.default_rng(6)
+    for M, K, N in ((1, 5, 3), (2, 300, 17), (5, 1030, 300), (8, 257, 64), (13, 600, 260)):
+        x, w = rng.standard_normal((M, K)).astype(np.float32), rng.standard_normal((N, K)).astype(np.float32)
+        for stride in (mlas.PACKED_STRIDE_K, K):
+            out = np.empty((M, N), np.float32)
+            mlas._sgemm_w(x, w, stride, np.empty((mlas.KC, N), np.float32), np.empty_like(out), out)
+            assert np.array_equal(out, mlas.sgemm_numpy(x, w.T, stride)), (M, K, N, stride)
+
+
 def _emulated_by_weight(x, w):  # mlas.sgemm_weight's Numba chains, whatever BLAS does: [M, K] @ W^T -> [M, N]
     from q3ref.formats.onnx import mlas
 
     out = np.empty((x.shape[0], w.shape[0]), np.float32)
-    mlas._sgemm_w(x, w, mlas.PACKED_STRIDE_K, np.empty((mlas.PACKED_STRIDE_K, w.shape[0]), np.float32),
-                  np.empty((mlas.TILE_ROWS, w.shape[0]), np.float32), out)
+    mlas._sgemm_w(x, w, mlas.PACKED_STRIDE_K, np.empty((mlas.KC, w.shape[0]), np.float32), np.empty_like(out), out)
     return out
 
 

@@ -247,31 +247,60 @@ def sgemm(a, b, stride=None):  # [M, K] @ [K, N] fp32 -> [M, N]; stride: K's blo
     return out
 
 
-# Rows of x per pass over a block of W^T: a 0.6B layer's seven projections at 128 tokens took 91 ms
-# with 4, 56 ms with 8 and 65 ms with 16 (2 cores, AMD EPYC); 1 row, as _sgemm, ~150 ms.
-TILE_ROWS = 8
+@numba.njit(cache=True, nogil=True)
+def _transposed_into(w, k0, k1, bt):  # W [N, K]'s columns k0..k1 -> bt [k1 - k0, N], 16 x 16 tiles
+    N = w.shape[0]
+    for n0 in range(0, N, 16):  # tiles: NumPy's strided copy of W^T ran at 1.4 GB/s, this at 5
+        for c0 in range(k0, k1, 16):
+            for n in range(n0, min(N, n0 + 16)):
+                for k in range(c0, min(k1, c0 + 16)):
+                    bt[k - k0, n] = w[n, k]
 
 
 @numba.njit(cache=True, nogil=True)
-def _sgemm_w(x, w, stride, bt, acc, out):  # x [M, K] @ W^T, W [N, K] as stored -> out [M, N]
+def _sgemm_w(x, w, stride, bt, acc, out):  # x [M, K] @ W^T, W [N, K] as stored -> out [M, N]; bt [KC, N], acc [M, N]
     M, K = x.shape
     N = w.shape[0]
-    for k0 in range(0, K, stride):  # one K block of W, transposed into bt [stride, N], then _sgemm's chains
+    for k0 in range(0, K, stride):  # one K block: _sgemm's chains, then added to out
         k1 = min(K, k0 + stride)
-        for n in range(N):
-            for k in range(k0, k1):
-                bt[k - k0, n] = w[n, k]
-        for m0 in range(0, M, TILE_ROWS):  # rows share each load of bt
-            rows = min(TILE_ROWS, M - m0)
-            acc[:] = 0
-            for k in range(k0, k1):
-                for r in range(rows):
-                    v = x[m0 + r, k]
+        acc[:] = 0
+        for c0 in range(k0, k1, KC):  # KC of the chains' k at a time, W's part transposed into bt (in L2)
+            c1 = min(k1, c0 + KC)
+            _transposed_into(w, c0, c1, bt)
+            c4 = c1 - (c1 - c0) % 4
+            for m0 in range(0, M, 4):
+                rows = min(4, M - m0)
+                k = c0
+                # Four rows and four k per pass over acc, each output's chain still in k's order:
+                # one load and store of acc per 16 fma, where one k (for 8 rows) took one per fma.
+                # sgemm_weight went from 25-37 to 44-71 GFLOP/s a core, K 1024-3072 at 128-512
+                # tokens (AMD EPYC). LLVM vectorizes over n.
+                while rows == 4 and k < c4:
+                    x00, x01, x02, x03 = x[m0, k], x[m0, k + 1], x[m0, k + 2], x[m0, k + 3]
+                    x10, x11, x12, x13 = x[m0 + 1, k], x[m0 + 1, k + 1], x[m0 + 1, k + 2], x[m0 + 1, k + 3]
+                    x20, x21, x22, x23 = x[m0 + 2, k], x[m0 + 2, k + 1], x[m0 + 2, k + 2], x[m0 + 2, k + 3]
+                    x30, x31, x32, x33 = x[m0 + 3, k], x[m0 + 3, k + 1], x[m0 + 3, k + 2], x[m0 + 3, k + 3]
+                    j = k - c0
                     for n in range(N):
-                        acc[r, n] = fma32(v, bt[k - k0, n], acc[r, n])
-            for r in range(rows):
-                for n in range(N):
-                    out[m0 + r, n] = acc[r, n] if k0 == 0 else out[m0 + r, n] + acc[r, n]
+                        b0, b1, b2, b3 = bt[j, n], bt[j + 1, n], bt[j + 2, n], bt[j + 3, n]
+                        acc[m0, n] = fma32(x03, b3, fma32(x02, b2, fma32(x01, b1, fma32(x00, b0, acc[m0, n]))))
+                        acc[m0 + 1, n] = fma32(x13, b3, fma32(x12, b2, fma32(x11, b1, fma32(x10, b0, acc[m0 + 1, n]))))
+                        acc[m0 + 2, n] = fma32(x23, b3, fma32(x22, b2, fma32(x21, b1, fma32(x20, b0, acc[m0 + 2, n]))))
+                        acc[m0 + 3, n] = fma32(x33, b3, fma32(x32, b2, fma32(x31, b1, fma32(x30, b0, acc[m0 + 3, n]))))
+                    k += 4
+                for k in range(k, c1):  # the rest, or fewer than four rows: one k at a time
+                    for r in range(m0, m0 + rows):
+                        v = x[r, k]
+                        for n in range(N):
+                            acc[r, n] = fma32(v, bt[k - c0, n], acc[r, n])
+        for m in range(M):
+            for n in range(N):
+                out[m, n] = acc[m, n] if k0 == 0 else out[m, n] + acc[m, n]
+
+
+# k per transposed part of W in _sgemm_w: with W_ROWS outputs, 256 KB, which stays in L2 while
+# every row of x runs through it (a whole K of 3072 did not: 2 cores then ran at 85 GFLOP/s, one at 100).
+KC = 256
 
 
 def sgemm_weight(x, w, stride=PACKED_STRIDE_K):  # [M, K] @ W^T, W [N, K] as a checkpoint stores it -> [M, N]
@@ -282,21 +311,22 @@ def sgemm_weight(x, w, stride=PACKED_STRIDE_K):  # [M, K] @ W^T, W [N, K] as a c
     x, w = np.ascontiguousarray(x, F32), np.ascontiguousarray(w, F32)
     if blas_chains(x, w.T, stride):
         return blocks_by_blas(x, w.T, stride)
-    out = np.empty((x.shape[0], w.shape[0]), F32)
+    (M, K), out = x.shape, np.empty((x.shape[0], w.shape[0]), F32)
 
-    def part(n0, n1):  # W's rows n0..n1, W_ROWS at a time
+    def part(n0, n1):  # W's rows n0..n1, W_ROWS at a time, into scratch made once (fresh pages fault)
+        bt, acc, o = (np.empty(size, F32) for size in (min(K, KC) * W_ROWS, M * W_ROWS, M * W_ROWS))
         for c0 in range(n0, n1, W_ROWS):
-            c1 = min(n1, c0 + W_ROWS)
-            o = np.empty((x.shape[0], c1 - c0), F32)
-            _sgemm_w(x, w[c0:c1], stride, np.empty((stride, c1 - c0), F32), np.empty((TILE_ROWS, c1 - c0), F32), o)
-            out[:, c0:c1] = o
+            c = min(n1, c0 + W_ROWS) - c0
+            _sgemm_w(x, w[c0:c0 + c], stride, bt[:min(K, KC) * c].reshape(-1, c), acc[:M * c].reshape(M, c),
+                     o[:M * c].reshape(M, c))
+            out[:, c0:c0 + c] = o[:M * c].reshape(M, c)
     by_rows(part, w.shape[0], THREAD_ROWS)
     return out
 
 
-# W's rows per call of _sgemm_w: its accumulators (TILE_ROWS x W_ROWS) then stay in L1. One thread,
-# one K chain of 1024 (the 4-bit MatMulNBits product): 3.5-23 GFLOP/s with whole rows of 1024-3072
-# outputs, 24-27 with 64-128, 30 with 256 (AMD EPYC, 32 KB L1d).
+# W's rows per call of _sgemm_w, whose part of W^T (KC x W_ROWS) then stays in L2. One thread, one K
+# chain (the 4-bit MatMulNBits product) at 128 tokens, K 1024-3072: 41-47 GFLOP/s with 64 rows,
+# 49-57 with 128, 51-70 with 256, 47-60 with 512, 30-35 with 1024 (AMD EPYC, 1 MB L2 a core).
 W_ROWS = 256
 
 
