@@ -585,9 +585,9 @@ def test_simulation_explains_onnx_runtime_over_16_inputs(name):
                      "stress_fp16_opt": (0.7, 1.2)}.get(name, (1e-4, 1e-4))
     if name in ("stress_int8", "stress_uint8", "stress_int8_pc") and probe.float_ops()["emulated"]:
         median = worst = 0  # integer products, float ops bit-exact: the graph's output to the bit
-    nbits = g.graph.nbits()
-    if len(nbits) == 1 and probe.nbits_compute(next(iter(nbits)))["chain"] and g.float_ops() and probe.float_ops()["emulated"]:
-        median = worst = 0  # 4-bit MatMulNBits' fp32 product measured as one FMA chain over K: to the bit too
+    found = g.product_probe() or {}
+    if found.get("variant") != "CompInt8" and found.get("product") and g.float_ops() and probe.float_ops()["emulated"]:
+        median = worst = 0  # the fp32 product's order found (4-bit: one FMA chain; MatMulBnb4: MlasGemmBatch): to the bit
     assert np.median(ratios) <= median and max(ratios) <= worst, ratios
 
 
@@ -865,11 +865,59 @@ def test_four_bit_matmul_nbits_lands_on_the_graph_by_its_fma_chain(model, monkey
 
     g = open_export(ONNX / "stress_q4.onnx")
     found = probe.nbits_compute(next(iter(g.graph.nbits())))
-    assert not found["chain"] or found["variant"] == "CompFp32"
-    if not (found["chain"] and probe.float_ops()["emulated"]):
+    assert not found["product"] or found["variant"] == "CompFp32"
+    if not (found["product"] == "chain" and probe.float_ops()["emulated"]):
         pytest.skip("this CPU's MatMulNBits or float ops are not emulated to the bit")
     exact = diff(model, g, INPUTS["17 tokens"], quant="auto")
     assert all(t["sim_rel_l2"] == 0 for t in exact["taps"]), [t["name"] for t in exact["taps"] if t["sim_rel_l2"]]
-    monkeypatch.setattr(probe, "nbits_compute", lambda nb: dict(found, chain=False))
+    monkeypatch.setattr(probe, "nbits_compute", lambda nb: dict(found, product=None))
     summed = diff(model, g, INPUTS["17 tokens"], quant="auto")
     assert summed["first_divergence"] is None and 0 < summed["output"]["sim_rel_l2"] < 1e-5, summed["output"]
+
+
+def test_matmul_bnb4_lands_on_the_graph_by_mlas_gemm_batch(model, monkeypatch):
+    """MatMulBnb4 dequantizes its weight and runs MlasGemmBatch, whose threads split N and whose K
+    blocks follow each part's width (mlas.gemm_batch_weight). Where the probe finds that order, every
+    tap of stress_bnb4 is the graph's to the bit; told otherwise, BLAS's sums land ~1e-7 off."""
+    from q3ref.formats.onnx import probe
+
+    g = open_export(ONNX / "stress_bnb4.onnx")
+    found = g.product_probe()
+    assert found is probe.bnb4_compute(64) and found["emulated"]
+    if not (found["product"] == "gemm-batch" and probe.float_ops()["emulated"]):
+        pytest.skip("this CPU's MLAS SGEMM or float ops are not emulated to the bit")
+    exact = diff(model, g, INPUTS["17 tokens"], quant="auto")
+    assert all(t["sim_rel_l2"] == 0 for t in exact["taps"]), [t["name"] for t in exact["taps"] if t["sim_rel_l2"]]
+    assert exact["untapped"]["sim_rel_l2"] == 0
+    monkeypatch.setattr(probe, "bnb4_compute", lambda block: dict(found, product=None))
+    summed = diff(model, g, INPUTS["17 tokens"], quant="auto")
+    assert summed["first_divergence"] is None and 0 < summed["output"]["sim_rel_l2"] < 1e-5, summed["output"]
+
+
+@pytest.mark.parametrize("graph", ["bnb4", "nbits8", "nbits2"])
+def test_the_gemm_batch_probe_fails_a_wrong_split(graph, monkeypatch):
+    """The probe's shapes tell MlasGemmBatch's split apart: with the parts' K blocks taken from the
+    whole N, or with a thread more, the emulation misses ONNX Runtime's output and the probe says
+    so; with the split as measured it lands (where this CPU's MLAS sums as mlas.py does)."""
+    from q3ref.formats.onnx import mlas, probe
+    from q3ref.formats.onnx.graph import NBits
+    from q3ref.formats.onnx.run import THREADS
+    from q3ref.formats.onnx.sim import nbits_dequantized, nf4_dequantized
+
+    nb = NBits(8 if graph == "nbits8" else 2, 32, graph == "nbits8", 0)  # accuracy_level 0: the fp32 product
+    graph_of, dequantize = ((lambda w: probe.bnb4_graph(w, 64), lambda v: nf4_dequantized(v, 64)) if graph == "bnb4"
+                            else (lambda w: probe.one_node_graph(w, nb), lambda v: nbits_dequantized(v, nb)))
+    if graph != "bnb4" and probe.nbits_compute(nb)["variant"] != "CompFp32":
+        pytest.skip(f"{nb}: ONNX Runtime runs another product here")
+    lands = probe._lands(graph_of, "gemm-batch", dequantize)
+    split = mlas.gemm_batch_parts
+    monkeypatch.setattr(mlas, "gemm_batch_parts", lambda M, N, K, threads: [(0, N)])
+    whole = probe._lands(graph_of, "gemm-batch", dequantize)
+    monkeypatch.setattr(mlas, "gemm_batch_parts", lambda M, N, K, threads: split(M, N, K, threads + 1))
+    more = probe._lands(graph_of, "gemm-batch", dequantize)
+    assert not more and (THREADS < 2 or not whole)  # one thread: the whole is the split
+    if graph != "bnb4":
+        assert lands == (probe.nbits_compute(nb)["product"] == "gemm-batch")
+    if not lands:
+        pytest.skip("this CPU's MLAS SGEMM is not emulated to the bit")
+

@@ -148,27 +148,36 @@ class Export(GraphExport):
         mlas.py's, bit for bit. Both: one note, its ops and variants side by side."""
         if not simulated:
             return None
-        from .probe import float_ops, nbits_compute
+        from .probe import float_ops
 
-        nbits = self.graph.nbits()
-        notes = ([nbits_compute(next(iter(nbits)))] if len(nbits) == 1 else []) + ([float_ops()] if self.float_ops() else [])
+        product = self.product_probe()
+        notes = ([product] if product else []) + ([float_ops()] if self.float_ops() else [])
         if len(notes) < 2:
             return notes[0] if notes else None
         return dict(notes[0], variant=" + ".join(n["variant"] for n in notes), ops={**notes[0]["ops"], **notes[1]["ops"]},
                     emulated=all(n["emulated"] for n in notes))
 
+    def product_probe(self):
+        """What probe.py found of the graph's quantized products here (MatMulNBits of one kind:
+        nbits_compute; MatMulBnb4: bnb4_compute), or None for other graphs."""
+        from .probe import bnb4_compute, nbits_compute
+
+        nbits = self.graph.nbits()
+        if len(nbits) == 1:
+            return nbits_compute(next(iter(nbits)))
+        return bnb4_compute(self.graph.block_size()) if self.precision == "bnb4" else None
+
     def simulate(self, weights, kernels, runtime, offset=0):
-        from .probe import nbits_compute
         from .sim import simulate
 
         rounded = self.fp16_rounded_taps(weights.cfg) if self.graph.fp16() else ()
         nbits = self.graph.nbits()
         nb = next(iter(nbits)) if len(nbits) == 1 else None
-        found = nbits_compute(nb) if nb else {}
-        compute = found.get("variant")  # "unknown": fp32, and the note says so
+        found = self.product_probe() or {}
+        compute = found.get("variant") if nb else None  # "unknown": fp32, and the note says so
         return simulate(weights, kernels, self.precision, self.graph.embedding_quantized(), self.graph.block_size(),
                         rounded, nb, compute, self.gather(), self.graph.integer_per_channel(), self.float_ops(), offset,
-                        chain=found.get("chain", False))
+                        product=found.get("product"))
 
     def float_ops(self):
         """(probe.float_ops' verdicts, the graph's inv_freq) where the graph's float ops are the

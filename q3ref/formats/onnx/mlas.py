@@ -324,6 +324,39 @@ def sgemm_weight(x, w, stride=PACKED_STRIDE_K):  # [M, K] @ W^T, W [N, K] as a c
     return out
 
 
+# ------------------------------------------------------------------------ MlasGemmBatch, B not packed
+# MatMulBnb4, and MatMulNBits' fp32 product at 2 and 8 bits, dequantize the weight on every run and
+# hand it to MlasGemmBatch as B transposed, not packed. Where N > M its threads split N in blocks of
+# 16 columns (MlasPartitionWork), each part an MlasSgemmOperation whose K block (stride_k) follows
+# the part's width; so the sums depend on the thread count. Measured equal on all three, at 7-200
+# rows and K 160-3072 (onnxruntime 1.32, AMD EPYC, 2 threads); probe.gemm_batch checks it here.
+SGEMM_THREAD_COMPLEXITY = 64 * 1024  # MLAS_SGEMM_THREAD_COMPLEXITY: multiplies per thread before another joins
+STRIDEN_THREAD_ALIGN = 16  # MLAS_SGEMM_STRIDEN_THREAD_ALIGN
+
+
+def gemm_batch_parts(M: int, N: int, K: int, threads: int) -> list[tuple[int, int]]:
+    """MlasGemmBatch's split of one [M, K] @ [K, N] over `threads` (ONNX Runtime's intra-op
+    threads): the columns [(n0, n1)] of each part. Split by rows (N <= M), every part has all N."""
+    target = min(int(M * N * K / SGEMM_THREAD_COMPLEXITY) + 1, threads)
+    if N <= M:
+        return [(0, N)]
+    blocks = -(-N // STRIDEN_THREAD_ALIGN)
+    parts = min(target, blocks)
+    per, extra = divmod(blocks, parts)  # the first `extra` parts take one block more
+    cuts = [min(N, STRIDEN_THREAD_ALIGN * (t * per + min(t, extra))) for t in range(parts + 1)]
+    return [(n0, n1) for n0, n1 in zip(cuts, cuts[1:]) if n0 < n1]
+
+
+def gemm_batch_weight(x, w, threads):  # [M, K] @ W^T, W [N, K] as MlasGemmBatch sums it (M >= 2) -> [M, N]
+    """Each part's MlasSgemmOperation (one row takes MLAS' M1 kernel, not emulated; so does a
+    part of one row where N <= M, which only M < 2 x threads can make)."""
+    x, w = np.ascontiguousarray(x, F32), np.ascontiguousarray(w, F32)
+    (M, K), out = x.shape, np.empty((x.shape[0], w.shape[0]), F32)
+    for n0, n1 in gemm_batch_parts(M, w.shape[0], K, threads):
+        out[:, n0:n1] = sgemm_weight(x, w[n0:n1], stride_k(n1 - n0, K))
+    return out
+
+
 # W's rows per call of _sgemm_w, whose part of W^T (KC x W_ROWS) then stays in L2. One thread, one K
 # chain (the 4-bit MatMulNBits product) at 128 tokens, K 1024-3072: 41-47 GFLOP/s with 64 rows,
 # 49-57 with 128, 51-70 with 256, 47-60 with 512, 30-35 with 1024 (AMD EPYC, 1 MB L2 a core).

@@ -6,6 +6,9 @@ dequantizes to fp32 (onnxruntime's matmul_nbits.cc). So q3ref writes one MatMulN
 graph's kind, with its own quantization of fixed random weights (weights.mlas_blocks, packed as
 the quantizer packs them), runs it through the same onnxruntime on fixed random activations, and
 compares the output with both of sim.py's products. Cached per process: it takes milliseconds.
+Where the product is fp32, the probe also finds the order of its sums, so that the simulation can
+land on it to the bit: one FMA chain per output over K (4-bit MatMulNBits), or MLAS' SGEMM split
+over the threads as MlasGemmBatch splits it (2- and 8-bit MatMulNBits, MatMulBnb4: gemm_batch).
 The float ops' probes (float_ops, fused_ops) take longer and are kept on disk (cpu.cached).
 """
 
@@ -18,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cpu import cached, cpu_id
-from .weights import mlas_blocks
+from .weights import mlas_blocks, nf4_blocks
 
 F32 = np.float32
 AGREE = 1e-5  # rel L2 of ORT's output from an emulation: measured 2-3e-7 for the one it runs, 5e-3 for the other
@@ -51,9 +54,10 @@ def one_node_graph(w, nb) -> bytes:
 
 @functools.lru_cache(maxsize=None)
 def nbits_compute(nb) -> dict:
-    """{"variant": "CompInt8" | "CompFp32" | "unknown", "ops", "rel_l2", "runtime", "cpu", "emulated"}
-    for MatMulNBits of this graph.NBits on this CPU (the keys of litert/probe.py's verdicts; the
-    variants are MLAS' names for the two products)."""
+    """{"variant": "CompInt8" | "CompFp32" | "unknown", "ops", "rel_l2", "product", "runtime", "cpu",
+    "emulated"} for MatMulNBits of this graph.NBits on this CPU (the keys of litert/probe.py's
+    verdicts; the variants are MLAS' names for the two products). "product": the order of the fp32
+    product's sums, where sim.dequantized_linear lands on it ("chain" or "gemm-batch"), else None."""
     import onnxruntime as ort
 
     from .sim import dequantized_linear, int8_nbits_linear, nbits_dequantized
@@ -69,23 +73,72 @@ def nbits_compute(nb) -> dict:
     rel = {k: float(np.linalg.norm(got - f(x, w)) / np.linalg.norm(got)) for k, f in products.items()}
     variant = next((k for k, r in rel.items() if r < AGREE), "unknown")
     # Measured (onnxruntime 1.32, AMD EPYC): the 4-bit fp32 product of two rows or more is one FMA
-    # chain per output over all of K, to the bit; the 8-bit one is not (MLAS' SGEMM blocks, whose
-    # K stride varies with the shapes), nor is one row (another kernel).
-    # K spans several of any K block MLAS might use (up to 256, and 128 below 4 blocks of it).
-    chain = variant == "CompFp32" and _chains(nb, rng, 1040)
-    return {"variant": variant, "ops": {str(nb): variant != "unknown"}, "rel_l2": rel, "chain": chain,
+    # chain per output over all of K, to the bit; the 2- and 8-bit ones are MlasGemmBatch's SGEMM.
+    # One row is another kernel in both, not emulated.
+    orders = ("chain", "gemm-batch") if variant == "CompFp32" else ()
+    product = next((p for p in orders if _lands(lambda w: one_node_graph(w, nb), p, lambda v: nbits_dequantized(v, nb))),
+                   None)
+    return {"variant": variant, "ops": {str(nb): variant != "unknown"}, "rel_l2": rel, "product": product,
             "runtime": f"onnxruntime {ort.__version__}", "cpu": cpu_id(), "emulated": variant != "unknown"}
 
 
-def _chains(nb, rng, K) -> bool:  # is MatMulNBits' fp32 product of 16 rows one FMA chain per output over K?
+# [M, N, K] of the products a probe runs: K spans several of any K block MLAS uses (up to 256, and
+# 128 below 4 blocks of it); N = 48 and 96 split over 2 threads into parts whose K blocks differ
+# from the whole's; [2, 96, 300] has too few multiplies for a second thread (MlasGemmBatch), [3, 96,
+# 300] enough.
+PRODUCT_SHAPES = ((16, 48, 1040), (16, 96, 1040), (7, 300, 600), (2, 96, 300), (3, 96, 300))
+
+
+def _lands(graph_of, product, dequantize) -> bool:
+    """Does sim.dequantized_linear with `product` give a one-node graph's output (graph_of(w))
+    to the bit, on every shape of PRODUCT_SHAPES, run as the diff runs it (run.session_options)?"""
     import onnxruntime as ort
 
-    from .sim import dequantized_linear, nbits_dequantized
+    from .run import session_options
+    from .sim import dequantized_linear
 
-    w = rng.standard_normal((48, K)).astype(F32)  # [N, K]
-    x = (rng.standard_normal((16, K)) * rng.uniform(0.1, 10, (16, 1))).astype(F32)  # [M, K]
-    got = ort.InferenceSession(one_node_graph(w, nb), providers=["CPUExecutionProvider"]).run(None, {"A": x})[0]
-    return bool(np.array_equal(got, dequantized_linear(lambda v: nbits_dequantized(v, nb), False, chained=True)(x, w)))
+    rng = np.random.default_rng(1)
+    linear = dequantized_linear(dequantize, False, product)
+    for M, N, K in PRODUCT_SHAPES:
+        w = rng.standard_normal((N, K)).astype(F32)
+        x = (rng.standard_normal((M, K)) * rng.uniform(0.1, 10, (M, 1))).astype(F32)
+        session = ort.InferenceSession(graph_of(w), session_options(), providers=["CPUExecutionProvider"])
+        if not np.array_equal(session.run(None, {"A": x})[0], linear(x, w)):
+            return False
+    return True
+
+
+def bnb4_graph(w, block) -> bytes:
+    """A model with one MatMulBnb4 node (NF4): A [M, K] fp32 -> Y [M, N], B from w [N, K] as
+    MatMulBnb4Quantizer stores it (W flattened, two codes a byte, the first in the high nibble)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    N, K = w.shape
+    codes, absmax = nf4_blocks(w, block)  # [N * K], [blocks]
+    pairs = np.pad(codes, (0, codes.size % 2)).reshape(-1, 2)
+    inits = [numpy_helper.from_array(((pairs[:, 0] << 4) | pairs[:, 1]).astype(np.uint8), "B"),
+             numpy_helper.from_array(absmax.astype(F32), "absmax")]
+    node = helper.make_node("MatMulBnb4", ["A", "B", "absmax"], ["Y"], domain="com.microsoft", K=K, N=N,
+                            block_size=block, quant_type=1)
+    g = helper.make_graph([node], "q3ref-probe", [helper.make_tensor_value_info("A", TensorProto.FLOAT, [None, K])],
+                          [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, N])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)])
+    return m.SerializeToString()
+
+
+@functools.lru_cache(maxsize=None)
+def bnb4_compute(block) -> dict:
+    """The keys of nbits_compute for MatMulBnb4 (NF4, `block`): its product is always fp32 (the
+    weight dequantized, then MlasGemmBatch: matmul_bnb4.cc); "product" says whether
+    mlas.gemm_batch_weight sums it as this onnxruntime does on this CPU, to the bit."""
+    import onnxruntime as ort
+
+    from .sim import nf4_dequantized
+
+    lands = _lands(lambda w: bnb4_graph(w, block), "gemm-batch", lambda v: nf4_dequantized(v, block))
+    return {"variant": "MlasGemmBatch" if lands else "fp32 (the order of its sums not found)",
+            "ops": {f"MatMulBnb4 (NF4, blocks of {block})": True}, "product": "gemm-batch" if lands else None,
+            "runtime": f"onnxruntime {ort.__version__}", "cpu": cpu_id(), "emulated": True}
 
 
 # ------------------------------------------------------------------------ the float ops (mlas.py)

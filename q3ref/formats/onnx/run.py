@@ -23,6 +23,9 @@ FP32_READ = "/q3ref_fp32"  # suffix of an fp16 graph's tap read through a Cast t
 # and saved holds its folded Constants (Unsqueeze axes...) as initializers. onnx's own
 # save_as_external_data keeps tensors under 1 KB inline for the same reason.
 INLINE_BYTES = 1024
+# Every session's intra-op threads: as many as cores. MLAS splits some products over them
+# (mlas.gemm_batch_weight), so the simulation reads the count here too.
+THREADS = os.cpu_count() or 1
 
 
 def tapped_copy(g: Graph, tensors, inline=False, fp32_read=False):
@@ -84,7 +87,7 @@ def session_options(optimize=False):
     opts = ort.SessionOptions()
     opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                      else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    opts.intra_op_num_threads = os.cpu_count() or 1
+    opts.intra_op_num_threads = THREADS
     opts.log_severity_level = 3
     return opts
 

@@ -26,9 +26,10 @@ The float ops (RMSNorm's ReduceMean, RoPE's Cos and Sin, attention's MatMul and 
 Sigmoid) are ONNX Runtime's own, bit for bit (mlas.py, ort_float_kernels), in a graph of the
 unfused ops torch exports, where the probe finds each computed so on this CPU; an op that differs
 keeps q3ref's kernel (~1 ulp). int8 and uint8 graphs then land on every tap, and 4-bit
-MatMulNBits graphs too where the probe measures its fp32 product as one FMA chain over K
-(dequantized_linear's chained). fp16 graphs and the genai builder's fused ops keep q3ref's float kernels, and
-other MatMulNBits' fp32 products sum in another order (~1e-7).
+MatMulNBits and MatMulBnb4 graphs too where the probe finds their fp32 product's order (one FMA
+chain over K at 4 bits; MLAS' SGEMM split over the threads at 2 and 8 bits and in MatMulBnb4:
+dequantized_linear's `product`). fp16 graphs and the genai builder's fused ops keep q3ref's float
+kernels, and a product whose order is not found sums by BLAS (~1e-7).
 """
 
 from __future__ import annotations
@@ -227,20 +228,25 @@ def fp16_values_numba(w):  # [...] -> fp32 [...]: fp16_values, the clamp in one 
 FP16_VALUES = {"numba": fp16_values_numba, "numpy": fp16_values}
 
 
-def dequantized_linear(dequantize, cache=True, chained=False):
+def dequantized_linear(dequantize, cache=True, product=None):
     """MatMulNBits, MatMulBnb4 and fp16 MatMuls on CPU: the weight dequantized to fp32 (held as
     fp32: a float16 operand made NumPy convert it on every product), then an fp32 GEMM (MLAS),
-    which sums in its own order: ~1e-7 from NumPy's. chained: the product 4-bit MatMulNBits
-    computes in fp32 for two rows or more where probe.nbits_compute measures it so, one FMA chain
-    per output over all of K (one row takes another kernel, not emulated: BLAS's sum there)."""
+    which sums in its own order: ~1e-7 from NumPy's. `product`: that order, where a probe measured
+    it (probe.nbits_compute, bnb4_compute), for two rows or more (one row takes other kernels, not
+    emulated: BLAS's sum there): "chain", one FMA chain per output over all of K (4-bit MatMulNBits);
+    "gemm-batch", MLAS' SGEMM split over ONNX Runtime's threads (mlas.gemm_batch_weight: MatMulBnb4,
+    2- and 8-bit MatMulNBits)."""
     from . import mlas
+    from .run import THREADS
 
     weights = QuantizedWeights(dequantize, cache)
 
     def linear(x, w):  # [N, in], [out, in] -> [N, out]
         wd = weights(w)
-        if chained and x.shape[0] >= 2:
+        if product == "chain" and x.shape[0] >= 2:
             return mlas.sgemm_weight(x, wd, stride=wd.shape[1])
+        if product == "gemm-batch" and x.shape[0] >= 2:
+            return mlas.gemm_batch_weight(x, wd, THREADS)
         return np.asarray(x, F32) @ wd.T
     linear.quantized = weights
     return linear
@@ -343,12 +349,12 @@ def gather_blocks_dequantized(block, symmetric, shares_lm_head=False):
 
 
 def simulate(weights, kernels, precision, embedding_quantized, block=None, rounded=(), nbits=None, compute=None,
-             gather=None, per_channel=False, float_ops=None, offset=0, chain=False):
+             gather=None, per_channel=False, float_ops=None, offset=0, product=None):
     """(weights, kernel dict) for model.forward computing as ONNX Runtime runs a graph of this
     precision (Graph.precision: "int8", "uint8", "q2"/"q4"/"q8", "bnb4", "fp16", "q4f16"...);
     `block` is MatMulBnb4's; `nbits`, MatMulNBits' graph.NBits, run as `compute` (probe.py's
-    variant: "CompInt8" quantizes the activations; otherwise the product is fp32, and with `chain`
-    (the probe's finding) one FMA chain over K); `rounded`, the
+    variant: "CompInt8" quantizes the activations; otherwise the product is fp32); `product`, the
+    order of an fp32 product's sums as the probe found it (dequantized_linear); `rounded`, the
     taps an fp16 graph rounds to fp16 (Export.fp16_rounded_taps); `gather`, Graph.gather_blocks()
     of a table in 4-bit blocks; `per_channel`, int8/uint8 weights with a scale per output column;
     `float_ops`, (probe.float_ops' verdicts, the graph's inv_freq) for a graph of unfused float ops
@@ -360,15 +366,15 @@ def simulate(weights, kernels, precision, embedding_quantized, block=None, round
         nb_dequantized = NBITS_DEQUANTIZED[kernels]
         if compute == "CompInt8":
             linear = int8_nbits_linear(lambda w: nb_dequantized(w, nbits, fp16, centered=True), nbits.block, cache)
-        else:  # chained: as measured for fp32 graphs (an fp16 graph's MatMulNBits was not)
-            linear = dequantized_linear(lambda w: nb_dequantized(w, nbits, fp16), cache, chained=chain and not fp16)
+        else:  # the product's order as measured for fp32 graphs (an fp16 graph's MatMulNBits was not)
+            linear = dequantized_linear(lambda w: nb_dequantized(w, nbits, fp16), cache, None if fp16 else product)
     elif precision == "fp16":
         linear = dequantized_linear(FP16_VALUES[kernels], cache)
     elif precision == "fp32":
         linear = packed_sgemm_linear(cache)
     elif precision == "bnb4":
         nf4 = NF4_DEQUANTIZED[kernels]
-        linear = dequantized_linear(lambda w: nf4(w, block), cache)
+        linear = dequantized_linear(lambda w: nf4(w, block), cache, product)
     else:
         linear = matmul_integer_linear(precision, kernels, cache, per_channel)
     K = dict(KERNELS[kernels], linear=linear)
