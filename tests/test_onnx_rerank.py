@@ -61,12 +61,19 @@ def test_the_cards_score_is_held_to_the_graph(model, name, k):
 def test_fp16_graphs_round_the_logits_as_onnx_runtime_does(model, name):
     """fp16 graphs (onnxconverter-common; a with-past graph converted with fp16 io): the LM head is
     an fp16 MatMul, which ORT runs in fp32 and rounds to fp16 at its output. Given the graph's
-    hidden states the simulated logits are ORT's to the bit; end to end the fp16 simulation is
-    approximate (ORT's own sums) and the two logits may land an fp16 step apart (<= 1e-3)."""
-    r = diff(model, open_export(ONNX / f"{name}.onnx"), pair(0), quant="auto")
+    hidden states the simulated logits are ORT's to the bit. End to end too for fp16, where its
+    MatMuls' sums (MlasGemmBatch) and float ops are emulated (its norm, which feeds the head, is
+    not rounded). q4f16's MatMulNBits computes in fp16, not emulated: its two logits may land an
+    fp16 step apart (16 pairs: median 7.3e-4, worst 1.3e-3; 8.3e-4 with q3ref's float kernels)."""
+    from q3ref.formats.onnx import probe
+
+    g = open_export(ONNX / f"{name}.onnx")
+    r = diff(model, g, pair(0), quant="auto")
     taps = {t["name"]: t for t in r["taps"]}
     assert r["first_divergence"] is None and not r["unaligned"]
-    assert taps["logits"]["local_rel_l2"] == 0.0 and taps["logits"]["sim_rel_l2"] <= 1e-3
+    assert taps["logits"]["local_rel_l2"] == 0.0 and taps["logits"]["sim_rel_l2"] <= 1.5e-3
+    if name == "rerank_fp16" and g.product_probe()["product"] and probe.float_ops()["emulated"]:
+        assert taps["logits"]["sim_rel_l2"] == 0 and taps["score"]["sim_rel_l2"] == 0
     if name == "rerank_q4f16":
         assert taps["logits"]["rel_l2"] > 0.1  # 4-bit weights: far from the fp32 reference
 

@@ -130,7 +130,7 @@ class Export(GraphExport):
 
         weights, K = simulated
         widths = {weights[n].shape[-1] for n in ("norm.weight", "layers.0.self_attn.q_norm.weight")}  # D, Dh
-        if self.float_ops() is None or not fused_ops()["emulated"] or any(w % 8 for w in widths):
+        if self.float_ops() is None or self.graph.fp16() or not fused_ops()["emulated"] or any(w % 8 for w in widths):
             return None
         if self.graph.lm_head() is not None:
             return None  # a reranker's: the app's run is compared over every row's logits, q3ref's head gives two
@@ -159,12 +159,14 @@ class Export(GraphExport):
 
     def product_probe(self):
         """What probe.py found of the graph's quantized products here (MatMulNBits of one kind:
-        nbits_compute; MatMulBnb4: bnb4_compute), or None for other graphs."""
-        from .probe import bnb4_compute, nbits_compute
+        nbits_compute; MatMulBnb4: bnb4_compute; fp16 weights: fp16_matmul_compute), or None."""
+        from .probe import bnb4_compute, fp16_matmul_compute, nbits_compute
 
         nbits = self.graph.nbits()
         if len(nbits) == 1:
             return nbits_compute(next(iter(nbits)))
+        if self.precision == "fp16":
+            return fp16_matmul_compute()
         return bnb4_compute(self.graph.block_size()) if self.precision == "bnb4" else None
 
     def simulate(self, weights, kernels, runtime, offset=0):
@@ -180,13 +182,15 @@ class Export(GraphExport):
                         product=found.get("product"))
 
     def float_ops(self):
-        """(probe.float_ops' verdicts, the graph's inv_freq) where the graph's float ops are the
-        unfused ones mlas.py emulates and not fp16, else None (q3ref's own float kernels)."""
-        if self.graph.fp16() or not self.graph.unfused_float_ops():
+        """(probe.float_ops' verdicts, the graph's inv_freq, the ops ONNX Runtime runs as their
+        function bodies: run.inlined) where the graph's float ops are the unfused ones mlas.py
+        emulates, else None (q3ref's own float kernels)."""
+        if not self.graph.unfused_float_ops():
             return None
         from .probe import float_ops
+        from .run import inlined
 
-        return float_ops()["ops"], self.graph.rope_inv_freq()
+        return float_ops()["ops"], self.graph.rope_inv_freq(), inlined(self.graph) if self.graph.fp16() else frozenset()
 
     def gather(self):
         """(block, symmetric, shares_lm_head) of a 4-bit embedding table, or None."""
@@ -195,11 +199,16 @@ class Export(GraphExport):
 
     def fp16_rounded_taps(self, cfg) -> set[str]:
         """The taps whose values ONNX Runtime rounds to fp16 before computing on (run.fp16_rounded):
-        a tap's tensor, or the op output it is a layout of; and the graph's output, fp16 itself."""
+        a tap's tensor, or the op output it is a layout of; and the graph's output where it is fp16."""
         from .run import LAYOUT_OPS, fp16_rounded
 
         tensors, (found, _) = fp16_rounded(self.graph), self.align(cfg)
-        taps = {"norm"} if self.graph.fp16() else set()
+        # The output is fp16 only where the converter did not keep fp32 I/O (keep_io_types); with
+        # them the final Cast pair is dropped and the norm's fp32 value is the output (stress_fp16).
+        # A reranker's norm feeds its LM head, an fp32 MatMul: not rounded (its logits are).
+        fp16_out = self.graph.model.graph.output[0].type.tensor_type.elem_type == 10  # FLOAT16
+        norm_out = "norm" in found and found["norm"].tensor == self.graph.output
+        taps = {"norm"} if self.graph.fp16() and fp16_out and norm_out else set()
         for tap, aligned in found.items():
             t = aligned.tensor
             while t not in tensors and t in self.graph.producer and self.graph.producer[t].op_type in LAYOUT_OPS:

@@ -174,7 +174,7 @@ class Graph:
 
     def rope_inv_freq(self):
         """RoPE's inv_freq [Dh/2] as the graph holds it (the fp32 constant of /model/rotary_emb/Mul:
-        torch's own powf, which may differ from NumPy's by an ulp), or None."""
+        torch's own powf, which may differ from NumPy's by an ulp; an fp16 graph's fp16 one), or None."""
         from onnx import numpy_helper
 
         mul = next((n for n in self.nodes if n.name == "/model/rotary_emb/Mul"), None)
@@ -182,8 +182,8 @@ class Graph:
             made = self.producer.get(t)
             if made is not None and made.op_type == "Constant":
                 value = next((numpy_helper.to_array(a.t) for a in made.attribute if a.name == "value"), None)
-                if value is not None and value.dtype == np.float32 and value.size > 1:
-                    return value.reshape(-1)
+                if value is not None and value.dtype in (np.float32, np.float16) and value.size > 1:
+                    return value.reshape(-1).astype(np.float32)  # an fp16 graph's: its values, exactly
         return None
 
     def unfused_float_ops(self) -> bool:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cpu import cached, cpu_id
-from .weights import mlas_blocks, nf4_blocks
+from .weights import fp16_clamped, mlas_blocks, nf4_blocks
 
 F32 = np.float32
 AGREE = 1e-5  # rel L2 of ORT's output from an emulation: measured 2-3e-7 for the one it runs, 5e-3 for the other
@@ -89,9 +89,10 @@ def nbits_compute(nb) -> dict:
 PRODUCT_SHAPES = ((16, 48, 1040), (16, 96, 1040), (7, 300, 600), (2, 96, 300), (3, 96, 300))
 
 
-def _lands(graph_of, product, dequantize) -> bool:
+def _lands(graph_of, product, dequantize, feed=lambda x: x) -> bool:
     """Does sim.dequantized_linear with `product` give a one-node graph's output (graph_of(w))
-    to the bit, on every shape of PRODUCT_SHAPES, run as the diff runs it (run.session_options)?"""
+    to the bit, on every shape of PRODUCT_SHAPES, run as the diff runs it (run.session_options)?
+    feed(x): the graph's input A for activations x (an fp16 graph's: x in fp16)."""
     import onnxruntime as ort
 
     from .run import session_options
@@ -101,9 +102,9 @@ def _lands(graph_of, product, dequantize) -> bool:
     linear = dequantized_linear(dequantize, False, product)
     for M, N, K in PRODUCT_SHAPES:
         w = rng.standard_normal((N, K)).astype(F32)
-        x = (rng.standard_normal((M, K)) * rng.uniform(0.1, 10, (M, 1))).astype(F32)
+        x = feed((rng.standard_normal((M, K)) * rng.uniform(0.1, 10, (M, 1))).astype(F32))
         session = ort.InferenceSession(graph_of(w), session_options(), providers=["CPUExecutionProvider"])
-        if not np.array_equal(session.run(None, {"A": x})[0], linear(x, w)):
+        if not np.array_equal(session.run(None, {"A": x})[0].astype(F32), linear(x.astype(F32), w)):
             return False
     return True
 
@@ -271,3 +272,33 @@ def float_ops() -> dict:
     MLAS picks by ISA (an AVX2-only CPU runs another softmax kernel, not measured here) shows here as
     an op that differs."""
     return _note(_cached_verdicts("float ops", lambda: float_op_cases(np.random.default_rng(0))), "mlas-x86-64")
+
+
+def fp16_matmul_graph(w) -> bytes:
+    """An fp16 graph's MatMul by a weight, as onnxconverter-common leaves it: A [M, K] fp16 ->
+    MatMul by B = W^T [K, N] fp16 -> Cast to fp32 (which ONNX Runtime fuses with the Cast back to
+    fp16 it inserts after the fp32 MatMul it runs, so Y is that MatMul's fp32 output: run.py's taps)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    N, K = w.shape
+    b = numpy_helper.from_array(np.ascontiguousarray(fp16_clamped(w).T), "B")  # [K, N]
+    nodes = [helper.make_node("MatMul", ["A", "B"], ["Y16"]), helper.make_node("Cast", ["Y16"], ["Y"], to=TensorProto.FLOAT)]
+    g = helper.make_graph(nodes, "q3ref-probe", [helper.make_tensor_value_info("A", TensorProto.FLOAT16, [None, K])],
+                          [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, N])], [b])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+
+
+@functools.lru_cache(maxsize=None)
+def fp16_matmul_compute() -> dict:
+    """The keys of nbits_compute for an fp16 graph's MatMul by a weight: run in fp32 on the weight
+    cast from fp16 on every run (the tapped graph is not optimized: no folding), so not packed;
+    "product" says whether mlas.gemm_batch_weight sums it as this onnxruntime does here."""
+    import onnxruntime as ort
+
+    from ...quant import to_fp16
+    from .sim import fp16_values
+
+    lands = _lands(fp16_matmul_graph, "gemm-batch", fp16_values, feed=lambda x: to_fp16(x).astype(np.float16))
+    return {"variant": "MlasGemmBatch" if lands else "fp32 (the order of its sums not found)",
+            "ops": {"MatMul (fp16 weight)": True}, "product": "gemm-batch" if lands else None,
+            "runtime": f"onnxruntime {ort.__version__}", "cpu": cpu_id(), "emulated": True}

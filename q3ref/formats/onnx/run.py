@@ -7,6 +7,7 @@ graph output, so a tapped optimized run is neither the optimized run nor the pla
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -92,6 +93,7 @@ def session_options(optimize=False):
     return opts
 
 
+@functools.lru_cache(maxsize=4)  # fp16_rounded and inlined read the same one
 def optimized_model(g: Graph, optimize=False):
     """The ModelProto ONNX Runtime's session makes of g without its weights (weightless), with its
     inserted casts, and with its fusions where `optimize` (the app's run)."""
@@ -202,6 +204,17 @@ def weightless(g: Graph) -> bytes:
         else:
             m.graph.initializer.append(t)
     return m.SerializeToString()
+
+
+def inlined(g: Graph) -> frozenset[str]:
+    """The ops ONNX Runtime's CPU provider has no kernel for at the graph's types and runs as their
+    ONNX function bodies, read from the session's optimized model (their nodes' outputs are named
+    _inlfunc_<op>_...): an fp16 graph's Softmax, as ReduceMax, Sub, Exp, ReduceSum and Div in fp32."""
+    names = (o for n in optimized_model(g).graph.node for o in n.output)
+    return frozenset(o.split(INLINED)[1].split("_")[0] for o in names if INLINED in o)
+
+
+INLINED = "_inlfunc_"
 
 
 def fp16_rounded(g: Graph) -> set[str]:

@@ -28,8 +28,11 @@ unfused ops torch exports, where the probe finds each computed so on this CPU; a
 keeps q3ref's kernel (~1 ulp). int8 and uint8 graphs then land on every tap, and 4-bit
 MatMulNBits and MatMulBnb4 graphs too where the probe finds their fp32 product's order (one FMA
 chain over K at 4 bits; MLAS' SGEMM split over the threads at 2 and 8 bits and in MatMulBnb4:
-dequantized_linear's `product`). fp16 graphs and the genai builder's fused ops keep q3ref's float
-kernels, and a product whose order is not found sums by BLAS (~1e-7).
+dequantized_linear's `product`), and fp16 graphs too: their fp32 stretches run the same float ops
+(Softmax as its function body, which ORT inlines for want of an fp16 kernel: run.inlined) and
+their MatMuls by a weight cast from fp16 on every run sum as MlasGemmBatch does. The genai
+builder's fused ops keep q3ref's float kernels, and a product whose order is not found sums by
+BLAS (~1e-7).
 """
 
 from __future__ import annotations
@@ -369,7 +372,7 @@ def simulate(weights, kernels, precision, embedding_quantized, block=None, round
         else:  # the product's order as measured for fp32 graphs (an fp16 graph's MatMulNBits was not)
             linear = dequantized_linear(lambda w: nb_dequantized(w, nbits, fp16), cache, None if fp16 else product)
     elif precision == "fp16":
-        linear = dequantized_linear(FP16_VALUES[kernels], cache)
+        linear = dequantized_linear(FP16_VALUES[kernels], cache, product)
     elif precision == "fp32":
         linear = packed_sgemm_linear(cache)
     elif precision == "bnb4":
@@ -380,10 +383,10 @@ def simulate(weights, kernels, precision, embedding_quantized, block=None, round
     K = dict(KERNELS[kernels], linear=linear)
     if precision in ("int8", "uint8") and not per_channel:
         K["rank_head"] = integer_rank_head(precision, weights)
+    if float_ops is not None:
+        K = ort_float_kernels(K, *float_ops, offset=offset, fp16=fp16)  # (ops, inv_freq, inlined)
     if fp16:
         return QuantizedEmbedding(weights, FP16_VALUES[kernels]), fp16_kernels(K, rounded)
-    if float_ops is not None:
-        K = ort_float_kernels(K, *float_ops, offset=offset)
     if gather is not None:
         return QuantizedEmbedding(weights, gather_blocks_dequantized(*gather)), K
     return (PerTensorEmbedding(weights) if embedding_quantized else weights), K
@@ -400,8 +403,11 @@ def fp16_rank_head(linear):
 
 
 def fp16_kernels(K, rounded):
-    """K with an fp16 graph's constants, rounding the taps in `rounded` (the rest stay fp32)."""
-    base_rms_norm, base_attention = K["rms_norm"], K["attention"]
+    """K with an fp16 graph's constants, rounding the taps in `rounded` (the rest stay fp32). Where
+    ort_float_kernels already computes RoPE's tables or attention as ONNX Runtime does (K["ort_ops"]),
+    with the fp16 constants, those are kept; q3ref's own get the constants here."""
+    base_rms_norm, base_attention, base_tables = K["rms_norm"], K["attention"], K.get("rope_tables")
+    ort = K.get("ort_ops", frozenset())
 
     def rms_norm(x, w, eps):  # [N, C] -> [N, C], in fp32 with the fp16 weight and eps
         return base_rms_norm(x, to_fp16(w), float(to_fp16(np.float32(eps))))
@@ -409,15 +415,18 @@ def fp16_kernels(K, rounded):
     def rope_tables(pos, head_dim, theta, dtype=F32):  # [N] -> cos, sin [N, Dh]
         """inv_freq an fp16 Constant; positions exact (ORT drops their cast to fp16); the tables
         rounded to fp16 where repeat_kv's Unsqueeze reads them."""
-        cos, sin = kernel_rope_tables(pos, head_dim, theta, F32, to_fp16(rope_inv_freq(head_dim, theta)))  # [N, Dh]
+        if "Cos" in ort:
+            cos, sin = base_tables(pos, head_dim, theta)  # [N, Dh] each
+        else:
+            cos, sin = kernel_rope_tables(pos, head_dim, theta, F32, to_fp16(rope_inv_freq(head_dim, theta)))
         return to_fp16(cos), to_fp16(sin)
 
     def attention(q, k, v, mask):  # the scores times fp16(Dh^-0.5), not Dh^-0.5: q scaled by their ratio
         Dh = q.shape[-1]
         return base_attention(q * F32(to_fp16(F32(Dh ** -0.5)) / F32(Dh ** -0.5)), k, v, mask)
 
-    return dict(K, rms_norm=rms_norm, rope_tables=rope_tables, attention=attention, round=to_fp16,
-                rounded=frozenset(rounded), rank_head=fp16_rank_head(K["linear"]))
+    return dict(K, rms_norm=rms_norm, rope_tables=rope_tables, attention=base_attention if "Softmax" in ort else attention,
+                round=to_fp16, rounded=frozenset(rounded), rank_head=fp16_rank_head(K["linear"]))
 
 
 INV_FREQ_ULPS = 2  # torch's powf against NumPy's: 1 ulp apart at some frequencies (litert/rope.py measured 5 of 32)
@@ -461,7 +470,7 @@ def ort_rms_norm_divided(x, w, eps):  # [N, C] -> [N, C]: the same after DivMulF
     return np.asarray(w, F32) * (x / np.sqrt(mlas.reduce_mean(x * x) + F32(eps)))
 
 
-def ort_float_kernels(K, ops, inv_freq, offset=0):
+def ort_float_kernels(K, ops, inv_freq, inlined=frozenset(), offset=0, fp16=False):
     """K with the float ops ONNX Runtime runs in an unfused graph (mlas.py), in the graph's op order,
     each where the probe found it computed so on this CPU (`ops`, probe.float_ops' verdicts):
         rms_norm    (ReduceMean)  w * (x * (1 / sqrt(mean(x * x) + eps)))
@@ -473,41 +482,54 @@ def ort_float_kernels(K, ops, inv_freq, offset=0):
                                   move the real ones to other lanes of the softmax's sum and other
                                   K blocks of the product
         silu_mul    (Sigmoid)     (gate * sigmoid(gate)) * up
-    The rest (Pow, Add, Sqrt, Div, Mul, RoPE's rotation) round once each, as NumPy's fp32 does."""
+    The rest (Pow, Add, Sqrt, Div, Mul, RoPE's rotation) round once each, as NumPy's fp32 does.
+    fp16: an fp16 graph's, whose ops run in fp32 where ONNX Runtime has no fp16 kernel (these do
+    not): inv_freq and attention's scale are fp16 constants; `inlined` (run.inlined) names the
+    ops run as their function bodies (its Softmax: mlas.softmax_function, whose ReduceSum sums by
+    the rows' alignment in the [B, H, T, S] buffer). K["ort_ops"]: the ops replaced."""
     from ...kernels import rope_numpy
     from . import mlas
 
     K = dict(K, rope=rope_numpy)  # x * cos + rotate_half(x) * sin, each op rounded: the Numba twin fuses to FMAs
+    replaced = set()
     if ops.get("ReduceMean"):
         K["rms_norm"] = ort_rms_norm
+        replaced.add("ReduceMean")
     if ops.get("Cos") and ops.get("Sin") and inv_freq is not None:
         def rope_tables(pos, head_dim, theta, dtype=F32):  # [N] -> cos, sin [N, Dh]
-            freq = adopted_inv_freq(inv_freq, rope_inv_freq(head_dim, theta))  # [Dh/2]
+            own = rope_inv_freq(head_dim, theta)  # [Dh/2]
+            freq = adopted_inv_freq(inv_freq, to_fp16(own) if fp16 else own)  # [Dh/2]
             angles = np.asarray(pos, F32)[:, None] * freq[None, :]  # [N, Dh/2]
             angles = np.concatenate([angles, angles], axis=-1)  # [N, Dh]
             if np.abs(angles).max(initial=0) >= min(mlas.HUGE.values()):  # Eigen's other reduction
                 return kernel_rope_tables(pos, head_dim, theta, F32, freq)
             return mlas.sincos(angles, False), mlas.sincos(angles, True)
         K["rope_tables"] = rope_tables
+        replaced |= {"Cos", "Sin"}
     if ops.get("MatMul") and ops.get("Softmax"):
         def attention(q, k, v, mask):  # [B, T, H, Dh], [B, T, Hkv, Dh] x 2, [B, T] -> [B, T, H, Dh]
             B, T, H, Dh = q.shape
             rep = H // k.shape[2]
+            scale = to_fp16(F32(Dh ** -0.5)) if fp16 else F32(Dh ** -0.5)
             visible = np.tril(np.ones((T, T), bool))[None] & mask[:, None, :]  # [B, T, T]: keys a query sees
             bias = np.where(visible, F32(0), np.finfo(F32).min)  # [B, T, T]
             out = np.zeros_like(q, dtype=F32)  # [B, T, H, Dh]; a padded query row stays 0, as the twin's
             for b in range(B):
                 for h in range(H):
                     g = h // rep
-                    s = mlas.sgemm(q[b, :, h], k[b, :, g].T) * F32(Dh ** -0.5) + bias[b]  # [T, T]
+                    s = mlas.sgemm(q[b, :, h], k[b, :, g].T) * scale + bias[b]  # [T, T]
                     vg = v[b, :, g]  # [T, Dh]
                     if offset:
                         s = np.concatenate([np.full((T, offset), np.finfo(F32).min, F32), s], axis=1)  # [T, offset + T]
                         vg = np.concatenate([np.zeros((offset, Dh), F32), vg])  # [offset + T, Dh]: 0 x a pad's v
-                    out[b, :, h] = mlas.sgemm(mlas.softmax(s), vg)  # [T, Dh]
+                    S = s.shape[1]
+                    p = mlas.softmax_function(s, (b * H + h) * T * S) if "Softmax" in inlined else mlas.softmax(s)
+                    out[b, :, h] = mlas.sgemm(p, vg)  # [T, Dh]
                 out[b, ~mask[b]] = 0
             return out
         K["attention"] = attention
+        replaced |= {"MatMul", "Softmax"}
     if ops.get("Sigmoid"):
         K["silu_mul"] = lambda gate, up: (gate * mlas.logistic(gate)) * up  # [N, F]
-    return K
+        replaced.add("Sigmoid")
+    return dict(K, ort_ops=frozenset(replaced))
