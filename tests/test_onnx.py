@@ -410,7 +410,7 @@ def test_the_report_names_the_probed_product():
     text = " ".join(r.stdout.split())  # (the console wraps the probe's line)
     line = text[text.index("runtime kernels, probed: onnxruntime"):]
     assert re.match(r"[^\]]*\[[0-9a-f]{8}\]: Comp(Int8|Fp32) \+ (mlas-x86-64|unknown) \(MatMulNBits 8-bit.*, Sigmoid, Softmax, "
-                    r"ReduceMean, Cos, Sin, MatMul\)", line) and r.returncode == 0, r.stdout
+                    r"Exp, ReduceSum, ReduceMean, Cos, Sin, MatMul\)", line) and r.returncode == 0, r.stdout
 
 
 def test_an_unmatched_matmul_nbits_kernel_is_reported(model, monkeypatch):
@@ -639,7 +639,7 @@ def test_float_op_emulations_are_onnx_runtimes_on_new_inputs():
     from q3ref.formats.onnx import mlas, probe
 
     ops = probe.float_ops()["ops"]
-    assert set(ops) == {"Sigmoid", "Softmax", "ReduceMean", "Cos", "Sin", "MatMul"}
+    assert set(ops) == {"Sigmoid", "Softmax", "Exp", "ReduceSum", "ReduceMean", "Cos", "Sin", "MatMul"}
     rng = np.random.default_rng(99)
     F32 = np.float32
     scores = (rng.standard_normal((3, 2, 9, 77)) * 9).astype(F32)
@@ -654,7 +654,11 @@ def test_float_op_emulations_are_onnx_runtimes_on_new_inputs():
              "Cos": ("Cos", [angles], None, (), lambda a: mlas.sincos(a, False)),
              "Sin": ("Sin", [angles], None, (), lambda a: mlas.sincos(a, True)),
              "MatMul": ("MatMul", [p, v], None, (),
-                        lambda a, b: np.stack([mlas.sgemm(a[0, h], b[0, h]) for h in range(3)])[None])}
+                        lambda a, b: np.stack([mlas.sgemm(a[0, h], b[0, h]) for h in range(3)])[None]),
+             "Exp": ("Exp", [(rng.standard_normal((7, 333)) * 30).astype(F32)], None, (),
+                     lambda a: mlas.sum_exp_terms(a, np.zeros((7, 1), F32))),
+             "ReduceSum": ("ReduceSum", [scores[0]], {"keepdims": 0}, ([-1],),  # rows of 77: every alignment
+                           lambda a: mlas.eigen_sum(a.reshape(-1, 77)).reshape(a.shape[:-1]))}
     for name, (op, inputs, attrs, consts, emulation) in cases.items():
         if not ops[name]:
             continue  # another CPU's kernel: the simulation keeps q3ref's own op (test_a_differing_float_op...)

@@ -78,7 +78,8 @@ def sum_exp_terms(x, negative_max):  # [..., D] fp32, [..., 1] -> exp(x - max) [
     p = np.full(v.shape, EXP_POLY[0], F32)
     for c in EXP_POLY[1:] + EXP_POLY[-1:]:  # poly_56 twice: poly_5 and poly_6 are both 1
         p = fma(p, v, c)
-    return np.ldexp(p, np.nan_to_num(m).astype(np.int32)).astype(F32)  # vscalefps: p 2^m, one rounding
+    with np.errstate(over="ignore"):  # past the upper clamp: inf, as vscalefps gives
+        return np.ldexp(p, np.nan_to_num(m).astype(np.int32)).astype(F32)  # vscalefps: p 2^m, one rounding
 
 
 def lane_sum(e):  # [..., D] fp32 -> [...]: ComputeSumExpF32KernelAvx512F's accumulator

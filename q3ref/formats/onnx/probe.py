@@ -174,6 +174,7 @@ def run_unfused(graph: bytes, inputs) -> np.ndarray:
 def float_op_cases(rng):
     """(op, inputs, attrs, consts, domain, emulation) per probe op, on inputs that reach each kernel's
     paths: Softmax rows of 16 lanes, 48-steps and a masked tail, with finfo.min (masked) scores;
+    Exp over and under its clamps; ReduceSum rows at every alignment;
     ReduceMean rows of 128, 1024 and 37 (unaligned starts); angles up to 8191 rad; MatMul as
     attention's two products (H heads batched: K = Dh in one block, and K = T in blocks of 128)
     and as a projection by a weight (packed: blocks of 256, one row too)."""
@@ -188,9 +189,15 @@ def float_op_cases(rng):
     p, v = rng.random((1, 4, 200, 200)).astype(F32), rng.standard_normal((1, 4, 200, 128)).astype(F32)
     batched = lambda a, b: np.stack([mlas.sgemm(a[0, h], b[0, h]) for h in range(a.shape[1])])[None]  # noqa: E731
     a, w = rng.standard_normal((37, 700)).astype(F32), rng.standard_normal((700, 96)).astype(F32)  # x [M, K], W^T [K, N]
+    exps = np.concatenate([rng.uniform(-110, 90, 2000), -rng.exponential(2, 2000)]).astype(F32).reshape(8, -1)
+    sums = rng.random((3, 5, 21)).astype(F32)  # rows of 21: each starts at another 16-byte alignment
     return {
         "Sigmoid": [("Sigmoid", [x], None, (), "", mlas.logistic)],
         "Softmax": [("Softmax", [scores], {"axis": -1}, (), "", mlas.softmax)],
+        # an fp16 graph's Softmax, inlined as its function body (run.inlined): Exp and ReduceSum besides exact ops
+        "Exp": [("Exp", [exps], None, (), "", lambda a: mlas.sum_exp_terms(a, np.zeros((a.shape[0], 1), F32)))],
+        "ReduceSum": [("ReduceSum", [sums], {"keepdims": 1}, ([-1],), "",
+                       lambda a: mlas.eigen_sum(a.reshape(-1, a.shape[-1])).reshape(a.shape[:-1] + (1,)))],
         "ReduceMean": [("ReduceMean", [s], {"keepdims": 1}, ([-1],), "", mlas.reduce_mean) for s in squares],
         "Cos": [("Cos", [angles], None, (), "", lambda a: mlas.sincos(a, False))],
         "Sin": [("Sin", [angles], None, (), "", lambda a: mlas.sincos(a, True))],

@@ -506,7 +506,8 @@ def ort_float_kernels(K, ops, inv_freq, inlined=frozenset(), offset=0, fp16=Fals
             return mlas.sincos(angles, False), mlas.sincos(angles, True)
         K["rope_tables"] = rope_tables
         replaced |= {"Cos", "Sin"}
-    if ops.get("MatMul") and ops.get("Softmax"):
+    function = "Softmax" in inlined  # computed as ReduceMax, Sub, Exp, ReduceSum, Div
+    if ops.get("MatMul") and (ops.get("Exp") and ops.get("ReduceSum") if function else ops.get("Softmax")):
         def attention(q, k, v, mask):  # [B, T, H, Dh], [B, T, Hkv, Dh] x 2, [B, T] -> [B, T, H, Dh]
             B, T, H, Dh = q.shape
             rep = H // k.shape[2]
@@ -523,7 +524,7 @@ def ort_float_kernels(K, ops, inv_freq, inlined=frozenset(), offset=0, fp16=Fals
                         s = np.concatenate([np.full((T, offset), np.finfo(F32).min, F32), s], axis=1)  # [T, offset + T]
                         vg = np.concatenate([np.zeros((offset, Dh), F32), vg])  # [offset + T, Dh]: 0 x a pad's v
                     S = s.shape[1]
-                    p = mlas.softmax_function(s, (b * H + h) * T * S) if "Softmax" in inlined else mlas.softmax(s)
+                    p = mlas.softmax_function(s, (b * H + h) * T * S) if function else mlas.softmax(s)
                     out[b, :, h] = mlas.sgemm(p, vg)  # [T, Dh]
                 out[b, ~mask[b]] = 0
             return out
