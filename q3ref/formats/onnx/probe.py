@@ -30,7 +30,7 @@ AGREE = 1e-5  # rel L2 of ORT's output from an emulation: measured 2-3e-7 for th
 def one_node_graph(w, nb) -> bytes:
     """A model with one MatMulNBits node: A [M, K] fp32 -> Y [M, N], B from w [N, K] as
     MatMulNBitsQuantizer stores it (levels packed low bits first; zero points likewise)."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     N, K = w.shape
     levels, d, zp = mlas_blocks(w, nb.block, nb.bits, nb.symmetric)  # [N, blocks, block], [N, blocks] x 2
@@ -46,7 +46,14 @@ def one_node_graph(w, nb) -> bytes:
         inits.append(numpy_helper.from_array(packed(zp), "zero_points"))
     attrs = dict(K=K, N=N, bits=nb.bits, block_size=nb.block, accuracy_level=nb.accuracy_level)
     node = helper.make_node("MatMulNBits", ["A"] + [t.name for t in inits], ["Y"], domain="com.microsoft", **attrs)
-    g = helper.make_graph([node], "q3ref-probe", [helper.make_tensor_value_info("A", TensorProto.FLOAT, [None, K])],
+    return product_model([node], inits, K, N)
+
+
+def product_model(nodes, inits, K, N, a_type=None) -> bytes:
+    """A model of `nodes` (with `inits`) from A [M, K] (fp32, or ONNX's `a_type`) to Y [M, N] fp32."""
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(nodes, "q3ref-probe", [helper.make_tensor_value_info("A", a_type or TensorProto.FLOAT, [None, K])],
                           [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, N])], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)])
     return m.SerializeToString()
@@ -112,7 +119,7 @@ def _lands(graph_of, product, dequantize, feed=lambda x: x) -> bool:
 def bnb4_graph(w, block) -> bytes:
     """A model with one MatMulBnb4 node (NF4): A [M, K] fp32 -> Y [M, N], B from w [N, K] as
     MatMulBnb4Quantizer stores it (W flattened, two codes a byte, the first in the high nibble)."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     N, K = w.shape
     codes, absmax = nf4_blocks(w, block)  # [N * K], [blocks]
@@ -121,10 +128,7 @@ def bnb4_graph(w, block) -> bytes:
              numpy_helper.from_array(absmax.astype(F32), "absmax")]
     node = helper.make_node("MatMulBnb4", ["A", "B", "absmax"], ["Y"], domain="com.microsoft", K=K, N=N,
                             block_size=block, quant_type=1)
-    g = helper.make_graph([node], "q3ref-probe", [helper.make_tensor_value_info("A", TensorProto.FLOAT, [None, K])],
-                          [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, N])], inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)])
-    return m.SerializeToString()
+    return product_model([node], inits, K, N)
 
 
 @functools.lru_cache(maxsize=None)
@@ -290,9 +294,7 @@ def fp16_matmul_graph(w) -> bytes:
     N, K = w.shape
     b = numpy_helper.from_array(np.ascontiguousarray(fp16_clamped(w).T), "B")  # [K, N]
     nodes = [helper.make_node("MatMul", ["A", "B"], ["Y16"]), helper.make_node("Cast", ["Y16"], ["Y"], to=TensorProto.FLOAT)]
-    g = helper.make_graph(nodes, "q3ref-probe", [helper.make_tensor_value_info("A", TensorProto.FLOAT16, [None, K])],
-                          [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, N])], [b])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+    return product_model(nodes, [b], K, N, TensorProto.FLOAT16)
 
 
 @functools.lru_cache(maxsize=None)
