@@ -570,8 +570,8 @@ def test_simulation_explains_onnx_runtime_over_16_inputs(name):
         r = diff(model, g, rng.integers(0, 1000, int(rng.integers(5, 40))), quant="auto")
         assert r["first_divergence"] is None and r["expected"].startswith("simulation of ONNX Runtime")
         ratios.append(r["output"]["sim_rel_l2"] / r["output"]["rel_l2"])
-    # measured (AMD EPYC): <= 7.5e-6 where the float ops are fp32; q4f16 <= 5e-3 (its fp16 MatMulNBits is not
-    # emulated); fp16 0.6 median, 1.07 worst while its fp32 ops kept q3ref's kernels and NumPy's sums: each ulp
+    # measured (AMD EPYC): <= 7.5e-6 where the float ops are fp32; q4f16 <= 5e-3 (not traced: its taps read
+    # fp16 copies of what its fp32 MLP computes); fp16 0.6 median, 1.07 worst while its fp32 ops kept q3ref's kernels and NumPy's sums: each ulp
     # there flips fp16 roundings. With MLAS' products (MlasGemmBatch), ONNX Runtime's float ops, its Softmax run
     # as the function body (run.inlined) and the fp32 output the converter keeps, fp16 is 0 on all 16
     # With ONNX Runtime's float ops emulated (mlas.py), int8, uint8 and int8_pc are 0 on all 16 (AMD EPYC).

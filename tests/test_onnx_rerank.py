@@ -63,8 +63,9 @@ def test_fp16_graphs_round_the_logits_as_onnx_runtime_does(model, name):
     an fp16 MatMul, which ORT runs in fp32 and rounds to fp16 at its output. Given the graph's
     hidden states the simulated logits are ORT's to the bit. End to end too for fp16, where its
     MatMuls' sums (MlasGemmBatch) and float ops are emulated (its norm, which feeds the head, is
-    not rounded). q4f16's MatMulNBits computes in fp16, not emulated: its two logits may land an
-    fp16 step apart (16 pairs: median 7.3e-4, worst 1.3e-3; 8.3e-4 with q3ref's float kernels)."""
+    not rounded). q4f16 is not traced to the bit (its MatMulNBits runs on the fp32 activations, but
+    the taps read fp16 copies): its two logits may land an fp16 step apart (16 pairs: median 7.3e-4,
+    worst 1.3e-3; 8.3e-4 with q3ref's float kernels)."""
     from q3ref.formats.onnx import probe
 
     g = open_export(ONNX / f"{name}.onnx")
