@@ -235,10 +235,10 @@ def dequantized_linear(dequantize, cache=True, product=None):
     """MatMulNBits, MatMulBnb4 and fp16 MatMuls on CPU: the weight dequantized to fp32 (held as
     fp32: a float16 operand made NumPy convert it on every product), then an fp32 GEMM (MLAS),
     which sums in its own order: ~1e-7 from NumPy's. `product`: that order, where a probe measured
-    it (probe.nbits_compute, bnb4_compute), for two rows or more (one row takes other kernels, not
-    emulated: BLAS's sum there): "chain", one FMA chain per output over all of K (4-bit MatMulNBits);
-    "gemm-batch", MLAS' SGEMM split over ONNX Runtime's threads (mlas.gemm_batch_weight: MatMulBnb4,
-    2- and 8-bit MatMulNBits)."""
+    it (probe.nbits_compute, bnb4_compute, fp16_matmul_compute), for two rows or more (one row takes
+    other kernels, not emulated: BLAS's sum there): "chain", one FMA chain per output over all of K
+    (4-bit MatMulNBits); "gemm-batch", MLAS' SGEMM split over ONNX Runtime's threads
+    (mlas.gemm_batch_weight: MatMulBnb4, 2- and 8-bit MatMulNBits, an fp16 graph's MatMul)."""
     from . import mlas
     from .run import THREADS
 
@@ -360,9 +360,10 @@ def simulate(weights, kernels, precision, embedding_quantized, block=None, round
     order of an fp32 product's sums as the probe found it (dequantized_linear); `rounded`, the
     taps an fp16 graph rounds to fp16 (Export.fp16_rounded_taps); `gather`, Graph.gather_blocks()
     of a table in 4-bit blocks; `per_channel`, int8/uint8 weights with a scale per output column;
-    `float_ops`, (probe.float_ops' verdicts, the graph's inv_freq) for a graph of unfused float ops
-    (Graph.unfused_float_ops) not in fp16: its float ops as ONNX Runtime computes them; `offset`,
-    the pads before the first real token in the graph's row (ort_float_kernels)."""
+    `float_ops`, (probe.float_ops' verdicts, the graph's inv_freq, run.inlined) for a graph of
+    unfused float ops (Graph.unfused_float_ops), fp16 ones included: its float ops as ONNX Runtime
+    computes them; `offset`, the pads before the first real token in the graph's row
+    (ort_float_kernels)."""
     cache = weights.resident
     fp16 = precision.endswith("16")  # "fp16" and the f16 variants of MatMulNBits: Graph.fp16()
     if nbits is not None:
