@@ -334,12 +334,31 @@ def sgemm_weight(x, w, stride=PACKED_STRIDE_K):  # [M, K] @ W^T, W [N, K] as a c
     return out
 
 
+# W's rows per call of _sgemm_w, whose part of W^T (KC x W_ROWS) then stays in L2. One thread, one K
+# chain (the 4-bit MatMulNBits product) at 128 tokens, K 1024-3072: 41-47 GFLOP/s with 64 rows,
+# 49-57 with 128, 51-70 with 256, 47-60 with 512, 30-35 with 1024 (AMD EPYC, 1 MB L2 a core).
+W_ROWS = 256
+
+
+def sgemm_numpy(a, b, stride=None):  # the plain twin of sgemm, one fma over all outputs per k
+    a, b = np.asarray(a, F32), np.asarray(b, F32)
+    K, stride = a.shape[1], stride or stride_k(b.shape[1], a.shape[1])
+    out = None
+    for k0 in range(0, K, stride):
+        acc = np.zeros((a.shape[0], b.shape[1]), F32)
+        for k in range(k0, min(K, k0 + stride)):
+            acc = fma(a[:, k, None], b[None, k, :], acc)
+        out = acc if out is None else out + acc
+    return out
+
+
 # ------------------------------------------------------------------------ MlasGemmBatch, B not packed
 # MatMulBnb4, and MatMulNBits' fp32 product at 2 and 8 bits, dequantize the weight on every run and
 # hand it to MlasGemmBatch as B transposed, not packed. Where N > M its threads split N in blocks of
 # 16 columns (MlasPartitionWork), each part an MlasSgemmOperation whose K block (stride_k) follows
-# the part's width; so the sums depend on the thread count. Measured equal on all three, at 7-200
-# rows and K 160-3072 (onnxruntime 1.32, AMD EPYC, 2 threads); probe.gemm_batch checks it here.
+# the part's width; so the sums depend on the thread count. Measured equal on all three and on an
+# fp16 graph's MatMul by a weight, at 2-200 rows and K 32-3072 (onnxruntime 1.32, AMD EPYC, 2
+# threads); the probes (probe.bnb4_compute, nbits_compute, fp16_matmul_compute) check it here.
 SGEMM_THREAD_COMPLEXITY = 64 * 1024  # MLAS_SGEMM_THREAD_COMPLEXITY: multiplies per thread before another joins
 STRIDEN_THREAD_ALIGN = 16  # MLAS_SGEMM_STRIDEN_THREAD_ALIGN
 
@@ -364,24 +383,6 @@ def gemm_batch_weight(x, w, threads):  # [M, K] @ W^T, W [N, K] as MlasGemmBatch
     (M, K), out = x.shape, np.empty((x.shape[0], w.shape[0]), F32)
     for n0, n1 in gemm_batch_parts(M, w.shape[0], K, threads):
         out[:, n0:n1] = sgemm_weight(x, w[n0:n1], stride_k(n1 - n0, K))
-    return out
-
-
-# W's rows per call of _sgemm_w, whose part of W^T (KC x W_ROWS) then stays in L2. One thread, one K
-# chain (the 4-bit MatMulNBits product) at 128 tokens, K 1024-3072: 41-47 GFLOP/s with 64 rows,
-# 49-57 with 128, 51-70 with 256, 47-60 with 512, 30-35 with 1024 (AMD EPYC, 1 MB L2 a core).
-W_ROWS = 256
-
-
-def sgemm_numpy(a, b, stride=None):  # the plain twin of sgemm, one fma over all outputs per k
-    a, b = np.asarray(a, F32), np.asarray(b, F32)
-    K, stride = a.shape[1], stride or stride_k(b.shape[1], a.shape[1])
-    out = None
-    for k0 in range(0, K, stride):
-        acc = np.zeros((a.shape[0], b.shape[1]), F32)
-        for k in range(k0, min(K, k0 + stride)):
-            acc = fma(a[:, k, None], b[None, k, :], acc)
-        out = acc if out is None else out + acc
     return out
 
 

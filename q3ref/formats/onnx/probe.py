@@ -141,9 +141,13 @@ def bnb4_compute(block) -> dict:
     from .sim import nf4_dequantized
 
     lands = _lands(lambda w: bnb4_graph(w, block), "gemm-batch", lambda v: nf4_dequantized(v, block))
-    return {"variant": "MlasGemmBatch" if lands else "fp32 (the order of its sums not found)",
-            "ops": {f"MatMulBnb4 (NF4, blocks of {block})": True}, "product": "gemm-batch" if lands else None,
-            "runtime": f"onnxruntime {ort.__version__}", "cpu": cpu_id(), "emulated": True}
+    return _gemm_batch_verdict(f"MatMulBnb4 (NF4, blocks of {block})", lands, ort.__version__)
+
+
+def _gemm_batch_verdict(op, lands, version) -> dict:  # nbits_compute's keys for an fp32 product MlasGemmBatch runs
+    return {"variant": "MlasGemmBatch" if lands else "fp32 (the order of its sums not found)", "ops": {op: True},
+            "product": "gemm-batch" if lands else None, "runtime": f"onnxruntime {version}", "cpu": cpu_id(),
+            "emulated": True}
 
 
 # ------------------------------------------------------------------------ the float ops (mlas.py)
@@ -308,6 +312,4 @@ def fp16_matmul_compute() -> dict:
     from .sim import fp16_values
 
     lands = _lands(fp16_matmul_graph, "gemm-batch", fp16_values, feed=lambda x: to_fp16(x).astype(np.float16))
-    return {"variant": "MlasGemmBatch" if lands else "fp32 (the order of its sums not found)",
-            "ops": {"MatMul (fp16 weight)": True}, "product": "gemm-batch" if lands else None,
-            "runtime": f"onnxruntime {ort.__version__}", "cpu": cpu_id(), "emulated": True}
+    return _gemm_batch_verdict("MatMul (fp16 weight)", lands, ort.__version__)
