@@ -284,25 +284,29 @@ def test_flash_attention_simulation_is_llama_cpps_default_run(model, name):
         assert not np.array_equal(deployed, M.normalize(z[f"{run}/pooled"][None])[0]), run
 
 
-@pytest.mark.parametrize("name", ["F16", "Q8_0"])
-def test_plain_flash_attention_twin_keeps_the_tiled_kernels_fp32(model, name):
+def test_plain_flash_attention_twin_keeps_the_tiled_kernels_fp32(model):
     """The plain kernels (an unemulated build): from 64 tokens llama.cpp's flash attention keeps q
     and the probabilities in fp32 (the tiled kernel), and the plain twin that does so is nearer its
-    default run than the plain twin of the tapped run (measured 0.52 and 0.59 of its distance at 100
-    tokens; below 64, one_chunk's fp16 accumulator is ggml_cpu.flash_attn's alone)."""
+    default run than the plain twin of the tapped run. Q8_0, 64 and 100 tokens: 0.57 and 0.59 of
+    its distance with OpenBLAS's SkylakeX kernels, 0.49 and 0.46 with its Haswell kernels (AVX2
+    CPUs). Below 64, one_chunk's fp16 accumulator is ggml_cpu.flash_attn's alone.
+    Not F16: there the plain twin's own fp16 roundings follow BLAS's summation order, and they are
+    as large as the effect (100 tokens: 0.50 of its distance with SkylakeX kernels, 1.19 with
+    Haswell's); the exact simulation above lands on both runs."""
     from q3ref import model as M
     from q3ref.diff import metrics
     from q3ref.formats.gguf.sim import simulate
 
-    g = open_export(GGUF / f"base-{name}.gguf")
-    runs, z = runs_of(name)
-    ids, ones = runs["long100"], np.ones_like(runs["long100"], bool)
-    deployed = M.normalize(z["long100/deployed"][None])[0]
-    far = {}
-    for flash in (True, False):
-        W, K = simulate(model.weights, model.kernels, g.types(), exact=False, flash=flash)
-        far[flash] = metrics(deployed, M.embed(W, model.cfg, ids, ones, None, K)[0])["rel_l2"]
-    assert far[True] < 0.75 * far[False], far
+    g = open_export(GGUF / "base-Q8_0.gguf")
+    runs, z = runs_of("Q8_0")
+    twins = {flash: simulate(model.weights, model.kernels, g.types(), exact=False, flash=flash) for flash in (True, False)}
+    long_runs = [run for run, ids in runs.items() if ids.shape[1] >= 64]
+    assert len(long_runs) == 2, long_runs
+    for run in long_runs:
+        ids, deployed = runs[run], M.normalize(z[f"{run}/deployed"][None])[0]
+        far = {flash: metrics(deployed, M.embed(W, model.cfg, ids, np.ones_like(ids, bool), None, K)[0])["rel_l2"]
+               for flash, (W, K) in twins.items()}
+        assert far[True] < 0.75 * far[False], (run, far)
 
 
 def test_diff_simulates_the_run_an_app_makes(model):

@@ -9,7 +9,7 @@ import pytest
 from conftest import FIXTURES
 from q3ref.qwen35 import delta
 from q3ref.qwen35.config import Qwen35Config
-from q3ref.qwen35.model import forward
+from q3ref.qwen35.model import PLAIN, attention, forward, gated_delta_net
 from q3ref.qwen35.weights import Qwen35Weights
 
 CKPT = FIXTURES / "qwen35/checkpoint"
@@ -40,9 +40,35 @@ def worst(taps, n):
 
 @pytest.mark.parametrize("kernels", ["numba", "numpy"])
 @pytest.mark.parametrize("n", LENGTHS)
-def test_chunked_form_matches_transformers_within_1e_5(model, n, kernels):
+def test_each_stage_fed_transformers_input_is_within_1e_5(model, n, kernels):
+    """Each layer's mixer and MLP fed transformers' own input (its input_norm and post_norm taps):
+    q3ref's error at that stage alone, nothing carried from earlier layers. Measured worst 5.7e-6
+    (layers.2.mixer, 130 tokens) with OpenBLAS's SkylakeX and Haswell kernels alike."""
+    cfg, w = model
+    K = {**PLAIN, "delta": delta.FORMS["chunked", kernels]}
+    z = {k.split("/", 1)[1]: Z[k] for k in Z.files if k.startswith(f"len{n}/")}
+    errs = {}
+    for i, kind in enumerate(cfg.layer_types):
+        p = f"layers.{i}."
+        mixer = gated_delta_net if kind == "linear_attention" else attention
+        h = z[p + "post_norm"]
+        mlp = K["linear"](K["silu"](K["linear"](h, w[p + "mlp.gate_proj.weight"])) * K["linear"](h, w[p + "mlp.up_proj.weight"]),
+                          w[p + "mlp.down_proj.weight"])  # [T, D]
+        for stage, got in (("mixer", mixer(z[p + "input_norm"], w, cfg, p, lambda name, x: x, K)), ("mlp", mlp)):
+            errs[p + stage] = float(np.abs(got - z[p + stage]).max() / np.abs(z[p + stage]).max())
+    assert len(errs) == 8 and max(errs.values()) <= 1e-5, errs
+
+
+@pytest.mark.parametrize("kernels", ["numba", "numpy"])
+@pytest.mark.parametrize("n", LENGTHS)
+def test_chunked_form_matches_transformers_end_to_end(model, n, kernels):
+    """Every tap of the whole forward. The stage errors above (<= 5.7e-6) carry through the random
+    layers and grow: at 130 tokens layers.2.mixer lands 0.91-1.04e-5 from transformers, and where
+    in that range follows the summation order alone: OpenBLAS's SkylakeX kernels (AVX-512 CPUs) or
+    Haswell kernels (AVX2 CPUs; OPENBLAS_CORETYPE), Numba's code for this Zen 4 or for Sapphire
+    Rapids (NUMBA_CPU_NAME). So 2e-5 here, and 1e-5 per stage above."""
     name, err, count = worst(run(model, n, "chunked", kernels), n)
-    assert count == 6 * 4 + 2 + 4 and err <= 1e-5, (name, err)  # 6 taps per layer, norm, logits, 2 x 2 states
+    assert count == 6 * 4 + 2 + 4 and err <= 2e-5, (name, err)  # 6 taps per layer, norm, logits, 2 x 2 states
 
 
 @pytest.mark.parametrize("kernels", ["numba", "numpy"])
