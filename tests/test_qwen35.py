@@ -9,7 +9,7 @@ import pytest
 from conftest import FIXTURES
 from q3ref.qwen35 import delta
 from q3ref.qwen35.config import Qwen35Config
-from q3ref.qwen35.model import PLAIN, attention, forward, gated_delta_net
+from q3ref.qwen35.model import PLAIN, attention, forward, gated_delta_net, mlp
 from q3ref.qwen35.weights import Qwen35Weights
 
 CKPT = FIXTURES / "qwen35/checkpoint"
@@ -51,10 +51,8 @@ def test_each_stage_fed_transformers_input_is_within_1e_5(model, n, kernels):
     for i, kind in enumerate(cfg.layer_types):
         p = f"layers.{i}."
         mixer = gated_delta_net if kind == "linear_attention" else attention
-        h = z[p + "post_norm"]
-        mlp = K["linear"](K["silu"](K["linear"](h, w[p + "mlp.gate_proj.weight"])) * K["linear"](h, w[p + "mlp.up_proj.weight"]),
-                          w[p + "mlp.down_proj.weight"])  # [T, D]
-        for stage, got in (("mixer", mixer(z[p + "input_norm"], w, cfg, p, lambda name, x: x, K)), ("mlp", mlp)):
+        for stage, got in (("mixer", mixer(z[p + "input_norm"], w, cfg, p, lambda name, x: x, K)),
+                           ("mlp", mlp(z[p + "post_norm"], w, p, K))):
             errs[p + stage] = float(np.abs(got - z[p + stage]).max() / np.abs(z[p + stage]).max())
     assert len(errs) == 8 and max(errs.values()) <= 1e-5, errs
 

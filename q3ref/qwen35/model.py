@@ -129,6 +129,12 @@ def attention(x, w, cfg, p, tap, K):  # [T, D] -> [T, D]
     return K["linear"](out, w[a + "o_proj.weight"])  # [T, D]
 
 
+def mlp(x, w, p, K):  # [T, D] -> [T, D]: SwiGLU, down(silu(gate(x)) * up(x))
+    m = p + "mlp."
+    act = K["silu"](K["linear"](x, w[m + "gate_proj.weight"])) * K["linear"](x, w[m + "up_proj.weight"])  # [T, F]
+    return K["linear"](act, w[m + "down_proj.weight"])  # [T, D]
+
+
 PLAIN = {"linear": lambda x, W, bias=None: x @ W.T if bias is None else x @ W.T + bias,  # [N, in], [out, in] -> [N, out]
          "norm": rms_norm, "l2norm": l2norm, "silu": silu, "sigmoid": sigmoid, "softplus": softplus,
          "rope_tables": rope_tables, "attention": causal_attention,
@@ -154,9 +160,6 @@ def forward(weights, cfg, ids, taps=None, form="chunked", kernels="numba", sim=N
         h = gated_delta_net(h, w, cfg, p, tap, K) if kind == "linear_attention" else attention(h, w, cfg, p, tap, K)
         x = tap(p + "attn_residual", x + tap(p + "mixer", h))
         h = tap(p + "post_norm", K["norm"](x, w[p + "post_attention_layernorm.weight"], cfg.rms_norm_eps))
-        m = p + "mlp."
-        act = K["silu"](K["linear"](h, w[m + "gate_proj.weight"])) * K["linear"](h, w[m + "up_proj.weight"])  # [T, F]
-        h = K["linear"](act, w[m + "down_proj.weight"])  # [T, D]
-        x = tap(p + "out", x + tap(p + "mlp", h))
+        x = tap(p + "out", x + tap(p + "mlp", mlp(h, w, p, K)))
     x = tap("norm", K["norm"](x, w["norm.weight"], cfg.rms_norm_eps))
     return tap("logits", K["linear"](x[-1:], weights.head())[0])  # [V]: only the last position's
