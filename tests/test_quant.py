@@ -282,9 +282,11 @@ def test_probe_finds_the_builtin_kernels_and_would_see_another(monkeypatch):
     found, params = litert_probe.probe_kernels()
     assert found == dict.fromkeys(ops, True) and params["eigen_max_kc"] % 8 == 0
     monkeypatch.setattr(litert_probe, "lane_sum", lambda x, lanes=8, offset=0: quant.lane_sum(x, 16, offset))
-    # A wrong sum whatever BLAS this CPU has (OpenBLAS's Sandybridge kernels sum the probe's K=40 in
-    # order, as the runtime does): the exact product, rounded once
-    once = lambda a, b, *kc: np.matmul(a.astype(np.float64), b.astype(np.float64)).astype(np.float32)  # noqa: E731
+    def once(a, b, *kc):  # a wrong sum whatever BLAS this CPU has: the exact product, rounded once
+        # (np.matmul was the wrong one, until OpenBLAS's Sandybridge kernels summed the probe's K=40
+        # in order, as the runtime does)
+        return np.matmul(a.astype(np.float64), b.astype(np.float64)).astype(np.float32)
+
     monkeypatch.setattr(litert_probe, "matmul_sequential", once)
     monkeypatch.setattr(litert_probe, "logistic_eigen", lambda x: (1 / (1 + np.exp(-x.astype(np.float64)))).astype(np.float32))
     monkeypatch.setattr(litert_probe, "dynamic_int8_linear", lambda *a, **k: lambda x, w, bias=None: x @ w.T)  # float, no int8
