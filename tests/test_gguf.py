@@ -427,7 +427,11 @@ def test_numba_quantizer_searches_are_their_numpy_twins():
     want = quants.requantized(xs, d, dm, 15, L)
     quants.requantize_into(xs, d, dm, 15, L)
     assert np.array_equal(L, want)
-    inv = rng.uniform(0.5, 300, x.shape[0]).astype(np.float32)
+    # Q8_0's id = 127 / amax keeps every x * id within int8; past it the store is C's undefined
+    # float-to-int8 cast, which NumPy's AVX2 and AVX-512 loops answer differently (the Intel Xeon's
+    # AVX2 pass wrapped -153 to 103 where Numba gave -128), so the draw stays inside, as ggml's does.
+    amax = np.abs(x).max(1)
+    inv = (np.float32(127) / np.where(amax > 0, amax, 1) * rng.uniform(0.5, 1, x.shape[0])).astype(np.float32)
     halves = np.array([0.5, -0.5, 1.5, -2.5, 0.49999997, -0.49999997, 2.5000002, 0], np.float32)
     x[20, :8], inv[20] = halves, 1
     qs = np.empty(x.shape, np.int8)
