@@ -7,9 +7,10 @@ This project's machines are an AMD EPYC (AVX2 on some, AVX-512 on the Zen 4 ones
 Xeon (AVX-512, AMX). OpenBLAS, NumPy and Numba pick their kernels per CPU, and each kernel sums in
 its own order, so a test whose bound sits at fp32's rounding noise passes on one CPU and fails on
 another (two did: a Qwen3.5 bound at 1.04e-5 against 1e-5 with OpenBLAS's AVX2 kernels, 1.005e-5
-with Numba's code for Sapphire Rapids). Each of these libraries can be told to pick another
-CPU's kernels, and a profile below does that. ONNX Runtime's MLAS and XNNPACK cannot; q3ref's
-probes measure what they do on the CPU at hand.
+with Numba's code for Sapphire Rapids; and on the Intel Xeon, the avx2 run caught a test that
+cast out-of-range floats to int8, which NumPy's AVX2 loop wrapped and Numba's code saturated).
+Each of these libraries can be told to pick another CPU's kernels, and a profile below does that.
+ONNX Runtime's MLAS and XNNPACK cannot; q3ref's probes measure what they do on the CPU at hand.
 
 - avx2: OpenBLAS's Haswell kernels (what it picks on an AVX2 EPYC), NumPy's AVX2 loops, Numba
   code for Haswell: everything an AVX2 machine sums differently, on this machine.
