@@ -428,8 +428,8 @@ def test_numba_quantizer_searches_are_their_numpy_twins():
     quants.requantize_into(xs, d, dm, 15, L)
     assert np.array_equal(L, want)
     # Q8_0's id = 127 / amax keeps every x * id within int8; past it the store is C's undefined
-    # float-to-int8 cast, which NumPy's AVX2 and AVX-512 loops answer differently (the Intel Xeon's
-    # AVX2 pass wrapped -153 to 103 where Numba gave -128), so the draw stays inside, as ggml's does.
+    # float-to-int8 cast, which each CPU's and library's code answers its own way (the Intel Xeon's
+    # avx2 pass: NumPy wrapped -153 to 103, Numba's code gave -128), so the draw stays inside, as ggml's.
     amax = np.abs(x).max(1)
     inv = (np.float32(127) / np.where(amax > 0, amax, 1) * rng.uniform(0.5, 1, x.shape[0])).astype(np.float32)
     halves = np.array([0.5, -0.5, 1.5, -2.5, 0.49999997, -0.49999997, 2.5000002, 0], np.float32)
