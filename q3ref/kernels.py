@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -309,18 +310,17 @@ def attention_numba(q, k, v, mask):
     B, T, H, Dh = q.shape
     Hkv = k.shape[2]
     mask = np.ascontiguousarray(mask, dtype=np.bool_)  # [B, T]
-    # A tile's rows contiguous, so that its Q is a view: one copy here, not one per tile
-    qg = np.ascontiguousarray(q.reshape(B, T, Hkv, H // Hkv, Dh).transpose(0, 2, 1, 3, 4))  # [B, Hkv, T, rep, Dh]
-    kt = np.ascontiguousarray(k.transpose(0, 2, 1, 3))  # [B, Hkv, T, Dh]: a head's keys contiguous
-    vt = np.ascontiguousarray(v.transpose(0, 2, 1, 3))  # [B, Hkv, T, Dh]
     out = np.empty_like(q)  # [B, T, H, Dh], every element written by its tile's _finish_tile
     tiles = [(b, g, q0) for q0 in range(0, T, Q_TILE)[::-1] for b in range(B) for g in range(Hkv)]
     if T < THREADS_FROM_T:
         for tile in tiles:
-            _attention_tile(qg, kt, vt, mask, out, *tile)
+            _attention_tile(q, k, v, mask, out, *tile)
         return out
+    # Long sequences copy K and V once, each head's rows contiguous (O(T) against the tiles'
+    # O(T^2)): read in place, T=8192 took 5% longer (median 2.72 s vs 2.40 here, 2.34 vs 2.23).
+    k, v = (np.ascontiguousarray(x.transpose(0, 2, 1, 3)).transpose(0, 2, 1, 3) for x in (k, v))  # [B, T, Hkv, Dh]
     with _blas().limit(limits=1, user_api="blas"):
-        for _ in pool().map(lambda tile: _attention_tile(qg, kt, vt, mask, out, *tile), tiles):
+        for _ in pool().map(lambda tile: _attention_tile(q, k, v, mask, out, *tile), tiles):
             pass  # (iterating re-raises a tile's exception here)
     return out
 
@@ -349,25 +349,46 @@ def _blas():  # finding the BLAS libraries takes 0.3 ms; setting their threads a
     return ThreadpoolController()
 
 
-def _attention_tile(qg, kt, vt, mask, out, b, g, q0):
+# A query tile's work arrays, kept by each thread between tiles and calls. Fresh ones cost a
+# page fault per 4 KB touched (~4 us each on the Intel Xeon here) and arrive cold in cache.
+# With K and V read in place (no [B, Hkv, T, Dh] copies), one layer's attention on that Xeon
+# (0.6B shapes, medians of 40, alternating): T=512 22.9-29.6 -> 18.9-25.2 ms in four runs,
+# 4 x 128 tokens 14.8-15.9 -> 10.5-11.3 ms; T=2048 and 4096 unchanged.
+_scratch = threading.local()
+
+
+def _tile_scratch(rows, Dh, dtype):  # -> Q [rows*Dh], S [rows*K_TILE], acc, pv [rows, Dh], stats [3, rows]
+    key = (rows, Dh, K_TILE, np.dtype(dtype))
+    kept = getattr(_scratch, "arrays", None)
+    if kept is None or kept[0] != key:
+        kept = _scratch.arrays = (key, np.empty(rows * Dh, dtype), np.empty(rows * K_TILE, dtype),
+                                  np.empty((rows, Dh), dtype), np.empty((rows, Dh), dtype), np.empty((3, rows), dtype))
+    return kept[1:]
+
+
+def _attention_tile(q, k, v, mask, out, b, g, q0):
     """Queries q0 .. q0+Q_TILE of sequence b, query heads of KV head g, into `out`.
 
     Key tiles past the causal diagonal are skipped. Online softmax (running max and sum, fp32):
-    memory is O(T), not O(T^2).
+    memory is O(T), not O(T^2). K and V go to BLAS as views of k, v: strided (rows Hkv*Dh
+    apart) below THREADS_FROM_T tokens, where a copy per call cost more than it saved.
     """
-    T, rep, Dh = qg.shape[2:]
+    T, H, Dh = q.shape[1:]
+    rep = H // k.shape[2]
     q1 = min(q0 + Q_TILE, T)
-    Q = qg[b, g, q0:q1].reshape(-1, Dh)  # [R, Dh], R = (q1-q0)*rep: row i*rep + r is query q0+i, head g*rep+r
-    stats = np.empty((3, Q.shape[0]), qg.dtype)  # running max m, running sum l, correction: set by the first key tile
-    acc = None  # [R, Dh], from the first key tile's product: rescaling zeros by corr is a no-op
+    R = (q1 - q0) * rep  # row i*rep + r is query q0+i, head g*rep+r
+    Qs, Ss, acc, pv, stats = _tile_scratch(Q_TILE * rep, Dh, q.dtype)
+    Q = Qs[:R * Dh].reshape(R, Dh)  # [R, Dh]: one copy of the tile's queries, heads of g side by side
+    np.copyto(Q.reshape(q1 - q0, rep, Dh), q[b, q0:q1, g * rep:(g + 1) * rep])
+    acc, pv, stats = acc[:R], pv[:R], stats[:, :R]  # stats: running max m, sum l, correction
     for k0 in range(0, q1, K_TILE):  # keys beyond the last query are never visible
         k1 = min(k0 + K_TILE, q1)
-        S = Q @ kt[b, g, k0:k1].T  # [R, Tk]
-        _online_softmax_tile(S, stats, q0, k0, rep, mask[b], qg.dtype.type(Dh ** -0.5))
-        pv = S @ vt[b, g, k0:k1]  # [R, Dh]
-        if acc is None:
-            acc = pv
+        S = np.matmul(Q, k[b, k0:k1, g].T, out=Ss[:R * (k1 - k0)].reshape(R, k1 - k0))  # [R, Tk]
+        _online_softmax_tile(S, stats, q0, k0, rep, mask[b], q.dtype.type(Dh ** -0.5))
+        if k0 == 0:  # the first key tile's product is the accumulator: nothing to rescale yet
+            np.matmul(S, v[b, k0:k1, g], out=acc)  # [R, Dh]
         else:
+            np.matmul(S, v[b, k0:k1, g], out=pv)  # [R, Dh]
             acc *= stats[2][:, None]
             acc += pv
     _finish_tile(acc, stats[1], out, b, q0, g * rep, rep)
