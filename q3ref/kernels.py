@@ -211,33 +211,24 @@ THREADS_FROM_T = 1024
 THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-# A row's max over MAX_LANES independent running maxima, then over those: the plain running max is
-# one chain of dependent compares that LLVM cannot vectorize (a select is not reassociable without
-# nnan), and it took 0.55 ns per score here, twice the exp's 0.25. With 16 lanes 0.27 ns, 64 0.17,
-# 128 0.10 (the lanes live in memory, so a few vectors must be in flight). The same max whatever the
-# order: a NaN never wins a compare, and the lanes start at -inf.
-MAX_LANES = 128
+@intrinsic
+def _maxnum(typingctx, a, b):  # LLVM's maxnum: the larger, and the number if one is NaN
+    def codegen(context, builder, signature, args):
+        ty = args[0].type
+        return builder.call(builder.module.declare_intrinsic("llvm.maxnum", [ty], ir.FunctionType(ty, [ty, ty])), args)
+    return a(a, b), codegen
 
 
+# A row's max, NaNs ignored. Written as `s if s > mx else mx`, the running max is one chain of
+# dependent compares that LLVM cannot vectorize (a select is not reassociable without nnan):
+# 0.55 ns per score. maxnum's result does not depend on the order (a NaN never wins, the row
+# starts at -inf), so LLVM vectorizes its reduction as it is. On the Intel Xeon, a [256, 512]
+# tile: 0.30 ns per score, against 0.50 for the 128 running maxima in memory it replaces.
 @numba.njit(nogil=True, **JIT)
-def _row_max(S, r, n, lanes):  # max of S[r, :n] (-inf if none is a number); lanes [MAX_LANES] scratch
-    ninf = S.dtype.type(-np.inf)
-    lanes[:] = ninf
-    j = 0
-    while j + MAX_LANES <= n:
-        for u in range(MAX_LANES):
-            s = S[r, j + u]
-            lanes[u] = s if s > lanes[u] else lanes[u]
-        j += MAX_LANES
-    w = MAX_LANES // 2
-    while w:  # the lanes halved in place: a serial pass over 128 of them cost as much as the row
-        for u in range(w):
-            lanes[u] = lanes[u + w] if lanes[u + w] > lanes[u] else lanes[u]
-        w //= 2
-    mx = lanes[0]
-    for u in range(j, n):
-        s = S[r, u]
-        mx = s if s > mx else mx
+def _row_max(S, r, n):  # max of S[r, :n] (-inf if none is a number)
+    mx = S.dtype.type(-np.inf)
+    for j in range(n):
+        mx = _maxnum(mx, S[r, j])
     return mx
 
 
@@ -261,7 +252,6 @@ def _online_softmax_tile(S, stats, q0, k0, rep, kmask, scale):
         m[:] = ninf
         l[:] = zero
     padded = False
-    lanes = np.empty(MAX_LANES, S.dtype)
     for j in range(Tk):
         padded |= not kmask[k0 + j]
     for r in range(R):
@@ -272,7 +262,7 @@ def _online_softmax_tile(S, stats, q0, k0, rep, kmask, scale):
                 S[r, j] = S[r, j] if kmask[k0 + j] else ninf
         # max of the raw scores: scale > 0, so it is the max of the scaled ones too. NaN never
         # wins, so the exp below passes it on
-        mx = _row_max(S, r, nvis, lanes)
+        mx = _row_max(S, r, nvis)
         if mx == ninf:  # no visible score is a number: none visible, or NaN ones only
             for j in range(nvis):
                 if S[r, j] != S[r, j]:

@@ -124,8 +124,8 @@ def test_attention(T, rep, dtype, tiles, monkeypatch):
 @pytest.mark.parametrize("n", [0, 1, 127, 128, 129, 255, 256, 300, 512])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_row_max_is_nans_ignored_max(n, dtype):
-    """The softmax's lane-wise row max is NumPy's NaN-ignoring max (-inf when no score is a
-    number), wherever the NaN, -inf and +inf fall: in the lanes or in the tail past them."""
+    """The softmax's vectorized row max is NumPy's NaN-ignoring max (-inf when no score is a
+    number), wherever the NaN, -inf and +inf fall: in a vector's lanes or in the tail past them."""
     rng = np.random.default_rng(n)
     S = rng.standard_normal((6, n + 5)).astype(dtype)  # a prefix of n of each row is read
     S[1, rng.integers(0, max(n, 1), 3)] = np.nan
@@ -134,12 +134,11 @@ def test_row_max_is_nans_ignored_max(n, dtype):
     S[4, :] = -np.inf
     S[5, :n] = -1e30
     S[5, n:] = 1e30  # past n: never read
-    lanes = np.empty(K.MAX_LANES, dtype)
     for r in range(S.shape[0]):
         want = np.fmax.reduce(S[r, :n], initial=-np.inf)
         if np.isnan(want):
             want = -np.inf
-        assert K._row_max(S, r, n, lanes) == want, (r, n)
+        assert K._row_max(S, r, n) == want, (r, n)
 
 
 @pytest.mark.parametrize("threads_from_t", [0, 10**9], ids=["threaded", "inline"])
