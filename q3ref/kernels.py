@@ -307,7 +307,8 @@ def attention_numba(q, k, v, mask):
             _attention_tile(q, k, v, mask, out, *tile)
         return out
     # Long sequences copy K and V once, each head's rows contiguous (O(T) against the tiles'
-    # O(T^2)): read in place, T=8192 took 5% longer (median 2.72 s vs 2.40 here, 2.34 vs 2.23).
+    # O(T^2)). Read in place, T=8192 took 5-13% longer on the Intel Xeon: median 2.72 s against 2.40
+    # copied so, and 2.34 s against 2.23 with the earlier [B, Hkv, T, Dh] copies.
     k, v = (np.ascontiguousarray(x.transpose(0, 2, 1, 3)).transpose(0, 2, 1, 3) for x in (k, v))  # [B, T, Hkv, Dh]
     with _blas().limit(limits=1, user_api="blas"):
         for _ in pool().map(lambda tile: _attention_tile(q, k, v, mask, out, *tile), tiles):
@@ -342,7 +343,7 @@ def _blas():  # finding the BLAS libraries takes 0.3 ms; setting their threads a
 # A query tile's work arrays, kept by each thread between tiles and calls. Fresh ones cost a
 # page fault per 4 KB touched (~4 us each on the Intel Xeon here) and arrive cold in cache.
 # With K and V read in place (no [B, Hkv, T, Dh] copies), one layer's attention on that Xeon
-# (0.6B shapes, medians of 40, alternating): T=512 22.9-29.6 -> 18.9-25.2 ms in four runs,
+# (0.6B shapes, medians of 40, alternating): T=512 22.9-29.6 -> 18.9-25.2 ms in five runs,
 # 4 x 128 tokens 14.8-15.9 -> 10.5-11.3 ms; T=2048 and 4096 unchanged.
 _scratch = threading.local()
 
