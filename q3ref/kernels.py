@@ -386,15 +386,16 @@ def _attention_tile(q, k, v, mask, out, b, g, q0):
 
 
 @numba.njit(nogil=True, cache=True, fastmath=FAST - {"arcp"}, error_model="numpy")  # a true division
-def _finish_tile(acc, l, out, b, q0, h0, rep):
-    """out[b, q0 + i, h0 + r] = acc [i*rep + r] / l [i*rep + r]; a padded query row (l = 0,
-    acc = 0) stays 0. One pass in place of five NumPy calls: at T=512 every tile's Python
-    overhead added up to a sixth of attention's time. The whole (C-contiguous) out, not a view
-    of the tile: with a view's strides unknown the loop did not vectorize (1 ns per value)."""
+def _finish_tile(acc, denom, out, b, q0, h0, rep):
+    """out[b, q0 + i, h0 + r] = acc [i*rep + r] / denom [i*rep + r], denom being the softmax's
+    running sum l; a padded query row (denom = 0, acc = 0) stays 0. One pass in place of five
+    NumPy calls: at T=512 every tile's Python overhead added up to a sixth of attention's time.
+    The whole (C-contiguous) out, not a view of the tile: with a view's strides unknown the loop
+    did not vectorize (1 ns per value)."""
     Dh = out.shape[3]
     for row in range(acc.shape[0]):
         i, r = divmod(row, rep)
-        s = l[row] if l[row] > 0 else l.dtype.type(1)
+        s = denom[row] if denom[row] > 0 else denom.dtype.type(1)
         for d in range(Dh):
             out[b, q0 + i, h0 + r, d] = acc[row, d] / s
 
