@@ -221,9 +221,9 @@ def _maxnum(typingctx, a, b):  # LLVM's maxnum: the larger, and the number if on
 
 # A row's max, NaNs ignored. Written as `s if s > mx else mx`, the running max is one chain of
 # dependent compares that LLVM cannot vectorize (a select is not reassociable without nnan).
-# maxnum's result does not depend on the order (a NaN never wins, the row
-# starts at -inf), so LLVM vectorizes its reduction as it is. On the Intel Xeon, a [256, 512]
-# tile: 0.30 ns per score, against 0.50 for the 128 running maxima in memory it replaces.
+# maxnum's result does not depend on the order (a NaN never wins, the row starts at -inf), so
+# LLVM vectorizes its reduction as it is. On the Intel Xeon, a [256, 512] tile: 0.30 ns per
+# score, against 0.50 for the 128 running maxima in memory it replaces.
 @numba.njit(nogil=True, **JIT)
 def _row_max(S, r, n):  # max of S[r, :n] (-inf if none is a number)
     mx = S.dtype.type(-np.inf)
